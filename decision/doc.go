@@ -1,0 +1,11 @@
+// Package decision turns one customer event and the customer's stored state into one
+// explainable action: RETRY, MESSAGE, ESCALATE or SUPPRESS.
+//
+// The package is pure and deterministic: it does no I/O during evaluation, reads no clock and
+// holds no globals. The same Input (event, customer, state and time) under the same Policy
+// always gives the same Result, which is what makes golden tests and replay possible.
+//
+// A Policy is a compiled policy bundle: rules written in CEL that propose candidate actions,
+// and parameters for the guardrails. Guardrails are Go code that no rule can switch off:
+// every candidate passes through them before arbitration picks the winner.
+package decision
