@@ -1,0 +1,67 @@
+package featurestore
+
+import (
+	"errors"
+	"time"
+
+	"github.com/arbiter-dev/arbiter/decision"
+)
+
+// ErrNotFound is returned when a decision or customer does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrUnavailable wraps every error that means the store could not be reached or did not
+// answer in time. Callers degrade on it.
+var ErrUnavailable = errors.New("store unavailable")
+
+// ErrCorrupt wraps errors about malformed data found in the store.
+var ErrCorrupt = errors.New("malformed stored data")
+
+// Loaded is the result of Load: the customer's state, or the stored record of an event that
+// was already decided.
+type Loaded struct {
+	State decision.State
+	// Record is the encoded arbiterv1.DecisionRecord when the event id was decided before;
+	// the caller then replays it and State is empty.
+	Record []byte
+}
+
+// Commit is one decision's atomic write: the decision record, its audit entry, and the
+// state changes the decision makes.
+type Commit struct {
+	CustomerID string
+	EventID    string
+	DecisionID string
+	Now        time.Time
+	// Record is the encoded arbiterv1.DecisionRecord.
+	Record  []byte
+	Summary decision.DecisionSummary
+	Effects decision.Effects
+}
+
+// Committed is the result of Commit.
+type Committed struct {
+	// Record is set when the event id had already been decided (for example by a concurrent
+	// call): nothing of this commit was applied and the caller replays Record.
+	Record []byte
+	// Conflict names the check that failed: nothing was applied; the state moved since Load,
+	// and the caller loads again and re-decides.
+	Conflict string
+}
+
+// OutcomeCommit is the atomic write of one reported outcome.
+type OutcomeCommit struct {
+	CustomerID string
+	DecisionID string
+	Outcome    decision.Outcome
+	OccurredAt time.Time
+	Now        time.Time
+	Effects    decision.OutcomeEffects
+}
+
+// StoredOutcome is an outcome recorded for a decision.
+type StoredOutcome struct {
+	Outcome    decision.Outcome
+	OccurredAt time.Time
+	RecordedAt time.Time
+}
