@@ -1,0 +1,425 @@
+package server
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// CardNumberError reports a request field that holds what looks like a payment card number
+// (PAN). Field is the path of the field, for example `event.attributes["note"]`; the value is
+// never part of the error. Its gRPC status is INVALID_ARGUMENT.
+type CardNumberError struct {
+	Field string
+}
+
+// Error implements error. It names the field, never its value.
+func (e *CardNumberError) Error() string {
+	return e.Field + ": looks like a card number (13 to 19 digits passing the Luhn check); send a card_ref (network token or payment account reference) instead"
+}
+
+// GRPCStatus makes status.FromError and status.Code see INVALID_ARGUMENT.
+func (e *CardNumberError) GRPCStatus() *status.Status {
+	return status.New(codes.InvalidArgument, e.Error())
+}
+
+// CheckCardNumbers walks every string of m by protobuf reflection (string fields, nested and
+// repeated messages, map keys and values, google.protobuf.Value, Struct and ListValue strings,
+// and the raw bytes of unknown fields) and returns a *CardNumberError naming the first field
+// that holds a 13 to 19 digit sequence passing the Luhn check, or nil. See ContainsCardNumber
+// for what counts as a sequence. A nil message is clean. It does not allocate when m is clean
+// and holds no lists or maps.
+func CheckCardNumbers(m proto.Message) error {
+	if m == nil {
+		return nil
+	}
+	rm := m.ProtoReflect()
+	if !rm.IsValid() {
+		return nil
+	}
+	// Fast paths for the hot requests read the generated fields directly; everything else, and
+	// building the field path once something is found, goes through reflection.
+	switch r := m.(type) {
+	case *arbiterv1.DecideRequest:
+		if !cardInDecideRequest(r) {
+			return nil
+		}
+	case *arbiterv1.PutFeaturesRequest:
+		if !cardInPutFeatures(r) {
+			return nil
+		}
+	default:
+		if !cardInMessage(rm, nil) {
+			return nil
+		}
+	}
+	var path []string
+	if !cardInMessage(rm, &path) {
+		// Unreachable unless a fast path disagrees with reflection: fail closed.
+		return &CardNumberError{Field: "request"}
+	}
+	return &CardNumberError{Field: joinCardPath(path)}
+}
+
+// cardUnknown reports whether the unknown fields of m hold a card number. A newer client's
+// fields are kept by the decoder and would be stored with the request.
+func cardUnknown(m proto.Message) bool {
+	u := m.ProtoReflect().GetUnknown()
+	return len(u) > 0 && ContainsCardNumber([]byte(u))
+}
+
+func cardInDecideRequest(r *arbiterv1.DecideRequest) bool {
+	if cardUnknown(r) {
+		return true
+	}
+	if e := r.GetEvent(); e != nil {
+		if cardUnknown(e) || ContainsCardNumber(e.GetId()) || ContainsCardNumber(e.GetSource()) {
+			return true
+		}
+		if ts := e.GetOccurredAt(); ts != nil && cardUnknown(ts) {
+			return true
+		}
+		if p := e.GetPayment(); p != nil {
+			if cardUnknown(p) || ContainsCardNumber(p.GetDeclineCode()) || ContainsCardNumber(p.GetMerchantAdviceCode()) ||
+				ContainsCardNumber(p.GetCurrency()) || ContainsCardNumber(p.GetAcquirer()) ||
+				ContainsCardNumber(p.GetCardRef()) || ContainsCardNumber(p.GetMerchantId()) {
+				return true
+			}
+		}
+		for k, v := range e.GetAttributes() {
+			if ContainsCardNumber(k) || ContainsCardNumber(v) {
+				return true
+			}
+		}
+	}
+	if c := r.GetCustomer(); c != nil {
+		if cardUnknown(c) || ContainsCardNumber(c.GetId()) || ContainsCardNumber(c.GetTimezone()) ||
+			ContainsCardNumber(c.GetLocale()) || ContainsCardNumber(c.GetSegment()) {
+			return true
+		}
+		for _, cs := range c.GetConsents() {
+			if cs != nil && cardUnknown(cs) {
+				return true
+			}
+		}
+	}
+	if o := r.GetOptions(); o != nil && cardUnknown(o) {
+		return true
+	}
+	return false
+}
+
+func cardInPutFeatures(r *arbiterv1.PutFeaturesRequest) bool {
+	if cardUnknown(r) || ContainsCardNumber(r.GetCustomerId()) {
+		return true
+	}
+	if d := r.GetTtl(); d != nil && cardUnknown(d) {
+		return true
+	}
+	for k, v := range r.GetFeatures() {
+		if ContainsCardNumber(k) || cardInValue(v) {
+			return true
+		}
+	}
+	return false
+}
+
+func cardInValue(v *structpb.Value) bool {
+	if v == nil {
+		return false
+	}
+	if cardUnknown(v) {
+		return true
+	}
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		return ContainsCardNumber(k.StringValue)
+	case *structpb.Value_StructValue:
+		s := k.StructValue
+		if s == nil {
+			return false
+		}
+		if cardUnknown(s) {
+			return true
+		}
+		for fk, fv := range s.GetFields() {
+			if ContainsCardNumber(fk) || cardInValue(fv) {
+				return true
+			}
+		}
+	case *structpb.Value_ListValue:
+		l := k.ListValue
+		if l == nil {
+			return false
+		}
+		if cardUnknown(l) {
+			return true
+		}
+		for _, e := range l.GetValues() {
+			if cardInValue(e) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// CardGuardUnaryInterceptor rejects, with INVALID_ARGUMENT naming the field, any request whose
+// strings hold a card number (see CheckCardNumbers). Put it before every interceptor that logs,
+// traces, counts or stores anything about the request.
+func CardGuardUnaryInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if m, ok := req.(proto.Message); ok {
+			if err := CheckCardNumbers(m); err != nil {
+				return nil, err
+			}
+		}
+		return handler(ctx, req)
+	}
+}
+
+// CardGuardStreamInterceptor applies CheckCardNumbers to every message a client streams in.
+func CardGuardStreamInterceptor() grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, cardGuardStream{ss})
+	}
+}
+
+type cardGuardStream struct {
+	grpc.ServerStream
+}
+
+func (s cardGuardStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if pm, ok := m.(proto.Message); ok {
+		return CheckCardNumbers(pm)
+	}
+	return nil
+}
+
+// The well-known types whose structure is left out of field paths, so a feature reads
+// features["nickname"] rather than features["nickname"].string_value.
+const (
+	cardValueName     protoreflect.FullName = "google.protobuf.Value"
+	cardStructName    protoreflect.FullName = "google.protobuf.Struct"
+	cardListValueName protoreflect.FullName = "google.protobuf.ListValue"
+)
+
+// cardInMessage reports whether any string in m holds a card number. When it does and path is
+// not nil, *path holds the path segments in reverse order (innermost first). It allocates only
+// for lists and maps, whose reflection wrappers are allocated by the protobuf runtime.
+func cardInMessage(m protoreflect.Message, path *[]string) bool {
+	if u := m.GetUnknown(); len(u) > 0 && ContainsCardNumber([]byte(u)) {
+		cardAppend(path, "(unknown field)")
+		return true
+	}
+	md := m.Descriptor()
+	transparent := false
+	switch md.FullName() {
+	case cardValueName, cardStructName, cardListValueName:
+		transparent = true
+	}
+	fields := md.Fields()
+	for i, n := 0, fields.Len(); i < n; i++ {
+		fd := fields.Get(i)
+		if !cardMayHoldString(fd) || !m.Has(fd) {
+			continue
+		}
+		v := m.Get(fd)
+		var found bool
+		switch {
+		case fd.IsMap():
+			found = cardInMap(fd, v.Map(), path)
+		case fd.IsList():
+			found = cardInList(fd, v.List(), path)
+		case fd.Kind() == protoreflect.StringKind:
+			found = ContainsCardNumber(v.String())
+		default:
+			found = cardInMessage(v.Message(), path)
+		}
+		if found {
+			if !transparent {
+				cardAppend(path, string(fd.Name()))
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// cardAppend adds a segment to a path being collected; a nil path collects nothing.
+func cardAppend(path *[]string, seg string) {
+	if path != nil {
+		*path = append(*path, seg)
+	}
+}
+
+// cardMayHoldString reports whether a field can hold a string at any depth.
+func cardMayHoldString(fd protoreflect.FieldDescriptor) bool {
+	if fd.IsMap() {
+		return fd.MapKey().Kind() == protoreflect.StringKind || cardMayHoldString(fd.MapValue())
+	}
+	switch fd.Kind() {
+	case protoreflect.StringKind, protoreflect.MessageKind, protoreflect.GroupKind:
+		return true
+	}
+	return false
+}
+
+func cardInList(fd protoreflect.FieldDescriptor, l protoreflect.List, path *[]string) bool {
+	isString := fd.Kind() == protoreflect.StringKind
+	for i, n := 0, l.Len(); i < n; i++ {
+		v := l.Get(i)
+		var found bool
+		if isString {
+			found = ContainsCardNumber(v.String())
+		} else {
+			found = cardInMessage(v.Message(), path)
+		}
+		if found {
+			if path != nil {
+				cardAppend(path, "["+strconv.Itoa(i)+"]")
+			}
+			return true
+		}
+	}
+	return false
+}
+
+func cardInMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, path *[]string) bool {
+	keyIsString := fd.MapKey().Kind() == protoreflect.StringKind
+	vd := fd.MapValue()
+	valueKind := vd.Kind()
+	found := false
+	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
+		if keyIsString && ContainsCardNumber(k.String()) {
+			// The key itself is the secret: name the map, not the key.
+			cardAppend(path, " (a map key)")
+			found = true
+			return false
+		}
+		switch valueKind {
+		case protoreflect.StringKind:
+			found = ContainsCardNumber(v.String())
+		case protoreflect.MessageKind, protoreflect.GroupKind:
+			found = cardInMessage(v.Message(), path)
+		}
+		if found {
+			if path != nil {
+				cardAppend(path, "["+cardQuoteKey(k)+"]")
+			}
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// cardQuoteKey renders a map key for a field path, shortened to keep status messages small.
+func cardQuoteKey(k protoreflect.MapKey) string {
+	const maxKey = 64
+	s := k.String()
+	if len(s) > maxKey {
+		s = strings.ToValidUTF8(s[:maxKey], "") + "…"
+	}
+	if _, ok := k.Interface().(string); ok {
+		return strconv.Quote(s)
+	}
+	return s
+}
+
+// joinCardPath joins reversed path segments: names are joined with dots, index and key
+// segments ("[...]", " (...)") attach to what precedes them.
+func joinCardPath(rev []string) string {
+	var b strings.Builder
+	for i := len(rev) - 1; i >= 0; i-- {
+		seg := rev[i]
+		if b.Len() > 0 && seg[0] != '[' && seg[0] != ' ' {
+			b.WriteByte('.')
+		}
+		b.WriteString(seg)
+	}
+	if b.Len() == 0 {
+		return "request"
+	}
+	return b.String()
+}
+
+// ContainsCardNumber reports whether s holds a sequence of 13 to 19 ASCII digits that passes
+// the Luhn check. Digits may be separated by single spaces or dashes ("4111 1111 1111 1111",
+// "4111-1111-1111-1111"). A candidate starts at the start of a digit group and ends at the end
+// of one, so a card number written inside a longer run of grouped digits is still found, while
+// a run of more than 19 digits with no separator (a long numeric id) is not a card number. Any
+// other character ends a run. It never allocates.
+func ContainsCardNumber[T string | []byte](s T) bool {
+	const minDigits, maxDigits = 13, 19
+	n := len(s)
+	if n < minDigits {
+		return false
+	}
+	for i := 0; i < n; i++ {
+		if !cardIsDigit(s[i]) {
+			continue
+		}
+		// i is the start of a digit group when it follows a non-digit.
+		if i > 0 && cardIsDigit(s[i-1]) {
+			continue
+		}
+		// Walk forward from this group start, checking Luhn at every group end. sumEven doubles
+		// digits at even offsets from the start, sumOdd those at odd offsets; which one is the
+		// Luhn sum depends on the parity of the length.
+		digits, sumEven, sumOdd := 0, 0, 0
+		for j := i; j < n; j++ {
+			c := s[j]
+			if cardIsDigit(c) {
+				d := int(c - '0')
+				dd := d * 2
+				if dd > 9 {
+					dd -= 9
+				}
+				if digits%2 == 0 {
+					sumEven += dd
+					sumOdd += d
+				} else {
+					sumEven += d
+					sumOdd += dd
+				}
+				digits++
+				if digits > maxDigits {
+					break
+				}
+				groupEnd := j+1 == n || !cardIsDigit(s[j+1])
+				if groupEnd && digits >= minDigits {
+					// The rightmost digit (offset digits-1) is never doubled.
+					sum := sumOdd
+					if (digits-1)%2 == 1 {
+						sum = sumEven
+					}
+					if sum%10 == 0 {
+						return true
+					}
+				}
+				continue
+			}
+			// A single separator between two digits continues the run.
+			if (c == ' ' || c == '-') && j > i && cardIsDigit(s[j-1]) && j+1 < n && cardIsDigit(s[j+1]) {
+				continue
+			}
+			break
+		}
+	}
+	return false
+}
+
+func cardIsDigit(c byte) bool { return c >= '0' && c <= '9' }
