@@ -1,0 +1,283 @@
+package loadtest
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Result is what one run measured. Durations are in microseconds (suffix _us), rates in
+// requests per second.
+type Result struct {
+	Name string `json:"name"`
+	// Mode is "open" (constant arrival rate) or "closed" (fixed concurrency).
+	Mode       string  `json:"mode"`
+	TargetRate float64 `json:"target_rate,omitempty"`
+	Duration   float64 `json:"duration_s"`
+	// Workers is the open loop's pool size or the closed loop's concurrency.
+	Workers int `json:"workers"`
+	// Scheduled is how many requests the open loop's schedule had in the measured window.
+	Scheduled    int64   `json:"scheduled,omitempty"`
+	Completed    int64   `json:"completed"`
+	Unsent       int64   `json:"unsent,omitempty"`
+	Elapsed      float64 `json:"elapsed_s"`
+	AchievedRate float64 `json:"achieved_rate"`
+	// Latency is measured from the intended send time (open loop) or the send time (closed).
+	Latency Percentiles `json:"latency"`
+	// Service is completion minus actual send.
+	Service Percentiles `json:"service"`
+	// Lag is actual send minus intended send: waiting for a worker plus the generator's delay.
+	Lag Percentiles `json:"lag"`
+	// SchedulerLag is the open-loop scheduler's own lateness, not counting waits for a worker.
+	SchedulerLag Percentiles `json:"scheduler_lag"`
+	// PoolSaturated counts due requests that found every worker busy.
+	PoolSaturated int64 `json:"pool_saturated,omitempty"`
+	// Spectrum is the latency percentile spectrum; ServiceSpectrum that of service time.
+	Spectrum        []SpectrumPoint  `json:"spectrum"`
+	ServiceSpectrum []SpectrumPoint  `json:"service_spectrum"`
+	ErrorCount      int64            `json:"error_count"`
+	Errors          map[string]int64 `json:"errors"`
+	Actions         map[string]int64 `json:"actions"`
+	Degraded        int64            `json:"degraded"`
+	DegradedShare   float64          `json:"degraded_share"`
+	Replayed        int64            `json:"replayed"`
+	Timeline        []TimelinePoint  `json:"timeline"`
+	Warnings        []string         `json:"warnings,omitempty"`
+}
+
+// TimelinePoint is one second of a run, by intended send time.
+type TimelinePoint struct {
+	Second int     `json:"second"`
+	Count  int64   `json:"count"`
+	Errors int64   `json:"errors"`
+	P50Us  float64 `json:"p50_us"`
+	P99Us  float64 `json:"p99_us"`
+	MaxUs  float64 `json:"max_us"`
+}
+
+// Machine describes where a report was measured.
+type Machine struct {
+	CPUs      int    `json:"cpus"`
+	CPUModel  string `json:"cpu_model"`
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+	Arch      string `json:"arch"`
+}
+
+// ThisMachine describes the machine the process runs on.
+func ThisMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}
+
+// Ratios compare Decide with the empty-handler baseline measured in the same run.
+type Ratios struct {
+	// P50, P99 and P999 are Decide's latency percentiles divided by the baseline's.
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+	// MaxThroughput is Decide's maximum sustainable throughput divided by the baseline's.
+	MaxThroughput float64 `json:"max_throughput,omitempty"`
+}
+
+// Report is the outcome of one `arbiter loadtest` invocation.
+type Report struct {
+	Date        time.Time `json:"date"`
+	Machine     Machine   `json:"machine"`
+	Addr        string    `json:"addr"`
+	Seed        uint64    `json:"seed"`
+	Customers   int       `json:"customers"`
+	Duplicates  float64   `json:"duplicates"`
+	Connections int       `json:"connections"`
+	DeadlineMs  float64   `json:"deadline_ms"`
+	Decide      Result    `json:"decide"`
+	// Baseline is the open loop at the same rate against the empty health Check.
+	Baseline *Result `json:"baseline,omitempty"`
+	// MaxDecide and MaxBaseline are the closed-loop steps that found each maximum throughput.
+	MaxDecide   *Result `json:"max_decide,omitempty"`
+	MaxBaseline *Result `json:"max_baseline,omitempty"`
+	Ratios      *Ratios `json:"ratios,omitempty"`
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(int64(a/b*100+0.5)) / 100
+}
+
+// ComputeRatios sets r.Ratios from the baseline and maximum-throughput results, when present.
+func (r *Report) ComputeRatios() {
+	if r.Baseline == nil {
+		return
+	}
+	r.Ratios = &Ratios{
+		P50:  ratio(r.Decide.Latency.P50Us, r.Baseline.Latency.P50Us),
+		P99:  ratio(r.Decide.Latency.P99Us, r.Baseline.Latency.P99Us),
+		P999: ratio(r.Decide.Latency.P999Us, r.Baseline.Latency.P999Us),
+	}
+	if r.MaxDecide != nil && r.MaxBaseline != nil {
+		r.Ratios.MaxThroughput = ratio(r.MaxDecide.AchievedRate, r.MaxBaseline.AchievedRate)
+	}
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	return nil
+}
+
+// ReadReport reads a report written by WriteJSON.
+func ReadReport(rd io.Reader) (*Report, error) {
+	var r Report
+	if err := json.NewDecoder(rd).Decode(&r); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	return &r, nil
+}
+
+// ReadReportFile reads the report in file path.
+func ReadReportFile(path string) (*Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := ReadReport(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// results returns the report's results in display order.
+func (r *Report) results() []*Result {
+	out := []*Result{&r.Decide}
+	for _, x := range []*Result{r.Baseline, r.MaxDecide, r.MaxBaseline} {
+		if x != nil {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// WriteSummary writes the human summary of r: one row per run, then errors by code, the
+// action mix, the degraded share, the ratios and any warnings.
+func (r *Report) WriteSummary(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "run\tmode\ttarget/s\tachieved/s\tp50\tp90\tp99\tp99.9\tmax\tservice p99\tlag p99\terrors\t\n")
+	for _, x := range r.results() {
+		target := "-"
+		if x.TargetRate > 0 {
+			target = fmt.Sprintf("%.0f", x.TargetRate)
+		} else {
+			target = fmt.Sprintf("c=%d", x.Workers)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", x.Name, x.Mode, target, x.AchievedRate,
+			fmtUs(x.Latency.P50Us), fmtUs(x.Latency.P90Us), fmtUs(x.Latency.P99Us), fmtUs(x.Latency.P999Us),
+			fmtUs(x.Latency.MaxUs), fmtUs(x.Service.P99Us), fmtUs(x.Lag.P99Us), x.ErrorCount)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	d := &r.Decide
+	fmt.Fprintf(w, "\ndecide: %d completed in %.1fs; errors by code: %s\n", d.Completed, d.Elapsed, fmtCounts(d.Errors, d.Completed))
+	fmt.Fprintf(w, "action mix: %s\n", fmtCounts(d.Actions, d.Completed-d.ErrorCount))
+	fmt.Fprintf(w, "degraded: %d (%.2f%%), replayed: %d\n", d.Degraded, 100*d.DegradedShare, d.Replayed)
+	if r.Ratios != nil {
+		fmt.Fprintf(w, "ratio to the empty-handler baseline: p50 ×%.2f, p99 ×%.2f, p99.9 ×%.2f", r.Ratios.P50, r.Ratios.P99, r.Ratios.P999)
+		if r.Ratios.MaxThroughput > 0 {
+			fmt.Fprintf(w, "; max throughput %.0f/s vs %.0f/s = %.0f%%", r.MaxDecide.AchievedRate, r.MaxBaseline.AchievedRate, 100*r.Ratios.MaxThroughput)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, x := range r.results() {
+		for _, warn := range x.Warnings {
+			fmt.Fprintf(w, "WARNING (%s): %s\n", x.Name, warn)
+		}
+	}
+	return nil
+}
+
+// fmtCounts formats counts by key, largest first, with their share of total.
+func fmtCounts(m map[string]int64, total int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := slices.SortedFunc(maps.Keys(m), func(a, b string) int {
+		return cmp.Or(cmp.Compare(m[b], m[a]), cmp.Compare(a, b))
+	})
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		share := 0.0
+		if total > 0 {
+			share = 100 * float64(m[k]) / float64(total)
+		}
+		parts[i] = fmt.Sprintf("%s %d (%.1f%%)", k, m[k], share)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// WriteCompare writes runs a and b side by side: the decide figures, the baselines, the
+// maximum throughputs and the ratio b/a of each.
+func WriteCompare(w io.Writer, a, b *Report) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "metric\tA\tB\tB/A\t\n")
+	fmt.Fprintf(tw, "date\t%s\t%s\t\t\n", a.Date.UTC().Format(time.DateTime), b.Date.UTC().Format(time.DateTime))
+	fmt.Fprintf(tw, "cpus\t%d\t%d\t\t\n", a.Machine.CPUs, b.Machine.CPUs)
+	row := func(name string, x, y float64, us bool) {
+		f := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+		if us {
+			f = fmtUs
+		}
+		r := "-"
+		if x > 0 {
+			r = fmt.Sprintf("%.2f", y/x)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t\n", name, f(x), f(y), r)
+	}
+	res := func(prefix string, x, y *Result) {
+		if x == nil || y == nil {
+			return
+		}
+		row(prefix+" target/s", x.TargetRate, y.TargetRate, false)
+		row(prefix+" achieved/s", x.AchievedRate, y.AchievedRate, false)
+		row(prefix+" p50", x.Latency.P50Us, y.Latency.P50Us, true)
+		row(prefix+" p90", x.Latency.P90Us, y.Latency.P90Us, true)
+		row(prefix+" p99", x.Latency.P99Us, y.Latency.P99Us, true)
+		row(prefix+" p99.9", x.Latency.P999Us, y.Latency.P999Us, true)
+		row(prefix+" max", x.Latency.MaxUs, y.Latency.MaxUs, true)
+		row(prefix+" service p99", x.Service.P99Us, y.Service.P99Us, true)
+		row(prefix+" errors", float64(x.ErrorCount), float64(y.ErrorCount), false)
+		row(prefix+" degraded", float64(x.Degraded), float64(y.Degraded), false)
+	}
+	res("decide", &a.Decide, &b.Decide)
+	res("baseline", a.Baseline, b.Baseline)
+	if a.MaxDecide != nil && b.MaxDecide != nil {
+		row("decide max/s", a.MaxDecide.AchievedRate, b.MaxDecide.AchievedRate, false)
+	}
+	if a.MaxBaseline != nil && b.MaxBaseline != nil {
+		row("baseline max/s", a.MaxBaseline.AchievedRate, b.MaxBaseline.AchievedRate, false)
+	}
+	return tw.Flush()
+}

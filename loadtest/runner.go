@@ -1,0 +1,323 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Reply is what a run keeps of one answer.
+type Reply struct {
+	Action   string // "RETRY", "MESSAGE", "ESCALATE", "SUPPRESS"; empty for calls without one
+	Degraded bool
+	Replayed bool
+}
+
+// Target is what a run calls. Implementations are safe for concurrent use.
+type Target interface {
+	// Prepare builds request i. Its cost is the generator's, counted in lag, not in service
+	// time.
+	Prepare(i uint64) any
+	// Call sends a prepared request and waits for the answer.
+	Call(ctx context.Context, req any) (Reply, error)
+}
+
+// Config describes one run.
+type Config struct {
+	// Name labels the run in progress lines and reports, for example "decide" or "baseline".
+	Name string
+	// Rate is the open-loop arrival rate in requests per second. Zero selects the closed loop.
+	Rate float64
+	// Concurrency is the number of closed-loop workers, each sending its next request as soon
+	// as the previous one is answered. Used only when Rate is zero. Default 16.
+	Concurrency int
+	// Workers bounds the open loop's requests in flight. When all are busy, due requests
+	// wait, and their latency, measured from the intended time, includes the wait. Default 256.
+	Workers int
+	// Duration is the measured time. Required.
+	Duration time.Duration
+	// Warmup runs before Duration with the same load; its calls are not recorded.
+	Warmup time.Duration
+	// Deadline is each call's deadline. Default 1s.
+	Deadline time.Duration
+	// Progress receives a line a second (rate, p50, p99, errors); nil prints nothing.
+	Progress io.Writer
+	// Live rewrites one line in place (for a terminal) instead of printing a line a second.
+	Live bool
+}
+
+func (c *Config) defaults() error {
+	if c.Duration <= 0 {
+		return errors.New("duration must be > 0")
+	}
+	if c.Rate < 0 || c.Warmup < 0 || c.Deadline < 0 || c.Workers < 0 || c.Concurrency < 0 {
+		return errors.New("rate, warmup, deadline, workers and concurrency must not be negative")
+	}
+	if c.Deadline == 0 {
+		c.Deadline = time.Second
+	}
+	if c.Workers == 0 {
+		c.Workers = 256
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 16
+	}
+	return nil
+}
+
+// Run drives target with cfg's load and returns what it measured. It stops by itself: the open
+// loop sends at most Rate × (Warmup + Duration) requests and gives up on requests still
+// waiting for a worker two deadlines after the schedule ends (counted as unsent); the closed
+// loop stops at the end of Duration. Cancelling ctx stops it early with ctx's error.
+func Run(ctx context.Context, target Target, cfg Config) (Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	if cfg.Rate > 0 {
+		return runOpen(ctx, target, cfg)
+	}
+	return runClosed(ctx, target, cfg)
+}
+
+type job struct {
+	i        uint64
+	intended time.Time
+}
+
+func runOpen(ctx context.Context, target Target, cfg Config) (Result, error) {
+	start := time.Now().Add(10 * time.Millisecond) // let the workers start first
+	sched := Schedule{Start: start, Rate: cfg.Rate}
+	measureFrom := start.Add(cfg.Warmup)
+	end := measureFrom.Add(cfg.Duration)
+	total := sched.Count(cfg.Warmup + cfg.Duration)
+	giveUp := end.Add(2*cfg.Deadline + time.Second)
+	rec := newRecorder(measureFrom)
+
+	jobs := make(chan job, cfg.Workers)
+	var unsent atomic.Int64
+	var wg sync.WaitGroup
+	for range cfg.Workers {
+		wg.Go(func() {
+			for j := range jobs {
+				if ctx.Err() != nil || time.Now().After(giveUp) {
+					if !j.intended.Before(measureFrom) {
+						unsent.Add(1)
+					}
+					continue
+				}
+				call(ctx, target, cfg.Deadline, j, measureFrom, rec)
+			}
+		})
+	}
+	stopProgress := startProgress(cfg, rec)
+
+	// The scheduler: one goroutine, sleeping until each request is due. schedLag is how late
+	// it was by its own fault (not counting the wait for a free worker).
+	schedLag := newHistogram()
+	var poolFull int64
+	blocked := false
+	unpin := pinScheduler()
+schedule:
+	for i := range total {
+		t := sched.At(i)
+		if !sleepUntil(ctx, t) {
+			break
+		}
+		if !blocked && !t.Before(measureFrom) {
+			recordDuration(schedLag, time.Since(t))
+		}
+		j := job{i: uint64(i), intended: t}
+		select {
+		case jobs <- j:
+			blocked = false
+			continue
+		default:
+		}
+		if !t.Before(measureFrom) {
+			poolFull++
+		}
+		blocked = true
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			break schedule
+		}
+	}
+	unpin()
+	close(jobs)
+	wg.Wait()
+	stopProgress()
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+
+	res := rec.result()
+	res.Name, res.Mode = cfg.Name, "open"
+	res.TargetRate = cfg.Rate
+	res.Duration = cfg.Duration.Seconds()
+	res.Workers = cfg.Workers
+	res.Scheduled = sched.Count(cfg.Warmup+cfg.Duration) - sched.Count(cfg.Warmup)
+	res.Unsent = unsent.Load()
+	res.SchedulerLag = summarize(schedLag)
+	res.PoolSaturated = poolFull
+	res.Warnings = openWarnings(res)
+	return res, nil
+}
+
+// openWarnings explains when the figures say more about the load generator than the server.
+func openWarnings(res Result) []string {
+	var w []string
+	if res.SchedulerLag.P99Us > 1000 {
+		w = append(w, fmt.Sprintf("the load generator fell behind its own schedule (p99 scheduler lag %s): "+
+			"the client, not the server, limited this run; latency figures include that lag", fmtUs(res.SchedulerLag.P99Us)))
+	}
+	if res.Scheduled > 0 && float64(res.Completed+res.Unsent) < 0.99*float64(res.Scheduled) {
+		w = append(w, fmt.Sprintf("only %d of %d scheduled requests completed", res.Completed, res.Scheduled))
+	}
+	if res.PoolSaturated > 0 {
+		w = append(w, fmt.Sprintf("all %d workers were busy when %d requests were due: the server did not keep up "+
+			"with the arrival rate (their wait is part of the latency); raise --workers only if service time is low",
+			res.Workers, res.PoolSaturated))
+	}
+	if res.Unsent > 0 {
+		w = append(w, fmt.Sprintf("%d requests were never sent: still waiting for a worker long after the schedule ended", res.Unsent))
+	}
+	return w
+}
+
+func runClosed(ctx context.Context, target Target, cfg Config) (Result, error) {
+	start := time.Now()
+	measureFrom := start.Add(cfg.Warmup)
+	end := measureFrom.Add(cfg.Duration)
+	rec := newRecorder(measureFrom)
+	var next atomic.Uint64
+	var wg sync.WaitGroup
+	for range cfg.Concurrency {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				now := time.Now()
+				if !now.Before(end) {
+					return
+				}
+				call(ctx, target, cfg.Deadline, job{i: next.Add(1) - 1, intended: now}, measureFrom, rec)
+			}
+		})
+	}
+	stopProgress := startProgress(cfg, rec)
+	wg.Wait()
+	stopProgress()
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	res := rec.result()
+	res.Name, res.Mode = cfg.Name, "closed"
+	res.Duration = cfg.Duration.Seconds()
+	res.Workers = cfg.Concurrency
+	return res, nil
+}
+
+// call prepares and sends one request and records it when it was due in the measured window.
+func call(ctx context.Context, target Target, deadline time.Duration, j job, measureFrom time.Time, rec *recorder) {
+	req := target.Prepare(j.i)
+	cctx, cancel := context.WithTimeout(ctx, deadline)
+	sent := time.Now()
+	rep, err := target.Call(cctx, req)
+	done := time.Now()
+	cancel()
+	if j.intended.Before(measureFrom) {
+		return
+	}
+	code := codes.OK
+	if err != nil {
+		code = status.Code(err)
+		if code == codes.Unknown && errors.Is(err, context.DeadlineExceeded) {
+			code = codes.DeadlineExceeded
+		}
+	}
+	rec.record(j.intended, sent, done, rep, code)
+}
+
+// startProgress prints a progress line a second until the returned function is called.
+func startProgress(cfg Config, rec *recorder) (stop func()) {
+	if cfg.Progress == nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		elapsed := 0
+		for {
+			select {
+			case <-done:
+				if cfg.Live {
+					fmt.Fprintln(cfg.Progress)
+				}
+				return
+			case <-t.C:
+			}
+			elapsed++
+			p := rec.takeInterval()
+			line := fmt.Sprintf("%-8s %4ds  rate %7d/s  p50 %8s  p99 %8s  errors %d",
+				cfg.Name, elapsed, p.count, fmtDur(p.p50), fmtDur(p.p99), p.errors)
+			if cfg.Live {
+				fmt.Fprintf(cfg.Progress, "\r\033[K%s", line)
+			} else {
+				fmt.Fprintln(cfg.Progress, line)
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+func fmtDur(d time.Duration) string { return fmtUs(float64(d) / 1e3) }
+
+// fmtUs formats microseconds for people: µs below a millisecond, ms with 2 decimals below a
+// second, seconds above.
+func fmtUs(us float64) string {
+	switch {
+	case us < 1000:
+		return fmt.Sprintf("%.0fµs", us)
+	case us < 1e6:
+		return fmt.Sprintf("%.2fms", us/1e3)
+	default:
+		return fmt.Sprintf("%.2fs", us/1e6)
+	}
+}
+
+// MaxThroughput finds the maximum sustainable throughput of target: it runs a closed loop for
+// step at each of the concurrencies (after a warm-up of a fifth of step) and returns the run
+// with the highest achieved rate among those without errors (or the first run, when every
+// run had errors). Deadline and Progress are taken from base.
+func MaxThroughput(ctx context.Context, target Target, base Config, concurrencies []int, step time.Duration) (Result, error) {
+	var best Result
+	found := false
+	for _, c := range concurrencies {
+		cfg := base
+		cfg.Rate = 0
+		cfg.Concurrency = c
+		cfg.Duration = step
+		cfg.Warmup = step / 5
+		cfg.Name = fmt.Sprintf("%s c=%d", base.Name, c)
+		res, err := Run(ctx, target, cfg)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Name = base.Name
+		if !found || (res.ErrorCount == 0 && (best.ErrorCount > 0 || res.AchievedRate > best.AchievedRate)) {
+			best, found = res, true
+		}
+	}
+	if !found {
+		return Result{}, errors.New("max throughput: no concurrency given")
+	}
+	return best, nil
+}
