@@ -415,7 +415,7 @@ func sampleReport() *Report {
 			Elapsed: 10, AchievedRate: 2000 * scale, Latency: summarize(h), Service: summarize(h), Lag: summarize(h),
 			Spectrum: spectrum(h), ServiceSpectrum: spectrum(h),
 			Errors: map[string]int64{"DeadlineExceeded": 3}, ErrorCount: 3,
-			Actions: map[string]int64{"RETRY": 9000, "MESSAGE": 6000, "SUPPRESS": 4000, "ESCALATE": 997},
+			Actions:  map[string]int64{"RETRY": 9000, "MESSAGE": 6000, "SUPPRESS": 4000, "ESCALATE": 997},
 			Degraded: 10, DegradedShare: 0.0005,
 		}
 		r.Latency.P50Us *= scale
@@ -564,4 +564,3 @@ func TestDeclineCodesEmbedded(t *testing.T) {
 		}
 	}
 }
-
