@@ -1,0 +1,67 @@
+package server
+
+import (
+	"context"
+	"time"
+)
+
+// Budget defaults.
+const (
+	// DefaultStoreBudgetMax caps the time one request may spend on store calls.
+	DefaultStoreBudgetMax = 50 * time.Millisecond
+	// DefaultStoreBudgetFraction is the share of the caller's remaining time given to the store.
+	DefaultStoreBudgetFraction = 0.75
+	// DefaultStoreBudgetReserve is the time always left, after the store budget, to evaluate
+	// and answer before the caller's deadline.
+	DefaultStoreBudgetReserve = 2 * time.Millisecond
+)
+
+// Budget is the time one request may spend on store calls (Load and Commit together), derived
+// from the caller's deadline so that a slow store never makes Decide miss it: the budget is
+// the smallest of Max, Fraction of the remaining time, and the remaining time less Reserve.
+// Without a caller deadline the budget is Max. A budget of zero or less means there is no time
+// for the store at all: the request degrades at once.
+//
+// The zero Budget uses the defaults (50 ms, 0.75, 2 ms). A Budget is a value; copy it freely.
+type Budget struct {
+	// Max caps the budget; zero means DefaultStoreBudgetMax.
+	Max time.Duration
+	// Fraction is the share of the remaining time given to the store, in (0, 1]; zero or out
+	// of range means DefaultStoreBudgetFraction.
+	Fraction float64
+	// Reserve is the time kept to answer after the store budget; zero means
+	// DefaultStoreBudgetReserve, a negative value means none.
+	Reserve time.Duration
+}
+
+// For returns the store budget of a request whose context is ctx, at time now. It does not
+// allocate.
+func (b Budget) For(ctx context.Context, now time.Time) time.Duration {
+	limit, fraction, reserve := b.Max, b.Fraction, b.Reserve
+	if limit <= 0 {
+		limit = DefaultStoreBudgetMax
+	}
+	if fraction <= 0 || fraction > 1 {
+		fraction = DefaultStoreBudgetFraction
+	}
+	if reserve == 0 {
+		reserve = DefaultStoreBudgetReserve
+	} else if reserve < 0 {
+		reserve = 0
+	}
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return limit
+	}
+	remaining := deadline.Sub(now)
+	budget := min(limit, time.Duration(float64(remaining)*fraction), remaining-reserve)
+	return max(budget, 0)
+}
+
+// Context returns a context for the request's store calls that ends when the budget is spent
+// (or earlier, with ctx), and its cancel function, which the caller must call when the store
+// calls are done. When the budget is zero the returned context is already done with
+// context.DeadlineExceeded, so the store call fails at once and the request degrades.
+func (b Budget) Context(ctx context.Context, now time.Time) (context.Context, context.CancelFunc) {
+	return context.WithDeadline(ctx, now.Add(b.For(ctx, now)))
+}
