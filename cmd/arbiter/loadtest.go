@@ -3,10 +3,326 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/arbiter-dev/arbiter/loadtest"
+	"golang.org/x/term"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
-// runLoadtest is the "loadtest" command. TODO: not built yet.
+// loadtestConfig is the configuration of "arbiter loadtest".
+type loadtestConfig struct {
+	addr        string
+	rate        float64
+	duration    time.Duration
+	warmup      time.Duration
+	connections int
+	concurrency int
+	workers     int
+	deadline    time.Duration
+	customers   int
+	duplicates  float64
+	seed        uint64
+	runID       string
+	seedRedis   string
+	skipSeed    bool
+	baseline    bool
+	maxStep     time.Duration
+	out         string
+	compare     bool
+}
+
+// runLoadtest is the "loadtest" command: seed synthetic customers, drive Decide at a constant
+// arrival rate, optionally measure the empty-handler baseline, print a summary and write the
+// JSON and HTML reports. With --compare A.json B.json it prints two reports side by side.
 func runLoadtest(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("loadtest: not implemented yet")
+	// Config.
+	var c loadtestConfig
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC address of the server under test (loopback only)")
+	fs.Float64Var(&c.rate, "rate", 2000, "open-loop arrival rate, Decide calls per second")
+	fs.DurationVar(&c.duration, "duration", 30*time.Second, "measured duration")
+	fs.DurationVar(&c.warmup, "warmup", 5*time.Second, "warm-up before the measured duration (not recorded)")
+	fs.IntVar(&c.connections, "connections", 4, "gRPC connections to spread calls over")
+	fs.IntVar(&c.concurrency, "concurrency", 0, "closed loop with this many workers instead of the open loop")
+	fs.IntVar(&c.workers, "workers", 256, "open loop: most calls in flight")
+	fs.DurationVar(&c.deadline, "deadline", time.Second, "deadline of each call")
+	fs.IntVar(&c.customers, "customers", 10000, "synthetic customers to seed and draw from (Zipf)")
+	fs.Float64Var(&c.duplicates, "duplicates", 0.02, "share of requests repeating an earlier event id (gateway retries)")
+	fs.Uint64Var(&c.seed, "seed", 1, "seed of the synthetic customers and the traffic")
+	fs.StringVar(&c.runID, "run-id", "", "prefix of event ids (default: from the clock, so reruns are not replays)")
+	fs.StringVar(&c.seedRedis, "seed-redis", "", "seed customers directly into this Redis (redis://host:port) instead of through PutFeatures")
+	fs.BoolVar(&c.skipSeed, "skip-seed", false, "do not seed customers (they are already stored)")
+	fs.BoolVar(&c.baseline, "baseline", false, "also measure the empty gRPC health Check at the same rate and the maximum throughput of both")
+	fs.DurationVar(&c.maxStep, "max-step", 5*time.Second, "with --baseline: duration of each closed-loop step that finds a maximum throughput")
+	fs.StringVar(&c.out, "out", "loadtest-report", "directory for report.json and report.html (empty: none)")
+	fs.BoolVar(&c.compare, "compare", false, "print two reports side by side: arbiter loadtest --compare A.json B.json")
+	if err := parseToolFlags(fs, args, env); err != nil {
+		return err
+	}
+	if c.compare {
+		return compareReports(fs.Args(), stdout)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("loadtest: unexpected arguments %q", fs.Args())
+	}
+	if c.runID == "" {
+		c.runID = fmt.Sprintf("lt%x", time.Now().UnixNano())
+	}
+	mix, err := loadtest.NewMix(c.seed, c.runID, c.customers, loadtest.WithDuplicates(c.duplicates))
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	live := isTerminal(stderr)
+
+	// Connections, once the server answers its health check.
+	conns, err := loadtest.Dial(c.addr, c.connections)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	defer loadtest.CloseAll(conns)
+	cis := loadtest.Interfaces(conns)
+	if err := waitHealthy(ctx, conns[0], 10*time.Second); err != nil {
+		return fmt.Errorf("loadtest: server %s: %w", c.addr, err)
+	}
+
+	// Seed.
+	if !c.skipSeed {
+		if err := seedCustomers(ctx, c, cis, stderr, live); err != nil {
+			return fmt.Errorf("loadtest: seed: %w", err)
+		}
+	}
+
+	// Load.
+	base := loadtest.Config{
+		Rate: c.rate, Concurrency: c.concurrency, Workers: c.workers, Duration: c.duration,
+		Warmup: c.warmup, Deadline: c.deadline, Progress: stderr, Live: live,
+	}
+	if c.concurrency > 0 {
+		base.Rate = 0
+	}
+	rep := &loadtest.Report{
+		Date: time.Now().UTC(), Machine: loadtest.ThisMachine(), Addr: c.addr, Seed: c.seed,
+		Customers: c.customers, Duplicates: c.duplicates, Connections: c.connections,
+		DeadlineMs: float64(c.deadline) / float64(time.Millisecond),
+	}
+	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)
+	cfg := base
+	cfg.Name = "decide"
+	if rep.Decide, err = loadtest.Run(ctx, decide, cfg); err != nil {
+		return fmt.Errorf("loadtest: decide: %w", err)
+	}
+	if c.baseline {
+		cfg.Name = "baseline"
+		res, err := loadtest.Run(ctx, health, cfg)
+		if err != nil {
+			return fmt.Errorf("loadtest: baseline: %w", err)
+		}
+		rep.Baseline = &res
+		steps := []int{2 * c.connections, 8 * c.connections, 32 * c.connections}
+		for _, m := range []struct {
+			name   string
+			target loadtest.Target
+			dst    **loadtest.Result
+		}{{"decide max", decide, &rep.MaxDecide}, {"baseline max", health, &rep.MaxBaseline}} {
+			cfg := base
+			cfg.Name = m.name
+			res, err := loadtest.MaxThroughput(ctx, m.target, cfg, steps, c.maxStep)
+			if err != nil {
+				return fmt.Errorf("loadtest: %s: %w", m.name, err)
+			}
+			*m.dst = &res
+		}
+		rep.ComputeRatios()
+	}
+
+	// Report.
+	fmt.Fprintln(stdout)
+	if err := rep.WriteSummary(stdout); err != nil {
+		return err
+	}
+	if c.out != "" {
+		if err := writeReports(rep, c.out); err != nil {
+			return fmt.Errorf("loadtest: %w", err)
+		}
+		fmt.Fprintf(stdout, "reports: %s, %s\n", filepath.Join(c.out, "report.json"), filepath.Join(c.out, "report.html"))
+	}
+	return nil
+}
+
+// seedCustomers writes the synthetic customers' features to Redis or through PutFeatures.
+func seedCustomers(ctx context.Context, c loadtestConfig, conns []grpc.ClientConnInterface, stderr io.Writer, live bool) error {
+	var sink loadtest.Sink
+	if c.seedRedis != "" {
+		rs, closeSink, err := redisSink(c.seedRedis)
+		if err != nil {
+			return err
+		}
+		defer closeSink()
+		sink = rs
+	} else {
+		sink = loadtest.RPCSink(conns)
+	}
+	bar := newProgressBar(stderr, "seed", int64(c.customers), live)
+	start := time.Now()
+	n, err := loadtest.Seed(ctx, sink, c.seed, c.customers, loadtest.SeedOptions{
+		Progress: func(records, _ int64) { bar.update(records, records) },
+	})
+	bar.done(n)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "seeded %d customers in %s (%.0f/s)\n", n, time.Since(start).Round(time.Millisecond),
+		float64(n)/time.Since(start).Seconds())
+	return nil
+}
+
+// waitHealthy polls the server's health Check until it answers SERVING or wait passes.
+func waitHealthy(ctx context.Context, cc grpc.ClientConnInterface, wait time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	client := healthpb.NewHealthClient(cc)
+	var last error
+	for {
+		resp, err := client.Check(ctx, &healthpb.HealthCheckRequest{})
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return nil
+		}
+		if err == nil {
+			err = fmt.Errorf("health status %s", resp.GetStatus())
+		}
+		last = err
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not healthy after %s: %w", wait, last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func writeReports(rep *loadtest.Report, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		name  string
+		write func(io.Writer) error
+	}{{"report.json", rep.WriteJSON}, {"report.html", rep.WriteHTML}} {
+		path := filepath.Join(dir, f.name)
+		out, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if err := f.write(out); err != nil {
+			out.Close()
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		if err := out.Close(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func compareReports(files []string, stdout io.Writer) error {
+	if len(files) != 2 {
+		return fmt.Errorf("loadtest --compare: want two report files, got %d", len(files))
+	}
+	a, err := loadtest.ReadReportFile(files[0])
+	if err != nil {
+		return fmt.Errorf("loadtest --compare: %w", err)
+	}
+	b, err := loadtest.ReadReportFile(files[1])
+	if err != nil {
+		return fmt.Errorf("loadtest --compare: %w", err)
+	}
+	fmt.Fprintf(stdout, "A: %s\nB: %s\n\n", files[0], files[1])
+	return loadtest.WriteCompare(stdout, a, b)
+}
+
+// parseToolFlags parses args into fs; a flag not given on the command line takes its value
+// from the environment variable ARBITER_<NAME> (upper case, dashes as underscores), if set.
+func parseToolFlags(fs *flag.FlagSet, args []string, env func(string) string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		name := "ARBITER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := env(name); v != "" {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+// isTerminal reports whether w is a terminal (then progress is drawn in place).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// progressBar draws progress on a terminal, or prints a plain line every few seconds when
+// the output is not one.
+type progressBar struct {
+	w       io.Writer
+	label   string
+	total   int64
+	live    bool
+	start   time.Time
+	lastOut time.Time
+}
+
+func newProgressBar(w io.Writer, label string, total int64, live bool) *progressBar {
+	now := time.Now()
+	return &progressBar{w: w, label: label, total: total, live: live, start: now, lastOut: now}
+}
+
+// update shows done of total units (bytes or records), count records so far. It is called
+// often and draws at most ten times a second on a terminal, every 5 s otherwise.
+func (p *progressBar) update(done, count int64) {
+	now := time.Now()
+	every := 5 * time.Second
+	if p.live {
+		every = 100 * time.Millisecond
+	}
+	if now.Sub(p.lastOut) < every {
+		return
+	}
+	p.lastOut = now
+	frac := 0.0
+	if p.total > 0 {
+		frac = min(1, float64(done)/float64(p.total))
+	}
+	rate := float64(count) / now.Sub(p.start).Seconds()
+	if p.live {
+		const width = 30
+		filled := int(frac * width)
+		fmt.Fprintf(p.w, "\r\033[K%s [%s%s] %3.0f%% %d records %.0f/s", p.label,
+			strings.Repeat("=", filled), strings.Repeat(" ", width-filled), 100*frac, count, rate)
+		return
+	}
+	fmt.Fprintf(p.w, "%s: %.0f%%, %d records, %.0f/s\n", p.label, 100*frac, count, rate)
+}
+
+// done ends the bar.
+func (p *progressBar) done(count int64) {
+	if p.live {
+		fmt.Fprintln(p.w)
+	}
 }

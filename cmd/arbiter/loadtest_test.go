@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/loadtest"
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/testing/protocmp"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// fakeArbiter is a hand-written stand-in for the server: it answers Decide at once and keeps
+// every PutFeatures request.
+type fakeArbiter struct {
+	arbiterv1.UnimplementedDecisionServiceServer
+	arbiterv1.UnimplementedFeatureServiceServer
+	mu   sync.Mutex
+	puts map[string]*arbiterv1.PutFeaturesRequest
+}
+
+func (f *fakeArbiter) Decide(ctx context.Context, req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, error) {
+	return &arbiterv1.DecideResponse{DecisionId: "d", Action: arbiterv1.Action_ACTION_MESSAGE}, nil
+}
+
+func (f *fakeArbiter) PutFeatures(ctx context.Context, req *arbiterv1.PutFeaturesRequest) (*arbiterv1.PutFeaturesResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.puts[req.GetCustomerId()] = req
+	return &arbiterv1.PutFeaturesResponse{}, nil
+}
+
+// startFake serves a fakeArbiter and the health service on a loopback port.
+func startFake(t *testing.T) (*fakeArbiter, string) {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeArbiter{puts: map[string]*arbiterv1.PutFeaturesRequest{}}
+	gs := grpc.NewServer()
+	arbiterv1.RegisterDecisionServiceServer(gs, f)
+	arbiterv1.RegisterFeatureServiceServer(gs, f)
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	go gs.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(gs.Stop)
+	return f, lis.Addr().String()
+}
+
+func noEnv(string) string { return "" }
+
+func TestLoadtestCommand(t *testing.T) {
+	f, addr := startFake(t)
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"loadtest", "--addr", addr, "--rate", "400", "--duration", "500ms", "--warmup", "100ms",
+		"--customers", "30", "--baseline", "--max-step", "200ms", "--out", dir}, noEnv, nil, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("arbiter loadtest: %v\nstderr:\n%s", err, stderr.String())
+	}
+	if len(f.puts) != 30 {
+		t.Errorf("seeded %d customers through PutFeatures, want 30", len(f.puts))
+	}
+	rep, err := loadtest.ReadReportFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Decide.Completed != 200 || rep.Decide.Actions["MESSAGE"] != 200 {
+		t.Errorf("report decide: completed %d, actions %v; want 200 MESSAGE (400/s for 0.5s)", rep.Decide.Completed, rep.Decide.Actions)
+	}
+	if rep.Baseline == nil || rep.MaxDecide == nil || rep.MaxBaseline == nil || rep.Ratios == nil {
+		t.Fatalf("report lacks baseline parts: baseline %v, max %v/%v, ratios %v", rep.Baseline, rep.MaxDecide, rep.MaxBaseline, rep.Ratios)
+	}
+	if rep.Ratios.MaxThroughput <= 0 {
+		t.Errorf("Ratios.MaxThroughput = %v, want > 0", rep.Ratios.MaxThroughput)
+	}
+	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
+	if err != nil || !bytes.Contains(html, []byte("<svg")) {
+		t.Errorf("report.html: err %v, has chart %v", err, bytes.Contains(html, []byte("<svg")))
+	}
+	for _, want := range []string{"p99.9", "ratio to the empty-handler baseline", "action mix: MESSAGE 200 (100.0%)"} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q; got:\n%s", want, stdout.String())
+		}
+	}
+
+	// --compare of the report with itself: every ratio is 1.
+	stdout.Reset()
+	path := filepath.Join(dir, "report.json")
+	if err := run(t.Context(), []string{"loadtest", "--compare", path, path}, noEnv, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("arbiter loadtest --compare: %v", err)
+	}
+	if !strings.Contains(stdout.String(), "decide p50") {
+		t.Errorf("--compare output lacks the decide p50 row:\n%s", stdout.String())
+	}
+}
+
+func TestLoadtestRefusesRemoteTarget(t *testing.T) {
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"loadtest", "--addr", "10.1.2.3:50051", "--duration", "1s"}, noEnv, nil, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "loopback") {
+		t.Errorf("arbiter loadtest --addr 10.1.2.3:50051 = %v, want a loopback error", err)
+	}
+}
+
+func TestFeaturesImportRPC(t *testing.T) {
+	f, addr := startFake(t)
+	file := filepath.Join(t.TempDir(), "customers.jsonl")
+	lines := `{"customer_id": "c1", "features": {"days_past_due": 12, "vulnerable": true}, "ttl": "720h"}
+
+{"customer_id": "c2", "features": {"timezone": "Europe/London"}}
+`
+	if err := os.WriteFile(file, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if err := run(t.Context(), []string{"features", "import", "--file", file, "--addr", addr}, noEnv, nil, &stdout, &stderr); err != nil {
+		t.Fatalf("arbiter features import: %v\n%s", err, stderr.String())
+	}
+	want := map[string]*arbiterv1.PutFeaturesRequest{
+		"c1": {CustomerId: "c1", Ttl: durationpb.New(720 * 3600e9), Features: map[string]*structpb.Value{
+			"days_past_due": structpb.NewNumberValue(12), "vulnerable": structpb.NewBoolValue(true)}},
+		"c2": {CustomerId: "c2", Features: map[string]*structpb.Value{"timezone": structpb.NewStringValue("Europe/London")}},
+	}
+	if diff := cmp.Diff(want, f.puts, protocmp.Transform()); diff != "" {
+		t.Errorf("PutFeatures calls mismatch (-want +got):\n%s", diff)
+	}
+	if !strings.Contains(stdout.String(), "imported 2 customers") {
+		t.Errorf("stdout = %q, want it to say 2 customers were imported", stdout.String())
+	}
+}
+
+func TestFeaturesImportBadLine(t *testing.T) {
+	_, addr := startFake(t)
+	tests := []struct {
+		name, content, want string
+	}{
+		{"missing id", `{"features": {"a": 1}}`, "line 1: customer_id is required"},
+		{"bad ttl", "{\"customer_id\": \"c\", \"features\": {\"a\": 1}}\n{\"customer_id\": \"d\", \"features\": {\"a\": 1}, \"ttl\": \"soon\"}", `line 2: ttl "soon"`},
+		{"not json", `customer,features`, "line 1: invalid JSON"},
+		{"unknown field", `{"customer_id": "c", "features": {"a": 1}, "card": "x"}`, "line 1: invalid JSON"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(t.Context(), []string{"features", "import", "--file", "-", "--addr", addr}, noEnv,
+				strings.NewReader(tc.content), &out, &out)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("features import of %q = %v, want an error containing %q", tc.content, err, tc.want)
+			}
+		})
+	}
+}
