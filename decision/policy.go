@@ -1,60 +1,48 @@
 package decision
 
 import (
-	"context"
+	"sync"
 	"time"
+
+	"cel.dev/cel-go/common/types"
 )
 
-// Policy is a compiled policy bundle. It is immutable and safe for concurrent use.
-//
-// TODO(policy engine): replaced by the YAML/CEL bundle loader.
+// Policy is a compiled policy bundle: its rules, indexed by event type and compiled to CEL
+// programs, and its guardrail parameters. It is immutable and safe for concurrent use; load
+// one with LoadPolicy, LoadPolicyFS, ParsePolicy or DefaultPolicy.
 type Policy struct {
-	ref    PolicyRef
-	guards *guardrails
+	ref         PolicyRef
+	description string
+	guards      *guardrails
+	rules       []*rule // in bundle order
+	byEvent     [eventTypeCount][]*rule
+	tests       []TestCase
+	files       map[string][]byte
+	consts      *celConsts
+	adapter     types.Adapter
+	// scratch pools the per-decision working memory (activation, candidates), so a decision
+	// allocates only what its Result keeps.
+	scratch sync.Pool
 }
 
-// DefaultPolicy returns a minimal built-in policy.
-func DefaultPolicy() *Policy {
-	return &Policy{ref: PolicyRef{ID: "builtin", Version: "0", Digest: "none"}, guards: &guardrails{}}
-}
-
-// Ref names the policy.
+// Ref names the policy: its id, version and content digest.
 func (p *Policy) Ref() PolicyRef { return p.ref }
 
-// Decide evaluates in under the policy. It honours ctx's deadline during rule evaluation.
-func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
-	f := p.guards.facts(in)
-	var cands []Candidate
-	if in.Event.Type == EventPaymentFailed {
-		cands = append(cands, Candidate{RuleID: "retry", Action: ActionRetry, Delay: 4 * time.Hour, ReasonCodes: []string{"SOFT_DECLINE"}})
-	}
-	if m := p.guards.mandatory(in, &f); m != nil {
-		cands = append(cands, *m)
-	}
-	var tr *Explanation
-	if in.Explain {
-		tr = &Explanation{}
-	}
-	for i := range cands {
-		p.guards.apply(in, &f, &cands[i], tr)
-	}
-	res := &Result{Action: ActionSuppress, Suppress: &Suppress{}, Policy: p.ref, Explanation: tr}
-	for _, c := range cands {
-		if c.Blocked {
-			continue
-		}
-		res.Action, res.Retry = c.Action, c.Retry
-		for _, code := range c.ReasonCodes {
-			res.Reasons = append(res.Reasons, Reason{Code: code, RuleID: c.RuleID})
-		}
-		res.Suppress = nil
-		break
-	}
-	p.guards.effects(in, &f, res)
-	return res, nil
-}
+// Description returns the bundle's description.
+func (p *Policy) Description() string { return p.description }
 
-// Outcome returns the state changes of an outcome reported for a recorded decision.
+// RuleCount returns the number of rules in the bundle.
+func (p *Policy) RuleCount() int { return len(p.rules) }
+
+// Tests returns the test cases the bundle ships, in file order. The slice must not be
+// modified.
+func (p *Policy) Tests() []TestCase { return p.tests }
+
+// Files returns the bundle's files by name, as loaded. The map must not be modified.
+func (p *Policy) Files() map[string][]byte { return p.files }
+
+// Outcome returns the state changes of an outcome reported for a recorded decision: rec is
+// the decision's input and res its result.
 func (p *Policy) Outcome(rec *Input, res *Result, o Outcome, now time.Time) OutcomeEffects {
 	return p.guards.outcome(rec, res, o, now)
 }
