@@ -1,0 +1,84 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/pprof"
+	"time"
+)
+
+// AdminConfig configures the HTTP admin endpoints.
+type AdminConfig struct {
+	// Metrics serves /metrics (for example the Prometheus exporter's handler); nil: no
+	// /metrics.
+	Metrics http.Handler
+	// Pprof serves the runtime profiles under /debug/pprof/. Off by default: profiles reveal
+	// internals and cost CPU.
+	Pprof bool
+	// ReadyTimeout bounds the store ping of /readyz (default 1 s).
+	ReadyTimeout time.Duration
+}
+
+// readiness is the JSON body of /readyz.
+type readiness struct {
+	Ready   bool   `json:"ready"`
+	Policy  string `json:"policy,omitempty"`
+	Version string `json:"policy_version,omitempty"`
+	Digest  string `json:"policy_digest,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// AdminHandler returns the HTTP admin endpoints:
+//
+//	/healthz       200 while the process runs (liveness)
+//	/readyz        200 when Ready (not draining, policy loaded, store answers), else 503;
+//	               a JSON body reports the policy id, version and digest
+//	/metrics       cfg.Metrics, when set
+//	/debug/pprof/  the runtime profiles, when cfg.Pprof is set
+func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = time.Second
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), cfg.ReadyTimeout)
+		defer cancel()
+		ref, err := s.Ready(ctx)
+		body := readiness{Ready: err == nil, Policy: ref.ID, Version: ref.Version, Digest: ref.Digest}
+		code := http.StatusOK
+		if err != nil {
+			body.Error = readyError(err)
+			code = http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(body)
+	})
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics)
+	}
+	if cfg.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return mux
+}
+
+// readyError says why the server is not ready, without internals.
+func readyError(err error) string {
+	switch {
+	case err == errDraining:
+		return "draining"
+	case err == errNoPolicy:
+		return "no policy loaded"
+	}
+	return "store unavailable"
+}

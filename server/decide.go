@@ -1,0 +1,283 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// Reason codes the server itself adds.
+const (
+	// ReasonStoreUnavailable: the customer's state could not be read or the decision could
+	// not be committed; the decision was made without it and fails closed.
+	ReasonStoreUnavailable = "STORE_UNAVAILABLE"
+	// ReasonStoreCorrupt: the customer's stored state is malformed; the decision was made
+	// without it and fails closed.
+	ReasonStoreCorrupt = "STORE_CORRUPT"
+	// ReasonStoreConflict: the customer's state kept changing under concurrent decisions;
+	// the answer is SUPPRESS.
+	ReasonStoreConflict = "STORE_CONFLICT"
+)
+
+// ruleServer is the rule_id of reasons the server adds.
+const ruleServer = "server"
+
+// Decide returns one explainable action for an event: see the package documentation for the
+// pipeline.
+func (s *Server) Decide(ctx context.Context, req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, error) {
+	start := time.Now()
+	resp, err := s.decide(ctx, req, start)
+	if err != nil {
+		return nil, s.toStatus(ctx, "Decide", err)
+	}
+	s.metrics.recordDecision(ctx, resp, time.Since(start))
+	if s.opts.logger.Enabled(ctx, slog.LevelDebug) {
+		s.opts.logger.LogAttrs(ctx, slog.LevelDebug, "decision",
+			slog.String("decision_id", resp.GetDecisionId()), slog.String("event_id", req.GetEvent().GetId()),
+			slog.String("action", resp.GetAction().String()), slog.Bool("replayed", resp.GetReplayed()),
+			slog.Bool("degraded", resp.GetDegraded()), slog.Bool("dry_run", resp.GetDryRun()))
+	}
+	return resp, nil
+}
+
+// phase timings of one decision.
+type timings struct {
+	read, evaluate time.Duration
+}
+
+func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start time.Time) (*arbiterv1.DecideResponse, error) {
+	// Validate.
+	if err := validateDecide(req); err != nil {
+		return nil, err
+	}
+	pol := s.policies.Load()
+	if pol == nil {
+		return nil, errNoPolicy
+	}
+	now := s.opts.clock()
+	in := decision.Input{Now: now, Explain: req.GetOptions().GetExplain()}
+	toInput(req, &in)
+	dryRun := req.GetOptions().GetDryRun()
+	id := featurestore.NewDecisionID(in.Customer.ID, now)
+
+	// The store calls share one budget derived from the caller's deadline.
+	sctx, cancel := s.opts.budget.Context(ctx, start)
+	defer cancel()
+
+	var t timings
+	for attempt := 1; ; attempt++ {
+		// Read the customer's state, or the stored answer to this event id.
+		var loaded featurestore.Loaded
+		t0 := time.Now()
+		err := s.storeDo(sctx, opLoad, func(ctx context.Context) (err error) {
+			loaded, err = s.store.Load(ctx, in.Customer.ID, in.Event.ID, now)
+			return err
+		})
+		t.read += time.Since(t0)
+		if err != nil {
+			return s.degradeOn(ctx, err, pol, &in, id, dryRun)
+		}
+		if loaded.Record != nil {
+			return replay(loaded.Record)
+		}
+		in.State = loaded.State
+
+		// Evaluate.
+		t1 := time.Now()
+		res, err := pol.Decide(ctx, &in)
+		t.evaluate += time.Since(t1)
+		if err != nil {
+			return nil, fmt.Errorf("evaluate: %w", err)
+		}
+		resp, err := toResponse(id, res, now)
+		if err != nil {
+			return nil, err
+		}
+		if dryRun {
+			resp.DryRun = true
+			return resp, nil
+		}
+
+		// Commit the record and the effects atomically.
+		c, err := s.newCommit(req, &in, res, resp, t, start)
+		if err != nil {
+			return nil, err
+		}
+		var committed featurestore.Committed
+		err = s.storeDo(sctx, opCommit, func(ctx context.Context) (err error) {
+			committed, err = s.store.Commit(ctx, c)
+			return err
+		})
+		switch {
+		case err != nil:
+			return s.degradeOn(ctx, err, pol, &in, id, false)
+		case committed.Record != nil:
+			return replay(committed.Record)
+		case committed.Conflict == "":
+			return resp, nil
+		}
+		s.metrics.conflicts.Add(ctx, 1)
+		if attempt >= s.opts.maxAttempts {
+			return s.conflicted(ctx, sctx, req, &in, res, id, t, start, committed.Conflict)
+		}
+	}
+}
+
+// newCommit builds the atomic write of a decision: its record and its effects.
+func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res *decision.Result,
+	resp *arbiterv1.DecideResponse, t timings, start time.Time) (*featurestore.Commit, error) {
+	snap, err := toSnapshot(&in.State)
+	if err != nil {
+		return nil, err
+	}
+	rec := &arbiterv1.DecisionRecord{
+		DecisionId: resp.GetDecisionId(),
+		EventId:    in.Event.ID,
+		EventType:  req.GetEvent().GetType(),
+		CustomerId: in.Customer.ID,
+		Request:    req,
+		Response:   resp,
+		Policy:     resp.GetPolicy(),
+		Snapshot:   snap,
+		Timings: &arbiterv1.Timings{
+			ReadUs:     t.read.Microseconds(),
+			EvaluateUs: t.evaluate.Microseconds(),
+			TotalUs:    time.Since(start).Microseconds(),
+		},
+		RecordedAt: ts(in.Now),
+	}
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode decision record: %w", err)
+	}
+	codes := make([]string, len(res.Reasons))
+	for i, r := range res.Reasons {
+		codes[i] = r.Code
+	}
+	return &featurestore.Commit{
+		CustomerID: in.Customer.ID,
+		EventID:    in.Event.ID,
+		DecisionID: resp.GetDecisionId(),
+		Now:        in.Now,
+		Record:     b,
+		Summary: decision.DecisionSummary{
+			DecisionID: resp.GetDecisionId(), EventID: in.Event.ID, EventType: in.Event.Type,
+			Action: res.Action, ReasonCodes: codes, DecidedAt: in.Now,
+		},
+		Effects: res.Effects,
+	}, nil
+}
+
+// replay answers with the stored response of an event decided before.
+func replay(raw []byte) (*arbiterv1.DecideResponse, error) {
+	var rec arbiterv1.DecisionRecord
+	if err := proto.Unmarshal(raw, &rec); err != nil {
+		return nil, fmt.Errorf("%w: decision record: %v", featurestore.ErrCorrupt, err)
+	}
+	resp := rec.GetResponse()
+	if resp == nil {
+		return nil, fmt.Errorf("%w: decision record %s has no response", featurestore.ErrCorrupt, rec.GetDecisionId())
+	}
+	resp.Replayed = true
+	return resp, nil
+}
+
+// degradeOn handles a store error of Decide: the caller's own deadline or cancellation ends
+// the call; an unavailable store, a spent store budget or malformed stored state give a
+// degraded decision; anything else is an error.
+func (s *Server) degradeOn(ctx context.Context, err error, pol *decision.Policy, in *decision.Input, id string, dryRun bool) (*arbiterv1.DecideResponse, error) {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return nil, ctxErr
+	}
+	reason, msg := ReasonStoreUnavailable, "customer state unavailable: decided without it"
+	switch {
+	case errors.Is(err, featurestore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, featurestore.ErrCorrupt):
+		reason, msg = ReasonStoreCorrupt, "customer state malformed: decided without it"
+	default:
+		return nil, err
+	}
+	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision degraded",
+		slog.String("decision_id", id), slog.String("reason", reason), slog.Any("err", err))
+	return s.degraded(ctx, pol, in, id, dryRun, reason, msg)
+}
+
+// degraded decides without the customer's state: the engine fails closed, and the server
+// makes sure of it by never answering MESSAGE or RETRY in this mode. Nothing is committed.
+func (s *Server) degraded(ctx context.Context, pol *decision.Policy, in *decision.Input, id string, dryRun bool, reason, msg string) (*arbiterv1.DecideResponse, error) {
+	in.Degraded = true
+	in.State = decision.State{}
+	res, err := pol.Decide(ctx, in)
+	if err != nil {
+		return nil, fmt.Errorf("evaluate degraded: %w", err)
+	}
+	if res.Action == decision.ActionRetry || res.Action == decision.ActionMessage || res.Action == decision.ActionUnspecified {
+		res.Action, res.Retry, res.Message = decision.ActionSuppress, nil, nil
+		res.Suppress = &decision.Suppress{}
+	}
+	if !hasReason(res.Reasons, reason) {
+		res.Reasons = append(res.Reasons, decision.Reason{Code: reason, Message: msg, RuleID: ruleServer})
+	}
+	resp, err := toResponse(id, res, in.Now)
+	if err != nil {
+		return nil, err
+	}
+	resp.Degraded, resp.DryRun = true, dryRun
+	s.metrics.degraded.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
+	return resp, nil
+}
+
+// conflicted answers SUPPRESS with STORE_CONFLICT after the commit kept conflicting, and
+// records that answer (with no effects, so it cannot conflict) so that the event id replays it.
+func (s *Server) conflicted(ctx, sctx context.Context, req *arbiterv1.DecideRequest, in *decision.Input,
+	lost *decision.Result, id string, t timings, start time.Time, check string) (*arbiterv1.DecideResponse, error) {
+	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision failed closed after commit conflicts",
+		slog.String("decision_id", id), slog.String("check", check))
+	res := &decision.Result{
+		Action:   decision.ActionSuppress,
+		Suppress: &decision.Suppress{},
+		Policy:   lost.Policy,
+		Reasons: []decision.Reason{{Code: ReasonStoreConflict, RuleID: ruleServer,
+			Message: "the customer's state kept changing under concurrent decisions"}},
+	}
+	resp, err := toResponse(id, res, in.Now)
+	if err != nil {
+		return nil, err
+	}
+	c, err := s.newCommit(req, in, res, resp, t, start)
+	if err != nil {
+		return nil, err
+	}
+	var committed featurestore.Committed
+	err = s.storeDo(sctx, opCommit, func(ctx context.Context) (err error) {
+		committed, err = s.store.Commit(ctx, c)
+		return err
+	})
+	switch {
+	case err != nil:
+		pol := s.policies.Load()
+		return s.degradeOn(ctx, err, pol, in, id, false)
+	case committed.Record != nil:
+		return replay(committed.Record)
+	}
+	return resp, nil
+}
+
+func hasReason(rs []decision.Reason, code string) bool {
+	for _, r := range rs {
+		if r.Code == code {
+			return true
+		}
+	}
+	return false
+}

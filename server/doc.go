@@ -1,0 +1,23 @@
+// Package server is Arbiter's gRPC service: DecisionService (Decide, RecordOutcome,
+// GetDecision) and FeatureService (PutFeatures, GetCustomerState), plus the HTTP admin
+// endpoints (/healthz, /readyz, /metrics and, when enabled, /debug/pprof/).
+//
+// Decide is a fixed pipeline:
+//
+//  1. validate the request (INVALID_ARGUMENT names the field);
+//  2. Load the customer's state in one store round trip; an event id seen before returns the
+//     stored answer with replayed set;
+//  3. evaluate it under the active policy (package decision), with the server's clock;
+//  4. Commit the decision record and its effects in one atomic store round trip; a lost
+//     idempotency race replays the winner, a conflict (the state moved) loads and decides
+//     again, at most three times, then fails closed with SUPPRESS and STORE_CONFLICT;
+//  5. respond.
+//
+// When the store is unavailable Decide still answers: the engine evaluates with
+// Input.Degraded set (the guardrails fail closed), the answer carries degraded and the reason
+// STORE_UNAVAILABLE, and nothing is committed. With options.dry_run the pipeline stops after
+// evaluation: nothing is reserved or recorded.
+//
+// Errors become gRPC statuses in one place (toStatus); status messages name fields, never
+// customer data. Logs are structured (log/slog) and hold ids and codes only.
+package server

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// RecordOutcome reports what happened after a decision was executed. The active policy works
+// out the state changes (a failed delivery releases the message slot and marks the channel as
+// failing, an approved retry resets the ledger...), and the store applies them once: the same
+// outcome for the same decision again is a duplicate and changes nothing.
+func (s *Server) RecordOutcome(ctx context.Context, req *arbiterv1.RecordOutcomeRequest) (*arbiterv1.RecordOutcomeResponse, error) {
+	dup, err := s.recordOutcome(ctx, req)
+	if err != nil {
+		return nil, s.toStatus(ctx, "RecordOutcome", err)
+	}
+	return &arbiterv1.RecordOutcomeResponse{Duplicate: dup}, nil
+}
+
+func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcomeRequest) (bool, error) {
+	if err := validateRecordOutcome(req); err != nil {
+		return false, err
+	}
+	pol := s.policies.Load()
+	if pol == nil {
+		return false, errNoPolicy
+	}
+	rec, _, err := s.getDecision(ctx, req.GetDecisionId())
+	if err != nil {
+		return false, err
+	}
+	in := inputFromRecord(rec)
+	res := fromResponse(rec.GetResponse())
+	now := s.opts.clock()
+	occurred := now
+	if req.OccurredAt != nil {
+		occurred = req.GetOccurredAt().AsTime()
+	}
+	o := decision.Outcome(req.GetOutcome())
+	eff := pol.Outcome(&in, res, o, now)
+	if m := eff.ReleaseMessage; m != nil && m.DecisionID == "" {
+		m.DecisionID = rec.GetDecisionId()
+	}
+	var dup bool
+	err = s.storeDo(ctx, opRecordOutcome, func(ctx context.Context) (err error) {
+		dup, err = s.store.RecordOutcome(ctx, &featurestore.OutcomeCommit{
+			CustomerID: rec.GetCustomerId(),
+			DecisionID: rec.GetDecisionId(),
+			Outcome:    o,
+			OccurredAt: occurred,
+			Now:        now,
+			Effects:    eff,
+		})
+		return err
+	})
+	return dup, err
+}
+
+// GetDecision returns the stored record of a decision with the outcomes reported for it.
+// Dry-run and degraded decisions are not recorded: NOT_FOUND.
+func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequest) (*arbiterv1.GetDecisionResponse, error) {
+	if err := checkID("decision_id", req.GetDecisionId(), true); err != nil {
+		return nil, s.toStatus(ctx, "GetDecision", err)
+	}
+	rec, outs, err := s.getDecision(ctx, req.GetDecisionId())
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetDecision", err)
+	}
+	for _, o := range outs {
+		rec.Outcomes = append(rec.Outcomes, &arbiterv1.OutcomeRecord{
+			Outcome: arbiterv1.Outcome(o.Outcome), OccurredAt: ts(o.OccurredAt), RecordedAt: ts(o.RecordedAt),
+		})
+	}
+	return &arbiterv1.GetDecisionResponse{Record: rec}, nil
+}
+
+func (s *Server) getDecision(ctx context.Context, id string) (*arbiterv1.DecisionRecord, []featurestore.StoredOutcome, error) {
+	var raw []byte
+	var outs []featurestore.StoredOutcome
+	err := s.storeDo(ctx, opGetDecision, func(ctx context.Context) (err error) {
+		raw, outs, err = s.store.GetDecision(ctx, id)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := &arbiterv1.DecisionRecord{}
+	if err := proto.Unmarshal(raw, rec); err != nil {
+		return nil, nil, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	}
+	return rec, outs, nil
+}

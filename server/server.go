@@ -1,0 +1,226 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// Store is what the server needs from the customer-state store: one round trip to read a
+// customer before a decision, one atomic round trip to commit it, and the reads and writes
+// of the other RPCs. Both featurestore stores satisfy it.
+type Store interface {
+	Load(ctx context.Context, customerID, eventID string, now time.Time) (featurestore.Loaded, error)
+	Commit(ctx context.Context, c *featurestore.Commit) (featurestore.Committed, error)
+	GetDecision(ctx context.Context, decisionID string) ([]byte, []featurestore.StoredOutcome, error)
+	RecordOutcome(ctx context.Context, o *featurestore.OutcomeCommit) (duplicate bool, err error)
+	PutFeatures(ctx context.Context, customerID string, features map[string]any, ttl time.Duration) error
+	State(ctx context.Context, customerID string, now time.Time) (decision.State, error)
+	Ping(ctx context.Context) error
+}
+
+var _ Store = (*featurestore.Memory)(nil)
+
+// Server implements arbiterv1.DecisionServiceServer and arbiterv1.FeatureServiceServer over a
+// Store and the active policy. It is safe for concurrent use; create it with New.
+type Server struct {
+	arbiterv1.UnimplementedDecisionServiceServer
+	arbiterv1.UnimplementedFeatureServiceServer
+
+	store    Store
+	policies *PolicyHolder
+	opts     options
+	metrics  *metrics
+	tracer   trace.Tracer
+	health   *health.Server
+	draining atomic.Bool
+}
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	clock          func() time.Time
+	logger         *slog.Logger
+	meterProvider  metric.MeterProvider
+	tracerProvider trace.TracerProvider
+	budget         Budget
+	breaker        *Breaker
+	maxAttempts    int
+	grpcOptions    []grpc.ServerOption
+}
+
+func defaultOptions() options {
+	return options{
+		clock:          time.Now,
+		logger:         slog.New(slog.DiscardHandler),
+		meterProvider:  metricnoop.NewMeterProvider(),
+		tracerProvider: tracenoop.NewTracerProvider(),
+		maxAttempts:    3,
+	}
+}
+
+// WithClock sets the clock that gives each decision its time (default time.Now). Latency
+// is always measured with the real clock.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.clock = now } }
+
+// WithLogger sets the structured logger (default: discard).
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithMeterProvider sets the provider of the service's metrics (default: no-op).
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(o *options) { o.meterProvider = mp }
+}
+
+// WithTracerProvider sets the provider of the service's spans: gRPC calls and store calls
+// (default: no-op).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(o *options) { o.tracerProvider = tp }
+}
+
+// WithStoreBudget sets the time budget of a Decide call's store calls, derived from the
+// caller's deadline (default: the zero Budget, 50 ms at most). When it is spent, the decision
+// degrades instead of missing the caller's deadline.
+func WithStoreBudget(b Budget) Option { return func(o *options) { o.budget = b } }
+
+// WithBreaker puts a circuit breaker in front of every store call (default: none), so a dead
+// store degrades decisions in microseconds instead of a timeout.
+func WithBreaker(b *Breaker) Option { return func(o *options) { o.breaker = b } }
+
+// WithMaxAttempts sets how many times Decide loads and decides again when its commit
+// conflicts with a concurrent change (default 3); then it fails closed with STORE_CONFLICT.
+func WithMaxAttempts(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxAttempts = n
+		}
+	}
+}
+
+// WithGRPCOptions adds gRPC server options, such as interceptors (authentication, card-number
+// guard, rate limits, load shedding) or TLS credentials, to the server NewGRPCServer builds.
+// Interceptors run in the order given, after the OpenTelemetry stats handler.
+func WithGRPCOptions(opts ...grpc.ServerOption) Option {
+	return func(o *options) { o.grpcOptions = append(o.grpcOptions, opts...) }
+}
+
+// New returns a Server that reads and writes customer state in store and decides under the
+// policy policies holds. A nil policy in policies makes Decide answer UNAVAILABLE and /readyz
+// fail until one is stored.
+func New(store Store, policies *PolicyHolder, opts ...Option) *Server {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	m, err := newMetrics(o.meterProvider)
+	if err != nil {
+		// Only an invalid instrument definition fails, which is a bug caught by the tests;
+		// serve without metrics rather than not at all.
+		o.logger.Error("create metrics", "err", err)
+		m, _ = newMetrics(metricnoop.NewMeterProvider())
+	}
+	return &Server{
+		store:    store,
+		policies: policies,
+		opts:     o,
+		metrics:  m,
+		tracer:   o.tracerProvider.Tracer(instrumentationName),
+		health:   health.NewServer(),
+	}
+}
+
+// NewGRPCServer returns a gRPC server with the decision and feature services, the gRPC health
+// service and server reflection registered, traced and measured through the OpenTelemetry
+// stats handler, plus the options given with WithGRPCOptions.
+func (s *Server) NewGRPCServer() *grpc.Server {
+	opts := make([]grpc.ServerOption, 0, 1+len(s.opts.grpcOptions))
+	opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
+		otelgrpc.WithTracerProvider(s.opts.tracerProvider),
+		otelgrpc.WithMeterProvider(s.opts.meterProvider),
+	)))
+	opts = append(opts, s.opts.grpcOptions...)
+	gs := grpc.NewServer(opts...)
+	s.Register(gs)
+	reflection.Register(gs)
+	return gs
+}
+
+// Register registers the decision, feature and health services on r.
+func (s *Server) Register(r grpc.ServiceRegistrar) {
+	arbiterv1.RegisterDecisionServiceServer(r, s)
+	arbiterv1.RegisterFeatureServiceServer(r, s)
+	healthpb.RegisterHealthServer(r, s.health)
+	s.setHealth(!s.draining.Load())
+}
+
+// Drain marks the server as shutting down: /readyz and the gRPC health service report not
+// serving, so load balancers stop sending new calls while in-flight ones finish.
+func (s *Server) Drain() {
+	s.draining.Store(true)
+	s.setHealth(false)
+}
+
+func (s *Server) setHealth(serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	for _, name := range [...]string{"", arbiterv1.DecisionService_ServiceDesc.ServiceName, arbiterv1.FeatureService_ServiceDesc.ServiceName} {
+		s.health.SetServingStatus(name, st)
+	}
+}
+
+// Ready reports whether the server should get traffic: not draining, a policy loaded and the
+// store answering a ping within ctx. The error says why not.
+func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
+	if s.draining.Load() {
+		return decision.PolicyRef{}, errDraining
+	}
+	p := s.policies.Load()
+	if p == nil {
+		return decision.PolicyRef{}, errNoPolicy
+	}
+	ref := p.Ref()
+	err := s.storeDo(ctx, opPing, func(ctx context.Context) error { return s.store.Ping(ctx) })
+	return ref, err
+}
+
+// storeDo runs one store call with a span, its latency metric and the breaker.
+func (s *Server) storeDo(ctx context.Context, op storeOp, call func(ctx context.Context) error) error {
+	if b := s.opts.breaker; b != nil {
+		if err := b.Allow(ctx); err != nil {
+			s.metrics.recordStore(ctx, op, 0, err)
+			return err
+		}
+	}
+	ctx, span := s.tracer.Start(ctx, spanNames[op], trace.WithSpanKind(trace.SpanKindClient))
+	start := time.Now()
+	err := call(ctx)
+	elapsed := time.Since(start)
+	if err != nil && !errors.Is(err, featurestore.ErrNotFound) {
+		span.SetStatus(codes.Error, storeOpNames[op]+" failed")
+	}
+	span.End()
+	if b := s.opts.breaker; b != nil {
+		b.Record(ctx, err)
+	}
+	s.metrics.recordStore(ctx, op, elapsed, err)
+	return err
+}

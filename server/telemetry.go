@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// instrumentationName names the meter and tracer of this package.
+const instrumentationName = "github.com/arbiter-dev/arbiter/server"
+
+// latencyBuckets are the histogram bounds, in seconds, from 100 µs to 1 s.
+var latencyBuckets = []float64{
+	0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+}
+
+// storeOp names a store call in metrics and spans.
+type storeOp uint8
+
+const (
+	opLoad storeOp = iota
+	opCommit
+	opGetDecision
+	opRecordOutcome
+	opPutFeatures
+	opState
+	opPing
+	opCount
+)
+
+var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping"}
+
+// spanNames are the store spans' names, built once.
+var spanNames = func() (n [opCount]string) {
+	for i, s := range storeOpNames {
+		n[i] = "store." + s
+	}
+	return n
+}()
+
+// metrics are the service's instruments, created once in New.
+type metrics struct {
+	decisions metric.Int64Counter     // arbiter.decisions{action}
+	reasons   metric.Int64Counter     // arbiter.decision.reasons{action,reason}
+	latency   metric.Float64Histogram // arbiter.decide.duration{action}
+	store     metric.Float64Histogram // arbiter.store.duration{op,result}
+	degraded  metric.Int64Counter     // arbiter.decisions.degraded{reason}
+	replayed  metric.Int64Counter     // arbiter.decisions.replayed
+	conflicts metric.Int64Counter     // arbiter.store.conflicts
+
+	actionAttrs [decision.ActionSuppress + 1]metric.MeasurementOption
+	storeAttrs  [opCount][2]metric.MeasurementOption // [op][ok, error]
+}
+
+func newMetrics(mp metric.MeterProvider) (*metrics, error) {
+	m := mp.Meter(instrumentationName)
+	var ms metrics
+	var err error
+	if ms.decisions, err = m.Int64Counter("arbiter.decisions",
+		metric.WithDescription("Decisions answered, by action."), metric.WithUnit("{decision}")); err != nil {
+		return nil, err
+	}
+	if ms.reasons, err = m.Int64Counter("arbiter.decision.reasons",
+		metric.WithDescription("Reason codes on answered decisions, by action and reason."), metric.WithUnit("{reason}")); err != nil {
+		return nil, err
+	}
+	if ms.latency, err = m.Float64Histogram("arbiter.decide.duration",
+		metric.WithDescription("Time to answer Decide, from request to response, by action."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return nil, err
+	}
+	if ms.store, err = m.Float64Histogram("arbiter.store.duration",
+		metric.WithDescription("Time of one store call, by operation and result."), metric.WithUnit("s"),
+		metric.WithExplicitBucketBoundaries(latencyBuckets...)); err != nil {
+		return nil, err
+	}
+	if ms.degraded, err = m.Int64Counter("arbiter.decisions.degraded",
+		metric.WithDescription("Decisions made without the customer's stored state, by reason."), metric.WithUnit("{decision}")); err != nil {
+		return nil, err
+	}
+	if ms.replayed, err = m.Int64Counter("arbiter.decisions.replayed",
+		metric.WithDescription("Decide calls answered with the stored decision of a repeated event id."), metric.WithUnit("{decision}")); err != nil {
+		return nil, err
+	}
+	if ms.conflicts, err = m.Int64Counter("arbiter.store.conflicts",
+		metric.WithDescription("Commits refused because the customer's state moved since it was read."), metric.WithUnit("{commit}")); err != nil {
+		return nil, err
+	}
+	for a := range ms.actionAttrs {
+		ms.actionAttrs[a] = metric.WithAttributeSet(attribute.NewSet(attribute.String("action", actionName(decision.Action(a)))))
+	}
+	for op := range ms.storeAttrs {
+		for i, result := range [2]string{"ok", "error"} {
+			ms.storeAttrs[op][i] = metric.WithAttributeSet(attribute.NewSet(
+				attribute.String("op", storeOpNames[op]), attribute.String("result", result)))
+		}
+	}
+	return &ms, nil
+}
+
+// actionName is the metric label of an action: "retry", "message", "escalate", "suppress".
+func actionName(a decision.Action) string {
+	switch a {
+	case decision.ActionRetry:
+		return "retry"
+	case decision.ActionMessage:
+		return "message"
+	case decision.ActionEscalate:
+		return "escalate"
+	case decision.ActionSuppress:
+		return "suppress"
+	}
+	return "unspecified"
+}
+
+// recordDecision counts an answered decision.
+func (m *metrics) recordDecision(ctx context.Context, resp *arbiterv1.DecideResponse, elapsed time.Duration) {
+	a := decision.Action(resp.GetAction())
+	if int(a) >= len(m.actionAttrs) {
+		a = decision.ActionUnspecified
+	}
+	attrs := m.actionAttrs[a]
+	m.decisions.Add(ctx, 1, attrs)
+	m.latency.Record(ctx, elapsed.Seconds(), attrs)
+	for _, r := range resp.GetReasons() {
+		m.reasons.Add(ctx, 1, metric.WithAttributes(attribute.String("action", actionName(a)), attribute.String("reason", r.GetCode())))
+	}
+	if resp.GetReplayed() {
+		m.replayed.Add(ctx, 1)
+	}
+}
+
+// recordStore records the latency of one store call.
+func (m *metrics) recordStore(ctx context.Context, op storeOp, elapsed time.Duration, err error) {
+	i := 0
+	if err != nil {
+		i = 1
+	}
+	m.store.Record(ctx, elapsed.Seconds(), m.storeAttrs[op][i])
+}

@@ -1,0 +1,318 @@
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/types/known/structpb"
+
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// Input limits. A request over a limit gets INVALID_ARGUMENT naming the field.
+const (
+	// MaxIDLen is the longest id (event, customer, decision, card_ref), in bytes.
+	MaxIDLen = 128
+	// MaxTextLen is the longest free-text field (source, acquirer, locale...), in bytes.
+	MaxTextLen = 256
+	// MaxAttributes is the most event attributes one request may carry.
+	MaxAttributes = 64
+	// MaxAttributeLen is the longest attribute value, in bytes.
+	MaxAttributeLen = 1024
+	// MaxConsents is the most consents one request may carry.
+	MaxConsents = 64
+	// MaxPreferredChannels is the most preferred channels one request may carry.
+	MaxPreferredChannels = 16
+	// MaxFeatures is the most features one PutFeatures request may set.
+	MaxFeatures = 256
+	// MaxFeatureValueLen is the largest feature value, JSON-encoded, in bytes.
+	MaxFeatureValueLen = 8 << 10
+	// MaxFeaturesLen is the largest total of one PutFeatures request's values, JSON-encoded.
+	MaxFeaturesLen = 64 << 10
+	// MaxFeatureTTL is the longest feature time to live.
+	MaxFeatureTTL = 10 * 365 * 24 * time.Hour
+)
+
+// FieldError is a request field that is missing or invalid. It becomes INVALID_ARGUMENT with
+// a message naming the field and the problem, never the value.
+type FieldError struct {
+	Field   string // for example "event.payment.currency"
+	Problem string // for example "must be 3 upper-case letters (ISO 4217)"
+}
+
+// Error returns "FIELD: PROBLEM".
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+func invalid(field, problem string) error { return &FieldError{Field: field, Problem: problem} }
+
+// checkID checks a required or optional identifier: at most MaxIDLen bytes of valid UTF-8
+// without control characters.
+func checkID(field, s string, required bool) error {
+	if s == "" {
+		if required {
+			return invalid(field, "required")
+		}
+		return nil
+	}
+	if len(s) > MaxIDLen {
+		return invalid(field, "longer than "+strconv.Itoa(MaxIDLen)+" bytes")
+	}
+	return checkText(field, s, MaxIDLen)
+}
+
+// checkText checks an optional string: at most max bytes of valid UTF-8 without control
+// characters.
+func checkText(field, s string, max int) error {
+	if len(s) > max {
+		return invalid(field, "longer than "+strconv.Itoa(max)+" bytes")
+	}
+	if !utf8.ValidString(s) {
+		return invalid(field, "not valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return invalid(field, "contains a control character")
+		}
+	}
+	return nil
+}
+
+func checkTimestamp(field string, err error) error {
+	if err != nil {
+		return invalid(field, "not a valid timestamp")
+	}
+	return nil
+}
+
+func knownEnum[E ~int32](v E, names map[int32]string) bool {
+	_, ok := names[int32(v)]
+	return ok
+}
+
+// validateDecide checks a DecideRequest. An invalid customer timezone is not an input error:
+// the guardrails fail closed on it with TIMEZONE_UNKNOWN.
+func validateDecide(req *arbiterv1.DecideRequest) error {
+	ev := req.GetEvent()
+	if ev == nil {
+		return invalid("event", "required")
+	}
+	if err := checkID("event.id", ev.GetId(), true); err != nil {
+		return err
+	}
+	switch t := ev.GetType(); {
+	case t == arbiterv1.EventType_EVENT_TYPE_UNSPECIFIED:
+		return invalid("event.type", "required")
+	case !knownEnum(t, arbiterv1.EventType_name):
+		return invalid("event.type", "unknown value")
+	}
+	if ev.OccurredAt != nil {
+		if err := checkTimestamp("event.occurred_at", ev.GetOccurredAt().CheckValid()); err != nil {
+			return err
+		}
+	}
+	if err := checkText("event.source", ev.GetSource(), MaxTextLen); err != nil {
+		return err
+	}
+	if len(ev.GetAttributes()) > MaxAttributes {
+		return invalid("event.attributes", "more than "+strconv.Itoa(MaxAttributes)+" entries")
+	}
+	for k, v := range ev.GetAttributes() {
+		if err := checkID("event.attributes key", k, true); err != nil {
+			return err
+		}
+		if err := checkText("event.attributes["+strconv.Quote(k)+"]", v, MaxAttributeLen); err != nil {
+			return err
+		}
+	}
+	if p := ev.GetPayment(); p != nil {
+		if err := validatePayment(p); err != nil {
+			return err
+		}
+	} else if ev.GetType() == arbiterv1.EventType_EVENT_TYPE_PAYMENT_FAILED {
+		return invalid("event.payment", "required for payment events")
+	}
+
+	cu := req.GetCustomer()
+	if cu == nil {
+		return invalid("customer", "required")
+	}
+	if err := checkID("customer.id", cu.GetId(), true); err != nil {
+		return err
+	}
+	for _, f := range [...]struct{ name, v string }{
+		{"customer.timezone", cu.GetTimezone()}, {"customer.locale", cu.GetLocale()}, {"customer.segment", cu.GetSegment()},
+	} {
+		if err := checkText(f.name, f.v, MaxTextLen); err != nil {
+			return err
+		}
+	}
+	if len(cu.GetConsents()) > MaxConsents {
+		return invalid("customer.consents", "more than "+strconv.Itoa(MaxConsents)+" entries")
+	}
+	for i, c := range cu.GetConsents() {
+		if c == nil {
+			continue
+		}
+		if err := checkChannel(fmt.Sprintf("customer.consents[%d].channel", i), c.GetChannel()); err != nil {
+			return err
+		}
+		if err := checkPurpose(fmt.Sprintf("customer.consents[%d].purpose", i), c.GetPurpose()); err != nil {
+			return err
+		}
+	}
+	if len(cu.GetPreferredChannels()) > MaxPreferredChannels {
+		return invalid("customer.preferred_channels", "more than "+strconv.Itoa(MaxPreferredChannels)+" entries")
+	}
+	for i, c := range cu.GetPreferredChannels() {
+		if err := checkChannel(fmt.Sprintf("customer.preferred_channels[%d]", i), c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func checkChannel(field string, c arbiterv1.Channel) error {
+	switch {
+	case c == arbiterv1.Channel_CHANNEL_UNSPECIFIED:
+		return invalid(field, "required")
+	case !knownEnum(c, arbiterv1.Channel_name):
+		return invalid(field, "unknown value")
+	}
+	return nil
+}
+
+func checkPurpose(field string, p arbiterv1.Purpose) error {
+	switch {
+	case p == arbiterv1.Purpose_PURPOSE_UNSPECIFIED:
+		return invalid(field, "required")
+	case !knownEnum(p, arbiterv1.Purpose_name):
+		return invalid(field, "unknown value")
+	}
+	return nil
+}
+
+func validatePayment(p *arbiterv1.PaymentFailure) error {
+	if p.GetDeclineCode() == "" {
+		return invalid("event.payment.decline_code", "required")
+	}
+	if !shortCode(p.GetDeclineCode()) {
+		return invalid("event.payment.decline_code", "must be 1 to 4 letters or digits (ISO 8583 field 39)")
+	}
+	if mac := p.GetMerchantAdviceCode(); mac != "" && !shortCode(mac) {
+		return invalid("event.payment.merchant_advice_code", "must be 1 to 4 letters or digits")
+	}
+	switch n := p.GetNetwork(); {
+	case n == arbiterv1.CardNetwork_CARD_NETWORK_UNSPECIFIED:
+		return invalid("event.payment.network", "required")
+	case !knownEnum(n, arbiterv1.CardNetwork_name):
+		return invalid("event.payment.network", "unknown value")
+	}
+	if !knownEnum(p.GetInitiator(), arbiterv1.Initiator_name) {
+		return invalid("event.payment.initiator", "unknown value")
+	}
+	if p.GetAmountMinor() < 0 {
+		return invalid("event.payment.amount_minor", "must not be negative")
+	}
+	if c := p.GetCurrency(); c == "" {
+		return invalid("event.payment.currency", "required")
+	} else if !currencyCode(c) {
+		return invalid("event.payment.currency", "must be 3 upper-case letters (ISO 4217)")
+	}
+	if err := checkID("event.payment.card_ref", p.GetCardRef(), true); err != nil {
+		return err
+	}
+	if err := checkID("event.payment.acquirer", p.GetAcquirer(), false); err != nil {
+		return err
+	}
+	return checkID("event.payment.merchant_id", p.GetMerchantId(), false)
+}
+
+func shortCode(s string) bool {
+	if len(s) == 0 || len(s) > 4 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return false
+		}
+	}
+	return true
+}
+
+func currencyCode(s string) bool {
+	return len(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' && s[2] >= 'A' && s[2] <= 'Z'
+}
+
+func validateRecordOutcome(req *arbiterv1.RecordOutcomeRequest) error {
+	if err := checkID("decision_id", req.GetDecisionId(), true); err != nil {
+		return err
+	}
+	switch o := req.GetOutcome(); {
+	case o == arbiterv1.Outcome_OUTCOME_UNSPECIFIED:
+		return invalid("outcome", "required")
+	case !knownEnum(o, arbiterv1.Outcome_name):
+		return invalid("outcome", "unknown value")
+	}
+	if req.OccurredAt != nil {
+		return checkTimestamp("occurred_at", req.GetOccurredAt().CheckValid())
+	}
+	return nil
+}
+
+// validatePutFeatures checks a PutFeaturesRequest and returns its features as JSON-compatible
+// Go values (a null value is nil: delete) and its ttl (zero: none).
+func validatePutFeatures(req *arbiterv1.PutFeaturesRequest) (map[string]any, time.Duration, error) {
+	if err := checkID("customer_id", req.GetCustomerId(), true); err != nil {
+		return nil, 0, err
+	}
+	fs := req.GetFeatures()
+	if len(fs) == 0 {
+		return nil, 0, invalid("features", "required")
+	}
+	if len(fs) > MaxFeatures {
+		return nil, 0, invalid("features", "more than "+strconv.Itoa(MaxFeatures)+" entries")
+	}
+	out := make(map[string]any, len(fs))
+	total := 0
+	for name, v := range fs {
+		if err := checkID("features key", name, true); err != nil {
+			return nil, 0, err
+		}
+		field := "features[" + strconv.Quote(name) + "]"
+		if v == nil || v.GetKind() == nil {
+			return nil, 0, invalid(field, "has no value (use null to delete)")
+		}
+		if _, isNull := v.GetKind().(*structpb.Value_NullValue); isNull {
+			out[name] = nil
+			continue
+		}
+		val := v.AsInterface()
+		b, err := json.Marshal(val)
+		if err != nil {
+			return nil, 0, invalid(field, "not representable as JSON (NaN or infinite number)")
+		}
+		if len(b) > MaxFeatureValueLen {
+			return nil, 0, invalid(field, "larger than "+strconv.Itoa(MaxFeatureValueLen)+" bytes as JSON")
+		}
+		total += len(b)
+		out[name] = val
+	}
+	if total > MaxFeaturesLen {
+		return nil, 0, invalid("features", "larger than "+strconv.Itoa(MaxFeaturesLen)+" bytes as JSON in total")
+	}
+	var ttl time.Duration
+	if t := req.GetTtl(); t != nil {
+		if t.CheckValid() != nil {
+			return nil, 0, invalid("ttl", "not a valid duration")
+		}
+		ttl = t.AsDuration()
+		if ttl <= 0 || ttl > MaxFeatureTTL {
+			return nil, 0, invalid("ttl", "must be positive and at most 10 years")
+		}
+	}
+	return out, ttl, nil
+}
