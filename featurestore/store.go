@@ -65,3 +65,17 @@ type StoredOutcome struct {
 	OccurredAt time.Time
 	RecordedAt time.Time
 }
+
+// ErrInvalid wraps errors about arguments the store refuses to write: empty or malformed ids,
+// control characters in fields that the key schema joins, values that do not encode as JSON.
+// The server validates requests first, so it means a bug in the caller.
+var ErrInvalid = errors.New("invalid store argument")
+
+// FeatureRecord is one customer's features, for PutFeaturesBatch.
+type FeatureRecord struct {
+	CustomerID string
+	// Features are merged into the stored ones; a nil value deletes the feature.
+	Features map[string]any
+	// TTL, when positive, expires the customer's whole features hash; zero removes any expiry.
+	TTL time.Duration
+}

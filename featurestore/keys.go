@@ -1,0 +1,178 @@
+package featurestore
+
+import (
+	"encoding/hex"
+	"math/rand/v2"
+	"time"
+)
+
+// The key schema, in one place. Every key starts with the hash tag of a bucket, "{b:XX}", so
+// all keys of one customer, the customer's decisions and the bucket's audit stream live in one
+// Redis Cluster slot and every script touches one slot:
+//
+//	{b:XX}:c:<customer_id>:f               features hash (field -> JSON value)
+//	{b:XX}:c:<customer_id>:m               reserved messages zset (score: ms)
+//	{b:XX}:c:<customer_id>:l               retry ledger zset (score: ms)
+//	{b:XX}:c:<customer_id>:s               retry stops hash
+//	{b:XX}:c:<customer_id>:x               failing channels hash
+//	{b:XX}:c:<customer_id>:r               recent decisions list, newest first
+//	{b:XX}:c:<customer_id>:e:<event_id>    event id -> decision id (idempotency)
+//	{b:XX}:d:<decision_id>                 encoded decision record
+//	{b:XX}:o:<decision_id>                 outcomes hash
+//	{b:XX}:audit                           the bucket's audit stream
+//
+// XX is fnv-1a-32(customer_id) % 256 in two lowercase hex digits.
+
+// keyKind names one kind of key in the schema.
+type keyKind uint8
+
+const (
+	keyFeatures keyKind = iota
+	keyMessages
+	keyLedger
+	keyStops
+	keyFailing
+	keyRecent
+	keyEvent
+	keyDecision
+	keyOutcomes
+	keyAudit
+	// keyDecisionPrefix is "{b:XX}:d:", which the scripts complete with a stored decision id.
+	keyDecisionPrefix
+)
+
+// bucket is a customer's bucket: the hash tag of all the customer's keys.
+type bucket uint8
+
+// bucketOf returns fnv-1a-32(customerID) % 256.
+func bucketOf(customerID string) bucket {
+	const (
+		offset32 = 2166136261
+		prime32  = 16777619
+	)
+	h := uint32(offset32)
+	for i := 0; i < len(customerID); i++ {
+		h ^= uint32(customerID[i])
+		h *= prime32
+	}
+	return bucket(h % 256)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// key builds every key of the store. customerID is used by the customer kinds, id is the event
+// id for keyEvent and the decision id for keyDecision and keyOutcomes.
+func key(kind keyKind, b bucket, customerID, id string) string {
+	tag := "{b:" + string([]byte{hexDigits[b>>4], hexDigits[b&0xf]}) + "}"
+	switch kind {
+	case keyFeatures:
+		return tag + ":c:" + customerID + ":f"
+	case keyMessages:
+		return tag + ":c:" + customerID + ":m"
+	case keyLedger:
+		return tag + ":c:" + customerID + ":l"
+	case keyStops:
+		return tag + ":c:" + customerID + ":s"
+	case keyFailing:
+		return tag + ":c:" + customerID + ":x"
+	case keyRecent:
+		return tag + ":c:" + customerID + ":r"
+	case keyEvent:
+		return tag + ":c:" + customerID + ":e:" + id
+	case keyDecision:
+		return tag + ":d:" + id
+	case keyOutcomes:
+		return tag + ":o:" + id
+	case keyAudit:
+		return tag + ":audit"
+	case keyDecisionPrefix:
+		return tag + ":d:"
+	}
+	panic("featurestore: unknown key kind") // unreachable: kinds are constants of this file
+}
+
+// customerKeys are the keys of one customer's state.
+type customerKeys struct {
+	bucket                                             bucket
+	features, messages, ledger, stops, failing, recent string
+}
+
+func keysOf(customerID string) customerKeys {
+	b := bucketOf(customerID)
+	return customerKeys{
+		bucket:   b,
+		features: key(keyFeatures, b, customerID, ""),
+		messages: key(keyMessages, b, customerID, ""),
+		ledger:   key(keyLedger, b, customerID, ""),
+		stops:    key(keyStops, b, customerID, ""),
+		failing:  key(keyFailing, b, customerID, ""),
+		recent:   key(keyRecent, b, customerID, ""),
+	}
+}
+
+// decisionIDLen is the length of a decision id: "XX-" and a 36-character UUIDv7.
+const decisionIDLen = 2 + 1 + 36
+
+// NewDecisionID returns a new unique decision id for a decision about customerID made at now:
+// the customer's bucket in two hex digits, "-", and a UUIDv7 whose timestamp is now, for
+// example "3f-0190f5a2-7c1e-7d4b-9a51-0c3e5b7d9f21". Ids of one bucket sort by time (to the
+// millisecond). GetDecision finds a decision's keys from its id alone.
+func NewDecisionID(customerID string, now time.Time) string {
+	var u [16]byte
+	ms := uint64(now.UnixMilli())
+	u[0], u[1], u[2] = byte(ms>>40), byte(ms>>32), byte(ms>>24)
+	u[3], u[4], u[5] = byte(ms>>16), byte(ms>>8), byte(ms)
+	r1, r2 := rand.Uint64(), rand.Uint64()
+	for i := range 2 {
+		u[6+i] = byte(r1 >> (8 * i))
+	}
+	for i := range 8 {
+		u[8+i] = byte(r2 >> (8 * i))
+	}
+	u[6] = u[6]&0x0f | 0x70 // version 7
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+
+	b := bucketOf(customerID)
+	var out [decisionIDLen]byte
+	out[0], out[1], out[2] = hexDigits[b>>4], hexDigits[b&0xf], '-'
+	dst := out[3:]
+	hex.Encode(dst[0:8], u[0:4])
+	dst[8] = '-'
+	hex.Encode(dst[9:13], u[4:6])
+	dst[13] = '-'
+	hex.Encode(dst[14:18], u[6:8])
+	dst[18] = '-'
+	hex.Encode(dst[19:23], u[8:10])
+	dst[23] = '-'
+	hex.Encode(dst[24:36], u[10:16])
+	return string(out[:])
+}
+
+// bucketOfDecisionID returns the bucket a decision id names. A string that is not of the form
+// NewDecisionID makes returns ErrNotFound: no such decision can exist.
+func bucketOfDecisionID(id string) (bucket, error) {
+	if len(id) != decisionIDLen || id[2] != '-' {
+		return 0, ErrNotFound
+	}
+	var b int
+	for i := range len(id) {
+		c := id[i]
+		switch {
+		case i == 2 || i == 3+8 || i == 3+13 || i == 3+18 || i == 3+23:
+			if c != '-' {
+				return 0, ErrNotFound
+			}
+		case '0' <= c && c <= '9':
+			if i < 2 {
+				b = b<<4 | int(c-'0')
+			}
+		case 'a' <= c && c <= 'f':
+			if i < 2 {
+				b = b<<4 | int(c-'a'+10)
+			}
+		default:
+			return 0, ErrNotFound
+		}
+	}
+	return bucket(b), nil
+}
