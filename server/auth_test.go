@@ -274,8 +274,8 @@ func (s *identityDecisions) Decide(ctx context.Context, _ *arbiterv1.DecideReque
 	return &arbiterv1.DecideResponse{DecisionId: "for-" + id.Name}, nil
 }
 
-// startTestServer serves svc and health on bufconn with the given server options.
-func startTestServer(t *testing.T, svc arbiterv1.DecisionServiceServer, opts ...grpc.ServerOption) *grpc.ClientConn {
+// startSecServer serves svc and health on bufconn with the given server options.
+func startSecServer(t *testing.T, svc arbiterv1.DecisionServiceServer, opts ...grpc.ServerOption) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	srv := grpc.NewServer(opts...)
@@ -299,7 +299,7 @@ func TestAuthInterceptorEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc := &identityDecisions{}
-	conn := startTestServer(t, svc, grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
+	conn := startSecServer(t, svc, grpc.ChainUnaryInterceptor(a.UnaryInterceptor()), grpc.ChainStreamInterceptor(a.StreamInterceptor()))
 	client := arbiterv1.NewDecisionServiceClient(conn)
 	ctx := context.Background()
 

@@ -111,7 +111,7 @@ func TestContainsCardNumberAgreesWithLuhn(t *testing.T) {
 	}
 }
 
-func typicalDecideRequest() *arbiterv1.DecideRequest {
+func guardDecideRequest() *arbiterv1.DecideRequest {
 	return &arbiterv1.DecideRequest{
 		Event: &arbiterv1.Event{
 			Id:         "evt-7f3c2a1b-9d4e-4c61-a0b2-5e8f7d6c3b21",
@@ -152,30 +152,30 @@ func TestCheckCardNumbers(t *testing.T) {
 		msg       proto.Message
 		wantField string // "" means clean
 	}{
-		{"clean decide request", typicalDecideRequest(), ""},
+		{"clean decide request", guardDecideRequest(), ""},
 		{"nil message", (*arbiterv1.DecideRequest)(nil), ""},
 		{"event id", func() proto.Message {
-			r := typicalDecideRequest()
+			r := guardDecideRequest()
 			r.Event.Id = "evt-" + pan
 			return r
 		}(), "event.id"},
 		{"card_ref", func() proto.Message {
-			r := typicalDecideRequest()
+			r := guardDecideRequest()
 			r.Event.Payment.CardRef = "4111111111111111"
 			return r
 		}(), "event.payment.card_ref"},
 		{"attribute value", func() proto.Message {
-			r := typicalDecideRequest()
+			r := guardDecideRequest()
 			r.Event.Attributes["note"] = "customer said card is " + pan
 			return r
 		}(), `event.attributes["note"]`},
 		{"attribute key", func() proto.Message {
-			r := typicalDecideRequest()
+			r := guardDecideRequest()
 			r.Event.Attributes[pan] = "x"
 			return r
 		}(), "event.attributes (a map key)"},
 		{"customer locale", func() proto.Message {
-			r := typicalDecideRequest()
+			r := guardDecideRequest()
 			r.Customer.Locale = pan
 			return r
 		}(), "customer.locale"},
@@ -234,7 +234,7 @@ func TestCheckCardNumbers(t *testing.T) {
 func TestCheckCardNumbersUnknownField(t *testing.T) {
 	// A newer client may send a field this server does not know; its bytes would be kept and
 	// stored with the request, so the guard scans them too.
-	b, err := proto.Marshal(typicalDecideRequest())
+	b, err := proto.Marshal(guardDecideRequest())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestCardGuardUnaryInterceptor(t *testing.T) {
 	ic := CardGuardUnaryInterceptor()
 	info := &grpc.UnaryServerInfo{FullMethod: arbiterv1.DecisionService_Decide_FullMethodName}
 
-	bad := typicalDecideRequest()
+	bad := guardDecideRequest()
 	bad.Event.Source = "4111-1111-1111-1111"
 	if _, err := ic(context.Background(), bad, info, handler); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("interceptor(bad) code = %v, want InvalidArgument", status.Code(err))
@@ -268,7 +268,7 @@ func TestCardGuardUnaryInterceptor(t *testing.T) {
 	if called {
 		t.Errorf("handler ran for a request holding a card number")
 	}
-	got, err := ic(context.Background(), typicalDecideRequest(), info, handler)
+	got, err := ic(context.Background(), guardDecideRequest(), info, handler)
 	if err != nil || got != "ok" || !called {
 		t.Errorf("interceptor(clean) = %v, %v (handler called %v), want ok, nil, true", got, err, called)
 	}
@@ -285,14 +285,14 @@ func TestCheckCardNumbersAllocs(t *testing.T) {
 		t.Errorf("ContainsCardNumber allocs = %v, want 0", n)
 	}
 	// The hot requests take the fast path, which does not allocate either.
-	dr := typicalDecideRequest()
+	dr := guardDecideRequest()
 	if n := testing.AllocsPerRun(100, func() { _ = CheckCardNumbers(dr) }); n != 0 {
 		t.Errorf("CheckCardNumbers(typical DecideRequest) allocs = %v, want 0", n)
 	}
 }
 
 func BenchmarkCheckCardNumbers(b *testing.B) {
-	req := typicalDecideRequest()
+	req := guardDecideRequest()
 	b.ReportAllocs()
 	for b.Loop() {
 		if err := CheckCardNumbers(req); err != nil {

@@ -18,14 +18,14 @@ import (
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
-// fakeClock is a clock a test moves by hand.
-type fakeClock struct{ t time.Time }
+// rlClock is a clock a test moves by hand.
+type rlClock struct{ t time.Time }
 
-func (c *fakeClock) now() time.Time          { return c.t }
-func (c *fakeClock) advance(d time.Duration) { c.t = c.t.Add(d) }
+func (c *rlClock) now() time.Time          { return c.t }
+func (c *rlClock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func TestRateLimiterAllow(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	clk := &rlClock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
 	rl, err := NewRateLimiter(RateLimit{PerSecond: 2, Burst: 3}, sdkmetric.NewMeterProvider(), WithRateLimitClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func TestRateLimiterAllow(t *testing.T) {
 }
 
 func TestRateLimiterBoundedMemory(t *testing.T) {
-	clk := &fakeClock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	clk := &rlClock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
 	rl, err := NewRateLimiter(RateLimit{PerSecond: 1, Burst: 1}, sdkmetric.NewMeterProvider(), WithRateLimitClock(clk.now), WithRateLimitMaxKeys(100))
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +102,7 @@ func TestNewRateLimiterErrors(t *testing.T) {
 func TestRateLimiterInterceptor(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	clk := &fakeClock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
+	clk := &rlClock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
 	rl, err := NewRateLimiter(RateLimit{PerSecond: 1, Burst: 1}, mp, WithRateLimitClock(clk.now))
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,7 @@ func TestRateLimiterInterceptor(t *testing.T) {
 	}
 	ic := grpc.ChainUnaryInterceptor(a.UnaryInterceptor(), rl.UnaryInterceptor())
 	svc := &identityDecisions{}
-	conn := startTestServer(t, svc, ic)
+	conn := startSecServer(t, svc, ic)
 	client := arbiterv1.NewDecisionServiceClient(conn)
 
 	// The gateway's own limit is 5/s with a burst of 2 (testAuthConfig).

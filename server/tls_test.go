@@ -23,14 +23,14 @@ import (
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
-// testCA is a certificate authority made in the test.
-type testCA struct {
+// secTestCA is a certificate authority made in the test.
+type secTestCA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	pem  []byte
 }
 
-func newTestCA(t *testing.T, name string) *testCA {
+func newSecTestCA(t *testing.T, name string) *secTestCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -53,11 +53,11 @@ func newTestCA(t *testing.T, name string) *testCA {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	return &secTestCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
 // issue returns a PEM certificate and key signed by the CA, for 127.0.0.1.
-func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+func (ca *secTestCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -84,9 +84,9 @@ func (ca *testCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPE
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
 }
 
-// writeFile writes data and moves the modification time forward, so that a rewrite within
+// writeCertFile writes data and moves the modification time forward, so that a rewrite within
 // the file system's time resolution is still seen as a change.
-func writeFile(t *testing.T, path string, data []byte, mod time.Time) {
+func writeCertFile(t *testing.T, path string, data []byte, mod time.Time) {
 	t.Helper()
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
@@ -135,11 +135,11 @@ func callTLS(t *testing.T, addr string, cfg *tls.Config) (string, error) {
 func TestCertReloaderTLSAndRotation(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	ca := newTestCA(t, "test CA")
+	ca := newSecTestCA(t, "test CA")
 	t0 := time.Now().Add(-time.Minute)
 	c1, k1 := ca.issue(t, "server-v1", x509.ExtKeyUsageServerAuth)
-	writeFile(t, certFile, c1, t0)
-	writeFile(t, keyFile, k1, t0)
+	writeCertFile(t, certFile, c1, t0)
+	writeCertFile(t, keyFile, k1, t0)
 
 	r, err := NewCertReloader(certFile, keyFile, "")
 	if err != nil {
@@ -156,15 +156,15 @@ func TestCertReloaderTLSAndRotation(t *testing.T) {
 
 	// Rotate: new pair on disk; the next connection gets it without a restart.
 	c2, k2 := ca.issue(t, "server-v2", x509.ExtKeyUsageServerAuth)
-	writeFile(t, certFile, c2, t0.Add(time.Second))
-	writeFile(t, keyFile, k2, t0.Add(time.Second))
+	writeCertFile(t, certFile, c2, t0.Add(time.Second))
+	writeCertFile(t, keyFile, k2, t0.Add(time.Second))
 	if cn, err := callTLS(t, addr, clientCfg); err != nil || cn != "server-v2" {
 		t.Fatalf("Decide after rotation = %q, %v, want server-v2", cn, err)
 	}
 
 	// A half-done rotation (new certificate, old key) keeps serving the last good pair.
 	c3, _ := ca.issue(t, "server-v3", x509.ExtKeyUsageServerAuth)
-	writeFile(t, certFile, c3, t0.Add(2*time.Second))
+	writeCertFile(t, certFile, c3, t0.Add(2*time.Second))
 	if cn, err := callTLS(t, addr, clientCfg); err != nil || cn != "server-v2" {
 		t.Fatalf("Decide after a broken rotation = %q, %v, want server-v2 still served", cn, err)
 	}
@@ -173,8 +173,8 @@ func TestCertReloaderTLSAndRotation(t *testing.T) {
 	}
 	// Once the key arrives, the rotation completes.
 	c4, k4 := ca.issue(t, "server-v4", x509.ExtKeyUsageServerAuth)
-	writeFile(t, certFile, c4, t0.Add(3*time.Second))
-	writeFile(t, keyFile, k4, t0.Add(3*time.Second))
+	writeCertFile(t, certFile, c4, t0.Add(3*time.Second))
+	writeCertFile(t, keyFile, k4, t0.Add(3*time.Second))
 	if cn, err := callTLS(t, addr, clientCfg); err != nil || cn != "server-v4" {
 		t.Fatalf("Decide after completed rotation = %q, %v, want server-v4", cn, err)
 	}
@@ -192,14 +192,14 @@ func TestCertReloaderTLSAndRotation(t *testing.T) {
 func TestCertReloaderMutualTLS(t *testing.T) {
 	dir := t.TempDir()
 	certFile, keyFile, caFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"), filepath.Join(dir, "clients.pem")
-	serverCA := newTestCA(t, "server CA")
-	clientCA := newTestCA(t, "client CA")
-	otherCA := newTestCA(t, "other CA")
+	serverCA := newSecTestCA(t, "server CA")
+	clientCA := newSecTestCA(t, "client CA")
+	otherCA := newSecTestCA(t, "other CA")
 	t0 := time.Now().Add(-time.Minute)
 	c, k := serverCA.issue(t, "server", x509.ExtKeyUsageServerAuth)
-	writeFile(t, certFile, c, t0)
-	writeFile(t, keyFile, k, t0)
-	writeFile(t, caFile, clientCA.pem, t0)
+	writeCertFile(t, certFile, c, t0)
+	writeCertFile(t, keyFile, k, t0)
+	writeCertFile(t, caFile, clientCA.pem, t0)
 
 	r, err := NewCertReloader(certFile, keyFile, caFile)
 	if err != nil {
@@ -208,7 +208,7 @@ func TestCertReloaderMutualTLS(t *testing.T) {
 	addr := serveTLS(t, r.ServerConfig())
 	roots := x509.NewCertPool()
 	roots.AddCert(serverCA.cert)
-	clientCert := func(ca *testCA) []tls.Certificate {
+	clientCert := func(ca *secTestCA) []tls.Certificate {
 		cp, kp := ca.issue(t, "gateway", x509.ExtKeyUsageClientAuth)
 		pair, err := tls.X509KeyPair(cp, kp)
 		if err != nil {
@@ -236,7 +236,7 @@ func TestCertReloaderMutualTLS(t *testing.T) {
 	}
 
 	// Rotating the client CA bundle to the other CA lets its clients in, and locks the old out.
-	writeFile(t, caFile, otherCA.pem, t0.Add(time.Second))
+	writeCertFile(t, caFile, otherCA.pem, t0.Add(time.Second))
 	if _, err := callTLS(t, addr, &tls.Config{RootCAs: roots, Certificates: clientCert(otherCA)}); err != nil {
 		t.Errorf("Decide with the new client CA = %v, want nil", err)
 	}
@@ -247,13 +247,13 @@ func TestCertReloaderMutualTLS(t *testing.T) {
 
 func TestNewCertReloaderErrors(t *testing.T) {
 	dir := t.TempDir()
-	ca := newTestCA(t, "ca")
+	ca := newSecTestCA(t, "ca")
 	c, k := ca.issue(t, "s", x509.ExtKeyUsageServerAuth)
 	certFile, keyFile, junk := filepath.Join(dir, "c"), filepath.Join(dir, "k"), filepath.Join(dir, "junk")
 	now := time.Now()
-	writeFile(t, certFile, c, now)
-	writeFile(t, keyFile, k, now)
-	writeFile(t, junk, []byte("not pem"), now)
+	writeCertFile(t, certFile, c, now)
+	writeCertFile(t, keyFile, k, now)
+	writeCertFile(t, junk, []byte("not pem"), now)
 	tests := []struct {
 		name                string
 		cert, key, clientCA string
