@@ -81,9 +81,15 @@ func bundleInitiatorName(i Initiator) string {
 func bundleParseEventType(s string) EventType {
 	return EventType(bundleLookupName(bundleEventNames[:], "EVENT_TYPE_", s))
 }
-func bundleParseChannel(s string) Channel { return Channel(bundleLookupName(bundleChannelNames[:], "CHANNEL_", s)) }
-func bundleParsePurpose(s string) Purpose { return Purpose(bundleLookupName(bundlePurposeNames[:], "PURPOSE_", s)) }
-func bundleParseAction(s string) Action   { return Action(bundleLookupName(bundleActionNames[:], "ACTION_", s)) }
+func bundleParseChannel(s string) Channel {
+	return Channel(bundleLookupName(bundleChannelNames[:], "CHANNEL_", s))
+}
+func bundleParsePurpose(s string) Purpose {
+	return Purpose(bundleLookupName(bundlePurposeNames[:], "PURPOSE_", s))
+}
+func bundleParseAction(s string) Action {
+	return Action(bundleLookupName(bundleActionNames[:], "ACTION_", s))
+}
 func bundleParseNetwork(s string) Network {
 	return Network(bundleLookupName(bundleNetworkNames[:], "CARD_NETWORK_", s))
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
@@ -55,6 +56,8 @@ const (
 	varLedgerRetries30d
 	varLedgerStopped
 	varNow
+	varRecentDeclines30d
+	varRecentDecisions24h
 	varCount
 )
 
@@ -69,13 +72,15 @@ var celVarNames = [varCount]string{
 	"features", "counters",
 	"ledger.declines_24h", "ledger.declines_30d", "ledger.retries_30d", "ledger.stopped",
 	"now",
+	"recent.declines_30d", "recent.decisions_24h",
 }
 
 func celVarType(v celVar) *cel.Type {
 	switch v {
 	case varEventAttributes:
 		return cel.MapType(cel.StringType, cel.StringType)
-	case varPaymentAmountMinor, varLedgerDeclines24h, varLedgerDeclines30d, varLedgerRetries30d:
+	case varPaymentAmountMinor, varLedgerDeclines24h, varLedgerDeclines30d, varLedgerRetries30d,
+		varRecentDeclines30d, varRecentDecisions24h:
 		return cel.IntType
 	case varCustomerVulnerable, varLedgerStopped:
 		return cel.BoolType
@@ -146,6 +151,10 @@ func celVarOf(name string) (celVar, bool) {
 		return varLedgerStopped, true
 	case "now":
 		return varNow, true
+	case "recent.declines_30d":
+		return varRecentDeclines30d, true
+	case "recent.decisions_24h":
+		return varRecentDecisions24h, true
 	}
 	return 0, false
 }
@@ -424,6 +433,29 @@ func (a *activation) resolve(v celVar) ref.Val {
 		return types.Bool(factsLedger(a.f).stopped)
 	case varNow:
 		return types.Timestamp{Time: in.Now}
+	case varRecentDeclines30d:
+		return types.Int(recentDeclines(in, 30*24*time.Hour))
+	case varRecentDecisions24h:
+		n := 0
+		since := in.Now.Add(-24 * time.Hour)
+		for _, d := range in.State.Recent {
+			if !d.DecidedAt.Before(since) {
+				n++
+			}
+		}
+		return types.Int(n)
 	}
 	return types.NewErr("unknown input")
+}
+
+// recentDeclines counts the declines in the stored ledger within d before now, for any card.
+func recentDeclines(in *Input, d time.Duration) int {
+	n := 0
+	since := in.Now.Add(-d)
+	for _, e := range in.State.Ledger {
+		if e.Kind == LedgerDecline && !e.At.Before(since) {
+			n++
+		}
+	}
+	return n
 }

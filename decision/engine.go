@@ -168,7 +168,7 @@ func (p *Policy) result(in *Input, s *scratch, best int) *Result {
 		}
 		res.Action = ActionSuppress
 		res.Suppress = &Suppress{}
-		res.Reasons = make([]Reason, 0, max(n, 1))
+		res.Reasons = make([]Reason, 0, n+1)
 		for i := range s.cands {
 			c := &s.cands[i]
 			for _, code := range c.ReasonCodes {
@@ -192,7 +192,7 @@ func (p *Policy) result(in *Input, s *scratch, best int) *Result {
 	}
 	res.Action = w.Action
 	res.Retry, res.Message, res.Escalate, res.Suppress = w.Retry, w.Message, w.Escalate, w.Suppress
-	res.Reasons = make([]Reason, 0, n)
+	res.Reasons = make([]Reason, 0, n+1) // +1: the decline-class reason effects may add
 	for _, code := range w.ReasonCodes {
 		res.Reasons = addReason(res.Reasons, Reason{Code: code, RuleID: w.RuleID})
 	}
@@ -255,14 +255,7 @@ func escalateContext(in *Input, f *facts, w *Candidate, own map[string]string) m
 	if in.Customer.Vulnerable {
 		m["vulnerable"] = "true"
 	}
-	open := 0
-	since := in.Now.Add(-30 * 24 * time.Hour)
-	for _, e := range in.State.Ledger {
-		if e.Kind == LedgerDecline && !e.At.Before(since) {
-			open++
-		}
-	}
-	m["open_payment_failures"] = strconv.Itoa(open)
+	m["open_payment_failures"] = strconv.Itoa(recentDeclines(in, 30*24*time.Hour))
 	if len(in.State.Recent) > 0 {
 		var b strings.Builder
 		for i, d := range in.State.Recent {
