@@ -1,0 +1,474 @@
+package featurestore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// The audit stream entry fields that the commit script writes.
+const (
+	auditFieldDecisionID = "d"
+	auditFieldRecord     = "r"
+)
+
+// Audit export defaults.
+const (
+	// DefaultAuditGroup is the consumer group of the audit exporter.
+	DefaultAuditGroup = "arbiter-audit-export"
+	// DefaultAuditConsumer is the consumer name inside the group. A restarted exporter with
+	// the same name gets its own unacknowledged entries again.
+	DefaultAuditConsumer = "exporter"
+	// DefaultAuditBatch is how many entries the exporter reads from each bucket stream at once.
+	DefaultAuditBatch = 500
+	// DefaultAuditPoll is how long Run waits between passes that found nothing.
+	DefaultAuditPoll = 200 * time.Millisecond
+	// DefaultAuditClaimIdle is how long an entry delivered to another consumer of the group
+	// stays unacknowledged before the exporter claims it.
+	DefaultAuditClaimIdle = time.Minute
+)
+
+// auditBuckets is the number of bucket streams, "{b:00}:audit" to "{b:ff}:audit".
+const auditBuckets = 256
+
+// AuditEntry is one entry of the audit trail: the decision id and the encoded
+// arbiterv1.DecisionRecord that the decision's commit wrote.
+type AuditEntry struct {
+	DecisionID string
+	Record     []byte
+}
+
+// AuditSink receives exported audit entries. WriteAudit must have made the entries durable
+// when it returns nil: the exporter then acknowledges them and they are not delivered again.
+// Entries can be delivered more than once (after a crash between the write and the
+// acknowledgement), so a sink deduplicates by decision id.
+type AuditSink interface {
+	WriteAudit(ctx context.Context, entries []AuditEntry) error
+}
+
+// AuditStats counts what an export did.
+type AuditStats struct {
+	// Delivered is the number of entries handed to the sink (re-deliveries included).
+	Delivered int
+	// Lost is the number of entries that were delivered to the group before but trimmed from
+	// the stream (by the stream's length cap) before they were acknowledged. A non-zero value
+	// means the exporter fell behind the cap; see WithAuditMaxLen.
+	Lost int
+	// Trimmed is the number of exported entries removed from the streams by the retention.
+	Trimmed int
+}
+
+// AuditExporter ships the audit trail from Redis to a sink, at least once. It reads every
+// bucket's audit stream with a Redis consumer group (XREADGROUP), hands each batch to the sink,
+// and acknowledges it (XACK) only after the sink wrote it; so it resumes where it stopped, and
+// entries that were delivered but not acknowledged (the exporter died) are delivered again.
+// It works on a single Redis and on a Redis Cluster: each bucket stream lives in one slot.
+type AuditExporter struct {
+	rdb  redis.UniversalClient
+	sink AuditSink
+	o    auditOptions
+
+	// pending[b] is true while bucket b's own unacknowledged entries (history id "0") have
+	// not all been re-read.
+	pending  [auditBuckets]bool
+	ready    bool
+	lastTrim time.Time
+}
+
+// AuditOption configures an AuditExporter.
+type AuditOption func(*auditOptions)
+
+type auditOptions struct {
+	group     string
+	consumer  string
+	batch     int64
+	poll      time.Duration
+	claimIdle time.Duration
+	retention time.Duration
+	now       func() time.Time
+}
+
+// WithAuditGroup sets the consumer group name (default DefaultAuditGroup). Exporters with
+// different groups each receive every entry.
+func WithAuditGroup(name string) AuditOption {
+	return func(o *auditOptions) {
+		if name != "" {
+			o.group = name
+		}
+	}
+}
+
+// WithAuditConsumer sets the consumer name (default DefaultAuditConsumer).
+func WithAuditConsumer(name string) AuditOption {
+	return func(o *auditOptions) {
+		if name != "" {
+			o.consumer = name
+		}
+	}
+}
+
+// WithAuditBatch sets how many entries are read from each bucket stream per round trip
+// (default 500).
+func WithAuditBatch(n int) AuditOption {
+	return func(o *auditOptions) {
+		if n > 0 {
+			o.batch = int64(n)
+		}
+	}
+}
+
+// WithAuditPoll sets how long Run waits after a pass that found nothing (default 200 ms).
+func WithAuditPoll(d time.Duration) AuditOption {
+	return func(o *auditOptions) {
+		if d > 0 {
+			o.poll = d
+		}
+	}
+}
+
+// WithAuditRetention removes exported entries older than d from the streams (XTRIM MINID),
+// never an entry the group has not acknowledged. Zero (the default) keeps them until the
+// store's own length cap drops them.
+func WithAuditRetention(d time.Duration) AuditOption {
+	return func(o *auditOptions) { o.retention = max(d, 0) }
+}
+
+// WithAuditClock sets the clock used for retention (default time.Now).
+func WithAuditClock(now func() time.Time) AuditOption {
+	return func(o *auditOptions) { o.now = now }
+}
+
+// NewAuditExporter returns an exporter reading the audit streams through rdb (a *redis.Client
+// or *redis.ClusterClient) into sink.
+func NewAuditExporter(rdb redis.UniversalClient, sink AuditSink, opts ...AuditOption) *AuditExporter {
+	o := auditOptions{
+		group:     DefaultAuditGroup,
+		consumer:  DefaultAuditConsumer,
+		batch:     DefaultAuditBatch,
+		poll:      DefaultAuditPoll,
+		claimIdle: DefaultAuditClaimIdle,
+		now:       time.Now,
+	}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e := &AuditExporter{rdb: rdb, sink: sink, o: o}
+	e.rereadPending()
+	return e
+}
+
+// auditStreamKey is bucket b's audit stream.
+func auditStreamKey(b int) string { return key(keyAudit, bucket(b), "", "") }
+
+// Run exports until ctx ends, polling the streams, and returns the totals. It returns nil when
+// ctx ends and an error wrapping ErrUnavailable when Redis fails; the caller may call Run again.
+func (e *AuditExporter) Run(ctx context.Context) (AuditStats, error) {
+	var total AuditStats
+	for {
+		s, err := e.Drain(ctx)
+		total.Delivered += s.Delivered
+		total.Lost += s.Lost
+		total.Trimmed += s.Trimmed
+		if ctx.Err() != nil {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+		t := time.NewTimer(e.o.poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return total, nil
+		case <-t.C:
+		}
+	}
+}
+
+// Drain exports every entry that is in the streams now, then returns. It first re-reads the
+// entries this consumer was given but did not acknowledge, then claims entries that other
+// consumers of the group left unacknowledged for a minute, then reads new entries, batch by
+// batch, until a pass over all buckets finds none.
+func (e *AuditExporter) Drain(ctx context.Context) (AuditStats, error) {
+	var st AuditStats
+	if err := e.ensureGroups(ctx); err != nil {
+		return st, err
+	}
+	if err := e.claim(ctx, &st); err != nil {
+		return st, err
+	}
+	for {
+		n, err := e.pass(ctx, &st)
+		if err != nil {
+			return st, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if err := e.trim(ctx, &st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// ensureGroups creates the consumer group on every bucket stream (from the stream's start,
+// creating empty streams), once per exporter, or again after Redis lost them.
+func (e *AuditExporter) ensureGroups(ctx context.Context) error {
+	if e.ready {
+		return nil
+	}
+	cmds, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range auditBuckets {
+			p.XGroupCreateMkStream(ctx, auditStreamKey(b), e.o.group, "0")
+		}
+		return nil
+	})
+	for _, c := range cmds {
+		if err := c.Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			return auditErr("create consumer groups", err)
+		}
+	}
+	if err != nil && len(cmds) == 0 {
+		return auditErr("create consumer groups", err)
+	}
+	e.ready = true
+	return nil
+}
+
+// pass reads one batch from every bucket stream in one pipeline, writes it to the sink and
+// acknowledges it, and returns how many entries it read (at least 1 when another pass is
+// needed).
+func (e *AuditExporter) pass(ctx context.Context, st *AuditStats) (int, error) {
+	cmds, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range auditBuckets {
+			id := ">"
+			if e.pending[b] {
+				id = "0"
+			}
+			p.XReadGroup(ctx, &redis.XReadGroupArgs{
+				Group:    e.o.group,
+				Consumer: e.o.consumer,
+				Streams:  []string{auditStreamKey(b), id},
+				Count:    e.o.batch,
+				Block:    -1,
+			})
+		}
+		return nil
+	})
+	if err != nil && len(cmds) == 0 {
+		return 0, auditErr("read audit streams", err)
+	}
+	var entries []AuditEntry
+	acks := make([][]string, auditBuckets)
+	read, switched := 0, 0
+	for b, c := range cmds {
+		streams, err := c.(*redis.XStreamSliceCmd).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			streams = nil
+		case isNoGroup(err):
+			// The stream or its group is gone (Redis restarted without persistence, or
+			// someone deleted it): create it again on the next pass.
+			e.ready = false
+			continue
+		case err != nil:
+			return 0, auditErr("read audit streams", err)
+		}
+		got := 0
+		for _, s := range streams {
+			for _, m := range s.Messages {
+				got++
+				acks[b] = append(acks[b], m.ID)
+				if m.Values == nil { // trimmed away while pending
+					st.Lost++
+					continue
+				}
+				entry, err := auditEntryOf(m)
+				if err != nil {
+					return 0, err
+				}
+				entries = append(entries, entry)
+			}
+		}
+		if e.pending[b] && got == 0 {
+			e.pending[b] = false
+			switched++
+		}
+		read += got
+	}
+	if len(entries) > 0 {
+		if err := e.sink.WriteAudit(ctx, entries); err != nil {
+			// The entries stay pending in the group: read them again from the history.
+			e.rereadPending()
+			return 0, fmt.Errorf("audit sink: %w", err)
+		}
+		st.Delivered += len(entries)
+	}
+	if read > 0 {
+		if err := e.ack(ctx, acks); err != nil {
+			e.rereadPending()
+			return 0, err
+		}
+	}
+	if !e.ready {
+		if err := e.ensureGroups(ctx); err != nil {
+			return 0, err
+		}
+		return max(read, 1), nil // go round again on the recreated groups
+	}
+	if switched > 0 {
+		// Buckets that finished their history still have new entries to read.
+		return max(read, 1), nil
+	}
+	return read, nil
+}
+
+// rereadPending makes the next pass read every bucket's unacknowledged entries first.
+func (e *AuditExporter) rereadPending() {
+	for b := range e.pending {
+		e.pending[b] = true
+	}
+}
+
+func (e *AuditExporter) ack(ctx context.Context, acks [][]string) error {
+	_, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b, ids := range acks {
+			if len(ids) > 0 {
+				p.XAck(ctx, auditStreamKey(b), e.o.group, ids...)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return auditErr("acknowledge audit entries", err)
+	}
+	return nil
+}
+
+// claim moves to this consumer the entries that other consumers of the group have held
+// unacknowledged for longer than the claim idle time; the next pass re-reads them. Pending
+// entries that were trimmed from the stream are dropped by Redis and counted as lost.
+func (e *AuditExporter) claim(ctx context.Context, st *AuditStats) error {
+	cmds, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range auditBuckets {
+			p.XAutoClaimWithDeleted(ctx, &redis.XAutoClaimArgs{
+				Stream: auditStreamKey(b), Group: e.o.group, Consumer: e.o.consumer,
+				MinIdle: e.o.claimIdle, Start: "0", Count: e.o.batch,
+			})
+		}
+		return nil
+	})
+	if err != nil && len(cmds) == 0 {
+		return auditErr("claim idle audit entries", err)
+	}
+	for b, c := range cmds {
+		msgs, _, deleted, err := c.(*redis.XAutoClaimWithDeletedCmd).Result()
+		// Redis drops from the group's pending list the entries that were trimmed away.
+		st.Lost += len(deleted)
+		switch {
+		case err == nil && len(msgs) > 0:
+			e.pending[b] = true
+		case err != nil && !errors.Is(err, redis.Nil) && !isNoGroup(err):
+			return auditErr("claim idle audit entries", err)
+		}
+	}
+	return nil
+}
+
+// trim applies the retention: at most once a minute, each stream drops the entries older than
+// the retention that the group has acknowledged.
+func (e *AuditExporter) trim(ctx context.Context, st *AuditStats) error {
+	now := e.o.now()
+	if e.o.retention == 0 || now.Sub(e.lastTrim) < time.Minute {
+		return nil
+	}
+	cutoff := now.Add(-e.o.retention).UnixMilli()
+	infos, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range auditBuckets {
+			p.XPending(ctx, auditStreamKey(b), e.o.group)
+			p.XInfoGroups(ctx, auditStreamKey(b))
+		}
+		return nil
+	})
+	if err != nil && len(infos) == 0 {
+		return auditErr("read audit groups", err)
+	}
+	var trims []*redis.IntCmd
+	_, err = e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range auditBuckets {
+			minID := strconv.FormatInt(cutoff, 10) + "-0"
+			if pend, err := infos[2*b].(*redis.XPendingCmd).Result(); err == nil && pend.Count > 0 {
+				minID = minStreamID(minID, pend.Lower)
+			}
+			groups, err := infos[2*b+1].(*redis.XInfoGroupsCmd).Result()
+			if err != nil {
+				continue // no stream: nothing to trim
+			}
+			found := false
+			for _, g := range groups {
+				// Never trim past what any group of the stream has not read.
+				minID = minStreamID(minID, nextStreamID(g.LastDeliveredID))
+				if g.Name == e.o.group {
+					found = true
+				}
+			}
+			if found {
+				trims = append(trims, p.XTrimMinID(ctx, auditStreamKey(b), minID))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return auditErr("trim audit streams", err)
+	}
+	for _, c := range trims {
+		st.Trimmed += int(c.Val())
+	}
+	e.lastTrim = now
+	return nil
+}
+
+func auditEntryOf(m redis.XMessage) (AuditEntry, error) {
+	id, ok1 := m.Values[auditFieldDecisionID].(string)
+	rec, ok2 := m.Values[auditFieldRecord].(string)
+	if !ok1 || !ok2 || id == "" || len(rec) > maxRecordBytes {
+		return AuditEntry{}, fmt.Errorf("%w: audit entry %s: missing or oversized fields", ErrCorrupt, m.ID)
+	}
+	return AuditEntry{DecisionID: id, Record: []byte(rec)}, nil
+}
+
+// minStreamID returns the smaller of two stream ids "ms-seq".
+func minStreamID(a, b string) string {
+	am, as := splitStreamID(a)
+	bm, bs := splitStreamID(b)
+	if bm < am || (bm == am && bs < as) {
+		return b
+	}
+	return a
+}
+
+// nextStreamID returns the id right after id.
+func nextStreamID(id string) string {
+	ms, seq := splitStreamID(id)
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq+1, 10)
+}
+
+func splitStreamID(id string) (ms, seq uint64) {
+	a, b, _ := strings.Cut(id, "-")
+	ms, _ = strconv.ParseUint(a, 10, 64)
+	seq, _ = strconv.ParseUint(b, 10, 64)
+	return ms, seq
+}
+
+func isNoGroup(err error) bool { return redis.HasErrorPrefix(err, "NOGROUP") }
+
+// auditErr wraps a Redis failure as ErrUnavailable.
+func auditErr(op string, err error) error {
+	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
+}

@@ -1,0 +1,281 @@
+package featurestore_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/arbiter-dev/arbiter/featurestore"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// memSink is an AuditSink that keeps what it is given, counting each decision id, and can be
+// told to fail.
+type memSink struct {
+	got  map[string]int
+	fail error
+}
+
+func (s *memSink) WriteAudit(_ context.Context, entries []featurestore.AuditEntry) error {
+	if s.fail != nil {
+		return s.fail
+	}
+	for _, e := range entries {
+		var rec arbiterv1.DecisionRecord
+		if err := proto.Unmarshal(e.Record, &rec); err != nil || rec.GetDecisionId() != e.DecisionID {
+			return fmt.Errorf("entry %s: record %v, %v", e.DecisionID, rec.GetDecisionId(), err)
+		}
+		s.got[e.DecisionID]++
+	}
+	return nil
+}
+
+func newMemSink() *memSink { return &memSink{got: map[string]int{}} }
+
+// addAudit appends audit entries to bucket streams the way the commit script does, spread over
+// the buckets, and returns their decision ids.
+func addAudit(t *testing.T, rdb redis.UniversalClient, prefix string, n int) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		id := fmt.Sprintf("%s-%d", prefix, i)
+		rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, EventId: "e-" + id, CustomerId: "c-" + id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream := fmt.Sprintf("{b:%02x}:audit", (i*37)%256)
+		if err := rdb.XAdd(t.Context(), &redis.XAddArgs{Stream: stream, Values: []any{"d", id, "r", rec}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+func wantOnce(ids ...[]string) map[string]int {
+	m := map[string]int{}
+	for _, list := range ids {
+		for _, id := range list {
+			m[id] = 1
+		}
+	}
+	return m
+}
+
+func TestAuditExporter(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := t.Context()
+
+	first := addAudit(t, rdb, "a", 700) // more than one batch in some buckets with batch 2
+	sink := newMemSink()
+	st, err := featurestore.NewAuditExporter(rdb, sink, featurestore.WithAuditBatch(2)).Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantOnce(first), sink.got); diff != "" {
+		t.Fatalf("first Drain exported (-want +got):\n%s", diff)
+	}
+	if st.Delivered != len(first) {
+		t.Errorf("first Drain Delivered = %d, want %d", st.Delivered, len(first))
+	}
+
+	t.Run("resumes where it stopped", func(t *testing.T) {
+		more := addAudit(t, rdb, "b", 50)
+		sink2 := newMemSink()
+		if _, err := featurestore.NewAuditExporter(rdb, sink2).Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wantOnce(more), sink2.got); diff != "" {
+			t.Errorf("Drain after restart exported (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("a failed sink write is delivered again", func(t *testing.T) {
+		more := addAudit(t, rdb, "c", 40)
+		broken := newMemSink()
+		broken.fail = errors.New("disk full")
+		if _, err := featurestore.NewAuditExporter(rdb, broken).Drain(ctx); !errors.Is(err, broken.fail) {
+			t.Fatalf("Drain with a failing sink = %v, want %v", err, broken.fail)
+		}
+		// A new exporter (the old one crashed) gets the unacknowledged entries again.
+		sink3 := newMemSink()
+		if _, err := featurestore.NewAuditExporter(rdb, sink3).Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wantOnce(more), sink3.got); diff != "" {
+			t.Errorf("Drain after a failed write exported (-want +got):\n%s", diff)
+		}
+		// The same exporter, once its sink works again, also gets them again.
+		more = addAudit(t, rdb, "d", 10)
+		e := featurestore.NewAuditExporter(rdb, broken)
+		if _, err := e.Drain(ctx); err == nil {
+			t.Fatal("Drain with a failing sink = nil, want an error")
+		}
+		broken.fail = nil
+		if _, err := e.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if diff := cmp.Diff(wantOnce(more), broken.got); diff != "" {
+			t.Errorf("Drain after the sink recovered exported (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("another group gets everything", func(t *testing.T) {
+		sink4 := newMemSink()
+		if _, err := featurestore.NewAuditExporter(rdb, sink4, featurestore.WithAuditGroup("second")).Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := len(sink4.got), 700+50+40+10; got != want {
+			t.Errorf("second group exported %d decisions, want %d", got, want)
+		}
+	})
+
+	t.Run("entries trimmed while pending are counted lost", func(t *testing.T) {
+		const stream = "{b:7f}:audit"
+		rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"d", "lost-1", "r", mustRecord(t, "lost-1")}})
+		broken := &memSink{got: map[string]int{}, fail: errors.New("down")}
+		_, _ = featurestore.NewAuditExporter(rdb, broken, featurestore.WithAuditGroup("g-lost")).Drain(ctx)
+		if err := rdb.XTrimMaxLen(ctx, stream, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		st, err := featurestore.NewAuditExporter(rdb, newMemSink(), featurestore.WithAuditGroup("g-lost")).Drain(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Lost < 1 {
+			t.Errorf("Drain after the pending entry was trimmed: Lost = %d, want at least 1", st.Lost)
+		}
+	})
+}
+
+func mustRecord(t *testing.T, id string) []byte {
+	t.Helper()
+	b, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestAuditExporterRetention(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := t.Context()
+	now := time.Now()
+	const stream = "{b:01}:audit"
+	old := now.Add(-2 * time.Hour).UnixMilli()
+	for i, id := range []string{"old-1", "old-2"} {
+		rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, ID: fmt.Sprintf("%d-%d", old, i), Values: []any{"d", id, "r", mustRecord(t, id)}})
+	}
+	rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"d", "new-1", "r", mustRecord(t, "new-1")}})
+
+	// A second group that has not read anything yet holds the trim back.
+	if err := rdb.XGroupCreate(ctx, stream, "slow", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	e := featurestore.NewAuditExporter(rdb, newMemSink(), featurestore.WithAuditRetention(time.Hour), featurestore.WithAuditClock(func() time.Time { return now }))
+	st, err := e.Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Trimmed != 0 {
+		t.Errorf("Drain with an unread group: Trimmed = %d, want 0", st.Trimmed)
+	}
+	if err := rdb.XGroupDestroy(ctx, stream, "slow").Err(); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if st, err = e.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st.Trimmed != 2 {
+		t.Errorf("Drain with retention 1h: Trimmed = %d, want 2 (the entries 2h old)", st.Trimmed)
+	}
+	if n := rdb.XLen(ctx, stream).Val(); n != 1 {
+		t.Errorf("XLEN after trim = %d, want 1", n)
+	}
+}
+
+func TestJSONLSink(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	s, err := featurestore.OpenJSONLSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry := func(id string) featurestore.AuditEntry {
+		return featurestore.AuditEntry{DecisionID: id, Record: mustRecord(t, id)}
+	}
+	ctx := t.Context()
+	if err := s.WriteAudit(ctx, []featurestore.AuditEntry{entry("d1"), entry("d2"), entry("d1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteAudit(ctx, []featurestore.AuditEntry{entry("d2"), entry("d3")}); err != nil {
+		t.Fatal(err)
+	}
+	if s.Written != 3 || s.Duplicates != 2 {
+		t.Errorf("Written, Duplicates = %d, %d; want 3, 2", s.Written, s.Duplicates)
+	}
+	s.Close()
+
+	// A crash mid-write leaves a partial line; reopening cuts it and keeps the ids.
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"decision_id":"d4","ev`)
+	f.Close()
+	s, err = featurestore.OpenJSONLSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Len(); got != 3 || !s.Has("d3") || s.Has("d4") {
+		t.Errorf("reopened sink: Len() = %d, Has(d3) = %v, Has(d4) = %v; want 3, true, false", got, s.Has("d3"), s.Has("d4"))
+	}
+	if err := s.WriteAudit(ctx, []featurestore.AuditEntry{entry("d3"), entry("d4")}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	var ids []string
+	for _, l := range lines {
+		var rec arbiterv1.DecisionRecord
+		if err := protojson.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("line %q: %v", l, err)
+		}
+		ids = append(ids, rec.GetDecisionId())
+	}
+	if want := []string{"d1", "d2", "d3", "d4"}; !slices.Equal(ids, want) {
+		t.Errorf("file holds decisions %v, want %v", ids, want)
+	}
+
+	if err := os.WriteFile(path, []byte("not json\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := featurestore.OpenJSONLSink(path); err == nil {
+		t.Errorf("OpenJSONLSink(file of non-records) = nil error, want an error")
+	}
+}
