@@ -82,7 +82,7 @@ func (c *chart) svg() string {
 	}
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="%d" height="%d" viewBox="0 0 %d %d" role="img" aria-label="%s">`,
 		chartW, chartH, chartW, chartH, html.EscapeString(c.title))
-	fmt.Fprintf(&b, `<text x="%d" y="18" %s font-size="13" font-weight="bold">%s</text>`, padL, svgFont, html.EscapeString(c.title))
+	fmt.Fprintf(&b, `<text x="%d" y="18" font-family="sans-serif" font-size="13" font-weight="bold">%s</text>`, padL, html.EscapeString(c.title))
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`, padL, padT, plotW, plotH)
 	// y grid: every decade, labelled, and 2 and 5 within it.
 	for d := lo; d <= hi; d++ {
@@ -97,7 +97,7 @@ func (c *chart) svg() string {
 				stroke = "#ccc"
 			}
 			fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s"/>`, padL, padL+plotW, y, y, stroke)
-			fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`, padL-6, y+4, svgFont, fmtUs(v))
+			fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`, padL-6, y+4, svgFont, fmtAxis(v))
 		}
 	}
 	for _, t := range c.xTicks {
@@ -132,6 +132,18 @@ func (c *chart) svg() string {
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// fmtAxis formats a decade-grid latency in microseconds compactly: 20µs, 500µs, 2ms, 1s.
+func fmtAxis(us float64) string {
+	switch {
+	case us < 1000:
+		return fmt.Sprintf("%gµs", us)
+	case us < 1e6:
+		return fmt.Sprintf("%gms", us/1e3)
+	default:
+		return fmt.Sprintf("%gs", us/1e6)
+	}
 }
 
 // nines maps a percentile to the spectrum's x axis: log10(1/(1−p)), so 90% is 1, 99% is 2,

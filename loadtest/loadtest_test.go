@@ -3,8 +3,11 @@ package loadtest
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
+	"io"
 	"math"
 	"net"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -486,6 +489,17 @@ func TestReportHTML(t *testing.T) {
 	}
 	if n := strings.Count(page, `class="series"`); n != 6 {
 		t.Errorf("WriteHTML() has %d plotted series, want 6 (3 spectra, 3 timeline lines)", n)
+	}
+	// Each chart is well-formed XML (a strict SVG viewer refuses anything else).
+	for _, svg := range regexp.MustCompile(`(?s)<svg.*?</svg>`).FindAllString(page, -1) {
+		dec := xml.NewDecoder(strings.NewReader(svg))
+		for {
+			if _, err := dec.Token(); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("WriteHTML() chart is not well-formed XML: %v", err)
+			}
+		}
 	}
 	for _, banned := range []string{"<script", "http://", "https://cdn"} {
 		if strings.Contains(strings.ReplaceAll(page, `xmlns="http://www.w3.org/2000/svg"`, ""), banned) {

@@ -86,6 +86,19 @@ func ThisMachine() Machine {
 	return m
 }
 
+// LoadAverage returns the 1-minute load average of the machine, or 0 where it is unknown.
+func LoadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	if _, err := fmt.Sscan(string(b), &l); err != nil {
+		return 0
+	}
+	return l
+}
+
 // Ratios compare Decide with the empty-handler baseline measured in the same run.
 type Ratios struct {
 	// P50, P99 and P999 are Decide's latency percentiles divided by the baseline's.
@@ -105,8 +118,12 @@ type Report struct {
 	Customers   int       `json:"customers"`
 	Duplicates  float64   `json:"duplicates"`
 	Connections int       `json:"connections"`
-	DeadlineMs  float64   `json:"deadline_ms"`
-	Decide      Result    `json:"decide"`
+	// LoadBefore and LoadAfter are the machine's 1-minute load average before and after the
+	// run: a load above the CPU count means other work competed with the test.
+	LoadBefore float64 `json:"load_before"`
+	LoadAfter  float64 `json:"load_after"`
+	DeadlineMs float64 `json:"deadline_ms"`
+	Decide     Result  `json:"decide"`
 	// Baseline is the open loop at the same rate against the empty health Check.
 	Baseline *Result `json:"baseline,omitempty"`
 	// MaxDecide and MaxBaseline are the closed-loop steps that found each maximum throughput.
@@ -210,6 +227,10 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			fmt.Fprintf(w, "; max throughput %.0f/s vs %.0f/s = %.0f%%", r.MaxDecide.AchievedRate, r.MaxBaseline.AchievedRate, 100*r.Ratios.MaxThroughput)
 		}
 		fmt.Fprintln(w)
+	}
+	fmt.Fprintf(w, "machine: %d CPUs (%s), load average %.2f before, %.2f after\n", r.Machine.CPUs, r.Machine.CPUModel, r.LoadBefore, r.LoadAfter)
+	if l := max(r.LoadBefore, r.LoadAfter); r.Machine.CPUs > 0 && l > float64(r.Machine.CPUs) {
+		fmt.Fprintf(w, "WARNING: load average %.2f exceeds the %d CPUs: other work competed with this run\n", l, r.Machine.CPUs)
 	}
 	for _, x := range r.results() {
 		for _, warn := range x.Warnings {

@@ -112,7 +112,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	rep := &loadtest.Report{
 		Date: time.Now().UTC(), Machine: loadtest.ThisMachine(), Addr: c.addr, Seed: c.seed,
 		Customers: c.customers, Duplicates: c.duplicates, Connections: c.connections,
-		DeadlineMs: float64(c.deadline) / float64(time.Millisecond),
+		DeadlineMs: float64(c.deadline) / float64(time.Millisecond), LoadBefore: loadtest.LoadAverage(),
 	}
 	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)
 	cfg := base
@@ -143,6 +143,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		}
 		rep.ComputeRatios()
 	}
+	rep.LoadAfter = loadtest.LoadAverage()
 
 	// Report.
 	fmt.Fprintln(stdout)
