@@ -1,0 +1,542 @@
+package featurestore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arbiter-dev/arbiter/decision"
+)
+
+// Redis is the feature store on Redis: a single node or a Redis Cluster, through a go-redis
+// UniversalClient. Load and Commit are one round trip each (one Lua script), and every script
+// touches one bucket's keys, so one cluster slot. It is safe for concurrent use.
+type Redis struct {
+	client redis.UniversalClient
+	opts   options
+}
+
+// NewRedis returns a store on client, which it owns from then on: Close closes it. Options:
+// WithRetention and WithAuditMaxLen (WithClock does not apply: Redis expires keys itself).
+// Attach instrumentation (redisotel) to the client before or after; the store does not wrap
+// calls.
+func NewRedis(client redis.UniversalClient, opts ...Option) *Redis {
+	return &Redis{client: client, opts: newOptions(opts)}
+}
+
+// Client timeouts of Dial, unless the URL sets them.
+const (
+	dialTimeout  = time.Second
+	readTimeout  = 500 * time.Millisecond
+	writeTimeout = 500 * time.Millisecond
+	poolTimeout  = time.Second
+)
+
+// Dial returns a client for rawURL:
+//
+//   - "redis://[user:pass@]host:port[/db]" or "rediss://..." (TLS): a single node, with the
+//     query options of redis.ParseURL;
+//   - "redis+cluster://[user:pass@]h1:p1,h2:p2" or "rediss+cluster://...", or a plain list
+//     "h1:p1,h2:p2": a Redis Cluster through any of the seed nodes;
+//   - a plain "host:port": a single node.
+//
+// The client always has ContextTimeoutEnabled (the caller's deadline bounds every call) and
+// tight timeouts unless the URL sets them: dial 1s, read and write 500ms, pool wait 1s. Dial
+// does not connect; use Ping.
+func Dial(rawURL string) (redis.UniversalClient, error) {
+	switch {
+	case rawURL == "":
+		return nil, errors.New("dial redis: empty address")
+	case strings.HasPrefix(rawURL, "redis+cluster://"), strings.HasPrefix(rawURL, "rediss+cluster://"):
+		opt, err := parseClusterURL(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		return redis.NewClusterClient(opt), nil
+	case strings.Contains(rawURL, "://"):
+		opt, err := redis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("dial redis: %w", err)
+		}
+		opt.ContextTimeoutEnabled = true
+		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		return redis.NewClient(opt), nil
+	case strings.Contains(rawURL, ","):
+		addrs, err := splitAddrs(rawURL)
+		if err != nil {
+			return nil, err
+		}
+		opt := &redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true}
+		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		return redis.NewClusterClient(opt), nil
+	default:
+		if _, _, err := net.SplitHostPort(rawURL); err != nil {
+			return nil, fmt.Errorf("dial redis: address %q: %w", rawURL, err)
+		}
+		opt := &redis.Options{Addr: rawURL, ContextTimeoutEnabled: true}
+		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+		return redis.NewClient(opt), nil
+	}
+}
+
+func setTimeouts(dial, read, write, pool *time.Duration) {
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{dial, dialTimeout}, {read, readTimeout}, {write, writeTimeout}, {pool, poolTimeout}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+}
+
+// parseClusterURL parses "redis+cluster://[user:pass@]h1:p1,h2:p2" (rediss+ for TLS).
+func parseClusterURL(rawURL string) (*redis.ClusterOptions, error) {
+	scheme, rest, _ := strings.Cut(rawURL, "://")
+	opt := &redis.ClusterOptions{ContextTimeoutEnabled: true}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		user, pass, hasPass := strings.Cut(rest[:i], ":")
+		var err error
+		if opt.Username, err = url.PathUnescape(user); err != nil {
+			return nil, fmt.Errorf("dial redis: cluster URL user: %w", err)
+		}
+		if hasPass {
+			if opt.Password, err = url.PathUnescape(pass); err != nil {
+				return nil, fmt.Errorf("dial redis: cluster URL password: %w", err)
+			}
+		}
+		rest = rest[i+1:]
+	}
+	if strings.ContainsAny(rest, "/?#") {
+		return nil, errors.New("dial redis: a cluster URL takes no database, path or options")
+	}
+	addrs, err := splitAddrs(rest)
+	if err != nil {
+		return nil, err
+	}
+	opt.Addrs = addrs
+	if scheme == "rediss+cluster" {
+		opt.TLSConfig = newTLSConfig(addrs[0])
+	}
+	setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
+	return opt, nil
+}
+
+func newTLSConfig(addr string) *tls.Config {
+	host, _, _ := net.SplitHostPort(addr)
+	return &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12}
+}
+
+func splitAddrs(list string) ([]string, error) {
+	var addrs []string
+	for _, a := range strings.Split(list, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("dial redis: cluster address %q: %w", a, err)
+		}
+		addrs = append(addrs, a)
+	}
+	if len(addrs) == 0 {
+		return nil, errors.New("dial redis: no cluster address")
+	}
+	return addrs, nil
+}
+
+// storeErr wraps an error of the client for op on key: a wrong key type is ErrCorrupt, any
+// connectivity failure, timeout, cancellation or server-side unavailability is ErrUnavailable.
+func storeErr(op, key string, err error) error {
+	var rerr redis.Error
+	switch {
+	case redis.HasErrorPrefix(err, "WRONGTYPE"):
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrCorrupt, err)
+	case errors.As(err, &rerr) && !errors.Is(err, redis.ErrPoolTimeout) && !unavailableReply(err):
+		return fmt.Errorf("%s %s: %w", op, key, err)
+	default:
+		return fmt.Errorf("%s %s: %w: %w", op, key, ErrUnavailable, err)
+	}
+}
+
+// unavailableReply reports server replies that mean "not now": loading, failover, read-only
+// replica, out of memory, busy script.
+func unavailableReply(err error) bool {
+	for _, p := range []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "OOM", "BUSY", "NOREPLICAS", "MOVED", "ASK"} {
+		if redis.HasErrorPrefix(err, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// reply checks a script reply: an array whose first element is a status.
+func reply(op, key string, v any) ([]any, int64, error) {
+	arr, ok := v.([]any)
+	if !ok || len(arr) == 0 {
+		return nil, 0, fmt.Errorf("%s %s: unexpected reply %T", op, key, v)
+	}
+	status, ok := arr[0].(int64)
+	if !ok {
+		return nil, 0, fmt.Errorf("%s %s: unexpected status %T", op, key, arr[0])
+	}
+	if status == 3 {
+		what, _ := elem(arr, 1).(string)
+		return nil, 0, fmt.Errorf("%s: %w", op, corrupt(key, "%s", what))
+	}
+	return arr, status, nil
+}
+
+func elem(arr []any, i int) any {
+	if i < len(arr) {
+		return arr[i]
+	}
+	return nil
+}
+
+// strings of a reply element that must be an array of strings.
+func replyStrings(key string, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	arr, ok := v.([]any)
+	if !ok {
+		return nil, corrupt(key, "reply of type %T", v)
+	}
+	out := make([]string, len(arr))
+	for i, e := range arr {
+		s, ok := e.(string)
+		if !ok {
+			return nil, corrupt(key, "reply element of type %T", e)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
+// replayed returns the record of a status-1 reply.
+func replayed(op, key string, arr []any) ([]byte, error) {
+	rec, ok := elem(arr, 1).(string)
+	if !ok || rec == "" {
+		return nil, fmt.Errorf("%s: %w", op, corrupt(key, "event decided but its record is missing"))
+	}
+	if len(rec) > maxRecordBytes {
+		return nil, fmt.Errorf("%s: %w", op, corrupt(key, "record is %d bytes", len(rec)))
+	}
+	return []byte(rec), nil
+}
+
+// Load implements the store's Load: the stored record when eventID was decided before, else
+// the customer's state at now. One round trip.
+func (r *Redis) Load(ctx context.Context, customerID, eventID string, now time.Time) (Loaded, error) {
+	if err := checkID("customer id", customerID, true); err != nil {
+		return Loaded{}, err
+	}
+	if err := checkID("event id", eventID, true); err != nil {
+		return Loaded{}, err
+	}
+	k := keysOf(customerID)
+	st, rec, err := r.load(ctx, "load", &k, key(keyEvent, k.bucket, customerID, eventID), true, now)
+	if err != nil {
+		return Loaded{}, err
+	}
+	return Loaded{State: st, Record: rec}, nil
+}
+
+// State implements the store's State: the customer's live state at now. One round trip.
+func (r *Redis) State(ctx context.Context, customerID string, now time.Time) (decision.State, error) {
+	if err := checkID("customer id", customerID, true); err != nil {
+		return decision.State{}, err
+	}
+	k := keysOf(customerID)
+	st, _, err := r.load(ctx, "state", &k, key(keyEvent, k.bucket, customerID, ""), false, now)
+	return st, err
+}
+
+func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey string, checkEvent bool, now time.Time) (decision.State, []byte, error) {
+	keys := []string{eventKey, k.features, k.messages, k.ledger, k.stops, k.failing, k.recent}
+	check := "0"
+	if checkEvent {
+		check = "1"
+	}
+	v, err := loadScript.Run(ctx, r.client, keys, key(keyDecisionPrefix, k.bucket, "", ""),
+		ms(now.Add(-loadWindow)), check, maxFeatures, maxMembers).Result()
+	if err != nil {
+		return decision.State{}, nil, storeErr(op, k.features, err)
+	}
+	arr, status, err := reply(op, k.features, v)
+	if err != nil {
+		return decision.State{}, nil, err
+	}
+	if status == 1 {
+		rec, err := replayed(op, eventKey, arr)
+		return decision.State{}, rec, err
+	}
+	if len(arr) != 7 {
+		return decision.State{}, nil, fmt.Errorf("%s %s: reply of %d elements", op, k.features, len(arr))
+	}
+	var raw rawState
+	for i, dst := range []struct {
+		p   *[]string
+		key string
+	}{{&raw.features, k.features}, {&raw.messages, k.messages}, {&raw.ledger, k.ledger}, {&raw.stops, k.stops}, {&raw.failing, k.failing}, {&raw.recent, k.recent}} {
+		if *dst.p, err = replyStrings(dst.key, arr[i+1]); err != nil {
+			return decision.State{}, nil, fmt.Errorf("%s: %w", op, err)
+		}
+	}
+	st, err := raw.decode(k, now)
+	if err != nil {
+		return decision.State{}, nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return st, nil, nil
+}
+
+// Commit implements the store's Commit: replay, checks, then every effect, atomically, in one
+// round trip.
+func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
+	a, err := prepareCommit(c)
+	if err != nil {
+		return Committed{}, err
+	}
+	k := &a.keys
+	e := &c.Effects
+	keys := []string{a.event, a.record, k.messages, k.ledger, k.stops, k.features, k.recent, key(keyAudit, k.bucket, "", "")}
+	args := make([]any, 0, 18+5*len(e.CapChecks)+10*len(e.LedgerChecks)+2*len(a.ledger)+2*len(a.stops)+3*len(a.features))
+	var msgScore int64
+	if e.Message != nil {
+		msgScore = ms(e.Message.At)
+	}
+	args = append(args, c.Record, c.DecisionID, ms(c.Now), durMS(r.opts.retention), r.opts.auditMaxLen,
+		a.summary, a.message, msgScore, ms(c.Now.Add(-keepWindow)), durMS(keepWindow), durMS(recentTTL),
+		key(keyDecisionPrefix, k.bucket, "", ""), maxMembers)
+	args = append(args, len(e.CapChecks))
+	for i := range e.CapChecks {
+		cc := &e.CapChecks[i]
+		args = append(args, cc.Name, int64(cc.Channel), int64(cc.Purposes), ms(cc.Since), cc.Limit)
+	}
+	args = append(args, len(e.LedgerChecks))
+	for i := range e.LedgerChecks {
+		lc := &e.LedgerChecks[i]
+		anyAmount := "0"
+		if lc.AnyAmount {
+			anyAmount = "1"
+		}
+		args = append(args, lc.Name, int64(lc.Kind), lc.CardRef, lc.MerchantID, lc.AmountMinor, anyAmount,
+			lc.Currency, int64(lc.Initiator), ms(lc.Since), lc.Limit)
+	}
+	args = append(args, len(a.ledger))
+	for i, m := range a.ledger {
+		args = append(args, m, ms(e.Ledger[i].At))
+	}
+	args = append(args, len(a.stops))
+	for _, fv := range a.stops {
+		args = append(args, fv[0], fv[1])
+	}
+	args = append(args, len(a.features))
+	for i, fv := range a.features {
+		del := "0"
+		if a.delete[i] {
+			del = "1"
+		}
+		args = append(args, fv[0], fv[1], del)
+	}
+	v, err := commitScript.Run(ctx, r.client, keys, args...).Result()
+	if err != nil {
+		return Committed{}, storeErr("commit", a.event, err)
+	}
+	arr, status, err := reply("commit", a.event, v)
+	if err != nil {
+		return Committed{}, err
+	}
+	switch status {
+	case 0:
+		return Committed{}, nil
+	case 1:
+		rec, err := replayed("commit", a.event, arr)
+		return Committed{Record: rec}, err
+	case 2:
+		name, _ := elem(arr, 1).(string)
+		return Committed{Conflict: name}, nil
+	}
+	return Committed{}, fmt.Errorf("commit %s: unexpected status %d", a.event, status)
+}
+
+// GetDecision implements the store's GetDecision: the record and the outcomes, oldest first.
+// ErrNotFound when there is no such decision or the id is malformed.
+func (r *Redis) GetDecision(ctx context.Context, decisionID string) ([]byte, []StoredOutcome, error) {
+	b, err := bucketOfDecisionID(decisionID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get decision: %w", err)
+	}
+	rk, ok := key(keyDecision, b, "", decisionID), key(keyOutcomes, b, "", decisionID)
+	v, err := getDecisionScript.Run(ctx, r.client, []string{rk, ok}).Result()
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	if err != nil {
+		return nil, nil, storeErr("get decision", rk, err)
+	}
+	arr, _ := v.([]any)
+	if len(arr) == 0 || arr[0] == nil {
+		return nil, nil, fmt.Errorf("get decision %s: %w", rk, ErrNotFound)
+	}
+	rec, isStr := arr[0].(string)
+	if !isStr || len(rec) > maxRecordBytes {
+		return nil, nil, fmt.Errorf("get decision: %w", corrupt(rk, "record of %d bytes", len(rec)))
+	}
+	flat, err := replyStrings(ok, elem(arr, 1))
+	if err != nil {
+		return nil, nil, fmt.Errorf("get decision: %w", err)
+	}
+	outs, err := decodeOutcomes(ok, flat)
+	if err != nil {
+		return nil, nil, fmt.Errorf("get decision: %w", err)
+	}
+	return []byte(rec), outs, nil
+}
+
+// RecordOutcome implements the store's RecordOutcome: atomic and idempotent per decision and
+// outcome; a repeat applies nothing and returns duplicate true. ErrNotFound when the decision
+// does not exist.
+func (r *Redis) RecordOutcome(ctx context.Context, o *OutcomeCommit) (bool, error) {
+	a, err := prepareOutcome(o)
+	if err != nil {
+		return false, err
+	}
+	k := &a.keys
+	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger}
+	v, err := outcomeScript.Run(ctx, r.client, keys, a.field, a.value, durMS(r.opts.retention), ms(o.Now),
+		a.release, a.failCh, a.failTill, a.resetRef).Result()
+	if err != nil {
+		return false, storeErr("record outcome", a.outcomes, err)
+	}
+	_, status, err := reply("record outcome", a.outcomes, v)
+	if err != nil {
+		return false, err
+	}
+	switch status {
+	case 0:
+		return false, nil
+	case 1:
+		return true, nil
+	case 2:
+		return false, fmt.Errorf("record outcome %s: %w", a.record, ErrNotFound)
+	}
+	return false, fmt.Errorf("record outcome %s: unexpected status %d", a.outcomes, status)
+}
+
+// PutFeatures implements the store's PutFeatures: merge features into the customer's (a nil
+// value deletes), then expire the hash after ttl when ttl > 0, else remove any expiry (an
+// opt-out written without a TTL must not lapse). Atomic (MULTI/EXEC).
+func (r *Redis) PutFeatures(ctx context.Context, customerID string, features map[string]any, ttl time.Duration) error {
+	enc, err := encodeFeatures(&FeatureRecord{CustomerID: customerID, Features: features, TTL: ttl})
+	if err != nil {
+		return fmt.Errorf("put features: %w", err)
+	}
+	_, err = r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		queueFeatures(ctx, p, &enc, ttl)
+		return nil
+	})
+	if err != nil {
+		return storeErr("put features", enc.key, err)
+	}
+	return nil
+}
+
+// batchChunk is how many customers PutFeaturesBatch sends per pipeline.
+const batchChunk = 1000
+
+// PutFeaturesBatch implements the store's PutFeaturesBatch: PutFeatures for many customers,
+// pipelined (not atomic across customers). Invalid items are refused before anything is
+// written.
+func (r *Redis) PutFeaturesBatch(ctx context.Context, items []FeatureRecord) error {
+	enc := make([]encodedFeatures, len(items))
+	for i := range items {
+		var err error
+		if enc[i], err = encodeFeatures(&items[i]); err != nil {
+			return fmt.Errorf("put features: %w", err)
+		}
+	}
+	for start := 0; start < len(enc); start += batchChunk {
+		end := min(start+batchChunk, len(enc))
+		p := r.client.Pipeline()
+		for i := start; i < end; i++ {
+			queueFeatures(ctx, p, &enc[i], items[i].TTL)
+		}
+		if _, err := p.Exec(ctx); err != nil {
+			return storeErr("put features batch", enc[start].key, err)
+		}
+	}
+	return nil
+}
+
+func queueFeatures(ctx context.Context, p redis.Pipeliner, e *encodedFeatures, ttl time.Duration) {
+	if len(e.set) > 0 {
+		args := make([]any, 0, 2*len(e.set))
+		for _, fv := range e.set {
+			args = append(args, fv[0], fv[1])
+		}
+		p.HSet(ctx, e.key, args...)
+	}
+	if len(e.del) > 0 {
+		p.HDel(ctx, e.key, e.del...)
+	}
+	if ttl > 0 {
+		p.PExpire(ctx, e.key, ttl)
+	} else {
+		p.Persist(ctx, e.key)
+	}
+}
+
+// auditPage is how many audit entries ScanAudit reads per round trip.
+const auditPage = 500
+
+// ScanAudit implements the store's ScanAudit: fn sees every audit entry, bucket by bucket,
+// oldest first within a bucket. An error of fn stops the scan and is returned as is.
+func (r *Redis) ScanAudit(ctx context.Context, fn func(decisionID string, record []byte) error) error {
+	for b := range 256 {
+		ak := key(keyAudit, bucket(b), "", "")
+		start := "-"
+		for {
+			msgs, err := r.client.XRangeN(ctx, ak, start, "+", auditPage).Result()
+			if err != nil {
+				return storeErr("scan audit", ak, err)
+			}
+			for _, m := range msgs {
+				id, _ := m.Values["d"].(string)
+				rec, _ := m.Values["r"].(string)
+				if id == "" {
+					return fmt.Errorf("scan audit: %w", corrupt(ak, "entry %s has no decision id", m.ID))
+				}
+				if err := fn(id, []byte(rec)); err != nil {
+					return err
+				}
+			}
+			if len(msgs) < auditPage {
+				break
+			}
+			start = "(" + msgs[len(msgs)-1].ID
+		}
+	}
+	return nil
+}
+
+// Ping checks that Redis answers.
+func (r *Redis) Ping(ctx context.Context) error {
+	if err := r.client.Ping(ctx).Err(); err != nil {
+		return storeErr("ping", "", err)
+	}
+	return nil
+}
+
+// Close closes the client.
+func (r *Redis) Close() error {
+	return r.client.Close()
+}
