@@ -531,29 +531,9 @@ func (g *guardrails) applyRetry(in *Input, f *facts, c *Candidate, tr *Explanati
 	case p.CardRef == "":
 		g.block(c, tr, grPayments, CodeNetworkRetryLimit, "no card_ref: the retry ledger cannot be kept")
 		return
-	case f.class == ClassNever:
-		if p.Network == NetworkMastercard && (codeIs(p.MerchantAdviceCode, "03") || codeIs(p.MerchantAdviceCode, "21")) {
-			g.block(c, tr, grPayments, CodeMACDoNotRetry, "Mastercard advice: do not try again")
-		} else {
-			g.block(c, tr, grPayments, CodeHardDecline, "the issuer will never approve this credential")
-		}
-		return
-	case f.class == ClassFixData:
-		g.block(c, tr, grPayments, CodeFixDataDecline, "retry only after the card data changes")
-		return
-	case f.class == ClassNoAuto:
-		g.block(c, tr, grPayments, CodeNoAutoRetry, "this decline is not retried automatically")
-		return
-	case f.ledger.stopped:
-		g.block(c, tr, grPayments, pf.stopCode, "a hard stop on this credential is in force")
-		return
-	case pf.atLimit > 0:
-		chk := &pf.checks[pf.atLimit-1]
-		code := CodeNetworkRetryLimit
-		if chk.Name == checkBusiness {
-			code = CodeRetryLimit
-		}
-		g.block(c, tr, grPayments, code, chk.Name+" reached")
+	}
+	if code, why := retryBlock(p, f); code != "" {
+		g.block(c, tr, grPayments, code, why)
 		return
 	}
 
@@ -597,6 +577,32 @@ func (g *guardrails) applyRetry(in *Input, f *facts, c *Candidate, tr *Explanati
 	}
 	c.Retry = &Retry{NotBefore: nb, Acquirer: acq, Attempt: pf.attempt}
 	g.pass(tr, grPayments, c)
+}
+
+// retryBlock returns the reason code that forbids retrying the declined payment p, and why,
+// or "" when the decline class, the stops and the ledger limits allow a retry.
+func retryBlock(p *PaymentFailure, f *facts) (code, why string) {
+	pf := &f.pay
+	switch {
+	case f.class == ClassNever:
+		if p.Network == NetworkMastercard && (codeIs(p.MerchantAdviceCode, "03") || codeIs(p.MerchantAdviceCode, "21")) {
+			return CodeMACDoNotRetry, "Mastercard advice: do not try again"
+		}
+		return CodeHardDecline, "the issuer will never approve this credential"
+	case f.class == ClassFixData:
+		return CodeFixDataDecline, "retry only after the card data changes"
+	case f.class == ClassNoAuto:
+		return CodeNoAutoRetry, "this decline is not retried automatically"
+	case f.ledger.stopped:
+		return pf.stopCode, "a hard stop on this credential is in force"
+	case pf.atLimit > 0:
+		chk := &pf.checks[pf.atLimit-1]
+		if chk.Name == checkBusiness {
+			return CodeRetryLimit, "the policy's retry limit is reached: " + chk.Name
+		}
+		return CodeNetworkRetryLimit, "a card-network retry limit is reached: " + chk.Name
+	}
+	return "", ""
 }
 
 // payday returns the instant to aim an insufficient-funds retry at, from the next_payday
@@ -651,7 +657,13 @@ func (g *guardrails) paymentEffects(in *Input, f *facts, res *Result) {
 		res.Effects.Stops = append(res.Effects.Stops, stop)
 	}
 	if code := classCode(f.class); code != "" && !hasReason(res.Reasons, code) {
-		res.Reasons = append(res.Reasons, Reason{Code: code, Message: "decline class " + f.class.String(), RuleID: "guardrail:payments"})
+		res.Reasons = append(res.Reasons, Reason{Code: code, Message: "decline class " + f.class.String(), RuleID: grPayments})
+	}
+	// Whatever the policy answered instead, say why there is no retry.
+	if res.Action != ActionRetry && p.CardRef != "" {
+		if code, why := retryBlock(p, f); code != "" && !hasReason(res.Reasons, code) {
+			res.Reasons = append(res.Reasons, Reason{Code: code, Message: why, RuleID: grPayments})
+		}
 	}
 }
 

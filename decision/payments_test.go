@@ -397,7 +397,10 @@ func TestRetryGuardrails(t *testing.T) {
 		{
 			name: "system malfunction with the second acquirer declining: the first",
 			pc:   PaymentConfig{Acquirers: map[string][]string{"visa": {"acq-a", "acq-b"}}},
-			edit: func(in *Input, c *Candidate) { in.Event.Payment.DeclineCode = "96"; in.Event.Payment.Acquirer = "acq-b" },
+			edit: func(in *Input, c *Candidate) {
+				in.Event.Payment.DeclineCode = "96"
+				in.Event.Payment.Acquirer = "acq-b"
+			},
 			want: retryWant{NotBefore: now.Add(4 * time.Hour), Acquirer: "acq-a", Attempt: 1, Codes: []string{CodeAcquirerSwitch}},
 		},
 		{
