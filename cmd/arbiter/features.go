@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/url"
+	"net"
 	"os"
+	"strings"
 	"time"
 
+	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/loadtest"
 )
 
@@ -58,7 +60,7 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	// Store.
 	var sink loadtest.Sink
 	if *redisURL != "" {
-		rs, closeSink, err := redisSink(*redisURL)
+		rs, closeSink, err := redisSink(ctx, *redisURL)
 		if err != nil {
 			return fmt.Errorf("features import: %w", err)
 		}
@@ -89,24 +91,54 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	return nil
 }
 
-// checkRedisURL refuses a Redis URL that is not on loopback: the tools seed local stores only.
+// checkRedisURL refuses a Redis address (any form featurestore.Dial takes) that is not on
+// loopback: the tools seed local stores only.
 func checkRedisURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("redis url: %w", err)
+	hosts := raw
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if i := strings.LastIndex(rest, "@"); i >= 0 {
+			rest = rest[i+1:]
+		}
+		hosts, _, _ = strings.Cut(rest, "/")
 	}
-	host := u.Host
-	if u.Port() == "" {
-		host += ":6379"
+	for _, h := range strings.Split(hosts, ",") {
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h += ":6379"
+		}
+		if err := loadtest.CheckLoopback(h); err != nil {
+			return fmt.Errorf("redis: %w", err)
+		}
 	}
-	return loadtest.CheckLoopback(host)
+	return nil
 }
 
-// redisSink returns a Sink writing to the Redis at rawURL. TODO(featurestore): wire to
-// featurestore's Redis store once it lands.
-func redisSink(rawURL string) (loadtest.Sink, func(), error) {
+// featureStoreSink writes batches with the Redis store's pipelined PutFeaturesBatch.
+type featureStoreSink struct{ store *featurestore.Redis }
+
+func (s featureStoreSink) WriteBatch(ctx context.Context, recs []loadtest.FeatureRecord) error {
+	items := make([]featurestore.FeatureRecord, len(recs))
+	for i, r := range recs {
+		items[i] = featurestore.FeatureRecord{CustomerID: r.CustomerID, Features: r.Features, TTL: r.TTL}
+	}
+	return s.store.PutFeaturesBatch(ctx, items)
+}
+
+// redisSink returns a Sink writing directly to the Redis at rawURL with pipelined writes, and
+// the function that closes it. It checks that Redis answers first.
+func redisSink(ctx context.Context, rawURL string) (loadtest.Sink, func(), error) {
 	if err := checkRedisURL(rawURL); err != nil {
 		return nil, nil, err
 	}
-	return nil, nil, errors.New("redis store not available yet")
+	client, err := featurestore.Dial(rawURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := client.Ping(pctx).Err(); err != nil {
+		client.Close()
+		return nil, nil, fmt.Errorf("redis %s: %w", rawURL, err)
+	}
+	store := featurestore.NewRedis(client)
+	return featureStoreSink{store: store}, func() { _ = store.Close() }, nil
 }

@@ -163,7 +163,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 func seedCustomers(ctx context.Context, c loadtestConfig, conns []grpc.ClientConnInterface, stderr io.Writer, live bool) error {
 	var sink loadtest.Sink
 	if c.seedRedis != "" {
-		rs, closeSink, err := redisSink(c.seedRedis)
+		rs, closeSink, err := redisSink(ctx, c.seedRedis)
 		if err != nil {
 			return err
 		}
