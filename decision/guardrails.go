@@ -108,9 +108,9 @@ type facts struct {
 	pay paymentFacts
 }
 
-// flag reads a protective feature. It fails closed: any value other than false, 0, "",
+// isSet reads a protective feature. It fails closed: any value other than false, 0, "",
 // "false", "0" or absent counts as set.
-func flag(v any) bool {
+func isSet(v any) bool {
 	switch x := v.(type) {
 	case nil:
 		return false
@@ -140,9 +140,9 @@ func (g *guardrails) facts(in *Input) facts {
 	ft := in.State.Features
 	f := facts{
 		loc:        g.timezone(in),
-		optedOut:   flag(ft["opted_out"]),
-		fraudHold:  flag(ft["fraud_hold"]),
-		vulnerable: in.Customer.Vulnerable || flag(ft["vulnerable"]) || flag(ft["hardship"]),
+		optedOut:   isSet(ft["opted_out"]),
+		fraudHold:  isSet(ft["fraud_hold"]),
+		vulnerable: in.Customer.Vulnerable || isSet(ft["vulnerable"]) || isSet(ft["hardship"]),
 	}
 	switch in.Event.Type {
 	case EventFraudFlagRaised:
