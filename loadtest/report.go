@@ -130,6 +130,9 @@ type Report struct {
 	MaxDecide   *Result `json:"max_decide,omitempty"`
 	MaxBaseline *Result `json:"max_baseline,omitempty"`
 	Ratios      *Ratios `json:"ratios,omitempty"`
+	// Resources are the server's goroutines, heap and Redis clients sampled during the
+	// decide run, when watched.
+	Resources *Resources `json:"resources,omitempty"`
 }
 
 func ratio(a, b float64) float64 {
@@ -228,6 +231,31 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
+	if rs := r.Resources; rs != nil && len(rs.Samples) > 0 {
+		first, last := rs.Samples[0], rs.Samples[len(rs.Samples)-1]
+		var peak ResourceSample
+		for _, x := range rs.Samples {
+			peak.Goroutines = max(peak.Goroutines, x.Goroutines)
+			peak.HeapInuse = max(peak.HeapInuse, x.HeapInuse)
+			peak.RedisClients = max(peak.RedisClients, x.RedisClients)
+		}
+		fmt.Fprintf(w, "server resources (%d samples, first / last / max): goroutines %d / %d / %d, heap in use %.1f / %.1f / %.1f MiB",
+			len(rs.Samples), first.Goroutines, last.Goroutines, peak.Goroutines,
+			mib(first.HeapInuse), mib(last.HeapInuse), mib(peak.HeapInuse))
+		if first.RedisClients >= 0 {
+			fmt.Fprintf(w, ", Redis clients %d / %d / %d", first.RedisClients, last.RedisClients, peak.RedisClients)
+		}
+		fmt.Fprintln(w)
+		if rs.Failures > 0 {
+			fmt.Fprintf(w, "WARNING: %d resource readings failed\n", rs.Failures)
+		}
+		for _, g := range rs.Growth {
+			fmt.Fprintf(w, "WARNING: %s\n", g)
+		}
+		if len(rs.Growth) == 0 && len(rs.Samples) >= 8 {
+			fmt.Fprintln(w, "no growth of goroutines, heap or Redis clients")
+		}
+	}
 	fmt.Fprintf(w, "machine: %d CPUs (%s), load average %.2f before, %.2f after\n", r.Machine.CPUs, r.Machine.CPUModel, r.LoadBefore, r.LoadAfter)
 	if l := max(r.LoadBefore, r.LoadAfter); r.Machine.CPUs > 0 && l > float64(r.Machine.CPUs) {
 		fmt.Fprintf(w, "WARNING: load average %.2f exceeds the %d CPUs: other work competed with this run\n", l, r.Machine.CPUs)
@@ -239,6 +267,8 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	}
 	return nil
 }
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 // fmtCounts formats counts by key, largest first, with their share of total.
 func fmtCounts(m map[string]int64, total int64) string {

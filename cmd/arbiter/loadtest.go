@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/loadtest"
 	"golang.org/x/term"
 	"google.golang.org/grpc"
@@ -37,6 +38,9 @@ type loadtestConfig struct {
 	maxStep     time.Duration
 	out         string
 	compare     bool
+	watchAdmin  string
+	watchRedis  string
+	watchEvery  time.Duration
 }
 
 // runLoadtest is the "loadtest" command: seed synthetic customers, drive Decide at a constant
@@ -65,6 +69,9 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.DurationVar(&c.maxStep, "max-step", 5*time.Second, "with --baseline: duration of each closed-loop step that finds a maximum throughput")
 	fs.StringVar(&c.out, "out", "loadtest-report", "directory for report.json and report.html (empty: none)")
 	fs.BoolVar(&c.compare, "compare", false, "print two reports side by side: arbiter loadtest --compare A.json B.json")
+	fs.StringVar(&c.watchAdmin, "watch-admin", "", "sample the server's goroutines and heap from this admin URL's /debug/pprof during the run (serve --pprof), e.g. http://127.0.0.1:8080")
+	fs.StringVar(&c.watchRedis, "watch-redis", "", "with --watch-admin: also sample this Redis's connected clients (INFO clients)")
+	fs.DurationVar(&c.watchEvery, "watch-every", 5*time.Second, "interval of --watch-admin samples")
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -115,9 +122,15 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		DeadlineMs: float64(c.deadline) / float64(time.Millisecond), LoadBefore: loadtest.LoadAverage(),
 	}
 	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)
+	stopWatch, err := startWatch(ctx, c, rep)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
 	cfg := base
 	cfg.Name = "decide"
-	if rep.Decide, err = loadtest.Run(ctx, decide, cfg); err != nil {
+	rep.Decide, err = loadtest.Run(ctx, decide, cfg)
+	stopWatch()
+	if err != nil {
 		return fmt.Errorf("loadtest: decide: %w", err)
 	}
 	if c.baseline {
@@ -184,6 +197,43 @@ func seedCustomers(ctx context.Context, c loadtestConfig, conns []grpc.ClientCon
 	fmt.Fprintf(stderr, "seeded %d customers in %s (%.0f/s)\n", n, time.Since(start).Round(time.Millisecond),
 		float64(n)/time.Since(start).Seconds())
 	return nil
+}
+
+// startWatch starts sampling the server's resources when --watch-admin is set; the returned
+// function stops it and stores what it saw in rep.Resources.
+func startWatch(ctx context.Context, c loadtestConfig, rep *loadtest.Report) (stop func(), err error) {
+	if c.watchAdmin == "" {
+		return func() {}, nil
+	}
+	var info loadtest.RedisInfo
+	var closeRedis func() error
+	if c.watchRedis != "" {
+		if err := checkRedisURL(c.watchRedis); err != nil {
+			return nil, err
+		}
+		client, err := featurestore.Dial(c.watchRedis)
+		if err != nil {
+			return nil, err
+		}
+		info = func(ctx context.Context, section string) (string, error) { return client.Info(ctx, section).Result() }
+		closeRedis = client.Close
+	}
+	w, err := loadtest.NewWatcher(c.watchAdmin, info, c.watchEvery)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { w.Run(wctx); close(done) }()
+	return func() {
+		cancel()
+		<-done
+		if closeRedis != nil {
+			_ = closeRedis()
+		}
+		res := w.Result()
+		rep.Resources = &res
+	}, nil
 }
 
 // waitHealthy polls the server's health Check until it answers SERVING or wait passes.

@@ -1,0 +1,214 @@
+package loadtest
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ResourceSample is one reading of the server's resources during a run.
+type ResourceSample struct {
+	Second     float64 `json:"second"`
+	Goroutines int64   `json:"goroutines"`
+	HeapInuse  int64   `json:"heap_inuse_bytes"`
+	// RedisClients is Redis's connected_clients; -1 when Redis was not watched.
+	RedisClients int64 `json:"redis_clients"`
+}
+
+// Resources is what a Watcher saw, and its verdict on growth.
+type Resources struct {
+	Samples []ResourceSample `json:"samples"`
+	// Growth names each resource whose last-quarter mean exceeds its first-quarter mean by
+	// more than the tolerance (20% and an absolute floor), with the two means.
+	Growth   []string `json:"growth,omitempty"`
+	Failures int      `json:"failures,omitempty"` // readings that failed
+}
+
+// RedisInfo reads a section of Redis's INFO; the go-redis client's Info satisfies it through
+// a small adapter in the command.
+type RedisInfo func(ctx context.Context, section string) (string, error)
+
+// Watcher samples the server's goroutines and heap (from its admin port's /debug/pprof,
+// which needs `arbiter serve --pprof`) and Redis's connected clients while a run goes on.
+type Watcher struct {
+	admin  *url.URL
+	redis  RedisInfo
+	every  time.Duration
+	client *http.Client
+
+	mu      sync.Mutex
+	res     Resources
+	started time.Time
+}
+
+// NewWatcher returns a Watcher of the admin HTTP base URL (for example
+// "http://127.0.0.1:8080", loopback only) and, when redis is not nil, of Redis, sampling
+// every interval (default 5 s).
+func NewWatcher(admin string, redis RedisInfo, every time.Duration) (*Watcher, error) {
+	u, err := url.Parse(admin)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("admin url %q: want http://HOST:PORT", admin)
+	}
+	host := u.Host
+	if u.Port() == "" {
+		host += ":80"
+	}
+	if err := CheckLoopback(host); err != nil {
+		return nil, err
+	}
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	return &Watcher{admin: u, redis: redis, every: every, client: &http.Client{Timeout: 2 * time.Second}}, nil
+}
+
+// Run samples until ctx is done. Call it in its own goroutine; Result returns the samples.
+func (w *Watcher) Run(ctx context.Context) {
+	w.mu.Lock()
+	w.started = time.Now()
+	w.mu.Unlock()
+	t := time.NewTicker(w.every)
+	defer t.Stop()
+	for {
+		w.sample(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *Watcher) sample(ctx context.Context) {
+	s := ResourceSample{Second: time.Since(w.started).Seconds(), RedisClients: -1}
+	failed := false
+	if n, err := w.readPprof(ctx, "goroutine", "goroutine profile: total "); err == nil {
+		s.Goroutines = n
+	} else {
+		failed = true
+	}
+	if n, err := w.readPprof(ctx, "heap", "# HeapInuse = "); err == nil {
+		s.HeapInuse = n
+	} else {
+		failed = true
+	}
+	if w.redis != nil {
+		if info, err := w.redis(ctx, "clients"); err == nil {
+			s.RedisClients = infoField(info, "connected_clients")
+		} else {
+			failed = true
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if failed {
+		w.res.Failures++
+		if ctx.Err() != nil {
+			return
+		}
+	}
+	w.res.Samples = append(w.res.Samples, s)
+}
+
+// readPprof reads /debug/pprof/NAME?debug=1 and returns the number after prefix.
+func (w *Watcher) readPprof(ctx context.Context, name, prefix string) (int64, error) {
+	u := w.admin.JoinPath("/debug/pprof/", name)
+	u.RawQuery = "debug=1"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s (is the server's --pprof on?)", u, resp.Status)
+	}
+	return scanNumber(resp.Body, prefix)
+}
+
+// scanNumber returns the integer that follows prefix at the start of a line of r.
+func scanNumber(r io.Reader, prefix string) (int64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			f := strings.Fields(rest)
+			if len(f) > 0 {
+				return strconv.ParseInt(f[0], 10, 64)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no line starting %q", prefix)
+}
+
+// infoField returns the integer field of a Redis INFO text, or -1.
+func infoField(info, field string) int64 {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// Result returns the samples so far and the growth verdict.
+func (w *Watcher) Result() Resources {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	res := w.res
+	res.Samples = append([]ResourceSample(nil), w.res.Samples...)
+	res.Growth = growth(res.Samples)
+	return res
+}
+
+// growth compares the mean of the first and the last quarter of the samples of each resource.
+// It needs at least 8 samples. A resource grew when the last mean exceeds the first by more
+// than 20% and by more than a floor (50 goroutines, 16 MiB of heap, 8 Redis clients), so that
+// noise around small numbers is not called growth.
+func growth(s []ResourceSample) []string {
+	if len(s) < 8 {
+		return nil
+	}
+	q := len(s) / 4
+	mean := func(part []ResourceSample, get func(ResourceSample) int64) float64 {
+		var sum float64
+		for _, x := range part {
+			sum += float64(get(x))
+		}
+		return sum / float64(len(part))
+	}
+	var out []string
+	for _, r := range []struct {
+		name  string
+		get   func(ResourceSample) int64
+		floor float64
+	}{
+		{"goroutines", func(x ResourceSample) int64 { return x.Goroutines }, 50},
+		{"heap_inuse_bytes", func(x ResourceSample) int64 { return x.HeapInuse }, 16 << 20},
+		{"redis_clients", func(x ResourceSample) int64 { return x.RedisClients }, 8},
+	} {
+		first, last := mean(s[:q], r.get), mean(s[len(s)-q:], r.get)
+		if first < 0 || last < 0 {
+			continue
+		}
+		if last > 1.2*first && last-first > r.floor {
+			out = append(out, fmt.Sprintf("%s grew from %.0f to %.0f (mean of the first and last quarter)", r.name, first, last))
+		}
+	}
+	return out
+}
