@@ -151,11 +151,19 @@ func (g *guardrails) facts(in *Input) facts {
 		f.fraudHold = false
 	}
 	f.counters = make([]CounterValue, len(g.capList))
-	for i, c := range g.capList {
-		chk := c.check
-		chk.Since = in.Now.Add(-c.window)
-		f.counters[i] = CounterValue{Name: chk.Name, Channel: chk.Channel, Purposes: chk.Purposes, Window: c.window,
-			Count: chk.Count(in.State.Messages), Limit: chk.Limit}
+	for i := range g.capList {
+		c := &g.capList[i]
+		f.counters[i] = CounterValue{Name: c.check.Name, Channel: c.check.Channel, Purposes: c.check.Purposes,
+			Window: c.window, Limit: c.check.Limit}
+	}
+	for j := range in.State.Messages {
+		m := &in.State.Messages[j]
+		age := in.Now.Sub(m.At) // negative for a deferred message: it counts in every window
+		for i := range g.capList {
+			if c := &g.capList[i]; age <= c.window && c.check.Matches(*m) {
+				f.counters[i].Count++
+			}
+		}
 	}
 	g.paymentFacts(in, &f)
 	return f
@@ -278,7 +286,7 @@ func (g *guardrails) applyMessage(in *Input, f *facts, c *Candidate, tr *Explana
 		case g.failing(in, ch):
 			failed++
 		default:
-			if name := g.capped(in, ch, p, sendAt); name != "" {
+			if name := g.capped(in, f, ch, p, sendAt); name != "" {
 				capped++
 				if capName == "" {
 					capName = name
@@ -358,16 +366,23 @@ func (g *guardrails) failing(in *Input, ch Channel) bool {
 // capped returns the name of the first cap a message of purpose p on ch sent at sendAt would
 // exceed, or "". The window ends at sendAt and counts every reserved message at or after its
 // start, including deferred ones, so no window of any cap ever holds more than its limit.
-func (g *guardrails) capped(in *Input, ch Channel, p Purpose, sendAt time.Time) string {
+func (g *guardrails) capped(in *Input, f *facts, ch Channel, p Purpose, sendAt time.Time) string {
+	now := sendAt.Equal(in.Now) // the common case: the counters read at Now are the ones
 	for i := range g.capList {
 		c := &g.capList[i]
-		if (c.check.Channel != ChannelUnspecified && c.check.Channel != ch) || !c.check.Purposes.Has(p) {
+		if !c.applies(ch, p) {
 			continue
 		}
-		chk := c.check
-		chk.Since = sendAt.Add(-c.window)
-		if chk.Count(in.State.Messages) >= chk.Limit {
-			return chk.Name
+		var n int
+		if now && i < len(f.counters) {
+			n = f.counters[i].Count
+		} else {
+			chk := c.check
+			chk.Since = sendAt.Add(-c.window)
+			n = chk.Count(in.State.Messages)
+		}
+		if n >= c.check.Limit {
+			return c.check.Name
 		}
 	}
 	return ""

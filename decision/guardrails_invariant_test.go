@@ -296,7 +296,7 @@ func checkDecision(t *testing.T, step int, g *guardrails, c *simCustomer, in *In
 			}
 		}
 		if p.Network == NetworkMastercard {
-			if w := macWait(p.MerchantAdviceCode, 72*time.Hour); res.Retry.NotBefore.Before(in.Now.Add(w)) {
+			if w := macWait(codeKey(p.MerchantAdviceCode), 72*time.Hour); res.Retry.NotBefore.Before(in.Now.Add(w)) {
 				t.Errorf("step %d: retry at %s before the MAC %s wait %s", step, res.Retry.NotBefore, p.MerchantAdviceCode, w)
 			}
 		}

@@ -96,10 +96,12 @@ func alnum(c byte) (int, bool) {
 	return 0, false
 }
 
-// codeIndex maps a two-character code (case-insensitive; a single character is zero-padded,
-// so "5" is "05") to its slot in the lookup table.
+// codeIndex maps a two-character code (case-insensitive, surrounding spaces ignored; a single
+// character is zero-padded, so "5" is "05") to its slot in the lookup table.
 func codeIndex(code string) (int, bool) {
-	code = strings.TrimSpace(code)
+	if len(code) > 2 || (len(code) > 0 && (code[0] == ' ' || code[len(code)-1] == ' ')) {
+		code = strings.TrimSpace(code)
+	}
 	var a, b byte
 	switch len(code) {
 	case 1:
@@ -114,16 +116,45 @@ func codeIndex(code string) (int, bool) {
 	return x*36 + y, ok1 && ok2
 }
 
-// codeIs reports whether code is want (normalised as codeIndex does).
-func codeIs(code, want string) bool {
-	i, ok := codeIndex(code)
-	j, _ := codeIndex(want)
-	return ok && i == j
+// codeKey is codeIndex as one value: -1 for an absent or malformed code.
+func codeKey(code string) int {
+	if i, ok := codeIndex(code); ok {
+		return i
+	}
+	return -1
 }
 
+// Keys of the codes the rules single out (see codeIndex: digits 0-9, then A-Z as 10-35).
+const (
+	key01 = 0*36 + 1
+	key02 = 0*36 + 2
+	key03 = 0*36 + 3
+	key04 = 0*36 + 4
+	key21 = 2*36 + 1
+	key24 = 2*36 + 4
+	key25 = 2*36 + 5
+	key26 = 2*36 + 6
+	key27 = 2*36 + 7
+	key28 = 2*36 + 8
+	key29 = 2*36 + 9
+	key30 = 3*36 + 0
+	key51 = 5*36 + 1
+	key91 = 9*36 + 1
+	key96 = 9*36 + 6
+	key1A = 1*36 + 10
+	keyN7 = 23*36 + 7
+	keyR0 = 27*36 + 0
+	keyR1 = 27*36 + 1
+	keyR3 = 27*36 + 3
+)
+
 func lookupCode(code string) codeInfo {
-	if i, ok := codeIndex(code); ok {
-		return declineTable()[i]
+	return lookupKey(codeKey(code))
+}
+
+func lookupKey(k int) codeInfo {
+	if k >= 0 {
+		return declineTable()[k]
 	}
 	return codeInfo{}
 }
@@ -180,23 +211,29 @@ func (c DeclineClass) String() string {
 // MAC 02 and 24 to 30 do not change the class; they set the earliest retry time. Advice codes
 // are ignored on other networks. Classify never fails: any input has a class.
 func Classify(n Network, declineCode, mac string, ini Initiator) DeclineClass {
-	if n == NetworkMastercard && (codeIs(mac, "03") || codeIs(mac, "21")) {
+	return classify(n, codeKey(declineCode), codeKey(mac), ini)
+}
+
+// classify is Classify over code keys.
+func classify(n Network, code, mac int, ini Initiator) DeclineClass {
+	mc := n == NetworkMastercard
+	if mc && (mac == key03 || mac == key21) {
 		return ClassNever
 	}
 	class := ClassGeneric
-	if info := lookupCode(declineCode); info.known {
+	if info := lookupKey(code); info.known {
 		class = info.class
 	}
 	if class == ClassNever {
 		return class
 	}
-	if codeIs(declineCode, "1A") || codeIs(declineCode, "N7") {
+	if code == key1A || code == keyN7 {
 		if ini == InitiatorCustomer {
 			return ClassFixData
 		}
 		return ClassNoAuto
 	}
-	if n == NetworkMastercard && (codeIs(mac, "01") || codeIs(mac, "04")) && (class == ClassLater || class == ClassGeneric) {
+	if mc && (mac == key01 || mac == key04) && (class == ClassLater || class == ClassGeneric) {
 		return ClassFixData
 	}
 	return class
@@ -204,27 +241,23 @@ func Classify(n Network, declineCode, mac string, ini Initiator) DeclineClass {
 
 // macWait returns the earliest-retry delay a Mastercard Merchant Advice Code sets: 24 to 30
 // mean 1 h, 24 h, 2, 4, 6, 8 and 10 days; 02 (try again later) means mac02.
-func macWait(mac string, mac02 time.Duration) time.Duration {
-	i, ok := codeIndex(mac)
-	if !ok || mac == "" {
-		return 0
-	}
-	switch i {
-	case 2:
+func macWait(mac int, mac02 time.Duration) time.Duration {
+	switch mac {
+	case key02:
 		return mac02
-	case 2*36 + 4:
+	case key24:
 		return time.Hour
-	case 2*36 + 5:
+	case key25:
 		return day
-	case 2*36 + 6:
+	case key26:
 		return 2 * day
-	case 2*36 + 7:
+	case key27:
 		return 4 * day
-	case 2*36 + 8:
+	case key28:
 		return 6 * day
-	case 2*36 + 9:
+	case key29:
 		return 8 * day
-	case 3 * 36:
+	case key30:
 		return 10 * day
 	}
 	return 0
@@ -435,6 +468,8 @@ const maxLedgerChecks = 6
 // paymentFacts is what the payment guardrails work out once per decision.
 type paymentFacts struct {
 	ok       bool // a payment event with a payment failure
+	code     int  // codeKey of the decline code
+	mac      int  // codeKey of the Mastercard advice code; -1 elsewhere
 	checks   [maxLedgerChecks]LedgerCheck
 	nchecks  int
 	atLimit  int // index+1 of the first check at its limit; 0: none
@@ -461,10 +496,12 @@ func (g *guardrails) paymentFacts(in *Input, f *facts) {
 	}
 	pf := &f.pay
 	pf.ok = true
-	f.class = Classify(p.Network, p.DeclineCode, p.MerchantAdviceCode, p.Initiator)
+	pf.code, pf.mac = codeKey(p.DeclineCode), -1
 	if p.Network == NetworkMastercard {
-		pf.macWait = macWait(p.MerchantAdviceCode, g.pay.mac02Wait)
+		pf.mac = codeKey(p.MerchantAdviceCode)
+		pf.macWait = macWait(pf.mac, g.pay.mac02Wait)
 	}
+	f.class = classify(p.Network, pf.code, pf.mac, p.Initiator)
 	now := in.Now
 	month := now.Add(-30 * day)
 	add := func(c LedgerCheck) { pf.checks[pf.nchecks] = c; pf.nchecks++ }
@@ -546,7 +583,7 @@ func (g *guardrails) applyRetry(in *Input, f *facts, c *Candidate, tr *Explanati
 		nb = later(nb, now.Add(pf.macWait))
 		g.modify(c, tr, grPayments, CodeMACRetryAfter, "Mastercard advice sets the earliest retry")
 	}
-	if f.class == ClassLater && codeIs(p.DeclineCode, "51") && g.pay.paydayMaxWait > 0 {
+	if f.class == ClassLater && pf.code == key51 && g.pay.paydayMaxWait > 0 {
 		if t, ok := g.payday(in, f); ok && t.After(nb) && t.Sub(now) <= g.pay.paydayMaxWait {
 			nb = t
 			g.modify(c, tr, grPayments, CodePaydayTargeted, "retry aimed just after the next payday")
@@ -563,7 +600,7 @@ func (g *guardrails) applyRetry(in *Input, f *facts, c *Candidate, tr *Explanati
 	acq := p.Acquirer
 	if list := g.pay.acquirers[min(p.Network, NetworkOther)]; len(list) > 0 {
 		switch {
-		case codeIs(p.DeclineCode, "91") || codeIs(p.DeclineCode, "96"):
+		case pf.code == key91 || pf.code == key96:
 			for _, a := range list {
 				if a != p.Acquirer {
 					acq = a
@@ -585,7 +622,7 @@ func retryBlock(p *PaymentFailure, f *facts) (code, why string) {
 	pf := &f.pay
 	switch {
 	case f.class == ClassNever:
-		if p.Network == NetworkMastercard && (codeIs(p.MerchantAdviceCode, "03") || codeIs(p.MerchantAdviceCode, "21")) {
+		if pf.mac == key03 || pf.mac == key21 {
 			return CodeMACDoNotRetry, "Mastercard advice: do not try again"
 		}
 		return CodeHardDecline, "the issuer will never approve this credential"
@@ -596,11 +633,15 @@ func retryBlock(p *PaymentFailure, f *facts) (code, why string) {
 	case f.ledger.stopped:
 		return pf.stopCode, "a hard stop on this credential is in force"
 	case pf.atLimit > 0:
-		chk := &pf.checks[pf.atLimit-1]
-		if chk.Name == checkBusiness {
-			return CodeRetryLimit, "the policy's retry limit is reached: " + chk.Name
+		switch pf.checks[pf.atLimit-1].Name {
+		case checkBusiness:
+			return CodeRetryLimit, "the policy's retry limit for this decline class is reached"
+		case checkVisaReattempts, checkVisaDeclines:
+			return CodeNetworkRetryLimit, "the Visa limit of reattempts in 30 days is reached"
+		case checkMCRolling, checkMCDay:
+			return CodeNetworkRetryLimit, "the Mastercard limit of declined attempts in 24 hours is reached"
 		}
-		return CodeNetworkRetryLimit, "a card-network retry limit is reached: " + chk.Name
+		return CodeNetworkRetryLimit, "the Mastercard limit of attempts in 30 days is reached"
 	}
 	return "", ""
 }
@@ -656,8 +697,8 @@ func (g *guardrails) paymentEffects(in *Input, f *facts, res *Result) {
 	if stop := g.stopFor(in, f); stop.CardRef != "" {
 		res.Effects.Stops = append(res.Effects.Stops, stop)
 	}
-	if code := classCode(f.class); code != "" && !hasReason(res.Reasons, code) {
-		res.Reasons = append(res.Reasons, Reason{Code: code, Message: "decline class " + f.class.String(), RuleID: grPayments})
+	if code, msg := classCode(f.class); code != "" && !hasReason(res.Reasons, code) {
+		res.Reasons = append(res.Reasons, Reason{Code: code, Message: msg, RuleID: grPayments})
 	}
 	// Whatever the policy answered instead, say why there is no retry.
 	if res.Action != ActionRetry && p.CardRef != "" {
@@ -674,13 +715,12 @@ func (g *guardrails) stopFor(in *Input, f *facts) RetryStop {
 		return RetryStop{}
 	}
 	until := in.Now.Add(g.pay.stopFor)
-	mc := p.Network == NetworkMastercard
-	switch {
-	case mc && codeIs(p.MerchantAdviceCode, "21"):
+	switch pf := &f.pay; {
+	case pf.mac == key21:
 		return RetryStop{CardRef: p.CardRef, MerchantID: p.MerchantID, Until: until, ReasonCode: CodeMACDoNotRetry}
-	case mc && codeIs(p.MerchantAdviceCode, "03"):
+	case pf.mac == key03:
 		return RetryStop{CardRef: p.CardRef, Until: until, ReasonCode: CodeMACDoNotRetry}
-	case codeIs(p.DeclineCode, "R0") || codeIs(p.DeclineCode, "R1") || codeIs(p.DeclineCode, "R3"):
+	case pf.code == keyR0 || pf.code == keyR1 || pf.code == keyR3:
 		return RetryStop{CardRef: p.CardRef, MerchantID: p.MerchantID, Until: until, ReasonCode: CodeRecurringEnded}
 	case f.class == ClassNever:
 		return RetryStop{CardRef: p.CardRef, Until: until, ReasonCode: CodeHardDecline}
@@ -688,19 +728,22 @@ func (g *guardrails) stopFor(in *Input, f *facts) RetryStop {
 	return RetryStop{}
 }
 
-// classCode is the reason code every decision about a decline of class c carries.
-func classCode(c DeclineClass) string {
+// classCode is the reason code every decision about a decline of class c carries, and its
+// message.
+func classCode(c DeclineClass) (code, msg string) {
 	switch c {
-	case ClassLater, ClassGeneric:
-		return CodeSoftDecline
+	case ClassLater:
+		return CodeSoftDecline, "soft decline (LATER): retryable within the network budget"
+	case ClassGeneric:
+		return CodeSoftDecline, "soft decline (GENERIC): retryable with a small cap"
 	case ClassNever:
-		return CodeHardDecline
+		return CodeHardDecline, "hard decline (NEVER): the credential is never retried"
 	case ClassFixData:
-		return CodeFixDataDecline
+		return CodeFixDataDecline, "data decline (FIX_DATA): retry only after the data changes"
 	case ClassNoAuto:
-		return CodeNoAutoDecline
+		return CodeNoAutoDecline, "decline (NO_AUTO): no automatic retry"
 	}
-	return ""
+	return "", ""
 }
 
 func hasReason(rs []Reason, code string) bool {
