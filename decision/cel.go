@@ -205,6 +205,10 @@ type condition struct {
 	// tracked is set for expressions that iterate: they run with a run-time cost limit and
 	// an interrupt check on the context.
 	tracked bool
+	// guards are necessary conditions checked in Go before the program runs; when exact,
+	// they are the whole condition and the program is not run.
+	guards []guard
+	exact  bool
 }
 
 // celSizes bounds input sizes for the load-time cost estimate.
@@ -247,7 +251,8 @@ func compileCondition(env *cel.Env, src string) (*condition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("when: %w", err)
 	}
-	return &condition{src: src, prg: prg, cost: est, tracked: tracked}, nil
+	guards, exact := extractGuards(ast.NativeRep())
+	return &condition{src: src, prg: prg, cost: est, tracked: tracked, guards: guards, exact: exact}, nil
 }
 
 // celIssuesError turns CEL issues into one error that names the line and column in src.
@@ -281,6 +286,12 @@ var errNotBool = errors.New("condition did not evaluate to a bool")
 // eval evaluates the condition over act. Untracked programs are straight-line expressions of
 // bounded cost; tracked ones honour ctx and the run-time cost limit.
 func (c *condition) eval(ctx context.Context, act *activation) (bool, error) {
+	if len(c.guards) > 0 && !act.admits(c.guards) {
+		return false, nil
+	}
+	if c.exact {
+		return true, nil
+	}
 	var out ref.Val
 	var err error
 	if c.tracked {

@@ -158,17 +158,36 @@ func compareCandidates(a, b *Candidate) int {
 	return strings.Compare(a.RuleID, b.RuleID)
 }
 
+// resultBlock holds a Result with room for its usual reasons and detail, so that a decision
+// allocates its answer once.
+type resultBlock struct {
+	res     Result
+	reasons [5]Reason
+	esc     Escalate
+	sup     Suppress
+}
+
+// reasonSlice returns an empty slice for n reasons, in the block when they fit.
+func (b *resultBlock) reasonSlice(n int) []Reason {
+	if n <= len(b.reasons) {
+		return b.reasons[:0]
+	}
+	return make([]Reason, 0, n)
+}
+
 // result builds the Result for the winning candidate (best < 0: none survived).
 func (p *Policy) result(in *Input, s *scratch, best int) *Result {
-	res := &Result{Policy: p.ref}
+	blk := &resultBlock{}
+	res := &blk.res
+	res.Policy = p.ref
 	if best < 0 {
 		n := 0
 		for i := range s.cands {
 			n += len(s.cands[i].ReasonCodes) + len(s.cands[i].Reasons)
 		}
 		res.Action = ActionSuppress
-		res.Suppress = &Suppress{}
-		res.Reasons = make([]Reason, 0, n+1)
+		res.Suppress = &blk.sup
+		res.Reasons = blk.reasonSlice(n + 1)
 		for i := range s.cands {
 			c := &s.cands[i]
 			for _, code := range c.ReasonCodes {
@@ -192,7 +211,7 @@ func (p *Policy) result(in *Input, s *scratch, best int) *Result {
 	}
 	res.Action = w.Action
 	res.Retry, res.Message, res.Escalate, res.Suppress = w.Retry, w.Message, w.Escalate, w.Suppress
-	res.Reasons = make([]Reason, 0, n+1) // +1: the decline-class reason effects may add
+	res.Reasons = blk.reasonSlice(n + 1) // +1: the decline-class reason effects may add
 	for _, code := range w.ReasonCodes {
 		res.Reasons = addReason(res.Reasons, Reason{Code: code, RuleID: w.RuleID})
 	}
@@ -210,9 +229,9 @@ func (p *Policy) result(in *Input, s *scratch, best int) *Result {
 	}
 	if res.Action == ActionEscalate {
 		// A fresh detail: the rule's own context map is shared and read-only.
-		esc := *res.Escalate
-		esc.Context = escalateContext(in, &s.f, w, esc.Context)
-		res.Escalate = &esc
+		blk.esc = *res.Escalate
+		blk.esc.Context = escalateContext(in, &s.f, w, blk.esc.Context)
+		res.Escalate = &blk.esc
 	}
 	return res
 }
