@@ -233,59 +233,105 @@ func ParseFeatureLine(line []byte) (FeatureRecord, error) {
 	return rec, nil
 }
 
+// rawBatch is a run of input lines not parsed yet: Import's readers hand them to the writers,
+// which parse them in parallel.
+type rawBatch struct {
+	first int      // line number of lines[0]
+	lines [][]byte // copies; blank lines included so that numbering holds
+	bytes int64
+}
+
 // Import reads JSON lines of customer features from r (see ParseFeatureLine; blank lines are
-// skipped) and writes them to sink in batches, several at once. It stops at the first bad
-// line with a *LineError, after the batches before it were written, and returns how many
-// records were written.
+// skipped) and writes them to sink in batches; o.Writers goroutines parse and write batches in
+// parallel. At a bad line it stops reading and returns a *LineError naming the first bad line,
+// after writing every line before it; lines after it that were read at the same time may be
+// written too (PutFeatures merges, so importing the fixed file again is safe).
+// It returns how many records were written.
 func Import(ctx context.Context, r io.Reader, sink Sink, o SeedOptions) (int64, error) {
 	o.defaults()
-	in := make(chan batch, o.Writers)
-	var parseErr error
+	// stop ends reading and parsing (a bad line or ctx); writing stops only with ctx.
+	stop, cancelRead := context.WithCancel(ctx)
+	defer cancelRead()
+	var (
+		errMu   sync.Mutex
+		lineErr *LineError
+	)
+	fail := func(e *LineError) {
+		errMu.Lock()
+		if lineErr == nil || e.Line < lineErr.Line {
+			lineErr = e
+		}
+		errMu.Unlock()
+		cancelRead()
+	}
+	raw := make(chan rawBatch, o.Writers)
 	go func() {
-		defer close(in)
+		defer close(raw)
 		sc := bufio.NewScanner(r)
 		sc.Buffer(make([]byte, 64<<10), maxImportLine)
-		b := batch{recs: make([]FeatureRecord, 0, o.Batch)}
+		line := 0
+		b := rawBatch{first: 1}
 		send := func() bool {
 			select {
-			case in <- b:
-				b = batch{recs: make([]FeatureRecord, 0, o.Batch)}
+			case raw <- b:
+				b = rawBatch{first: line + 1}
 				return true
-			case <-ctx.Done():
+			case <-stop.Done():
 				return false
 			}
 		}
-		line := 0
 		for sc.Scan() {
 			line++
+			b.lines = append(b.lines, bytes.Clone(sc.Bytes()))
 			b.bytes += int64(len(sc.Bytes()) + 1)
-			if len(bytes.TrimSpace(sc.Bytes())) == 0 {
-				continue
-			}
-			rec, err := ParseFeatureLine(sc.Bytes())
-			if err != nil {
-				parseErr = &LineError{Line: line, Err: err}
-				break
-			}
-			b.recs = append(b.recs, rec)
-			if len(b.recs) == o.Batch && !send() {
+			if len(b.lines) == o.Batch && !send() {
 				return
 			}
 		}
-		if parseErr == nil && sc.Err() != nil {
-			parseErr = &LineError{Line: line + 1, Err: sc.Err()}
+		if err := sc.Err(); err != nil {
+			fail(&LineError{Line: line + 1, Err: err})
+			return
 		}
-		if len(b.recs) > 0 {
+		if len(b.lines) > 0 {
 			send()
 		}
 	}()
+	in := make(chan batch, o.Writers)
+	var parsers sync.WaitGroup
+	for range o.Writers {
+		parsers.Go(func() {
+			for rb := range raw {
+				errMu.Lock()
+				after := lineErr != nil && rb.first > lineErr.Line
+				errMu.Unlock()
+				if after {
+					continue
+				}
+				b := batch{recs: make([]FeatureRecord, 0, len(rb.lines)), bytes: rb.bytes}
+				for i, l := range rb.lines {
+					if len(bytes.TrimSpace(l)) == 0 {
+						continue
+					}
+					rec, err := ParseFeatureLine(l)
+					if err != nil {
+						fail(&LineError{Line: rb.first + i, Err: err})
+						break
+					}
+					b.recs = append(b.recs, rec)
+				}
+				if len(b.recs) > 0 {
+					in <- b // the writers drain in until it is closed
+				}
+			}
+		})
+	}
+	go func() { parsers.Wait(); close(in) }()
 	written, err := writeAll(ctx, sink, in, o)
-	// writeAll returns after in is closed, so parseErr is settled.
 	if err != nil {
 		return written, err
 	}
-	if parseErr != nil {
-		return written, parseErr
+	if lineErr != nil { // settled: every parser is done once writeAll has drained in
+		return written, lineErr
 	}
 	return written, ctx.Err()
 }
