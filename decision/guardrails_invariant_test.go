@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -40,17 +41,34 @@ var simCodes = []string{"51", "05", "91", "96", "61", "19", "04", "43", "54", "5
 var simMACs = []string{"", "", "", "01", "02", "03", "21", "24", "25", "26", "30"}
 
 // TestInvariants drives random events, outcomes, feature changes and clock steps for a few
-// customers through the guardrails, applying every decision's Effects to an in-memory store,
-// and checks after every decision, independently of the guardrails' own code, that no message
+// customers through the engine, applying every decision's Effects to an in-memory store, and
+// checks after every decision, independently of the guardrails' own code, that no message
 // goes out in quiet hours, over a cap, without consent, to an opted-out customer or
 // automatically to a vulnerable one, and that no retry breaks a card-network rule.
 //
-// Until the policy engine's Decide runs real bundles, the candidates are hand-built here the
-// way a policy would propose them. Run more steps with -invariant.steps=N and another seed
+// It runs twice: through Decide with the default policy, and with hand-built candidates (a
+// retry and a message on every decline) under raised business limits, which drives the
+// card-network limits themselves. Run more steps with -invariant.steps=N and another seed
 // with -invariant.seed=S.
 func TestInvariants(t *testing.T) {
+	t.Run("default policy", func(t *testing.T) {
+		p := DefaultPolicy()
+		runInvariants(t, p.guards, func(in *Input, _ []Candidate) *Result {
+			res, err := p.Decide(context.Background(), in)
+			if err != nil {
+				t.Fatalf("Decide() = %v", err)
+			}
+			return res
+		})
+	})
+	t.Run("hand-built candidates", func(t *testing.T) {
+		g := mustGuardrails(t, GuardrailConfig{}, PaymentConfig{RetryLimits: map[string]int{"later": 20, "generic": 20}, Backoff: []string{"10m", "1h"}})
+		runInvariants(t, g, func(in *Input, cands []Candidate) *Result { return simDecide(g, in, cands) })
+	})
+}
+
+func runInvariants(t *testing.T, g *guardrails, decide func(*Input, []Candidate) *Result) {
 	r := rand.New(rand.NewPCG(*invariantSeed, 7))
-	g := mustGuardrails(t, GuardrailConfig{}, PaymentConfig{RetryLimits: map[string]int{"later": 20, "generic": 20}, Backoff: []string{"10m", "1h"}})
 	now := mustTime(t, "2026-03-01T12:00:00Z") // spans both DST changes of 2026 with enough steps
 	var cs []*simCustomer
 	for i := range 4 {
@@ -152,13 +170,19 @@ func TestInvariants(t *testing.T) {
 				Candidate{RuleID: "quiet", Priority: 0, Action: ActionSuppress})
 		}
 
-		res := simDecide(g, in, cands)
+		if r.IntN(4) == 0 {
+			in.Event.Attributes = map[string]string{
+				"intent":  []string{"fraud", "payment", "other"}[r.IntN(3)],
+				"channel": []string{"EMAIL", "SMS", "PUSH"}[r.IntN(3)],
+			}
+		}
+		res := decide(in, cands)
 		counts[res.Action]++
 		checkDecision(t, step, g, c, in, res)
 		if err := c.store.commit(res.Effects); err != nil {
 			t.Fatalf("step %d: commit() = %v, want the decision's checks to hold on the state it read", step, err)
 		}
-		checkCaps(t, step, c)
+		checkCaps(t, step, g, c)
 		if res.Action == ActionRetry {
 			checkLedger(t, step, c, in)
 		}
@@ -170,7 +194,7 @@ func TestInvariants(t *testing.T) {
 	}
 	t.Logf("actions over %d steps: retry %d, message %d, escalate %d, suppress %d", *invariantSteps,
 		counts[ActionRetry], counts[ActionMessage], counts[ActionEscalate], counts[ActionSuppress])
-	if counts[ActionRetry] == 0 || counts[ActionMessage] == 0 || counts[ActionEscalate] == 0 {
+	if counts[ActionRetry] == 0 || counts[ActionMessage] == 0 || counts[ActionEscalate] == 0 || counts[ActionSuppress] == 0 {
 		t.Errorf("the random walk never produced some action: %v; the test is not exercising the guardrails", counts)
 	}
 }
@@ -179,7 +203,11 @@ func simFeatureChange(r *rand.Rand, c *simCustomer) {
 	ft := c.store.st.Features
 	vals := []any{true, false, false, nil, nil, nil, nil, "yes"}
 	rare := []any{true, false, nil, nil, nil, nil, nil, nil, nil, nil, nil, nil}
-	switch r.IntN(6) {
+	switch r.IntN(8) {
+	case 6:
+		ft["days_past_due"] = float64(r.IntN(90))
+	case 7:
+		ft["risk_score"] = r.Float64()
 	case 0:
 		ft["opted_out"] = vals[r.IntN(len(vals))]
 	case 1:
@@ -321,11 +349,14 @@ func simConsented(in *Input, ch Channel, p Purpose) bool {
 	return !no && (yes || p == PurposeSecurity)
 }
 
-// checkCaps asserts that no window of any default cap holds more messages than its limit.
-func checkCaps(t *testing.T, step int, c *simCustomer) {
+// checkCaps asserts that no window of any configured cap holds more messages than its limit.
+func checkCaps(t *testing.T, step int, g *guardrails, c *simCustomer) {
 	t.Helper()
 	msgs := c.store.st.Messages
-	for _, d := range defaultCaps() {
+	if len(g.capList) < len(defaultCaps()) {
+		t.Fatalf("%d caps configured, want at least the %d defaults", len(g.capList), len(defaultCaps()))
+	}
+	for _, d := range g.capList {
 		for _, m := range msgs {
 			if !d.check.Matches(m) {
 				continue
