@@ -73,6 +73,16 @@ func (f *faultProxy) Up() {
 	}
 }
 
+// Retarget points the proxy at another upstream (a new redis-server), keeping its own port.
+func (f *faultProxy) Retarget(upstream string) {
+	f.t.Helper()
+	f.proxy.Stop()
+	f.proxy.Upstream = upstream
+	if err := f.proxy.Start(); err != nil {
+		f.t.Fatalf("restart toxiproxy towards %s: %v", upstream, err)
+	}
+}
+
 // Heal removes every toxic; connections that a toxic broke stay broken until the client
 // redials them.
 func (f *faultProxy) Heal() { f.proxy.Toxics.ResetToxics(context.Background()) }

@@ -1,0 +1,540 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// Fault-test settings: callers give every Decide faultDeadline; the store budget is at most
+// faultBudget of it; the breaker opens after 3 failures and probes every 200 ms.
+const (
+	faultDeadline = 150 * time.Millisecond
+	faultBudget   = 50 * time.Millisecond
+	// faultRecovery bounds how long after a fault ends the service must answer from the
+	// store again.
+	faultRecovery = 5 * time.Second
+)
+
+// faultNow is a weekday noon in London, outside every quiet period of the default policy.
+var faultNow = time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC)
+
+// faultEnv is one Arbiter server on a real redis-server behind a Toxiproxy proxy, over a real
+// loopback gRPC connection.
+type faultEnv struct {
+	t       *testing.T
+	redis   string // the real redis-server
+	proxy   *faultProxy
+	rdb     redis.UniversalClient
+	store   *featurestore.Redis
+	breaker *Breaker
+	srv     *Server
+	dc      arbiterv1.DecisionServiceClient
+	seq     atomic.Int64
+}
+
+// faultStore lets a test make the next commits lose their reply after they were applied.
+type faultStore struct {
+	Store
+	loseReplies atomic.Int32
+}
+
+func (s *faultStore) Commit(ctx context.Context, c *featurestore.Commit) (featurestore.Committed, error) {
+	got, err := s.Store.Commit(ctx, c)
+	if err == nil && s.loseReplies.Add(-1) >= 0 {
+		return featurestore.Committed{}, fmt.Errorf("commit: %w: reply lost (test)", featurestore.ErrUnavailable)
+	}
+	return got, err
+}
+
+func newFaultEnv(t *testing.T, grpcOpts ...grpc.ServerOption) (*faultEnv, *faultStore) {
+	t.Helper()
+	e := &faultEnv{t: t, redis: redistest.Start(t)}
+	e.proxy = startFaultProxy(t, e.redis)
+	rdb, err := featurestore.Dial(e.proxy.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.rdb = rdb
+	e.store = featurestore.NewRedis(rdb)
+	t.Cleanup(func() { _ = e.store.Close() })
+	e.breaker, err = NewBreaker(WithBreakerThreshold(3), WithBreakerCoolDown(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &faultStore{Store: e.store}
+	e.srv = New(fs, NewPolicyHolder(decision.DefaultPolicy()),
+		WithClock(func() time.Time { return faultNow }),
+		WithStoreBudget(Budget{Max: faultBudget}),
+		WithBreaker(e.breaker),
+		WithGRPCOptions(grpcOpts...),
+	)
+	gs := e.srv.NewGRPCServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gs.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		gs.Stop()
+		<-served
+	})
+	e.dc = arbiterv1.NewDecisionServiceClient(conn)
+	// Warm up: the first calls dial Redis and load the scripts, which on a busy machine can
+	// take longer than the store budget.
+	e.waitRecovery(time.Now())
+	return e, fs
+}
+
+// request returns a new event for a new customer: odd ones an overdue invoice (MESSAGE when
+// healthy), even ones a soft card decline (RETRY when healthy).
+func (e *faultEnv) request() *arbiterv1.DecideRequest {
+	return e.requestN(e.seq.Add(1))
+}
+
+// overdue returns a new overdue-invoice event for a new customer.
+func (e *faultEnv) overdue() *arbiterv1.DecideRequest {
+	return e.requestN(e.seq.Add(2)&^1 | 1)
+}
+
+func (e *faultEnv) requestN(n int64) *arbiterv1.DecideRequest {
+	cust := &arbiterv1.Customer{
+		Id:       fmt.Sprintf("fault-cust-%d", n),
+		Timezone: "Europe/London",
+		Consents: []*arbiterv1.Consent{
+			{Channel: arbiterv1.Channel_CHANNEL_EMAIL, Purpose: arbiterv1.Purpose_PURPOSE_COLLECTIONS, Granted: true},
+		},
+		PreferredChannels: []arbiterv1.Channel{arbiterv1.Channel_CHANNEL_EMAIL},
+	}
+	ev := &arbiterv1.Event{Id: fmt.Sprintf("fault-ev-%d", n), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"}
+	if n%2 == 0 {
+		ev.Type = arbiterv1.EventType_EVENT_TYPE_PAYMENT_FAILED
+		ev.Payment = &arbiterv1.PaymentFailure{
+			DeclineCode: "51", Network: arbiterv1.CardNetwork_CARD_NETWORK_VISA, AmountMinor: 1999,
+			Currency: "GBP", Acquirer: "acq-a", CardRef: "tok_fault", Initiator: arbiterv1.Initiator_INITIATOR_MERCHANT,
+			MerchantId: "m-1",
+		}
+	}
+	return &arbiterv1.DecideRequest{Event: ev, Customer: cust}
+}
+
+// decide calls Decide with the fault deadline and returns the answer and how long it took.
+func (e *faultEnv) decide(req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, time.Duration, error) {
+	ctx, cancel := context.WithTimeout(e.t.Context(), faultDeadline)
+	defer cancel()
+	start := time.Now()
+	resp, err := e.dc.Decide(ctx, req)
+	return resp, time.Since(start), err
+}
+
+// expectHealthy checks that a decision is answered from the store, not degraded.
+func (e *faultEnv) expectHealthy() {
+	e.t.Helper()
+	req := e.request()
+	resp, _, err := e.decide(req)
+	if err != nil || resp.GetDegraded() {
+		e.t.Fatalf("Decide(%s) on a healthy store = degraded %v, %v; want not degraded, nil", req.GetEvent().GetId(), resp.GetDegraded(), err)
+	}
+}
+
+// expectMostlyHealthy checks, after a recovery, that at least 9 of 10 decisions are answered
+// from the store (on a busy 2-core machine one call can exceed the store budget).
+func (e *faultEnv) expectMostlyHealthy() {
+	e.t.Helper()
+	bad := 0
+	for range 10 {
+		resp, _, err := e.decide(e.request())
+		if err != nil || resp.GetDegraded() {
+			bad++
+		}
+	}
+	if bad > 1 {
+		e.t.Errorf("%d of 10 decisions after the recovery degraded, want at most 1", bad)
+	}
+}
+
+// expectDegraded sends n decisions from 4 goroutines during a fault and checks every answer:
+// OK before the caller's deadline, degraded, STORE_UNAVAILABLE, and neither MESSAGE nor RETRY.
+// It returns the answer times.
+func (e *faultEnv) expectDegraded(n int) []time.Duration {
+	e.t.Helper()
+	var (
+		mu    sync.Mutex
+		times []time.Duration
+		wg    sync.WaitGroup
+		next  atomic.Int32
+	)
+	for range 4 {
+		wg.Go(func() {
+			for next.Add(1) <= int32(n) {
+				req := e.request()
+				resp, took, err := e.decide(req)
+				mu.Lock()
+				times = append(times, took)
+				mu.Unlock()
+				if err != nil {
+					e.t.Errorf("Decide(%s) during the fault = %v after %v, want an answer before the %v deadline", req.GetEvent().GetId(), err, took, faultDeadline)
+					continue
+				}
+				if !resp.GetDegraded() || !faultHasReason(resp, ReasonStoreUnavailable) {
+					e.t.Errorf("Decide(%s) during the fault = degraded %v reasons %v, want degraded with %s", req.GetEvent().GetId(), resp.GetDegraded(), faultReasonCodes(resp), ReasonStoreUnavailable)
+				}
+				if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
+					e.t.Errorf("Decide(%s) during the fault = %v, want a fail-closed action (no MESSAGE, no RETRY)", req.GetEvent().GetId(), a)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	slices.Sort(times)
+	return times
+}
+
+// waitRecovery polls Decide until an answer is not degraded and returns how long that took
+// from the end of the fault.
+func (e *faultEnv) waitRecovery(healed time.Time) time.Duration {
+	e.t.Helper()
+	for {
+		resp, _, err := e.decide(e.request())
+		if err == nil && !resp.GetDegraded() {
+			return time.Since(healed)
+		}
+		if time.Since(healed) > faultRecovery {
+			e.t.Fatalf("still degraded %v after the fault ended (last: %v, %v), want recovery within %v", time.Since(healed), resp.GetReasons(), err, faultRecovery)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// resources is a snapshot of what a fault must not make grow.
+type resources struct {
+	goroutines, clientConns, redisClients int
+	heap                                  uint64
+}
+
+func (e *faultEnv) resources() resources {
+	e.t.Helper()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	direct := redis.NewClient(&redis.Options{Addr: e.redis})
+	defer direct.Close()
+	list, err := direct.ClientList(e.t.Context()).Result()
+	if err != nil {
+		e.t.Fatalf("CLIENT LIST: %v", err)
+	}
+	clients := 0
+	for _, c := range list {
+		if c == '\n' {
+			clients++
+		}
+	}
+	return resources{
+		goroutines:   runtime.NumGoroutine(),
+		clientConns:  int(e.rdb.PoolStats().TotalConns),
+		redisClients: clients - 1, // less the CLIENT LIST connection itself
+		heap:         ms.HeapAlloc,
+	}
+}
+
+// checkBounded compares resources after a fault and its recovery with the baseline.
+func (e *faultEnv) checkBounded(base resources) {
+	e.t.Helper()
+	// Connections and goroutines of broken links take a moment to be reaped. The slack covers
+	// the test's own helpers (each redis-server started adds its process-wait goroutines).
+	var now resources
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		now = e.resources()
+		if now.goroutines <= base.goroutines+30 || time.Now().After(deadline) {
+			break
+		}
+	}
+	poolSize := 10 * runtime.GOMAXPROCS(0) // go-redis's default pool size
+	if now.goroutines > base.goroutines+30 {
+		_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 1)
+		e.t.Errorf("goroutines after the fault = %d, want at most %d (baseline %d + 30)", now.goroutines, base.goroutines+30, base.goroutines)
+	}
+	if now.clientConns > poolSize {
+		e.t.Errorf("client pool connections after the fault = %d, want at most the pool size %d", now.clientConns, poolSize)
+	}
+	if now.redisClients > poolSize+2 {
+		e.t.Errorf("redis-server clients after the fault = %d, want at most %d", now.redisClients, poolSize+2)
+	}
+	if now.heap > base.heap+32<<20 {
+		e.t.Errorf("heap after the fault = %d MiB, want at most 32 MiB above the baseline %d MiB", now.heap>>20, base.heap>>20)
+	}
+}
+
+func faultHasReason(resp *arbiterv1.DecideResponse, code string) bool {
+	return slices.Contains(faultReasonCodes(resp), code)
+}
+
+func faultReasonCodes(resp *arbiterv1.DecideResponse) []string {
+	var codes []string
+	for _, r := range resp.GetReasons() {
+		codes = append(codes, r.GetCode())
+	}
+	return codes
+}
+
+func faultQuantile(sorted []time.Duration, q float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*q))]
+}
+
+// TestFaults runs Arbiter on a real redis-server behind Toxiproxy and injects one fault after
+// another. During each, every Decide answers before the caller's deadline, degraded with
+// STORE_UNAVAILABLE and a fail-closed action; afterwards it recovers by itself within seconds,
+// and goroutines, connections and memory stay bounded.
+func TestFaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and injects faults for several seconds")
+	}
+	e, _ := newFaultEnv(t)
+	for range 4 { // warm the connection pool
+		e.expectHealthy()
+	}
+	base := e.resources()
+
+	faults := []struct {
+		name  string
+		start func()
+		end   func()
+	}{
+		{"latency beyond the budget", func() { e.proxy.Latency(200 * time.Millisecond) }, e.proxy.Heal},
+		{"stalled connections", e.proxy.Stall, e.proxy.Heal},
+		{"connections reset", e.proxy.ResetPeer, e.proxy.Heal},
+		{"redis down", e.proxy.Down, e.proxy.Up},
+		{"redis paused", func() {
+			direct := redis.NewClient(&redis.Options{Addr: e.redis})
+			defer direct.Close()
+			if err := direct.Do(t.Context(), "CLIENT", "PAUSE", 1500, "ALL").Err(); err != nil {
+				t.Fatalf("CLIENT PAUSE: %v", err)
+			}
+		}, func() {
+			direct := redis.NewClient(&redis.Options{Addr: e.redis})
+			defer direct.Close()
+			// CLIENT UNPAUSE is itself allowed during a pause.
+			if err := direct.Do(t.Context(), "CLIENT", "UNPAUSE").Err(); err != nil {
+				t.Fatalf("CLIENT UNPAUSE: %v", err)
+			}
+		}},
+		{"redis restarted empty", e.proxy.Down, func() {
+			// A new redis-server: no data, no scripts loaded.
+			e.redis = redistest.Start(t)
+			e.proxy.Retarget(e.redis)
+		}},
+	}
+	for _, f := range faults {
+		t.Run(f.name, func(t *testing.T) {
+			e.t = t
+			f.start()
+			times := e.expectDegraded(40)
+			during := e.breaker.State()
+			f.end()
+			healed := time.Now()
+			rec := e.waitRecovery(healed)
+			e.expectMostlyHealthy()
+			t.Logf("answer time during the fault: p50 %v, p99 %v, max %v; breaker %v; recovered %v after the fault ended",
+				faultQuantile(times, 0.5), faultQuantile(times, 0.99), faultQuantile(times, 1), during, rec.Round(time.Millisecond))
+			e.checkBounded(base)
+		})
+	}
+}
+
+// TestFaultScriptCacheFlushed checks that losing Redis's script cache (SCRIPT FLUSH, as after
+// a restart or failover) costs no decision: the store reloads its scripts.
+func TestFaultScriptCacheFlushed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	e, _ := newFaultEnv(t)
+	e.expectHealthy()
+	direct := redis.NewClient(&redis.Options{Addr: e.redis})
+	defer direct.Close()
+	if err := direct.ScriptFlush(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		e.expectHealthy()
+	}
+}
+
+// TestFaultLostCommitReply checks that a commit whose reply is lost, and which the caller
+// then retries with the same event id, reserves once: the retry replays the stored decision.
+func TestFaultLostCommitReply(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	e, fs := newFaultEnv(t)
+	req := e.overdue() // MESSAGE when healthy
+	fs.loseReplies.Store(1)
+	first, _, err := e.decide(req)
+	if err != nil {
+		t.Fatalf("Decide(%s) with the commit reply lost = %v, want a degraded answer", req.GetEvent().GetId(), err)
+	}
+	if !first.GetDegraded() || first.GetAction() == arbiterv1.Action_ACTION_MESSAGE {
+		t.Errorf("Decide(%s) with the commit reply lost = %v degraded %v, want degraded and no MESSAGE", req.GetEvent().GetId(), first.GetAction(), first.GetDegraded())
+	}
+	again, _, err := e.decide(req)
+	if err != nil {
+		t.Fatalf("retried Decide(%s) = %v", req.GetEvent().GetId(), err)
+	}
+	if !again.GetReplayed() || again.GetAction() != arbiterv1.Action_ACTION_MESSAGE || again.GetDegraded() {
+		t.Errorf("retried Decide(%s) = %v replayed %v degraded %v reasons %v, want the committed MESSAGE replayed", req.GetEvent().GetId(), again.GetAction(), again.GetReplayed(), again.GetDegraded(), faultReasonCodes(again))
+	}
+	st, err := e.store.State(t.Context(), req.GetCustomer().GetId(), faultNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Messages); n != 1 {
+		t.Errorf("reserved messages after a lost reply and a retry = %d, want 1", n)
+	}
+
+	// The same at the store: a commit re-sent by the client (go-redis retries a command whose
+	// reply timed out) applies nothing the second time.
+	req = e.overdue()
+	fs.loseReplies.Store(1)
+	if _, _, err := e.decide(req); err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := e.store.GetDecision(t.Context(), faultDecisionIDOfEvent(t, e, req))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &featurestore.Commit{
+		CustomerID: req.GetCustomer().GetId(), EventID: req.GetEvent().GetId(),
+		DecisionID: featurestore.NewDecisionID(req.GetCustomer().GetId(), faultNow), Now: faultNow,
+		Record:  raw,
+		Effects: decision.Effects{Message: &decision.SentMessage{DecisionID: "re-sent", Channel: decision.ChannelEmail, Purpose: decision.PurposeCollections, At: faultNow}},
+	}
+	got, err := e.store.Commit(t.Context(), c)
+	if err != nil || got.Record == nil {
+		t.Errorf("Commit(event already committed) = record %d bytes, %v; want the stored record, nil", len(got.Record), err)
+	}
+	st, err = e.store.State(t.Context(), req.GetCustomer().GetId(), faultNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(st.Messages); n > 1 {
+		t.Errorf("reserved messages after a re-sent commit = %d, want at most 1", n)
+	}
+}
+
+// faultDecisionIDOfEvent finds the decision stored for req's event by replaying it.
+func faultDecisionIDOfEvent(t *testing.T, e *faultEnv, req *arbiterv1.DecideRequest) string {
+	t.Helper()
+	resp, _, err := e.decide(req)
+	if err != nil || !resp.GetReplayed() {
+		t.Fatalf("Decide(%s) again = replayed %v, %v; want a replay", req.GetEvent().GetId(), resp.GetReplayed(), err)
+	}
+	return resp.GetDecisionId()
+}
+
+// TestFaultShedding checks load shedding end to end: with the store slowed down and more
+// concurrent calls than the limit, the excess gets RESOURCE_EXHAUSTED at once and the rest
+// an answer.
+func TestFaultShedding(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	shed, err := NewShedder(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ := newFaultEnv(t, grpc.ChainUnaryInterceptor(shed.UnaryServerInterceptor()))
+	e.expectHealthy()
+	e.proxy.Latency(20 * time.Millisecond) // under the budget: answers are slow but not degraded
+	var (
+		wg               sync.WaitGroup
+		ok, shedN, other atomic.Int32
+		slowestShed      atomic.Int64
+	)
+	for range 16 {
+		wg.Go(func() {
+			_, took, err := e.decide(e.request())
+			switch status.Code(err) {
+			case codes.OK:
+				ok.Add(1)
+			case codes.ResourceExhausted:
+				shedN.Add(1)
+				for {
+					cur := slowestShed.Load()
+					if int64(took) <= cur || slowestShed.CompareAndSwap(cur, int64(took)) {
+						break
+					}
+				}
+			default:
+				other.Add(1)
+				t.Errorf("Decide under overload = %v, want OK or RESOURCE_EXHAUSTED", err)
+			}
+		})
+	}
+	wg.Wait()
+	if shedN.Load() == 0 || ok.Load() == 0 {
+		t.Errorf("16 concurrent calls with limit 4: %d OK, %d shed; want some of each", ok.Load(), shedN.Load())
+	}
+	t.Logf("16 concurrent calls, limit 4: %d answered, %d shed (slowest refusal %v)", ok.Load(), shedN.Load(), time.Duration(slowestShed.Load()))
+}
+
+// BenchmarkDecideStoreDown is what a Decide costs while Redis is down and the breaker is open:
+// the whole pipeline without gRPC, answering degraded.
+func BenchmarkDecideStoreDown(b *testing.B) {
+	br, err := NewBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
+	if err != nil {
+		b.Fatal(err)
+	}
+	rdb, err := featurestore.Dial("127.0.0.1:1") // nothing listens on port 1
+	if err != nil {
+		b.Fatal(err)
+	}
+	store := featurestore.NewRedis(rdb)
+	defer store.Close()
+	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()),
+		WithClock(func() time.Time { return faultNow }), WithBreaker(br))
+	e := &faultEnv{}
+	req := e.request()
+	ctx := b.Context()
+	if resp, err := srv.Decide(ctx, req); err != nil || !resp.GetDegraded() {
+		b.Fatalf("Decide with Redis down = degraded %v, %v; want degraded", resp.GetDegraded(), err)
+	}
+	if br.State() != BreakerOpen {
+		b.Fatalf("breaker = %v after a failure, want open", br.State())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := srv.Decide(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
