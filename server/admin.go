@@ -27,6 +27,10 @@ type readiness struct {
 	Version string `json:"policy_version,omitempty"`
 	Digest  string `json:"policy_digest,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Active and PolicyError come from WithPolicySync: the version the fleet should serve,
+	// and why this replica does not.
+	Active      string `json:"policy_active,omitempty"`
+	PolicyError string `json:"policy_error,omitempty"`
 }
 
 // AdminHandler returns the HTTP admin endpoints:
@@ -50,6 +54,10 @@ func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 		defer cancel()
 		ref, err := s.Ready(ctx)
 		body := readiness{Ready: err == nil, Policy: ref.ID, Version: ref.Version, Digest: ref.Digest}
+		if ps := s.opts.policySync; ps != nil {
+			st := ps.Status()
+			body.Active, body.PolicyError = st.Active, st.Problem()
+		}
 		code := http.StatusOK
 		if err != nil {
 			body.Error = readyError(err)

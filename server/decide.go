@@ -124,6 +124,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		case committed.Record != nil:
 			return replay(committed.Record)
 		case committed.Conflict == "":
+			s.opts.shadow.Observe(ctx, &in, res) // never changes resp or the store
 			return resp, nil
 		}
 		s.metrics.conflicts.Add(ctx, 1)

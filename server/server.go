@@ -65,6 +65,8 @@ type options struct {
 	breaker        *Breaker
 	maxAttempts    int
 	grpcOptions    []grpc.ServerOption
+	shadow         *Shadow     // WithShadow: candidate policy evaluated beside the active one
+	policySync     *PolicySync // WithPolicySync: fleet policy status for /readyz
 }
 
 func defaultOptions() options {
