@@ -1,7 +1,9 @@
 package decision
 
 import (
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -54,24 +56,49 @@ func (q quietPeriod) deferFrom(t time.Time, loc *time.Location) (time.Time, bool
 	return end.In(time.UTC), true
 }
 
-// locationCache resolves IANA zone names once and keeps the result. It caches valid zones only,
-// so a stream of invalid names cannot grow it; the set of valid names is finite (about 600).
+// locationCache resolves IANA zone names once and keeps the result. Valid zones are all kept
+// (there are about 600); unknown names are remembered too, up to maxUnknownZones of them, so a
+// stored bad `timezone` feature does not cost a zoneinfo lookup on every decision, and a
+// stream of made-up names cannot grow the cache without bound.
 type locationCache struct {
-	m sync.Map // string -> *time.Location
+	m       sync.Map // string -> *time.Location (nil: unknown)
+	unknown atomic.Int32
 }
 
-// load returns the location named name, or nil when the name is empty, "Local" or unknown.
+const maxUnknownZones = 1024
+
+// load returns the location named name, or nil when the name is empty, "Local", malformed
+// or unknown.
 func (c *locationCache) load(name string) *time.Location {
-	if name == "" || name == "Local" || len(name) > 64 {
-		return nil
+	if v, ok := c.m.Load(name); ok {
+		return v.(*time.Location)
 	}
-	if l, ok := c.m.Load(name); ok {
-		return l.(*time.Location)
+	if !zoneName(name) {
+		return nil
 	}
 	loc, err := time.LoadLocation(name)
 	if err != nil {
+		if c.unknown.Add(1) <= maxUnknownZones {
+			c.m.Store(name, (*time.Location)(nil))
+		}
 		return nil
 	}
 	c.m.Store(name, loc)
 	return loc
+}
+
+// zoneName reports whether name looks like an IANA zone name: 1 to 64 characters of
+// [A-Za-z0-9/_+-], not "Local" and without "..".
+func zoneName(name string) bool {
+	if name == "" || len(name) > 64 || name == "Local" || strings.Contains(name, "..") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '/', c == '_', c == '+', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }

@@ -85,10 +85,22 @@ func TestQuietHoursAcrossZones(t *testing.T) {
 
 func TestLocationCache(t *testing.T) {
 	var lc locationCache
-	for _, name := range []string{"", "Local", "Nowhere/Land", "../../etc/passwd", "Europe/London\x00"} {
+	for _, name := range []string{"", "Local", "Nowhere/Land", "../../etc/passwd", "Europe/London\x00", "Europe/London ", "Europe/Lon\u00e9"} {
 		if l := lc.load(name); l != nil {
 			t.Errorf("load(%q) = %v, want nil", name, l)
 		}
+	}
+	before := lc.unknown.Load()
+	for range 3 {
+		if l := lc.load("Mars/Olympus_Mons"); l != nil {
+			t.Errorf("load(Mars/Olympus_Mons) = %v, want nil", l)
+		}
+	}
+	if n := lc.unknown.Load() - before; n != 1 {
+		t.Errorf("an unknown zone looked up %d times, want once", n)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { lc.load("Mars/Olympus_Mons") }); allocs != 0 {
+		t.Errorf("cached unknown load allocates %v times, want 0", allocs)
 	}
 	a, b := lc.load("Asia/Kolkata"), lc.load("Asia/Kolkata")
 	if a == nil || a != b {
