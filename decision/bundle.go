@@ -569,6 +569,9 @@ func compileRule(env *cel.Env, rs *ruleSpec, order int) (*rule, []ruleErr) {
 			c.Delay = time.Duration(rs.Retry.Delay)
 		}
 	}
+	if len(rs.Reasons) == 0 {
+		bad("reasons: at least one reason code is required, so every answer says why")
+	}
 	for _, code := range rs.Reasons {
 		if !validReasonCode(code) {
 			bad("reasons: %q must be an upper-case code such as SOFT_DECLINE", code)

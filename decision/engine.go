@@ -100,11 +100,11 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		best = s.best()
 	}
 	res := p.result(in, s, best)
+	res.Explanation = tr
+	p.guards.effects(in, &s.f, res)
 	if tr != nil {
-		res.Explanation = tr
 		p.explain(in, s, best, res)
 	}
-	p.guards.effects(in, &s.f, res)
 	return res, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -384,7 +385,7 @@ func (e *TestExpect) compare(in *Input, res *Result) []string {
 		}
 	}
 	if e.RuleID != "" && !rules[e.RuleID] {
-		fails = append(fails, fmt.Sprintf("reasons name rules %v, want %s", slices.Sorted(mapsKeys(rules)), e.RuleID))
+		fails = append(fails, fmt.Sprintf("reasons name rules %v, want %s", slices.Sorted(maps.Keys(rules)), e.RuleID))
 	}
 	if !e.NotBefore.IsZero() && (res.Retry == nil || !res.Retry.NotBefore.Equal(e.NotBefore)) {
 		fails = append(fails, fmt.Sprintf("retry.not_before = %v, want %v", at, e.NotBefore))
@@ -406,14 +407,4 @@ func (e *TestExpect) compare(in *Input, res *Result) []string {
 		}
 	}
 	return fails
-}
-
-func mapsKeys(m map[string]bool) func(func(string) bool) {
-	return func(yield func(string) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
 }

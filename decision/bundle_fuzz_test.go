@@ -1,0 +1,35 @@
+package decision
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzLoadPolicy feeds arbitrary bytes to the bundle loader as one bundle file and as a test
+// file: it must never panic, and a bundle it accepts must decide without panicking.
+func FuzzLoadPolicy(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "bundles", "*.yaml"))
+	for _, s := range seeds {
+		b, err := os.ReadFile(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("id: x\nversion: \"1\"\nrules:\n  - {id: r, action: SUPPRESS, reasons: [A], when: 'now > now'}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		p, err := ParsePolicy(map[string][]byte{"bundle.yaml": data})
+		if err == nil {
+			for typ := EventType(1); typ < eventTypeCount; typ++ {
+				in := testInput(typ)
+				in.Explain = true
+				if _, err := p.Decide(context.Background(), in); err != nil {
+					t.Fatalf("Decide(%s) error = %v", bundleEventTypeName(typ), err)
+				}
+			}
+		}
+		_, _ = ParsePolicy(map[string][]byte{"bundle.yaml": []byte("id: x\nversion: \"1\"\n"), "tests/t.yaml": data})
+	})
+}
