@@ -580,7 +580,8 @@ func (g *guardrails) applyRetry(in *Input, f *facts, c *Candidate, tr *Explanati
 		nb = later(nb, now.Add(b[min(pf.attempt, len(b))-1]))
 	}
 	if pf.macWait > 0 {
-		nb = later(nb, now.Add(pf.macWait))
+		// From the decline: its reported time when that is later than ours (clock skew).
+		nb = later(nb, later(now, in.Event.OccurredAt).Add(pf.macWait))
 		g.modify(c, tr, grPayments, CodeMACRetryAfter, "Mastercard advice sets the earliest retry")
 	}
 	if f.class == ClassLater && pf.code == key51 && g.pay.paydayMaxWait > 0 {

@@ -228,6 +228,14 @@ func TestRetryGuardrails(t *testing.T) {
 			want: retryWant{NotBefore: now.Add(24 * time.Hour), Acquirer: "acq-a", Attempt: 1, Codes: []string{CodeMACRetryAfter}},
 		},
 		{
+			name: "Mastercard MAC 25 counts from a decline reported ahead of our clock",
+			edit: func(in *Input, c *Candidate) {
+				in.Event.Payment.Network, in.Event.Payment.MerchantAdviceCode = NetworkMastercard, "25"
+				in.Event.OccurredAt = now.Add(2 * time.Minute)
+			},
+			want: retryWant{NotBefore: now.Add(24*time.Hour + 2*time.Minute), Acquirer: "acq-a", Attempt: 1, Codes: []string{CodeMACRetryAfter}},
+		},
+		{
 			name: "Mastercard MAC 30: not before 10 days",
 			edit: func(in *Input, c *Candidate) {
 				in.Event.Payment.Network, in.Event.Payment.MerchantAdviceCode = NetworkMastercard, "30"
