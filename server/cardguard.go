@@ -67,7 +67,12 @@ func CheckCardNumbers(m proto.Message) error {
 		// Unreachable unless a fast path disagrees with reflection: fail closed.
 		return &CardNumberError{Field: "request"}
 	}
-	return &CardNumberError{Field: joinCardPath(path)}
+	field := joinCardPath(path)
+	if ContainsCardNumber(field) {
+		// Map keys in the path, together, look like a card number: withhold them.
+		field = "request (field path withheld)"
+	}
+	return &CardNumberError{Field: field}
 }
 
 // cardUnknown reports whether the unknown fields of m hold a card number. A newer client's
@@ -331,7 +336,8 @@ func cardQuoteKey(k protoreflect.MapKey) string {
 	const maxKey = 64
 	s := k.String()
 	if len(s) > maxKey {
-		s = strings.ToValidUTF8(s[:maxKey], "") + "…"
+		// Cutting a long key could leave a card number where there was none: do not echo it.
+		return "…"
 	}
 	if _, ok := k.Interface().(string); ok {
 		return strconv.Quote(s)

@@ -1,0 +1,98 @@
+package server
+
+import (
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// naiveContainsCardNumber is ContainsCardNumber written the slow, obvious way: split s into
+// maximal digit groups, join groups separated by exactly one space or dash into runs, and try
+// every span of whole groups within a run.
+func naiveContainsCardNumber(s string) bool {
+	type group struct{ start, end int }
+	var groups []group
+	for i := 0; i < len(s); {
+		if !cardIsDigit(s[i]) {
+			i++
+			continue
+		}
+		j := i
+		for j < len(s) && cardIsDigit(s[j]) {
+			j++
+		}
+		groups = append(groups, group{i, j})
+		i = j
+	}
+	for a := range groups {
+		digits := ""
+		for b := a; b < len(groups); b++ {
+			if b > a {
+				gap := s[groups[b-1].end:groups[b].start]
+				if len(gap) != 1 || (gap[0] != ' ' && gap[0] != '-') {
+					break
+				}
+			}
+			digits += s[groups[b].start:groups[b].end]
+			if len(digits) > 19 {
+				break
+			}
+			if len(digits) >= 13 && luhnValid(digits) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func FuzzContainsCardNumber(f *testing.F) {
+	for _, s := range []string{"", "4111 1111 1111 1111", "4111-1111-1111-1111", "12 4111111111111111", "4111  1111", "378282246310005", "x-1-2-3-4-5-6-7-8-9-0-1-2-3-y"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got := ContainsCardNumber(s)
+		if want := naiveContainsCardNumber(s); got != want {
+			t.Errorf("ContainsCardNumber(%q) = %v, want %v", s, got, want)
+		}
+		if b := ContainsCardNumber([]byte(s)); b != got {
+			t.Errorf("ContainsCardNumber([]byte(%q)) = %v, string form %v", s, b, got)
+		}
+	})
+}
+
+// FuzzCheckCardNumbersDecideRequest decodes arbitrary bytes as a DecideRequest (and as a
+// PutFeaturesRequest) and checks that the guard's fast path agrees with the reflection walk,
+// that a rejection never echoes a card number, and that nothing panics.
+func FuzzCheckCardNumbersDecideRequest(f *testing.F) {
+	seed, _ := proto.Marshal(guardDecideRequest())
+	f.Add(seed)
+	pf, _ := proto.Marshal(&arbiterv1.PutFeaturesRequest{CustomerId: "c1", Features: map[string]*structpb.Value{
+		"nick": structpb.NewStringValue("4111 1111 1111 1111"),
+	}})
+	f.Add(pf)
+	now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, m := range []proto.Message{&arbiterv1.DecideRequest{}, &arbiterv1.PutFeaturesRequest{}} {
+			if proto.Unmarshal(b, m) != nil {
+				continue
+			}
+			err := CheckCardNumbers(m)
+			slow := cardInMessage(m.ProtoReflect(), nil)
+			if (err != nil) != slow {
+				t.Fatalf("CheckCardNumbers(%T) = %v, reflection walk found %v", m, err, slow)
+			}
+			if err != nil {
+				msg := status.Convert(err).Message()
+				if ContainsCardNumber(msg) {
+					t.Fatalf("CheckCardNumbers(%T) status message %q holds a card number", m, msg)
+				}
+			}
+			_ = CheckRequestTimes(m, now)
+		}
+	})
+}
