@@ -161,6 +161,13 @@ func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res
 	if err != nil {
 		return nil, fmt.Errorf("encode decision record: %w", err)
 	}
+	// The engine does not know the decision id; the reserved slot names it.
+	effects := res.Effects
+	if m := effects.Message; m != nil && m.DecisionID == "" {
+		slot := *m
+		slot.DecisionID = resp.GetDecisionId()
+		effects.Message = &slot
+	}
 	codes := make([]string, len(res.Reasons))
 	for i, r := range res.Reasons {
 		codes[i] = r.Code
@@ -175,7 +182,7 @@ func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res
 			DecisionID: resp.GetDecisionId(), EventID: in.Event.ID, EventType: in.Event.Type,
 			Action: res.Action, ReasonCodes: codes, DecidedAt: in.Now,
 		},
-		Effects: res.Effects,
+		Effects: effects,
 	}, nil
 }
 

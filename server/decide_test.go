@@ -1,0 +1,323 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/testing/protocmp"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+func TestDecideRoundTrip(t *testing.T) {
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+
+			req := overdue("ev-1", "cust-1")
+			resp, err := h.dc.Decide(ctx, req)
+			if err != nil {
+				t.Fatalf("Decide(%v) error: %v", req, err)
+			}
+			if resp.GetAction() != arbiterv1.Action_ACTION_MESSAGE || resp.GetMessage().GetChannel() != arbiterv1.Channel_CHANNEL_EMAIL {
+				t.Fatalf("Decide(overdue) = %v %v, want ACTION_MESSAGE on CHANNEL_EMAIL", resp.GetAction(), resp.GetMessage().GetChannel())
+			}
+			if resp.GetDecisionId() == "" || resp.GetReplayed() || resp.GetDegraded() || resp.GetDryRun() {
+				t.Errorf("Decide(overdue) = id %q replayed %v degraded %v dry_run %v, want an id and no flags",
+					resp.GetDecisionId(), resp.GetReplayed(), resp.GetDegraded(), resp.GetDryRun())
+			}
+			if got, want := resp.GetDecidedAt().AsTime(), testNow; !got.Equal(want) {
+				t.Errorf("Decide(overdue).decided_at = %v, want %v", got, want)
+			}
+			ref := decision.DefaultPolicy().Ref()
+			if diff := cmp.Diff(toPolicyRef(ref), resp.GetPolicy(), protocmp.Transform()); diff != "" {
+				t.Errorf("Decide(overdue).policy mismatch (-want +got):\n%s", diff)
+			}
+			if len(resp.GetReasons()) == 0 {
+				t.Errorf("Decide(overdue).reasons is empty, want at least one")
+			}
+
+			// GetDecision returns the record: request, response, policy, snapshot.
+			got, err := h.dc.GetDecision(ctx, &arbiterv1.GetDecisionRequest{DecisionId: resp.GetDecisionId()})
+			if err != nil {
+				t.Fatalf("GetDecision(%s) error: %v", resp.GetDecisionId(), err)
+			}
+			rec := got.GetRecord()
+			if diff := cmp.Diff(resp, rec.GetResponse(), protocmp.Transform()); diff != "" {
+				t.Errorf("GetDecision().record.response mismatch (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(req, rec.GetRequest(), protocmp.Transform()); diff != "" {
+				t.Errorf("GetDecision().record.request mismatch (-want +got):\n%s", diff)
+			}
+			if rec.GetEventId() != "ev-1" || rec.GetCustomerId() != "cust-1" || rec.GetEventType() != req.GetEvent().GetType() {
+				t.Errorf("GetDecision() = event %q customer %q type %v, want ev-1 cust-1 %v",
+					rec.GetEventId(), rec.GetCustomerId(), rec.GetEventType(), req.GetEvent().GetType())
+			}
+			if rec.GetSnapshot() == nil || rec.GetTimings() == nil || !rec.GetRecordedAt().AsTime().Equal(testNow) {
+				t.Errorf("GetDecision() = snapshot %v timings %v recorded_at %v, want a snapshot, timings and %v",
+					rec.GetSnapshot(), rec.GetTimings(), rec.GetRecordedAt(), testNow)
+			}
+
+			// The customer's state shows the reserved message and the decision.
+			st, err := h.fc.GetCustomerState(ctx, &arbiterv1.GetCustomerStateRequest{CustomerId: "cust-1"})
+			if err != nil {
+				t.Fatalf("GetCustomerState(cust-1) error: %v", err)
+			}
+			wantMsgs := []*arbiterv1.SentMessage{{
+				DecisionId: resp.GetDecisionId(), Channel: arbiterv1.Channel_CHANNEL_EMAIL,
+				Purpose: arbiterv1.Purpose_PURPOSE_COLLECTIONS, At: st.GetMessages()[0].GetAt(),
+			}}
+			if diff := cmp.Diff(wantMsgs, st.GetMessages(), protocmp.Transform()); diff != "" {
+				t.Errorf("GetCustomerState().messages mismatch (-want +got):\n%s", diff)
+			}
+			if n := len(st.GetRecentDecisions()); n != 1 || st.GetRecentDecisions()[0].GetDecisionId() != resp.GetDecisionId() {
+				t.Errorf("GetCustomerState().recent_decisions = %v, want just %s", st.GetRecentDecisions(), resp.GetDecisionId())
+			}
+		})
+	}
+}
+
+func TestDecideReplay(t *testing.T) {
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+			first, err := h.dc.Decide(ctx, overdue("ev-1", "cust-1"))
+			if err != nil {
+				t.Fatalf("Decide() error: %v", err)
+			}
+			c.Advance(1e9) // a later call with the same event id still replays
+			again, err := h.dc.Decide(ctx, overdue("ev-1", "cust-1"))
+			if err != nil {
+				t.Fatalf("Decide(again) error: %v", err)
+			}
+			want := proto.Clone(first).(*arbiterv1.DecideResponse)
+			want.Replayed = true
+			if diff := cmp.Diff(want, again, protocmp.Transform()); diff != "" {
+				t.Errorf("Decide(same event id) mismatch (-want +got):\n%s", diff)
+			}
+			st, err := h.fc.GetCustomerState(ctx, &arbiterv1.GetCustomerStateRequest{CustomerId: "cust-1"})
+			if err != nil {
+				t.Fatalf("GetCustomerState() error: %v", err)
+			}
+			if n := len(st.GetMessages()); n != 1 {
+				t.Errorf("GetCustomerState().messages after a replay = %d, want 1", n)
+			}
+		})
+	}
+}
+
+func TestDecideConcurrentReplay(t *testing.T) {
+	const calls = 20
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+			var wg sync.WaitGroup
+			resps := make([]*arbiterv1.DecideResponse, calls)
+			errs := make([]error, calls)
+			for i := range calls {
+				wg.Go(func() { resps[i], errs[i] = h.dc.Decide(ctx, overdue("ev-same", "cust-1")) })
+			}
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
+				t.Fatalf("concurrent Decide error: %v", err)
+			}
+			ids := map[string]int{}
+			fresh := 0
+			for _, r := range resps {
+				ids[r.GetDecisionId()]++
+				if !r.GetReplayed() {
+					fresh++
+				}
+			}
+			if len(ids) != 1 || fresh != 1 {
+				t.Errorf("%d concurrent Decide(same event) = decision ids %v with %d not replayed, want one id and 1 not replayed", calls, ids, fresh)
+			}
+			st, err := h.fc.GetCustomerState(ctx, &arbiterv1.GetCustomerStateRequest{CustomerId: "cust-1"})
+			if err != nil {
+				t.Fatalf("GetCustomerState() error: %v", err)
+			}
+			if n, m := len(st.GetMessages()), len(st.GetRecentDecisions()); n != 1 || m != 1 {
+				t.Errorf("GetCustomerState() after %d concurrent calls = %d messages, %d decisions, want 1 and 1", calls, n, m)
+			}
+		})
+	}
+}
+
+func TestDecideDryRun(t *testing.T) {
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+			req := overdue("ev-dry", "cust-1")
+			req.Options = &arbiterv1.DecideOptions{DryRun: true, Explain: true}
+			resp, err := h.dc.Decide(ctx, req)
+			if err != nil {
+				t.Fatalf("Decide(dry_run) error: %v", err)
+			}
+			if !resp.GetDryRun() || resp.GetAction() != arbiterv1.Action_ACTION_MESSAGE || resp.GetExplanation() == nil {
+				t.Errorf("Decide(dry_run, explain) = dry_run %v action %v explanation %v, want true, ACTION_MESSAGE, set",
+					resp.GetDryRun(), resp.GetAction(), resp.GetExplanation() != nil)
+			}
+			_, err = h.dc.GetDecision(ctx, &arbiterv1.GetDecisionRequest{DecisionId: resp.GetDecisionId()})
+			if status.Code(err) != codes.NotFound {
+				t.Errorf("GetDecision(dry-run decision) error = %v, want NotFound", err)
+			}
+			st, err := h.fc.GetCustomerState(ctx, &arbiterv1.GetCustomerStateRequest{CustomerId: "cust-1"})
+			if err != nil {
+				t.Fatalf("GetCustomerState() error: %v", err)
+			}
+			if n, m := len(st.GetMessages()), len(st.GetRecentDecisions()); n != 0 || m != 0 {
+				t.Errorf("GetCustomerState() after a dry run = %d messages, %d decisions, want none", n, m)
+			}
+			// The same event id decided for real afterwards is a new decision.
+			real, err := h.dc.Decide(ctx, overdue("ev-dry", "cust-1"))
+			if err != nil {
+				t.Fatalf("Decide() error: %v", err)
+			}
+			if real.GetReplayed() || real.GetDryRun() {
+				t.Errorf("Decide() after a dry run = replayed %v dry_run %v, want neither", real.GetReplayed(), real.GetDryRun())
+			}
+		})
+	}
+}
+
+func TestDecideInvalid(t *testing.T) {
+	c := newClock(testNow)
+	h := newHarness(t, memoryStore(t, c), c)
+	tests := []struct {
+		name   string
+		modify func(r *arbiterv1.DecideRequest)
+		field  string
+	}{
+		{"no event", func(r *arbiterv1.DecideRequest) { r.Event = nil }, "event"},
+		{"no event id", func(r *arbiterv1.DecideRequest) { r.Event.Id = "" }, "event.id"},
+		{"long event id", func(r *arbiterv1.DecideRequest) { r.Event.Id = strings.Repeat("x", 129) }, "event.id"},
+		{"control character in event id", func(r *arbiterv1.DecideRequest) { r.Event.Id = "a\nb" }, "event.id"},
+		{"no event type", func(r *arbiterv1.DecideRequest) { r.Event.Type = 0 }, "event.type"},
+		{"unknown event type", func(r *arbiterv1.DecideRequest) { r.Event.Type = 99 }, "event.type"},
+		{"no customer", func(r *arbiterv1.DecideRequest) { r.Customer = nil }, "customer"},
+		{"no customer id", func(r *arbiterv1.DecideRequest) { r.Customer.Id = "" }, "customer.id"},
+		{"unknown consent channel", func(r *arbiterv1.DecideRequest) { r.Customer.Consents[0].Channel = 42 }, "customer.consents[0].channel"},
+		{"no consent purpose", func(r *arbiterv1.DecideRequest) { r.Customer.Consents[0].Purpose = 0 }, "customer.consents[0].purpose"},
+		{"unknown preferred channel", func(r *arbiterv1.DecideRequest) { r.Customer.PreferredChannels = []arbiterv1.Channel{7} }, "customer.preferred_channels[0]"},
+		{"payment event without payment", func(r *arbiterv1.DecideRequest) { r.Event.Type = arbiterv1.EventType_EVENT_TYPE_PAYMENT_FAILED }, "event.payment"},
+		{"no decline code", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.DeclineCode = "" }, "event.payment.decline_code"},
+		{"no network", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Network = 0 }, "event.payment.network"},
+		{"unknown network", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Network = 9 }, "event.payment.network"},
+		{"lower-case currency", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Currency = "gbp" }, "event.payment.currency"},
+		{"no currency", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Currency = "" }, "event.payment.currency"},
+		{"negative amount", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.AmountMinor = -1 }, "event.payment.amount_minor"},
+		{"no card ref", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.CardRef = "" }, "event.payment.card_ref"},
+		{"unknown initiator", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Initiator = 5 }, "event.payment.initiator"},
+		{"too many attributes", func(r *arbiterv1.DecideRequest) {
+			r.Event.Attributes = map[string]string{}
+			for i := range MaxAttributes + 1 {
+				r.Event.Attributes[fmt.Sprint("k", i)] = "v"
+			}
+		}, "event.attributes"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req := overdue("ev-1", "cust-1")
+			tc.modify(req)
+			_, err := h.dc.Decide(t.Context(), req)
+			st := status.Convert(err)
+			if st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), "invalid "+tc.field+": ") {
+				t.Errorf("Decide(%s) = %v %q, want InvalidArgument naming %q", tc.name, st.Code(), st.Message(), tc.field)
+			}
+		})
+	}
+}
+
+func TestDecideInvalidTimezoneIsNotAnInputError(t *testing.T) {
+	c := newClock(testNow)
+	h := newHarness(t, memoryStore(t, c), c)
+	req := overdue("ev-tz", "cust-1")
+	req.Customer.Timezone = "Mars/Olympus_Mons"
+	resp, err := h.dc.Decide(t.Context(), req)
+	if err != nil {
+		t.Fatalf("Decide(invalid timezone) error: %v", err)
+	}
+	if resp.GetAction() == arbiterv1.Action_ACTION_MESSAGE && resp.GetMessage().GetSendAt() == nil {
+		t.Errorf("Decide(invalid timezone) = an immediate MESSAGE, want the guardrails to fail closed")
+	}
+	if !hasCode(resp.GetReasons(), "TIMEZONE_UNKNOWN") {
+		t.Errorf("Decide(invalid timezone).reasons = %v, want TIMEZONE_UNKNOWN", resp.GetReasons())
+	}
+}
+
+func TestDecideDegraded(t *testing.T) {
+	ctx := t.Context()
+	c := newClock(testNow)
+	store := memoryStore(t, c).(interface {
+		Store
+		Close() error
+	})
+	h := newHarness(t, store, c)
+	store.Close() // every store call now fails with featurestore.ErrUnavailable
+
+	for _, req := range []*arbiterv1.DecideRequest{overdue("ev-1", "cust-1"), declined("ev-2", "cust-1")} {
+		resp, err := h.dc.Decide(ctx, req)
+		if err != nil {
+			t.Fatalf("Decide(%s) with the store down error: %v", req.GetEvent().GetType(), err)
+		}
+		if !resp.GetDegraded() || !hasCode(resp.GetReasons(), ReasonStoreUnavailable) {
+			t.Errorf("Decide(%s) with the store down = degraded %v reasons %v, want degraded with %s",
+				req.GetEvent().GetType(), resp.GetDegraded(), resp.GetReasons(), ReasonStoreUnavailable)
+		}
+		if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
+			t.Errorf("Decide(%s) with the store down = %v, want no MESSAGE or RETRY", req.GetEvent().GetType(), a)
+		}
+	}
+	_, err := h.dc.GetDecision(ctx, &arbiterv1.GetDecisionRequest{DecisionId: "00-0190f5a2-7c1e-7d4b-9a51-0c3e5b7d9f21"})
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("GetDecision() with the store down error = %v, want Unavailable", err)
+	}
+}
+
+func TestDecideNoPolicy(t *testing.T) {
+	c := newClock(testNow)
+	srv := New(memoryStore(t, c), NewPolicyHolder(nil), WithClock(c.Now))
+	_, err := srv.Decide(t.Context(), overdue("ev-1", "cust-1"))
+	if status.Code(err) != codes.Unavailable {
+		t.Errorf("Decide() with no policy error = %v, want Unavailable", err)
+	}
+}
+
+// TestDecideCanceled checks that the caller's own cancellation ends the call instead of
+// degrading it.
+func TestDecideCanceled(t *testing.T) {
+	c := newClock(testNow)
+	srv := New(memoryStore(t, c), NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now))
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := srv.Decide(ctx, overdue("ev-1", "cust-1"))
+	if status.Code(err) != codes.Canceled {
+		t.Errorf("Decide(canceled context) error = %v, want Canceled", err)
+	}
+}
+
+func hasCode(rs []*arbiterv1.Reason, code string) bool {
+	for _, r := range rs {
+		if r.GetCode() == code {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,189 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// collect returns the metric called name from reader.
+func collect(t *testing.T, reader *sdkmetric.ManualReader, name string) (metricdata.Metrics, bool) {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatalf("Collect() error: %v", err)
+	}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name == name {
+				return m, true
+			}
+		}
+	}
+	return metricdata.Metrics{}, false
+}
+
+func TestMetricsAndSpans(t *testing.T) {
+	ctx := t.Context()
+	c := newClock(testNow)
+	reader := sdkmetric.NewManualReader()
+	spans := tracetest.NewSpanRecorder()
+	h := newHarness(t, memoryStore(t, c), c,
+		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))),
+		WithTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))))
+
+	for _, ev := range []string{"ev-1", "ev-2", "ev-2"} { // the third call replays
+		if _, err := h.dc.Decide(ctx, overdue(ev, "cust-"+ev)); err != nil {
+			t.Fatalf("Decide(%s) error: %v", ev, err)
+		}
+	}
+
+	m, ok := collect(t, reader, "arbiter.decisions")
+	if !ok {
+		t.Fatalf("metric arbiter.decisions not found")
+	}
+	sum := m.Data.(metricdata.Sum[int64])
+	var messages int64
+	for _, dp := range sum.DataPoints {
+		if v, _ := dp.Attributes.Value(attribute.Key("action")); v.AsString() == "message" {
+			messages += dp.Value
+		}
+	}
+	if messages != 3 {
+		t.Errorf("arbiter.decisions{action=message} = %d, want 3", messages)
+	}
+	if m, ok := collect(t, reader, "arbiter.decisions.replayed"); !ok || m.Data.(metricdata.Sum[int64]).DataPoints[0].Value != 1 {
+		t.Errorf("arbiter.decisions.replayed = %v, want 1", m.Data)
+	}
+	hist, ok := collect(t, reader, "arbiter.decide.duration")
+	if !ok {
+		t.Fatalf("metric arbiter.decide.duration not found")
+	}
+	var count uint64
+	for _, dp := range hist.Data.(metricdata.Histogram[float64]).DataPoints {
+		count += dp.Count
+		if len(dp.Bounds) != len(latencyBuckets) {
+			t.Errorf("arbiter.decide.duration bounds = %v, want %v", dp.Bounds, latencyBuckets)
+		}
+	}
+	if count != 3 {
+		t.Errorf("arbiter.decide.duration count = %d, want 3", count)
+	}
+	if _, ok := collect(t, reader, "arbiter.store.duration"); !ok {
+		t.Errorf("metric arbiter.store.duration not found")
+	}
+
+	names := map[string]int{}
+	for _, s := range spans.Ended() {
+		names[s.Name()]++
+	}
+	if names["store.load"] != 3 || names["store.commit"] != 2 || names["arbiter.v1.DecisionService/Decide"] != 3 {
+		t.Errorf("spans = %v, want 3 store.load, 2 store.commit and 3 arbiter.v1.DecisionService/Decide", names)
+	}
+}
+
+func TestMetricsDegraded(t *testing.T) {
+	c := newClock(testNow)
+	reader := sdkmetric.NewManualReader()
+	store := memoryStore(t, c).(interface {
+		Store
+		Close() error
+	})
+	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now),
+		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	store.Close()
+	if _, err := srv.Decide(t.Context(), overdue("ev-1", "cust-1")); err != nil {
+		t.Fatalf("Decide() error: %v", err)
+	}
+	m, ok := collect(t, reader, "arbiter.decisions.degraded")
+	if !ok {
+		t.Fatalf("metric arbiter.decisions.degraded not found")
+	}
+	dp := m.Data.(metricdata.Sum[int64]).DataPoints
+	if len(dp) != 1 || dp[0].Value != 1 {
+		t.Errorf("arbiter.decisions.degraded = %+v, want one point of 1", dp)
+	}
+}
+
+func TestAdminHandler(t *testing.T) {
+	c := newClock(testNow)
+	pol := decision.DefaultPolicy()
+	srv := New(memoryStore(t, c), NewPolicyHolder(pol), WithClock(c.Now))
+	h := srv.AdminHandler(AdminConfig{Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("metrics\n"))
+	})})
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get("/healthz"); code != http.StatusOK {
+		t.Errorf("GET /healthz = %d, want 200", code)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || body != "metrics\n" {
+		t.Errorf("GET /metrics = %d %q, want 200 from the metrics handler", code, body)
+	}
+	if code, _ := get("/debug/pprof/"); code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ without Pprof = %d, want 404", code)
+	}
+	code, body := get("/readyz")
+	var r readiness
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("GET /readyz body %q: %v", body, err)
+	}
+	want := readiness{Ready: true, Policy: pol.Ref().ID, Version: pol.Ref().Version, Digest: pol.Ref().Digest}
+	if code != http.StatusOK || r != want {
+		t.Errorf("GET /readyz = %d %+v, want 200 %+v", code, r, want)
+	}
+	srv.Drain()
+	if code, body := get("/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
+		t.Errorf("GET /readyz after Drain = %d %q, want 503 draining", code, body)
+	}
+
+	noPolicy := New(memoryStore(t, c), NewPolicyHolder(nil)).AdminHandler(AdminConfig{Pprof: true})
+	rec := httptest.NewRecorder()
+	noPolicy.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Errorf("GET /readyz with no policy = %d, want 503", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	noPolicy.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
+	if rec.Code != http.StatusOK {
+		t.Errorf("GET /debug/pprof/ with Pprof = %d, want 200", rec.Code)
+	}
+}
+
+// TestHealthService checks the gRPC health service: serving, then not serving after Drain.
+func TestHealthService(t *testing.T) {
+	c := newClock(testNow)
+	h := newHarness(t, memoryStore(t, c), c)
+	hc := healthClient(h)
+	for _, tc := range []struct {
+		name  string
+		drain bool
+		want  string
+	}{{"serving", false, "SERVING"}, {"draining", true, "NOT_SERVING"}} {
+		if tc.drain {
+			h.srv.Drain()
+		}
+		got, err := hc.Check(t.Context(), &healthCheckRequest{Service: arbiterv1.DecisionService_ServiceDesc.ServiceName})
+		if err != nil {
+			t.Fatalf("%s: Check() error: %v", tc.name, err)
+		}
+		if got.GetStatus().String() != tc.want {
+			t.Errorf("%s: Check(DecisionService) = %v, want %s", tc.name, got.GetStatus(), tc.want)
+		}
+	}
+}
