@@ -137,20 +137,36 @@ func (g *guardrails) timezone(in *Input) *time.Location {
 }
 
 func (g *guardrails) facts(in *Input) facts {
+	var f facts
+	g.fill(in, &f)
+	return f
+}
+
+// fill works out the facts of in into f, reusing the memory of f.counters: an engine that
+// keeps its facts in pooled scratch space calls fill instead of facts and saves an
+// allocation per decision. Nothing else of f's previous content survives.
+func (g *guardrails) fill(in *Input, f *facts) {
 	ft := in.State.Features
-	f := facts{
-		loc:        g.timezone(in),
-		optedOut:   isSet(ft["opted_out"]),
-		fraudHold:  isSet(ft["fraud_hold"]),
-		vulnerable: in.Customer.Vulnerable || isSet(ft["vulnerable"]) || isSet(ft["hardship"]),
-	}
+	counters := f.counters[:0]
+	// Field by field rather than *f = facts{...}: the ledger checks array is large and only
+	// its first pay.nchecks entries are ever read.
+	f.loc = g.timezone(in)
+	f.class = ClassNone
+	f.ledger = ledgerView{}
+	f.optedOut = isSet(ft["opted_out"])
+	f.fraudHold = isSet(ft["fraud_hold"])
+	f.vulnerable = in.Customer.Vulnerable || isSet(ft["vulnerable"]) || isSet(ft["hardship"])
+	f.pay.reset()
 	switch in.Event.Type {
 	case EventFraudFlagRaised:
 		f.fraudHold = true
 	case EventFraudFlagCleared:
 		f.fraudHold = false
 	}
-	f.counters = make([]CounterValue, len(g.capList))
+	if cap(counters) < len(g.capList) {
+		counters = make([]CounterValue, len(g.capList))
+	}
+	f.counters = counters[:len(g.capList)]
 	for i := range g.capList {
 		c := &g.capList[i]
 		f.counters[i] = CounterValue{Name: c.check.Name, Channel: c.check.Channel, Purposes: c.check.Purposes,
@@ -165,8 +181,7 @@ func (g *guardrails) facts(in *Input) facts {
 			}
 		}
 	}
-	g.paymentFacts(in, &f)
-	return f
+	g.paymentFacts(in, f)
 }
 
 // collectionsEvent reports whether t is a payment or collections event: for a vulnerable
@@ -315,12 +330,20 @@ func (g *guardrails) applyMessage(in *Input, f *facts, c *Candidate, tr *Explana
 	if deferred {
 		g.modify(c, tr, grQuietHours, CodeQuietHours, "deferred to the end of quiet hours")
 	}
-	m := &Message{Channel: passing[0], TemplateID: c.TemplateID, Purpose: p, SendAt: sendAt}
+	// One allocation for the message and its fallback list.
+	mf := &messageWithFallback{m: Message{Channel: passing[0], TemplateID: c.TemplateID, Purpose: p, SendAt: sendAt}}
 	if npass > 1 {
-		m.FallbackChannels = append(make([]Channel, 0, npass-1), passing[1:npass]...)
+		n := copy(mf.fallback[:], passing[1:npass])
+		mf.m.FallbackChannels = mf.fallback[:n:n]
 	}
-	c.Message = m
+	c.Message = &mf.m
 	g.pass(tr, grChannels, c)
+}
+
+// messageWithFallback holds a Message and the backing array of its fallback channels.
+type messageWithFallback struct {
+	m        Message
+	fallback [channelCount - 1]Channel
 }
 
 // consent reports whether the customer allows messages of purpose p on ch. The request's
@@ -400,14 +423,21 @@ func (g *guardrails) effects(in *Input, f *facts, res *Result) {
 	g.paymentEffects(in, f, res)
 	if res.Action == ActionMessage && res.Message != nil {
 		m := res.Message
-		res.Effects.Message = &SentMessage{Channel: m.Channel, Purpose: m.Purpose, At: m.SendAt}
 		n := 0
 		for i := range g.capList {
 			if g.capList[i].applies(m.Channel, m.Purpose) {
 				n++
 			}
 		}
-		checks := make([]CapCheck, 0, n)
+		// One allocation for the slot and its checks in the common case.
+		var checks []CapCheck
+		if n <= len(slotWithChecks{}.checks) {
+			sc := &slotWithChecks{slot: SentMessage{Channel: m.Channel, Purpose: m.Purpose, At: m.SendAt}}
+			res.Effects.Message, checks = &sc.slot, sc.checks[:0:n]
+		} else {
+			res.Effects.Message = &SentMessage{Channel: m.Channel, Purpose: m.Purpose, At: m.SendAt}
+			checks = make([]CapCheck, 0, n)
+		}
 		for i := range g.capList {
 			if c := &g.capList[i]; c.applies(m.Channel, m.Purpose) {
 				chk := c.check
@@ -423,6 +453,12 @@ func (g *guardrails) effects(in *Input, f *facts, res *Result) {
 	case EventFraudFlagCleared:
 		res.Effects.Features = append(res.Effects.Features, FeatureUpdate{Name: "fraud_hold", Value: nil})
 	}
+}
+
+// slotWithChecks holds a reserved message slot and the backing array of its cap checks.
+type slotWithChecks struct {
+	slot   SentMessage
+	checks [8]CapCheck
 }
 
 func (c *compiledCap) applies(ch Channel, p Purpose) bool {

@@ -478,6 +478,14 @@ type paymentFacts struct {
 	macWait  time.Duration
 }
 
+// reset clears pf for a new decision. Every field but checks is reset; checks beyond nchecks
+// are never read.
+func (pf *paymentFacts) reset() {
+	pf.ok, pf.code, pf.mac = false, -1, -1
+	pf.nchecks, pf.atLimit = 0, 0
+	pf.stopCode, pf.attempt, pf.macWait = "", 0, 0
+}
+
 // Ledger check names, reported by the store when a concurrent decision used the last slot.
 const (
 	checkVisaReattempts = "visa_reattempts_30d"
@@ -684,16 +692,14 @@ func (g *guardrails) paymentEffects(in *Input, f *facts, res *Result) {
 	}
 	e := LedgerEntry{Kind: LedgerDecline, EventID: in.Event.ID, CardRef: p.CardRef, MerchantID: p.MerchantID,
 		AmountMinor: p.AmountMinor, Currency: p.Currency, Initiator: p.Initiator, Network: p.Network, At: in.Now}
-	n := 1
 	if res.Action == ActionRetry {
-		n = 2
-	}
-	res.Effects.Ledger = make([]LedgerEntry, 0, n)
-	res.Effects.Ledger = append(res.Effects.Ledger, e)
-	if res.Action == ActionRetry {
-		e.Kind = LedgerRetry
-		res.Effects.Ledger = append(res.Effects.Ledger, e)
-		res.Effects.LedgerChecks = append(make([]LedgerCheck, 0, pf.nchecks), pf.checks[:pf.nchecks]...)
+		// One allocation for the decline, the retry and the checks that guard it.
+		lr := &ledgerWithChecks{entries: [2]LedgerEntry{e, e}}
+		lr.entries[1].Kind = LedgerRetry
+		n := copy(lr.checks[:], pf.checks[:pf.nchecks])
+		res.Effects.Ledger, res.Effects.LedgerChecks = lr.entries[:2:2], lr.checks[:n:n]
+	} else {
+		res.Effects.Ledger = append(make([]LedgerEntry, 0, 1), e)
 	}
 	if stop := g.stopFor(in, f); stop.CardRef != "" {
 		res.Effects.Stops = append(res.Effects.Stops, stop)
@@ -707,6 +713,12 @@ func (g *guardrails) paymentEffects(in *Input, f *facts, res *Result) {
 			res.Reasons = append(res.Reasons, Reason{Code: code, Message: why, RuleID: grPayments})
 		}
 	}
+}
+
+// ledgerWithChecks holds a retry's ledger entries and the backing array of its checks.
+type ledgerWithChecks struct {
+	entries [2]LedgerEntry
+	checks  [maxLedgerChecks]LedgerCheck
 }
 
 // stopFor returns the hard stop a decline sets, or a zero RetryStop.
