@@ -428,6 +428,18 @@ func TestMessageGuardrails(t *testing.T) {
 			if len(tr.Guardrails) == 0 {
 				t.Errorf("apply(MESSAGE) recorded no guardrail verdict in the explanation")
 			}
+			// The explanation agrees with the candidate: a block verdict exactly when blocked,
+			// and one verdict per reason added.
+			verdicts := map[string]int{}
+			for _, v := range tr.Guardrails {
+				verdicts[v.Verdict]++
+			}
+			if (verdicts["block"] > 0) != c.Blocked || verdicts["block"]+verdicts["modify"] != len(c.Reasons) {
+				t.Errorf("explanation verdicts %v for a candidate blocked=%v with %d reasons", verdicts, c.Blocked, len(c.Reasons))
+			}
+			if !c.Blocked && verdicts["pass"] < 6 {
+				t.Errorf("explanation has %d pass verdicts for a message that passed, want one per guardrail", verdicts["pass"])
+			}
 		})
 	}
 }
