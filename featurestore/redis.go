@@ -37,6 +37,10 @@ const (
 	readTimeout  = 500 * time.Millisecond
 	writeTimeout = 500 * time.Millisecond
 	poolTimeout  = time.Second
+	// clusterReloadInterval is how often a cluster client refreshes its slot map (go-redis's
+	// default is 60 s). A failed master gives no MOVED reply, so this bounds how long its
+	// slots stay unreachable after a replica was promoted.
+	clusterReloadInterval = time.Second
 )
 
 // Dial returns a client for rawURL:
@@ -73,7 +77,7 @@ func Dial(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		opt := &redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true}
+		opt := &redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true, ClusterStateReloadInterval: clusterReloadInterval}
 		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
 		return redis.NewClusterClient(opt), nil
 	default:
@@ -100,7 +104,7 @@ func setTimeouts(dial, read, write, pool *time.Duration) {
 // parseClusterURL parses "redis+cluster://[user:pass@]h1:p1,h2:p2" (rediss+ for TLS).
 func parseClusterURL(rawURL string) (*redis.ClusterOptions, error) {
 	scheme, rest, _ := strings.Cut(rawURL, "://")
-	opt := &redis.ClusterOptions{ContextTimeoutEnabled: true}
+	opt := &redis.ClusterOptions{ContextTimeoutEnabled: true, ClusterStateReloadInterval: clusterReloadInterval}
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
 		user, pass, hasPass := strings.Cut(rest[:i], ":")
 		var err error
