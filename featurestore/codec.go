@@ -3,6 +3,7 @@ package featurestore
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -157,14 +158,47 @@ func featureValue(name string, v any) (string, error) {
 	if err := checkID("feature name", name, true); err != nil {
 		return "", err
 	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("%w: feature %q: %v", ErrInvalid, name, err)
+	s, ok := fastJSON(v)
+	if !ok {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", fmt.Errorf("%w: feature %q: %v", ErrInvalid, name, err)
+		}
+		s = string(b)
 	}
-	if len(b) > maxFeatureBytes {
+	if len(s) > maxFeatureBytes {
 		return "", fmt.Errorf("%w: feature %q is larger than %d bytes", ErrInvalid, name, maxFeatureBytes)
 	}
-	return string(b), nil
+	return s, nil
+}
+
+// fastJSON encodes the common feature values without encoding/json: booleans, finite
+// numbers and strings of printable ASCII that need no escaping. ok is false for anything else.
+func fastJSON(v any) (string, bool) {
+	switch v := v.(type) {
+	case bool:
+		if v {
+			return "true", true
+		}
+		return "false", true
+	case float64:
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			return "", false
+		}
+		return strconv.FormatFloat(v, 'g', -1, 64), true
+	case int:
+		return strconv.Itoa(v), true
+	case int64:
+		return strconv.FormatInt(v, 10), true
+	case string:
+		for i := 0; i < len(v); i++ {
+			if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				return "", false
+			}
+		}
+		return `"` + v + `"`, true
+	}
+	return "", false
 }
 
 // rawState is a customer's state as stored: flat field/value and member/score pairs, as both

@@ -648,6 +648,25 @@ type encodedFeatures struct {
 	del []string
 }
 
+// checkFeatures validates r without encoding it.
+func checkFeatures(r *FeatureRecord) error {
+	if err := checkID("customer id", r.CustomerID, true); err != nil {
+		return err
+	}
+	for name, v := range r.Features {
+		if err := checkID("feature name", name, true); err != nil {
+			return err
+		}
+		if v == nil {
+			continue
+		}
+		if _, err := featureValue(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func encodeFeatures(r *FeatureRecord) (encodedFeatures, error) {
 	if err := checkID("customer id", r.CustomerID, true); err != nil {
 		return encodedFeatures{}, err

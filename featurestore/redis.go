@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -454,29 +455,68 @@ func (r *Redis) PutFeatures(ctx context.Context, customerID string, features map
 	return nil
 }
 
-// batchChunk is how many customers PutFeaturesBatch sends per pipeline.
-const batchChunk = 1000
+// batchChunk is how many customers PutFeaturesBatch sends per pipeline, and batchWorkers how
+// many pipelines it keeps in flight, so encoding the next chunk overlaps Redis applying the last.
+const (
+	batchChunk   = 1000
+	batchWorkers = 4
+)
 
 // PutFeaturesBatch implements the store's PutFeaturesBatch: PutFeatures for many customers,
 // pipelined (not atomic across customers). Invalid items are refused before anything is
-// written.
+// written. On an error, some chunks may have been written.
 func (r *Redis) PutFeaturesBatch(ctx context.Context, items []FeatureRecord) error {
-	enc := make([]encodedFeatures, len(items))
 	for i := range items {
-		var err error
-		if enc[i], err = encodeFeatures(&items[i]); err != nil {
+		if err := checkFeatures(&items[i]); err != nil {
 			return fmt.Errorf("put features: %w", err)
 		}
 	}
-	for start := 0; start < len(enc); start += batchChunk {
-		end := min(start+batchChunk, len(enc))
-		p := r.client.Pipeline()
-		for i := start; i < end; i++ {
-			queueFeatures(ctx, p, &enc[i], items[i].TTL)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	chunks := make(chan int)
+	var wg sync.WaitGroup
+	for range min(batchWorkers, (len(items)+batchChunk-1)/batchChunk) {
+		wg.Go(func() {
+			for start := range chunks {
+				if err := r.putChunk(ctx, items[start:min(start+batchChunk, len(items))]); err != nil {
+					cancel(err)
+				}
+			}
+		})
+	}
+feed:
+	for start := 0; start < len(items); start += batchChunk {
+		select {
+		case chunks <- start:
+		case <-ctx.Done():
+			break feed
 		}
-		if _, err := p.Exec(ctx); err != nil {
-			return storeErr("put features batch", enc[start].key, err)
+	}
+	close(chunks)
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return storeErr("put features batch", "", err)
+	}
+	return nil
+}
+
+func (r *Redis) putChunk(ctx context.Context, items []FeatureRecord) error {
+	if err := ctx.Err(); err != nil {
+		return storeErr("put features batch", "", err)
+	}
+	p := r.client.Pipeline()
+	for i := range items {
+		enc, err := encodeFeatures(&items[i])
+		if err != nil {
+			return fmt.Errorf("put features: %w", err)
 		}
+		queueFeatures(ctx, p, &enc, items[i].TTL)
+	}
+	if _, err := p.Exec(ctx); err != nil {
+		return storeErr("put features batch", items[0].CustomerID, err)
 	}
 	return nil
 }

@@ -679,6 +679,7 @@ func testPutFeatures(t *testing.T, s Store) {
 		{"fn": func() {}},
 		{"": 1},
 		{"ctl\x1f": 1},
+		{"big": strings.Repeat("x", 70<<10)},
 	} {
 		if err := s.PutFeatures(ctx, cust, bad, 0); !errors.Is(err, featurestore.ErrInvalid) {
 			t.Errorf("PutFeatures(%v) = %v, want ErrInvalid", bad, err)

@@ -1,0 +1,155 @@
+package featurestore
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestKeySchema(t *testing.T) {
+	const cust = "cust-42"
+	b := bucketOf(cust)
+	tag := fmt.Sprintf("{b:%02x}", uint8(b))
+	tests := []struct {
+		kind keyKind
+		id   string
+		want string
+	}{
+		{keyFeatures, "", tag + ":c:cust-42:f"},
+		{keyMessages, "", tag + ":c:cust-42:m"},
+		{keyLedger, "", tag + ":c:cust-42:l"},
+		{keyStops, "", tag + ":c:cust-42:s"},
+		{keyFailing, "", tag + ":c:cust-42:x"},
+		{keyRecent, "", tag + ":c:cust-42:r"},
+		{keyEvent, "ev-1", tag + ":c:cust-42:e:ev-1"},
+		{keyDecision, "d1", tag + ":d:d1"},
+		{keyOutcomes, "d1", tag + ":o:d1"},
+		{keyAudit, "", tag + ":audit"},
+		{keyDecisionPrefix, "", tag + ":d:"},
+	}
+	for _, tt := range tests {
+		if got := key(tt.kind, b, cust, tt.id); got != tt.want {
+			t.Errorf("key(%d, %s, %q) = %q, want %q", tt.kind, tag, tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestBucketOf(t *testing.T) {
+	for _, id := range []string{"", "a", "cust-42", "ÄÖÜ", strings.Repeat("x", 300)} {
+		h := fnv.New32a()
+		h.Write([]byte(id))
+		if got, want := bucketOf(id), bucket(h.Sum32()%256); got != want {
+			t.Errorf("bucketOf(%q) = %d, want %d (fnv-1a-32 %% 256)", id, got, want)
+		}
+	}
+}
+
+var decisionIDForm = regexp.MustCompile(`^[0-9a-f]{2}-[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+
+func TestNewDecisionID(t *testing.T) {
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 1000 {
+		cust := fmt.Sprint("c", i%7)
+		id := NewDecisionID(cust, now.Add(time.Duration(i)*time.Millisecond))
+		if !decisionIDForm.MatchString(id) {
+			t.Fatalf("NewDecisionID(%s) = %q, want the form XX-<uuidv7>", cust, id)
+		}
+		b, err := bucketOfDecisionID(id)
+		if err != nil || b != bucketOf(cust) {
+			t.Fatalf("bucketOfDecisionID(%q) = %d, %v, want %d, nil", id, b, err, bucketOf(cust))
+		}
+		if seen[id] {
+			t.Fatalf("NewDecisionID repeated %q", id)
+		}
+		seen[id] = true
+		// Within a bucket, ids sort by time.
+		if i%7 == 0 {
+			if id[3:] <= prev {
+				t.Errorf("NewDecisionID at +%dms = %q, not after %q", i, id, prev)
+			}
+			prev = id[3:]
+		}
+	}
+}
+
+func TestBucketOfDecisionIDMalformed(t *testing.T) {
+	valid := NewDecisionID("c", time.Now())
+	for _, id := range []string{
+		"", "x", valid[:38], valid + "0", "0G" + valid[2:], "AB" + valid[2:], valid[:2] + "_" + valid[3:],
+		valid[:11] + "x" + valid[12:], valid[:12] + "g" + valid[13:], "\x00" + valid[1:],
+		strings.Repeat("-", 39), "../../../../etc/passwd-aaaaaaaaaaaaaaaaa",
+	} {
+		if _, err := bucketOfDecisionID(id); !errors.Is(err, ErrNotFound) {
+			t.Errorf("bucketOfDecisionID(%q) = %v, want ErrNotFound", id, err)
+		}
+	}
+}
+
+func FuzzBucketOfDecisionID(f *testing.F) {
+	f.Add(NewDecisionID("c", time.Unix(0, 0)))
+	f.Add("")
+	f.Add("zz-")
+	f.Fuzz(func(t *testing.T, id string) {
+		b, err := bucketOfDecisionID(id)
+		if err == nil && (len(id) != decisionIDLen || fmt.Sprintf("%02x", uint8(b)) != id[:2]) {
+			t.Errorf("bucketOfDecisionID(%q) = %d, nil for a malformed id", id, b)
+		}
+	})
+}
+
+// FuzzDecode feeds arbitrary stored values to the decoders: they must return a value or
+// ErrCorrupt, never panic.
+func FuzzDecode(f *testing.F) {
+	f.Add("d\x1f1\x1f2", "1700000000000", `{"a":1}`, "1\x1fe\x1fc\x1fm\x1f100\x1fEUR\x1f1\x1f1")
+	f.Add("", "nan", "{", "\x1f\x1f")
+	f.Add("a\x1fb", "1e300", `"x"`, "1\x1fe")
+	now := time.Unix(1700000000, 0)
+	f.Fuzz(func(t *testing.T, member, score, value, ledger string) {
+		k := keysOf("fuzz")
+		r := rawState{
+			features: []string{"f", value},
+			messages: []string{member, score},
+			ledger:   []string{ledger, score},
+			stops:    []string{member, value},
+			failing:  []string{score, value},
+			recent:   []string{member, ledger},
+		}
+		if _, err := r.decode(&k, now); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("decode() = %v, want nil or ErrCorrupt", err)
+		}
+		if _, err := decodeOutcomes("o", []string{score, member}); err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Errorf("decodeOutcomes() = %v, want nil or ErrCorrupt", err)
+		}
+	})
+}
+
+func FuzzFastJSON(f *testing.F) {
+	f.Add("plain", 1.5, int64(3), true)
+	f.Add("with \"quote\" and \\ and \x00 and é", 1e21, int64(-1), false)
+	f.Add("<html>", 1e-7, int64(1<<62), false)
+	f.Fuzz(func(t *testing.T, s string, x float64, n int64, b bool) {
+		for _, v := range []any{s, x, n, b, int(n)} {
+			fast, ok := fastJSON(v)
+			if !ok {
+				continue
+			}
+			var got, want any
+			if err := json.Unmarshal([]byte(fast), &got); err != nil {
+				t.Fatalf("fastJSON(%#v) = %q, not JSON: %v", v, fast, err)
+			}
+			std, _ := json.Marshal(v)
+			json.Unmarshal(std, &want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("fastJSON(%#v) decodes to %#v, encoding/json's to %#v", v, got, want)
+			}
+		}
+	})
+}
