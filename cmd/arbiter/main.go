@@ -45,6 +45,7 @@ func commands() []command {
 		{"policy", "lint, test and diff policy bundles", runPolicy},
 		{"features", "import customer features into the store", runFeatures},
 		{"loadtest", "drive load against a server and report latency", runLoadtest},
+		{"replay", "re-evaluate recorded decisions under a policy version", runReplay},
 	}
 }
 

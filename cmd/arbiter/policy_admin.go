@@ -1,0 +1,463 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// policyAdminCommand is one governance subcommand of "arbiter policy": it talks to a running
+// server's PolicyService (admin role).
+type policyAdminCommand struct {
+	usage   string
+	summary string
+	run     func(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, args []string, stdout io.Writer) error
+	flags   func(fs *flag.FlagSet)
+}
+
+// policyAdminCommands are the governance subcommands, by name.
+var policyAdminCommands = map[string]policyAdminCommand{
+	"publish":       {"publish PATH --comment WHY", "upload a bundle (file or folder); it must compile and pass its own test cases", runPolicyPublish, adminCommentFlag},
+	"list":          {"list", "list published versions, newest first; * marks the active one, s the shadow", runPolicyList, nil},
+	"activate":      {"activate VERSION --comment WHY", "make a published version the one every replica serves", runPolicyActivate, adminCommentFlag},
+	"rollback":      {"rollback --comment WHY", "re-activate the version active before the current one", runPolicyRollback, adminCommentFlag},
+	"show":          {"show VERSION [--files]", "show a version's metadata (and its files)", runPolicyShow, func(fs *flag.FlagSet) { fs.Bool("files", false, "print the files too") }},
+	"log":           {"log [--limit N]", "show the change log, newest first", runPolicyLog, func(fs *flag.FlagSet) { fs.Int("limit", 20, "most changes to show") }},
+	"shadow":        {"shadow VERSION --share S --comment WHY | shadow --stop --comment WHY", "evaluate a version beside the active one on a share of live traffic", runPolicyShadow, adminShadowFlags},
+	"shadow-report": {"shadow-report", "how the shadow version's answers differ from the active one's", runPolicyShadowReport, nil},
+}
+
+func adminCommentFlag(fs *flag.FlagSet) {
+	fs.String("comment", "", "why (required; recorded in the change log)")
+}
+
+func adminShadowFlags(fs *flag.FlagSet) {
+	adminCommentFlag(fs)
+	fs.Float64("share", 0.1, "share of live decisions to evaluate in shadow, above 0 and at most 1")
+	fs.Bool("stop", false, "stop the shadow evaluation")
+}
+
+// runPolicyAdmin runs a governance subcommand of "arbiter policy". handled is false when
+// args do not name one, and "arbiter policy" goes on with its other subcommands.
+func runPolicyAdmin(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) (handled bool, err error) {
+	if len(args) == 0 {
+		return false, nil
+	}
+	cmd, ok := policyAdminCommands[args[0]]
+	if !ok {
+		return false, nil
+	}
+	fs := flag.NewFlagSet("arbiter policy "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	conn := policyAdminConnFlags(fs, env)
+	if cmd.flags != nil {
+		cmd.flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: arbiter policy %s\n\n%s\n\n", cmd.usage, cmd.summary)
+		fs.PrintDefaults()
+	}
+	pos, err := adminParseArgs(fs, args[1:])
+	if err != nil {
+		return true, err
+	}
+	c, err := conn.dial()
+	if err != nil {
+		return true, err
+	}
+	defer c.close()
+	ctx, cancel := context.WithTimeout(ctx, conn.timeout)
+	defer cancel()
+	return true, cmd.run(c.outgoing(ctx), c, fs, pos, stdout)
+}
+
+// policyAdminUsage lists the governance subcommands, for the usage of "arbiter policy".
+func policyAdminUsage(w io.Writer) {
+	names := make([]string, 0, len(policyAdminCommands))
+	for n := range policyAdminCommands {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-14s %s\n", n, policyAdminCommands[n].summary)
+	}
+}
+
+// adminParseArgs parses flags that may come before, between or after the positional
+// arguments, and returns the positional ones.
+func adminParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// policyAdminConn are the connection flags of the governance subcommands.
+type policyAdminConn struct {
+	addr    string
+	token   string
+	tls     bool
+	timeout time.Duration
+}
+
+func policyAdminConnFlags(fs *flag.FlagSet, env func(string) string) *policyAdminConn {
+	c := &policyAdminConn{}
+	fs.StringVar(&c.addr, "addr", adminEnvOr(env, "ARBITER_ADDR", "127.0.0.1:50051"), "server gRPC address (ARBITER_ADDR)")
+	fs.StringVar(&c.token, "token", env("ARBITER_TOKEN"), "bearer token of a client with the admin role (ARBITER_TOKEN)")
+	fs.BoolVar(&c.tls, "tls", env("ARBITER_TLS") == "true", "use TLS with the system's roots (ARBITER_TLS)")
+	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of the call")
+	return c
+}
+
+func adminEnvOr(env func(string) string, name, def string) string {
+	if v := env(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// policyAdminClient is a PolicyService client with the caller's token.
+type policyAdminClient struct {
+	arbiterv1.PolicyServiceClient
+	conn  *grpc.ClientConn
+	token string
+}
+
+func (c *policyAdminConn) dial() (*policyAdminClient, error) {
+	creds := insecure.NewCredentials()
+	if c.tls {
+		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	}
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", c.addr, err)
+	}
+	return &policyAdminClient{PolicyServiceClient: arbiterv1.NewPolicyServiceClient(conn), conn: conn, token: c.token}, nil
+}
+
+func (c *policyAdminClient) close() { c.conn.Close() }
+
+func (c *policyAdminClient) outgoing(ctx context.Context) context.Context {
+	if c.token == "" {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+c.token)
+}
+
+func adminFlagString(fs *flag.FlagSet, name string) string { return fs.Lookup(name).Value.String() }
+
+func adminFlagBool(fs *flag.FlagSet, name string) bool {
+	g, ok := fs.Lookup(name).Value.(flag.Getter)
+	return ok && g.Get() == true
+}
+
+func adminWantArgs(pos []string, n int, what string) error {
+	if len(pos) != n {
+		return fmt.Errorf("want %s, got %d arguments", what, len(pos))
+	}
+	return nil
+}
+
+func runPolicyPublish(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 1, "the bundle's PATH"); err != nil {
+		return err
+	}
+	files, err := readPolicyBundleFiles(pos[0])
+	if err != nil {
+		return err
+	}
+	resp, err := c.PublishPolicy(ctx, &arbiterv1.PublishPolicyRequest{Files: files, Comment: adminFlagString(fs, "comment")})
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	v := resp.GetVersion()
+	if !resp.GetCreated() {
+		fmt.Fprintf(stdout, "version %s of %s was already published with this content (%s); nothing changed\n", v.GetVersion(), v.GetId(), v.GetDigest())
+		return nil
+	}
+	fmt.Fprintf(stdout, "published %s version %s (%s): %d test cases passed\nactivate it with: arbiter policy activate %s --comment WHY\n",
+		v.GetId(), v.GetVersion(), v.GetDigest(), v.GetTestCases(), v.GetVersion())
+	return nil
+}
+
+// readPolicyBundleFiles reads a bundle as the server compiles it: one YAML file, or a folder's
+// *.yaml and *.yml files with the test files under tests/.
+func readPolicyBundleFiles(p string) (map[string][]byte, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return nil, fmt.Errorf("read bundle: %w", err)
+	}
+	if !st.IsDir() {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read bundle: %w", err)
+		}
+		return map[string][]byte{filepath.Base(p): b}, nil
+	}
+	fsys := os.DirFS(p)
+	files := map[string][]byte{}
+	for _, sub := range []string{".", "tests"} {
+		entries, err := fs.ReadDir(fsys, sub)
+		if err != nil {
+			if sub != "." && errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			return nil, fmt.Errorf("read bundle: %w", err)
+		}
+		for _, e := range entries {
+			n := e.Name()
+			if e.IsDir() || strings.HasPrefix(n, ".") || !(strings.HasSuffix(n, ".yaml") || strings.HasSuffix(n, ".yml")) {
+				continue
+			}
+			name := path.Join(sub, n)
+			b, err := fs.ReadFile(fsys, name)
+			if err != nil {
+				return nil, fmt.Errorf("read bundle: %w", err)
+			}
+			files[name] = b
+		}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("read bundle %s: no *.yaml files", p)
+	}
+	return files, nil
+}
+
+func runPolicyList(ctx context.Context, c *policyAdminClient, _ *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	resp, err := c.ListPolicies(ctx, &arbiterv1.ListPoliciesRequest{})
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "\tVERSION\tPOLICY\tDIGEST\tAUTHOR\tPUBLISHED\tTESTS\tCOMMENT")
+	for _, v := range resp.GetVersions() {
+		mark := ""
+		if v.GetVersion() == resp.GetActiveVersion() {
+			mark += "*"
+		}
+		if v.GetVersion() == resp.GetShadowVersion() {
+			mark += "s"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", mark, v.GetVersion(), v.GetId(), adminShortDigest(v.GetDigest()),
+			v.GetAuthor(), v.GetCreatedAt().AsTime().Format(time.RFC3339), v.GetTestCases(), adminOneLine(v.GetComment()))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if resp.GetActiveVersion() == "" {
+		fmt.Fprintln(stdout, "no version is active: replicas serve their file or default policy")
+	}
+	if resp.GetShadowVersion() != "" {
+		fmt.Fprintf(stdout, "shadow: %s on %g of live decisions\n", resp.GetShadowVersion(), resp.GetShadowShare())
+	}
+	return nil
+}
+
+func runPolicyActivate(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 1, "the VERSION to activate"); err != nil {
+		return err
+	}
+	resp, err := c.ActivatePolicy(ctx, &arbiterv1.ActivatePolicyRequest{Version: pos[0], Comment: adminFlagString(fs, "comment")})
+	if err != nil {
+		return fmt.Errorf("activate: %w", err)
+	}
+	printPolicyChange(stdout, resp.GetChange())
+	return nil
+}
+
+func runPolicyRollback(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	resp, err := c.RollbackPolicy(ctx, &arbiterv1.RollbackPolicyRequest{Comment: adminFlagString(fs, "comment")})
+	if err != nil {
+		return fmt.Errorf("rollback: %w", err)
+	}
+	printPolicyChange(stdout, resp.GetChange())
+	return nil
+}
+
+func runPolicyShow(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 1, "the VERSION to show"); err != nil {
+		return err
+	}
+	resp, err := c.GetPolicy(ctx, &arbiterv1.GetPolicyRequest{Version: pos[0]})
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	v := resp.GetVersion()
+	fmt.Fprintf(stdout, "policy:     %s\nversion:    %s\ndigest:     %s\nauthor:     %s\npublished:  %s\ntest cases: %d\ncomment:    %s\nfiles:\n",
+		v.GetId(), v.GetVersion(), v.GetDigest(), v.GetAuthor(), v.GetCreatedAt().AsTime().Format(time.RFC3339), v.GetTestCases(), v.GetComment())
+	names := make([]string, 0, len(resp.GetFiles()))
+	for n := range resp.GetFiles() {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		fmt.Fprintf(stdout, "  %s (%d bytes)\n", n, len(resp.GetFiles()[n]))
+	}
+	if adminFlagBool(fs, "files") {
+		for _, n := range names {
+			fmt.Fprintf(stdout, "\n--- %s\n%s", n, resp.GetFiles()[n])
+		}
+	}
+	return nil
+}
+
+func runPolicyLog(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	g, _ := fs.Lookup("limit").Value.(flag.Getter)
+	limit, _ := g.Get().(int)
+	resp, err := c.ListPolicyChanges(ctx, &arbiterv1.ListPolicyChangesRequest{Limit: int32(limit)})
+	if err != nil {
+		return fmt.Errorf("log: %w", err)
+	}
+	w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "WHEN\tWHO\tWHAT\tFROM\tTO\tWHY")
+	for _, ch := range resp.GetChanges() {
+		what := policyChangeKindName(ch.GetKind())
+		if ch.GetKind() == arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW && ch.GetToVersion() != "" {
+			what = fmt.Sprintf("shadow %g", ch.GetShadowShare())
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", ch.GetAt().AsTime().Format(time.RFC3339), ch.GetActor(), what,
+			adminOrDash(ch.GetFromVersion()), adminOrDash(ch.GetToVersion()), adminOneLine(ch.GetComment()))
+	}
+	return w.Flush()
+}
+
+func runPolicyShadow(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	req := &arbiterv1.SetShadowPolicyRequest{Comment: adminFlagString(fs, "comment")}
+	if adminFlagBool(fs, "stop") {
+		if err := adminWantArgs(pos, 0, "no VERSION with --stop"); err != nil {
+			return err
+		}
+	} else {
+		if err := adminWantArgs(pos, 1, "the VERSION to run in shadow"); err != nil {
+			return err
+		}
+		g, _ := fs.Lookup("share").Value.(flag.Getter)
+		req.Version = pos[0]
+		req.Share, _ = g.Get().(float64)
+	}
+	resp, err := c.SetShadowPolicy(ctx, req)
+	if err != nil {
+		return fmt.Errorf("shadow: %w", err)
+	}
+	printPolicyChange(stdout, resp.GetChange())
+	return nil
+}
+
+func runPolicyShadowReport(ctx context.Context, c *policyAdminClient, _ *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 0, "no arguments"); err != nil {
+		return err
+	}
+	rep, err := c.GetShadowReport(ctx, &arbiterv1.GetShadowReportRequest{})
+	if err != nil {
+		return fmt.Errorf("shadow-report: %w", err)
+	}
+	if rep.GetShadowVersion() == "" {
+		fmt.Fprintln(stdout, "no shadow version is set: arbiter policy shadow VERSION --share S --comment WHY")
+		return nil
+	}
+	pct := 0.0
+	if rep.GetEvaluated() > 0 {
+		pct = 100 * float64(rep.GetDifferent()) / float64(rep.GetEvaluated())
+	}
+	fmt.Fprintf(stdout, "shadow %s on %g of live decisions since %s\nevaluated %d, different %d (%.1f%%), errors %d\n",
+		rep.GetShadowVersion(), rep.GetShare(), rep.GetSince().AsTime().Format(time.RFC3339),
+		rep.GetEvaluated(), rep.GetDifferent(), pct, rep.GetErrors())
+	if len(rep.GetActions()) > 0 {
+		fmt.Fprintln(stdout, "\nby action (active → shadow):")
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		for _, a := range rep.GetActions() {
+			fmt.Fprintf(w, "  %s → %s\t%d\n", adminAction(a.GetActive()), adminAction(a.GetShadow()), a.GetCount())
+		}
+		w.Flush()
+	}
+	if len(rep.GetReasons()) > 0 {
+		fmt.Fprintln(stdout, "\nby reason code:")
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "  CODE\tADDED\tREMOVED")
+		for _, r := range rep.GetReasons() {
+			fmt.Fprintf(w, "  %s\t%d\t%d\n", r.GetCode(), r.GetAdded(), r.GetRemoved())
+		}
+		w.Flush()
+	}
+	if len(rep.GetSamples()) > 0 {
+		fmt.Fprintln(stdout, "\nsamples (newest first):")
+		for _, s := range rep.GetSamples() {
+			fmt.Fprintf(stdout, "  %s %s %s: %s [%s] → %s [%s]\n", s.GetAt().AsTime().Format(time.RFC3339), s.GetEventId(),
+				strings.TrimPrefix(s.GetEventType().String(), "EVENT_TYPE_"),
+				adminAction(s.GetActiveAction()), strings.Join(s.GetActiveReasons(), ","),
+				adminAction(s.GetShadowAction()), strings.Join(s.GetShadowReasons(), ","))
+		}
+	}
+	return nil
+}
+
+func printPolicyChange(w io.Writer, ch *arbiterv1.PolicyChange) {
+	switch ch.GetKind() {
+	case arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW:
+		if ch.GetToVersion() == "" {
+			fmt.Fprintf(w, "shadow %s stopped\n", adminOrDash(ch.GetFromVersion()))
+		} else {
+			fmt.Fprintf(w, "shadow: %s on %g of live decisions (was %s); see arbiter policy shadow-report\n", ch.GetToVersion(), ch.GetShadowShare(), adminOrDash(ch.GetFromVersion()))
+		}
+	default:
+		fmt.Fprintf(w, "%s: %s → %s (change %s by %s); replicas switch within a second\n",
+			policyChangeKindName(ch.GetKind()), adminOrDash(ch.GetFromVersion()), ch.GetToVersion(), ch.GetId(), ch.GetActor())
+	}
+}
+
+func policyChangeKindName(k arbiterv1.PolicyChangeKind) string {
+	return strings.ToLower(strings.TrimPrefix(k.String(), "POLICY_CHANGE_KIND_"))
+}
+
+func adminAction(a arbiterv1.Action) string { return strings.TrimPrefix(a.String(), "ACTION_") }
+
+func adminShortDigest(d string) string {
+	d = strings.TrimPrefix(d, "sha256:")
+	if len(d) > 12 {
+		return d[:12]
+	}
+	return d
+}
+
+func adminOrDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func adminOneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
