@@ -224,6 +224,7 @@ func (g *guardrails) apply(in *Input, f *facts, c *Candidate, tr *Explanation) {
 		}
 	case ActionEscalate:
 		c.Escalate = &Escalate{Queue: c.Queue, Priority: c.EscalatePriority, Context: c.Context}
+		g.pass(tr, grChannels, c)
 	case ActionSuppress:
 		c.Suppress = &Suppress{}
 		if c.SuppressFor > 0 {
@@ -336,18 +337,7 @@ func (g *guardrails) applyMessage(in *Input, f *facts, c *Candidate, tr *Explana
 		mf.m.FallbackChannels = mf.fallback[:n:n]
 	}
 	c.Message = &mf.m
-	if tr != nil {
-		g.pass(tr, grStore, c)
-		g.pass(tr, grOptOut, c)
-		g.pass(tr, grVulnerable, c)
-		g.pass(tr, grFraudHold, c)
-		if p != PurposeSecurity && !deferred {
-			g.pass(tr, grQuietHours, c)
-		}
-		g.pass(tr, grConsent, c)
-		g.pass(tr, grFailing, c)
-		g.pass(tr, grCaps, c)
-	}
+	g.pass(tr, grChannels, c)
 }
 
 // messageWithFallback holds a Message and the backing array of its fallback channels.

@@ -437,9 +437,6 @@ func TestMessageGuardrails(t *testing.T) {
 			if (verdicts["block"] > 0) != c.Blocked || verdicts["block"]+verdicts["modify"] != len(c.Reasons) {
 				t.Errorf("explanation verdicts %v for a candidate blocked=%v with %d reasons", verdicts, c.Blocked, len(c.Reasons))
 			}
-			if !c.Blocked && verdicts["pass"] < 6 {
-				t.Errorf("explanation has %d pass verdicts for a message that passed, want one per guardrail", verdicts["pass"])
-			}
 		})
 	}
 }

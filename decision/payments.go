@@ -622,12 +622,7 @@ func (g *guardrails) applyRetry(in *Input, f *facts, c *Candidate, tr *Explanati
 		}
 	}
 	c.Retry = &Retry{NotBefore: nb, Acquirer: acq, Attempt: pf.attempt}
-	if tr != nil {
-		g.pass(tr, grStore, c)
-		g.pass(tr, grVulnerable, c)
-		g.pass(tr, grFraudHold, c)
-		g.pass(tr, grPayments, c)
-	}
+	g.pass(tr, grPayments, c)
 }
 
 // retryBlock returns the reason code that forbids retrying the declined payment p, and why,
