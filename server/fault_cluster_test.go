@@ -1,0 +1,290 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// serveOn starts an Arbiter server on store over a loopback gRPC listener and returns a
+// client; both stop when the test ends.
+func serveOn(t *testing.T, store Store, opts ...Option) arbiterv1.DecisionServiceClient {
+	t.Helper()
+	opts = append([]Option{WithClock(func() time.Time { return faultNow })}, opts...)
+	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
+	gs := srv.NewGRPCServer()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = gs.Serve(lis)
+	}()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		gs.Stop()
+		<-served
+	})
+	return arbiterv1.NewDecisionServiceClient(conn)
+}
+
+// dialStore opens a Redis store on url, closed when the test ends.
+func dialStore(t *testing.T, url string) *featurestore.Redis {
+	t.Helper()
+	rdb, err := featurestore.Dial(url)
+	if err != nil {
+		t.Fatalf("Dial(%q) = %v", url, err)
+	}
+	s := featurestore.NewRedis(rdb)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// bucketTag is the hash tag of a customer's keys: "{b:XX}", XX = fnv-1a-32(id) % 256 (see the
+// key schema in featurestore).
+func bucketTag(customerID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(customerID))
+	return fmt.Sprintf("{b:%02x}", h.Sum32()%256)
+}
+
+func overdueFor(eventID, customerID string) *arbiterv1.DecideRequest {
+	e := &faultEnv{}
+	req := e.requestN(1)
+	req.Event.Id, req.Customer.Id = eventID, customerID
+	return req
+}
+
+func declineFor(eventID, customerID string) *arbiterv1.DecideRequest {
+	e := &faultEnv{}
+	req := e.requestN(2)
+	req.Event.Id, req.Customer.Id = eventID, customerID
+	return req
+}
+
+// TestCluster runs Decide end to end on a real six-node Redis Cluster, then kills the master
+// that holds some customers while decisions flow: the service keeps answering (degraded and
+// fail-closed for those customers while their slot has no master) and recovers by itself.
+func TestCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a six-node Redis Cluster")
+	}
+	c := redistest.StartCluster(t)
+	store := dialStore(t, "redis+cluster://"+strings.Join(c.Addrs(), ","))
+	br, err := NewBreaker(WithBreakerThreshold(5), WithBreakerCoolDown(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc := serveOn(t, store, WithBreaker(br), WithStoreBudget(Budget{Max: faultBudget}))
+	ctx := t.Context()
+	call := func(req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, error) {
+		ctx, cancel := context.WithTimeout(ctx, faultDeadline)
+		defer cancel()
+		return dc.Decide(ctx, req)
+	}
+
+	// Decide end to end, customers spread over every master.
+	customers := make([]string, 48)
+	for i := range customers {
+		customers[i] = fmt.Sprintf("cl-cust-%d", i)
+	}
+	for i, cust := range customers {
+		req := overdueFor(fmt.Sprintf("cl-ev-%d", i), cust)
+		// The first call to each master dials it and loads the scripts, which on a busy
+		// machine can exceed the store budget: a degraded answer commits nothing, so the
+		// same event is simply asked again.
+		resp, err := call(req)
+		for deadline := time.Now().Add(faultRecovery); err == nil && resp.GetDegraded() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			resp, err = call(req)
+		}
+		if err != nil || resp.GetDegraded() || resp.GetAction() != arbiterv1.Action_ACTION_MESSAGE {
+			t.Fatalf("Decide(%s) on the cluster = %v degraded %v, %v; want MESSAGE", cust, resp.GetAction(), resp.GetDegraded(), err)
+		}
+		again, err := call(req)
+		if err != nil || !again.GetReplayed() || again.GetDecisionId() != resp.GetDecisionId() {
+			t.Fatalf("Decide(%s) again on the cluster = replayed %v id %q, %v; want the replay of %q", cust, again.GetReplayed(), again.GetDecisionId(), err, resp.GetDecisionId())
+		}
+	}
+
+	t.Run("FailoverUnderLoad", func(t *testing.T) {
+		victim := customers[0]
+		killed, err := c.KillMaster(ctx, bucketTag(victim)+":x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		killedAt := time.Now()
+		var (
+			mu                        sync.Mutex
+			firstDegraded, lastDegr   time.Time
+			answers, degraded, errors atomic.Int32
+			stop                      atomic.Bool
+			wg                        sync.WaitGroup
+			seq                       atomic.Int64
+		)
+		for w := range 4 {
+			wg.Go(func() {
+				for !stop.Load() {
+					n := seq.Add(1)
+					cust := customers[int(n)%len(customers)]
+					if w == 0 {
+						cust = victim // one worker keeps asking about the victim's slot
+					}
+					resp, err := call(overdueFor(fmt.Sprintf("fo-ev-%d", n), cust))
+					now := time.Now()
+					if err != nil {
+						errors.Add(1)
+						t.Errorf("Decide(%s) during the failover = %v, want an answer", cust, err)
+						continue
+					}
+					answers.Add(1)
+					if resp.GetDegraded() {
+						degraded.Add(1)
+						if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
+							t.Errorf("degraded Decide(%s) = %v, want fail-closed", cust, a)
+						}
+						mu.Lock()
+						if firstDegraded.IsZero() {
+							firstDegraded = now
+						}
+						lastDegr = now
+						mu.Unlock()
+					}
+					time.Sleep(2 * time.Millisecond)
+				}
+			})
+		}
+		took, err := c.WaitFailover(ctx, bucketTag(victim)+":x", 20*time.Second)
+		if err != nil {
+			stop.Store(true)
+			wg.Wait()
+			t.Fatal(err)
+		}
+		// Recovered: the victim's decisions are answered from the store again.
+		var recovered time.Duration
+		for {
+			resp, err := call(overdueFor(fmt.Sprintf("fo-probe-%d", seq.Add(1)), victim))
+			if err == nil && !resp.GetDegraded() {
+				recovered = time.Since(killedAt)
+				break
+			}
+			if time.Since(killedAt) > 15*time.Second {
+				stop.Store(true)
+				wg.Wait()
+				t.Fatalf("decisions for the failed-over slot still degraded %v after the kill", time.Since(killedAt))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(300 * time.Millisecond) // keep the load on a little after recovery
+		stop.Store(true)
+		wg.Wait()
+		mu.Lock()
+		window := lastDegr.Sub(firstDegraded)
+		mu.Unlock()
+		t.Logf("killed master %s: replica promoted after %v; decisions recovered %v after the kill; degraded window %v; %d answers, %d degraded, %d errors",
+			killed, took.Round(time.Millisecond), recovered.Round(time.Millisecond), window.Round(time.Millisecond), answers.Load(), degraded.Load(), errors.Load())
+		if degraded.Load() == 0 {
+			t.Errorf("no degraded answer while the victim's slot had no master, want some")
+		}
+	})
+}
+
+// TestTwoInstancesShareRedis runs two Arbiter servers, each with its own Redis client, on one
+// redis-server, and sends both concurrent events about one customer: the frequency cap (2
+// non-security messages a day in the default policy) and the retry ledger stay exact.
+func TestTwoInstancesShareRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	addr := redistest.Start(t)
+	inspect := dialStore(t, addr)
+	clients := []arbiterv1.DecisionServiceClient{
+		serveOn(t, dialStore(t, addr)),
+		serveOn(t, dialStore(t, addr)),
+	}
+	const (
+		cust      = "shared-cust"
+		perWorker = 6
+	)
+	var (
+		wg                              sync.Mutex
+		messages, retries, declinesSeen int
+		reasons                         = map[string]int{}
+	)
+	var workers sync.WaitGroup
+	for i := range 8 {
+		workers.Go(func() {
+			dc := clients[i%2]
+			for j := range perWorker {
+				id := fmt.Sprintf("sh-%d-%d", i, j)
+				req := overdueFor(id, cust)
+				if j%2 == 1 {
+					req = declineFor(id, cust)
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+				resp, err := dc.Decide(ctx, req)
+				cancel()
+				if err != nil {
+					t.Errorf("Decide(%s) = %v", id, err)
+					continue
+				}
+				if resp.GetDegraded() {
+					t.Errorf("Decide(%s) = degraded %v, want an answer from the store", id, faultReasonCodes(resp))
+				}
+				wg.Lock()
+				switch resp.GetAction() {
+				case arbiterv1.Action_ACTION_MESSAGE:
+					messages++
+				case arbiterv1.Action_ACTION_RETRY:
+					retries++
+				}
+				if j%2 == 1 {
+					declinesSeen++
+				}
+				for _, r := range resp.GetReasons() {
+					reasons[r.GetCode()]++
+				}
+				wg.Unlock()
+			}
+		})
+	}
+	workers.Wait()
+
+	st, err := inspect.State(t.Context(), cust, faultNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if messages != 2 || len(st.Messages) != 2 {
+		t.Errorf("MESSAGE answers = %d, reserved messages = %d; want 2 and 2 (the daily cap), reasons %v", messages, len(st.Messages), reasons)
+	}
+	ledgerRetries := 0
+	for _, l := range st.Ledger {
+		if l.Kind == decision.LedgerRetry {
+			ledgerRetries++
+		}
+	}
+	if retries != ledgerRetries || retries == 0 {
+		t.Errorf("RETRY answers = %d, retries in the ledger = %d; want equal and at least 1", retries, ledgerRetries)
+	}
+	t.Logf("%d events from 8 workers on 2 servers: %d MESSAGE, %d RETRY, reasons %v", 8*perWorker, messages, retries, reasons)
+}
