@@ -367,7 +367,9 @@ func joinCardPath(rev []string) string {
 // "4111-1111-1111-1111"). A candidate starts at the start of a digit group and ends at the end
 // of one, so a card number written inside a longer run of grouped digits is still found, while
 // a run of more than 19 digits with no separator (a long numeric id) is not a card number. Any
-// other character ends a run. It never allocates.
+// other character ends a run. Digits inside a UUID (8-4-4-4-12 hex digits with dashes, such as
+// an event or decision id) are not a card number: about 1 random UUID in 350 would otherwise
+// match. It never allocates.
 func ContainsCardNumber[T string | []byte](s T) bool {
 	const minDigits, maxDigits = 13, 19
 	n := len(s)
@@ -412,7 +414,7 @@ func ContainsCardNumber[T string | []byte](s T) bool {
 					if (digits-1)%2 == 1 {
 						sum = sumEven
 					}
-					if sum%10 == 0 {
+					if sum%10 == 0 && !cardInUUID(s, i, j+1) {
 						return true
 					}
 				}
@@ -429,3 +431,38 @@ func ContainsCardNumber[T string | []byte](s T) bool {
 }
 
 func cardIsDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+func cardIsHex(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F'
+}
+
+// cardInUUID reports whether s[i:j] lies inside a UUID: 8-4-4-4-12 hex digits joined by
+// dashes, with no hex digit right before or after it. About 1 random UUID in 350 holds a
+// Luhn-valid run of digit groups; ids are not card numbers.
+func cardInUUID[T string | []byte](s T, i, j int) bool {
+	const uuidLen = 36
+	for st := max(0, j-uuidLen); st <= i; st++ {
+		end := st + uuidLen
+		if end > len(s) {
+			return false
+		}
+		if s[st+8] != '-' || s[st+13] != '-' || s[st+18] != '-' || s[st+23] != '-' {
+			continue
+		}
+		if st > 0 && cardIsHex(s[st-1]) || end < len(s) && cardIsHex(s[end]) {
+			continue
+		}
+		ok := true
+		for k := st; k < end && ok; k++ {
+			switch k - st {
+			case 8, 13, 18, 23:
+			default:
+				ok = cardIsHex(s[k])
+			}
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -404,5 +405,47 @@ func TestCheckCardNumbersEveryStringSlot(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestContainsCardNumberUUIDs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		// UUIDs holding a Luhn-valid span of digit groups (found by sampling): ids.
+		{"d7756140-0002-41f9-b2ee-853c4c2669a2", false},
+		{"12244734-2957-4ff2-a099-be752aa21a56", false},
+		{"evt-12244734-2957-4ff2-a099-be752aa21a56", false},
+		{"3f-01a2119e-3b20-7675-9781-923b7dd7ea47", false},
+		// A card number beside a UUID is still found.
+		{"12244734-2957-4ff2-a099-be752aa21a56 4111 1111 1111 1111", true},
+		// Not a UUID: one hex digit too many on either side.
+		{"000000000-0000-4000-8000-000000000000", true},
+		{"00000000-0000-4000-8000-0000000000000", true},
+		// A card number in 4-4-4-4 form is not UUID-shaped.
+		{"4111-1111-1111-1111", true},
+	}
+	for _, tt := range tests {
+		if got := ContainsCardNumber(tt.in); got != tt.want {
+			t.Errorf("ContainsCardNumber(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+		if !naiveCardScan(tt.in, false) {
+			t.Errorf("naiveCardScan(%q, no UUID rule) = false: the case does not test the UUID rule", tt.in)
+		}
+	}
+	// Random UUIDs: without the UUID rule about 1 in 350 would match; with it none does.
+	withoutRule := 0
+	for range 20000 {
+		id := uuid.NewString()
+		if naiveCardScan(id, false) {
+			withoutRule++
+		}
+		if ContainsCardNumber(id) {
+			t.Fatalf("ContainsCardNumber(uuid %q) = true, want false", id)
+		}
+	}
+	if withoutRule == 0 {
+		t.Errorf("no random UUID had a Luhn-valid digit span: the test no longer exercises the UUID rule")
 	}
 }
