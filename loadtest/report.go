@@ -36,7 +36,8 @@ type Result struct {
 	Service Percentiles `json:"service"`
 	// Lag is actual send minus intended send: waiting for a worker plus the generator's delay.
 	Lag Percentiles `json:"lag"`
-	// SchedulerLag is the open-loop scheduler's own lateness, not counting waits for a worker.
+	// SchedulerLag is how late the open-loop scheduler woke up from its sleeps: its own
+	// lateness, not counting waits for a free worker.
 	SchedulerLag Percentiles `json:"scheduler_lag"`
 	// PoolSaturated counts due requests that found every worker busy.
 	PoolSaturated int64 `json:"pool_saturated,omitempty"`

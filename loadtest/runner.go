@@ -119,31 +119,30 @@ func runOpen(ctx context.Context, target Target, cfg Config) (Result, error) {
 	stopProgress := startProgress(cfg, rec)
 
 	// The scheduler: one goroutine, sleeping until each request is due. schedLag is how late
-	// it was by its own fault (not counting the wait for a free worker).
+	// it woke up when it did sleep: its own fault (timer, CPU), not the wait for a free worker
+	// (which makes it late without sleeping).
 	schedLag := newHistogram()
 	var poolFull int64
-	blocked := false
 	unpin := pinScheduler()
 schedule:
 	for i := range total {
 		t := sched.At(i)
+		slept := time.Until(t) > 0
 		if !sleepUntil(ctx, t) {
 			break
 		}
-		if !blocked && !t.Before(measureFrom) {
+		if slept && !t.Before(measureFrom) {
 			recordDuration(schedLag, time.Since(t))
 		}
 		j := job{i: uint64(i), intended: t}
 		select {
 		case jobs <- j:
-			blocked = false
 			continue
 		default:
 		}
 		if !t.Before(measureFrom) {
 			poolFull++
 		}
-		blocked = true
 		select {
 		case jobs <- j:
 		case <-ctx.Done():
