@@ -139,6 +139,9 @@ func TestDecideConcurrentReplay(t *testing.T) {
 			ids := map[string]int{}
 			fresh := 0
 			for _, r := range resps {
+				if r.GetDegraded() {
+					t.Fatalf("concurrent Decide() = degraded %v, want a decision on the customer's state", r.GetReasons())
+				}
 				ids[r.GetDecisionId()]++
 				if !r.GetReplayed() {
 					fresh++

@@ -69,7 +69,10 @@ type harness struct {
 
 func newHarness(t *testing.T, store Store, c *clock, opts ...Option) *harness {
 	t.Helper()
-	opts = append([]Option{WithClock(c.Now)}, opts...)
+	// A generous store budget: these tests are about the pipeline, not about degrading on a
+	// slow store, and a loaded 2-core machine under -race can take tens of milliseconds to
+	// open 20 Redis connections.
+	opts = append([]Option{WithClock(c.Now), WithStoreBudget(Budget{Max: 10 * time.Second})}, opts...)
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
 	gs := srv.NewGRPCServer()
 	lis := bufconn.Listen(1 << 20)
