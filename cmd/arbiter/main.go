@@ -46,6 +46,7 @@ func commands() []command {
 		{"features", "import customer features into the store", runFeatures},
 		{"loadtest", "drive load against a server and report latency", runLoadtest},
 		{"replay", "re-evaluate recorded decisions under a policy version", runReplay},
+		{"audit", "export the audit trail from Redis to a JSON-lines file", runAudit},
 	}
 }
 
