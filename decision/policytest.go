@@ -20,7 +20,9 @@ type TestCase struct {
 	Customer TestCustomer `yaml:"customer"`
 	State    TestState    `yaml:"state"`
 	Degraded bool         `yaml:"degraded"`
-	Expect   TestExpect   `yaml:"expect"`
+	// Explain decides with the explanation on (the answer must not change).
+	Explain bool       `yaml:"explain"`
+	Expect  TestExpect `yaml:"expect"`
 	// File is the bundle file the case came from.
 	File string `yaml:"-"`
 }
@@ -180,7 +182,7 @@ func (tc *TestCase) Input() (*Input, error) {
 		return nil, errors.New("now: required")
 	}
 	now := tc.Now
-	in := &Input{Now: now, Degraded: tc.Degraded}
+	in := &Input{Now: now, Degraded: tc.Degraded, Explain: tc.Explain}
 	ev := tc.Event
 	in.Event = Event{ID: cmpOr(ev.ID, "evt-"+strings.ReplaceAll(tc.Name, " ", "-")), Type: bundleParseEventType(ev.Type),
 		Source: ev.Source, Attributes: ev.Attributes}
