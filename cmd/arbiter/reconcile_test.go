@@ -1,0 +1,374 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/server"
+)
+
+// TestAuditExportCommand runs "arbiter audit export" twice over audit entries in Redis: the
+// first run writes every record once, the second (after more decisions and a copy of an old
+// entry, as a re-delivery) only the new ones.
+func TestAuditExportCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	addr := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := t.Context()
+	add := func(id string) {
+		b, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, EventId: "ev-" + id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stream := fmt.Sprintf("{b:%02x}:audit", len(id)*7%256)
+		if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"r", b, "d", id}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	export := func() string {
+		var out, errOut bytes.Buffer
+		err := run(ctx, []string{"audit", "export", "--to", file}, func(k string) string {
+			if k == "ARBITER_REDIS" {
+				return "redis://" + addr
+			}
+			return ""
+		}, nil, &out, &errOut)
+		if err != nil {
+			t.Fatalf("arbiter audit export = %v (%s)", err, errOut.String())
+		}
+		return out.String()
+	}
+	for i := range 5 {
+		add(fmt.Sprintf("d%d", i))
+	}
+	if out := export(); !strings.Contains(out, "5 new records") {
+		t.Errorf("first export said %q, want 5 new records", out)
+	}
+	add("d5")
+	add("d1") // delivered again
+	if out := export(); !strings.Contains(out, "1 new records") || !strings.Contains(out, "1 duplicates skipped") {
+		t.Errorf("second export said %q, want 1 new record and 1 duplicate skipped", out)
+	}
+	counts := exportedIDs(t, file)
+	for i := range 6 {
+		if id := fmt.Sprintf("d%d", i); counts[id] != 1 {
+			t.Errorf("%s is in the export %d times, want 1", id, counts[id])
+		}
+	}
+	if err := run(ctx, []string{"audit", "export"}, func(string) string { return "" }, nil, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
+		t.Errorf("arbiter audit export without --to = nil error, want one")
+	}
+}
+
+// exportedIDs counts the lines of an audit export per decision id.
+func exportedIDs(t *testing.T, file string) map[string]int {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 4<<20)
+	for sc.Scan() {
+		var rec struct {
+			DecisionID string `json:"decision_id"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			t.Fatalf("export line %q: %v", sc.Text(), err)
+		}
+		counts[rec.DecisionID]++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return counts
+}
+
+// Environment of the helper process that TestReconcile starts and kills.
+const (
+	helperEnv      = "ARBITER_RECONCILE_HELPER"
+	helperRedisEnv = "ARBITER_RECONCILE_REDIS"
+	helperAddrEnv  = "ARBITER_RECONCILE_GRPC"
+)
+
+// TestReconcileHelperProcess is not a test: TestReconcile runs the test binary with only this
+// test selected and helperEnv set, and the process then serves Decide on Redis until it is
+// killed.
+func TestReconcileHelperProcess(t *testing.T) {
+	if os.Getenv(helperEnv) != "1" {
+		t.Skip("the Arbiter process of TestReconcile")
+	}
+	rdb, err := featurestore.Dial(os.Getenv(helperRedisEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	store := featurestore.NewRedis(rdb)
+	br, err := server.NewBreaker()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	srv := server.New(store, server.NewPolicyHolder(decision.DefaultPolicy()), server.WithBreaker(br))
+	lis, err := net.Listen("tcp", os.Getenv(helperAddrEnv))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	_ = srv.NewGRPCServer().Serve(lis)
+	os.Exit(0)
+}
+
+// reconcileRedis is a redis-server with an append-only file synced on every write, that the
+// test can kill -9 and start again on the same port and data.
+type reconcileRedis struct {
+	t    *testing.T
+	port int
+	dir  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (r *reconcileRedis) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	r.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(r.cmd, r.done)
+	rdb := redis.NewClient(&redis.Options{Addr: r.addr()})
+	defer rdb.Close()
+	for deadline := time.Now().Add(10 * time.Second); rdb.Ping(r.t.Context()).Err() != nil; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("redis-server on %s did not come up", r.addr())
+		}
+	}
+}
+
+func (r *reconcileRedis) kill() {
+	_ = r.cmd.Process.Signal(syscall.SIGKILL)
+	<-r.done
+}
+
+func (r *reconcileRedis) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
+
+// reconcileServer is the Arbiter process under test.
+type reconcileServer struct {
+	t     *testing.T
+	addr  string
+	redis string
+	cmd   *exec.Cmd
+	done  chan struct{}
+	log   bytes.Buffer
+}
+
+func (s *reconcileServer) start(hc healthpb.HealthClient) {
+	s.t.Helper()
+	s.cmd = exec.Command(os.Args[0], "-test.run=^TestReconcileHelperProcess$")
+	s.cmd.Env = append(os.Environ(), helperEnv+"=1", helperRedisEnv+"="+s.redis, helperAddrEnv+"="+s.addr)
+	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatalf("start the Arbiter process: %v", err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(s.t.Context(), 200*time.Millisecond)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return
+		}
+		select {
+		case <-s.done:
+			s.t.Fatalf("the Arbiter process exited: %s", s.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("the Arbiter process did not become healthy: %v", err)
+		}
+	}
+}
+
+func (s *reconcileServer) kill() {
+	_ = s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+func freeLoopbackPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestReconcile drives decisions into an Arbiter process on Redis (append-only file, fsync
+// always), kills the process with SIGKILL three times and Redis once, restarting each, runs
+// the audit export in the middle and at the end, and checks that every decision the client
+// got an OK, non-degraded answer for is in the export exactly once.
+func TestReconcile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("kills and restarts processes for about ten seconds")
+	}
+	rd := &reconcileRedis{t: t, port: freeLoopbackPort(t), dir: t.TempDir()}
+	rd.start()
+	t.Cleanup(func() {
+		select {
+		case <-rd.done:
+		default:
+			rd.kill()
+		}
+	})
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	hc := healthpb.NewHealthClient(conn)
+	dc := arbiterv1.NewDecisionServiceClient(conn)
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr()}
+	srv.start(hc)
+	t.Cleanup(func() {
+		select {
+		case <-srv.done:
+		default:
+			srv.kill()
+		}
+	})
+
+	// Load: 3 workers, unique event ids, 300 customers, until stopped.
+	var (
+		mu       sync.Mutex
+		ok       = map[string]string{} // decision id -> event id, for OK non-degraded answers
+		failed   atomic.Int32
+		degraded atomic.Int32
+		seq      atomic.Int64
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	for range 3 {
+		wg.Go(func() {
+			for !stop.Load() {
+				n := seq.Add(1)
+				req := &arbiterv1.DecideRequest{
+					Event: &arbiterv1.Event{Id: fmt.Sprintf("rc-ev-%d", n), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
+					Customer: &arbiterv1.Customer{Id: fmt.Sprintf("rc-cust-%d", n%300), Timezone: "Europe/London",
+						Consents: []*arbiterv1.Consent{{Channel: arbiterv1.Channel_CHANNEL_EMAIL, Purpose: arbiterv1.Purpose_PURPOSE_COLLECTIONS, Granted: true}}},
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				resp, err := dc.Decide(ctx, req)
+				cancel()
+				switch {
+				case err != nil:
+					failed.Add(1)
+					time.Sleep(5 * time.Millisecond)
+				case resp.GetDegraded():
+					degraded.Add(1)
+				default:
+					mu.Lock()
+					ok[resp.GetDecisionId()] = req.GetEvent().GetId()
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	okCount := func() int { mu.Lock(); defer mu.Unlock(); return len(ok) }
+
+	file := filepath.Join(t.TempDir(), "audit.jsonl")
+	export := func() {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), []string{"audit", "export", "--to", file, "--redis", "redis://" + rd.addr()},
+			func(string) string { return "" }, nil, &out, &errOut); err != nil {
+			t.Fatalf("arbiter audit export = %v (%s)", err, errOut.String())
+		}
+		t.Log(strings.TrimSpace(out.String()))
+	}
+	// waitProgress lets the load run until n more OK answers arrived.
+	waitProgress := func(n int) {
+		t.Helper()
+		target := okCount() + n
+		for deadline := time.Now().Add(20 * time.Second); okCount() < target; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no progress: %d OK answers, want %d", okCount(), target)
+			}
+		}
+	}
+
+	waitProgress(150)
+	for i := range 2 {
+		srv.kill()
+		t.Logf("kill -9 of the Arbiter process %d after %d OK answers", i+1, okCount())
+		srv.start(hc)
+		waitProgress(150)
+	}
+	rd.kill()
+	t.Logf("kill -9 of redis-server after %d OK answers", okCount())
+	rd.start()
+	waitProgress(150)
+	export() // part way: the final export resumes from here
+	srv.kill()
+	t.Logf("kill -9 of the Arbiter process 3 after %d OK answers", okCount())
+	srv.start(hc)
+	waitProgress(150)
+	stop.Store(true)
+	wg.Wait()
+	export()
+
+	counts := exportedIDs(t, file)
+	missing, dup := 0, 0
+	for id, ev := range ok {
+		switch counts[id] {
+		case 1:
+		case 0:
+			missing++
+			if missing <= 5 {
+				t.Errorf("decision %s (event %s) was answered OK but is not in the export", id, ev)
+			}
+		default:
+			dup++
+			t.Errorf("decision %s is in the export %d times, want 1", id, counts[id])
+		}
+	}
+	t.Logf("%d OK answers (%d degraded, %d failed calls during kills); export holds %d decisions; %d missing, %d duplicated",
+		len(ok), degraded.Load(), failed.Load(), len(counts), missing, dup)
+	if missing > 0 {
+		t.Errorf("%d OK answers have no exported record", missing)
+	}
+}
