@@ -19,6 +19,15 @@ import (
 // too, without a timeout.
 var ErrCircuitOpen = fmt.Errorf("%w: circuit breaker open", featurestore.ErrUnavailable)
 
+// ErrNoStoreTime is returned by Breaker.Allow when the call's context is already done (for
+// example a zero store budget: the caller's deadline leaves no time for the store). The call
+// is not made and not counted, so callers with impossible deadlines cannot open the breaker
+// for everyone. It wraps featurestore.ErrUnavailable and context.DeadlineExceeded.
+var ErrNoStoreTime = fmt.Errorf("%w: no time left for the store: %w", featurestore.ErrUnavailable, context.DeadlineExceeded)
+
+// errStoreCallCanceled is Allow's answer when the call's context was canceled.
+var errStoreCallCanceled = fmt.Errorf("%w: %w", featurestore.ErrUnavailable, context.Canceled)
+
 // BreakerState is the state of a Breaker.
 type BreakerState int32
 
@@ -156,9 +165,17 @@ func NewBreaker(opts ...BreakerOption) (*Breaker, error) {
 func (b *Breaker) State() BreakerState { return BreakerState(b.state.Load()) }
 
 // Allow reports whether a store call may go ahead: nil when closed, nil for the one probe of
-// a half-open breaker, ErrCircuitOpen otherwise. A call that was allowed must report its result
-// with Record. ctx only carries telemetry context; Allow does not allocate.
+// a half-open breaker, ErrCircuitOpen otherwise. When ctx, the call's context, is already done
+// it returns ErrNoStoreTime (or an error wrapping context.Canceled) whatever the state: such a
+// call must not be made, and says nothing about the store. A call that was allowed must report
+// its result with Record. Allow does not allocate.
 func (b *Breaker) Allow(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errStoreCallCanceled
+		}
+		return ErrNoStoreTime
+	}
 	switch BreakerState(b.state.Load()) {
 	case BreakerClosed:
 		return nil

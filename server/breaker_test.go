@@ -131,6 +131,33 @@ func TestBreaker(t *testing.T) {
 	}
 }
 
+// TestBreakerDoneContext checks that calls whose context is already done (a zero store budget)
+// are refused without being counted: they cannot open the breaker.
+func TestBreakerDoneContext(t *testing.T) {
+	b, err := NewBreaker(WithBreakerThreshold(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Millisecond))
+	defer cancel()
+	for range 10 {
+		if err := b.Allow(expired); !errors.Is(err, ErrNoStoreTime) || !errors.Is(err, featurestore.ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Allow(expired context) = %v, want ErrNoStoreTime", err)
+		}
+	}
+	canceled, cancel2 := context.WithCancel(t.Context())
+	cancel2()
+	if err := b.Allow(canceled); !errors.Is(err, context.Canceled) || !errors.Is(err, featurestore.ErrUnavailable) {
+		t.Errorf("Allow(canceled context) = %v, want an unavailable, canceled error", err)
+	}
+	if got := b.State(); got != BreakerClosed {
+		t.Errorf("State() after refused done contexts = %v, want closed", got)
+	}
+	if err := b.Allow(t.Context()); err != nil {
+		t.Errorf("Allow(live context) = %v, want nil", err)
+	}
+}
+
 func TestErrCircuitOpenIsUnavailable(t *testing.T) {
 	if !errors.Is(ErrCircuitOpen, featurestore.ErrUnavailable) {
 		t.Errorf("errors.Is(ErrCircuitOpen, featurestore.ErrUnavailable) = false, want true")
