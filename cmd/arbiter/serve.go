@@ -3,10 +3,247 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	"github.com/arbiter-dev/arbiter/server"
 )
 
-// runServe is the "serve" command. TODO: not built yet.
-func runServe(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	return errors.New("serve: not implemented yet")
+// serveConfig is the configuration of "arbiter serve".
+type serveConfig struct {
+	grpcAddr        string
+	httpAddr        string
+	redisURL        string
+	policyPath      string
+	logLevel        slog.Level
+	pprof           bool
+	shutdownTimeout time.Duration
+	storeBudget     time.Duration
+}
+
+func parseServeConfig(args []string, env func(string) string, stderr io.Writer) (serveConfig, error) {
+	var c serveConfig
+	fs := flag.NewFlagSet("arbiter serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: arbiter serve [flags]\n\nRun the gRPC decision service. Every flag can be set with ARBITER_<FLAG> (for example ARBITER_GRPC_ADDR).\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
+	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP admin listen address: /healthz, /readyz, /metrics")
+	fs.StringVar(&c.redisURL, "redis", "", "Redis: redis://host:port[/db], rediss://..., redis+cluster://h1:p1,h2:p2 or h1:p1,h2:p2; empty: the embedded in-process store")
+	fs.StringVar(&c.policyPath, "policy", "", "policy bundle file or folder, reloaded on change and SIGHUP; empty: the bundled default policy")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
+	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
+	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
+	if err := parseToolFlags(fs, args, env); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	return c, nil
+}
+
+// runServe is the "serve" command: it runs the decision service until ctx is done (SIGINT or
+// SIGTERM), then shuts down gracefully.
+func runServe(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
+	// Config.
+	cfg, err := parseServeConfig(args, env, stderr)
+	if err != nil {
+		return err
+	}
+	// cleanup holds what to release at the end, last first, with a context that outlives ctx.
+	var cleanup []func(context.Context)
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		for i := len(cleanup) - 1; i >= 0; i-- {
+			cleanup[i](cctx)
+		}
+	}()
+
+	// Telemetry: JSON logs, metrics in Prometheus format, spans through the gRPC stats handler,
+	// the store hooks and the store calls.
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	if err != nil {
+		return fmt.Errorf("prometheus exporter: %w", err)
+	}
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	cleanup = append(cleanup, func(ctx context.Context) { _ = mp.Shutdown(ctx) })
+	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
+
+	// Store.
+	store, storeName, err := openStore(cfg.redisURL, tp, mp)
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, func(context.Context) { _ = store.Close() })
+
+	// Policy.
+	pol, err := loadServePolicy(cfg.policyPath)
+	if err != nil {
+		return err
+	}
+	policies := server.NewPolicyHolder(pol)
+
+	// Server. Extra gRPC options (TLS, authentication, card guard, rate limits, shedding) are
+	// added to grpcOpts.
+	breaker, err := server.NewBreaker(server.WithBreakerMeterProvider(mp))
+	if err != nil {
+		return err
+	}
+	var grpcOpts []grpc.ServerOption
+	srv := server.New(store, policies,
+		server.WithLogger(logger),
+		server.WithMeterProvider(mp),
+		server.WithTracerProvider(tp),
+		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget}),
+		server.WithBreaker(breaker),
+		server.WithGRPCOptions(grpcOpts...),
+	)
+	gs := srv.NewGRPCServer()
+	admin := &http.Server{
+		Handler:           srv.AdminHandler(server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof}),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+
+	// Serve.
+	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen gRPC: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", cfg.httpAddr)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("listen HTTP: %w", err)
+	}
+	errc := make(chan error, 2)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := gs.Serve(grpcLis); err != nil {
+			errc <- fmt.Errorf("serve gRPC: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := admin.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve HTTP: %w", err)
+		}
+	})
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	if cfg.policyPath != "" {
+		reloads, err := mp.Meter("github.com/arbiter-dev/arbiter/cmd/arbiter").Int64Counter("arbiter.policy.reloads",
+			metric.WithDescription("Policy reloads from disk, by result."), metric.WithUnit("{reload}"))
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := server.WatchPolicy(watchCtx, cfg.policyPath, policies, logger, reloads); err != nil {
+				logger.Error("policy watcher stopped: reloads are off", "err", err)
+			}
+		})
+	}
+	ref := pol.Ref()
+	logger.Info("serving",
+		"grpc_addr", grpcLis.Addr().String(), "http_addr", httpLis.Addr().String(), "store", storeName,
+		"policy", ref.ID, "policy_version", ref.Version, "policy_digest", ref.Digest)
+
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		logger.Error("server failed", "err", err)
+	}
+
+	// Graceful stop: report not ready, let in-flight calls finish within the timeout, then
+	// cut what is left.
+	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+	srv.Drain()
+	stopWatch()
+	stopped := make(chan struct{})
+	go func() {
+		gs.GracefulStop()
+		close(stopped)
+	}()
+	timer := time.NewTimer(cfg.shutdownTimeout)
+	select {
+	case <-stopped:
+		timer.Stop()
+	case <-timer.C:
+		logger.Warn("shutdown timeout: closing remaining calls")
+		gs.Stop()
+		<-stopped
+	}
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	if herr := admin.Shutdown(hctx); herr != nil {
+		admin.Close()
+	}
+	wg.Wait()
+	logger.Info("stopped")
+	return err
+}
+
+// closingStore is a server.Store that can be closed.
+type closingStore interface {
+	server.Store
+	Close() error
+}
+
+// openStore returns the Redis store for redisURL, instrumented with redisotel, or the
+// embedded store when redisURL is empty, and a name for logs (never the URL: it may hold a
+// password).
+func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider) (closingStore, string, error) {
+	if redisURL == "" {
+		return featurestore.NewMemory(), "embedded", nil
+	}
+	client, err := featurestore.Dial(redisURL)
+	if err != nil {
+		return nil, "", fmt.Errorf("redis: %w", err)
+	}
+	if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false)); err != nil {
+		client.Close()
+		return nil, "", fmt.Errorf("redis tracing: %w", err)
+	}
+	if err := redisotel.InstrumentMetrics(client, redisotel.WithMeterProvider(mp)); err != nil {
+		client.Close()
+		return nil, "", fmt.Errorf("redis metrics: %w", err)
+	}
+	return featurestore.NewRedis(client), "redis", nil
+}
+
+// loadServePolicy compiles the bundle at path, or the bundled default policy when path is
+// empty. A bundle that does not compile stops the start-up with the error.
+func loadServePolicy(path string) (*decision.Policy, error) {
+	if path == "" {
+		return decision.DefaultPolicy(), nil
+	}
+	p, err := decision.LoadPolicy(path)
+	if err != nil {
+		return nil, fmt.Errorf("policy: %w", err)
+	}
+	return p, nil
 }

@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// syncBuffer is a bytes.Buffer safe for a writer and a reader in different goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logLine returns the first JSON log line whose msg is msg.
+func logLine(logs, msg string) map[string]any {
+	sc := bufio.NewScanner(strings.NewReader(logs))
+	for sc.Scan() {
+		var m map[string]any
+		if json.Unmarshal(sc.Bytes(), &m) == nil && m["msg"] == msg {
+			return m
+		}
+	}
+	return nil
+}
+
+// startServe runs "arbiter serve" on free loopback ports and returns its addresses, a
+// function that stops it and waits for run's result, and its log.
+func startServe(t *testing.T, args ...string) (grpcAddr, httpAddr string, stop func() error, logs *syncBuffer) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &syncBuffer{}
+	done := make(chan error, 1)
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)
+	go func() { done <- run(ctx, args, func(string) string { return "" }, nil, io.Discard, logs) }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if m := logLine(logs.String(), "serving"); m != nil {
+			grpcAddr, httpAddr = m["grpc_addr"].(string), m["http_addr"].(string)
+			break
+		}
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("arbiter serve exited early: %v\n%s", err, logs)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("arbiter serve did not log \"serving\" within 10s:\n%s", logs)
+		}
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(15 * time.Second):
+				t.Fatalf("arbiter serve did not stop within 15s")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return grpcAddr, httpAddr, stop, logs
+}
+
+const sampleEvent = `{
+  "event": {"id": "evt-0001", "type": "EVENT_TYPE_INVOICE_OVERDUE", "source": "billing"},
+  "customer": {
+    "id": "cust-123",
+    "timezone": "UTC",
+    "consents": [{"channel": "CHANNEL_EMAIL", "purpose": "PURPOSE_COLLECTIONS", "granted": true}],
+    "preferredChannels": ["CHANNEL_EMAIL"]
+  }
+}`
+
+func TestServe(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
+	grpcAddr, httpAddr, stop, logs := startServe(t)
+
+	// The gRPC health service answers SERVING.
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatalf("grpc.NewClient(%s): %v", grpcAddr, err)
+	}
+	defer conn.Close()
+	hc, err := healthpb.NewHealthClient(conn).Check(t.Context(), &healthpb.HealthCheckRequest{})
+	if err != nil || hc.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+		t.Errorf("Health.Check() = %v, %v, want SERVING", hc.GetStatus(), err)
+	}
+
+	// The admin endpoints answer.
+	for _, tc := range []struct{ path, want string }{
+		{"/healthz", "ok"},
+		{"/readyz", `"ready":true`},
+	} {
+		resp, err := http.Get("http://" + httpAddr + tc.path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", tc.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), tc.want) {
+			t.Errorf("GET %s = %d %q, want 200 containing %q", tc.path, resp.StatusCode, body, tc.want)
+		}
+	}
+
+	// arbiter decide prints a decision; --json prints the response.
+	file := filepath.Join(t.TempDir(), "event.json")
+	if err := os.WriteFile(file, []byte(sampleEvent), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"decide", "--addr", grpcAddr, "--file", file, "--explain"}, func(string) string { return "" }, nil, &out, io.Discard); err != nil {
+		t.Fatalf("arbiter decide error: %v", err)
+	}
+	for _, want := range []string{"action     MESSAGE by EMAIL", "reasons", "policy     arbiter-default", "explanation", "candidates:"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("arbiter decide output lacks %q:\n%s", want, out.String())
+		}
+	}
+	out.Reset()
+	if err := run(t.Context(), []string{"decide", "--addr", grpcAddr, "--json"}, func(string) string { return "" }, strings.NewReader(sampleEvent), &out, io.Discard); err != nil {
+		t.Fatalf("arbiter decide --json error: %v", err)
+	}
+	var resp arbiterv1.DecideResponse
+	if err := protojson.Unmarshal(out.Bytes(), &resp); err != nil {
+		t.Fatalf("arbiter decide --json output is not a DecideResponse: %v\n%s", err, out.String())
+	}
+	if !resp.GetReplayed() || resp.GetAction() != arbiterv1.Action_ACTION_MESSAGE {
+		t.Errorf("arbiter decide --json (same event again) = replayed %v action %v, want replayed ACTION_MESSAGE", resp.GetReplayed(), resp.GetAction())
+	}
+
+	// /metrics shows the decision counters.
+	mresp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	if !strings.Contains(string(metrics), `arbiter_decisions_total{action="message"`) {
+		t.Errorf("GET /metrics lacks arbiter_decisions_total{action=\"message\"}:\n%.2000s", metrics)
+	}
+
+	conn.Close()
+	if err := stop(); err != nil {
+		t.Errorf("arbiter serve returned %v after cancel, want nil", err)
+	}
+	if logLine(logs.String(), "stopped") == nil {
+		t.Errorf("arbiter serve did not log \"stopped\":\n%s", logs)
+	}
+	// No customer data beyond ids in the logs.
+	if strings.Contains(logs.String(), "CHANNEL_EMAIL") || strings.Contains(logs.String(), "Europe") {
+		t.Errorf("arbiter serve logs hold request data:\n%s", logs)
+	}
+}
+
+func TestServeBadConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown flag", []string{"serve", "--nope"}, "flag provided but not defined"},
+		{"missing policy", []string{"serve", "--policy", "/does/not/exist"}, "policy"},
+		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
+		{"bad env", []string{"serve"}, "ARBITER_SHUTDOWN_TIMEOUT"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			env := func(k string) string {
+				if tc.name == "bad env" && k == "ARBITER_SHUTDOWN_TIMEOUT" {
+					return "soon"
+				}
+				return ""
+			}
+			var stderr bytes.Buffer
+			err := run(t.Context(), tc.args, env, nil, io.Discard, &stderr)
+			if err == nil || !strings.Contains(err.Error()+stderr.String(), tc.want) {
+				t.Errorf("run(%q) = %v, want an error mentioning %q", tc.args, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecideBadInput(t *testing.T) {
+	tests := []struct {
+		name, input, want string
+	}{
+		{"not JSON", "{", "parse event"},
+		{"unknown field", `{"nope": 1}`, "parse event"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(t.Context(), []string{"decide", "--addr", "127.0.0.1:1"}, func(string) string { return "" }, strings.NewReader(tc.input), io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("arbiter decide(%q) = %v, want an error mentioning %q", tc.input, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRenderDecision(t *testing.T) {
+	var b bytes.Buffer
+	resp := &arbiterv1.DecideResponse{
+		DecisionId: "00-x",
+		Action:     arbiterv1.Action_ACTION_ESCALATE,
+		Detail: &arbiterv1.DecideResponse_Escalate{Escalate: &arbiterv1.EscalateAction{
+			Queue: "hardship", Priority: 1, Context: map[string]string{"journey": "arrears"},
+		}},
+		Reasons:  []*arbiterv1.Reason{{Code: "VULNERABLE_CUSTOMER", RuleId: "guardrail:vulnerable", Message: "a human decides"}},
+		Policy:   &arbiterv1.PolicyRef{Id: "p", Version: "1", Digest: "d"},
+		Degraded: true,
+	}
+	if err := renderDecision(&b, resp); err != nil {
+		t.Fatal(err)
+	}
+	want := `decision   00-x
+action     ESCALATE to queue "hardship", priority 1
+           context journey = arrears
+reasons    VULNERABLE_CUSTOMER [guardrail:vulnerable]: a human decides
+policy     p 1 (d)
+decided at now
+note       degraded (decided without the customer's stored state)
+`
+	if b.String() != want {
+		t.Errorf("renderDecision() =\n%s\nwant\n%s", b.String(), want)
+	}
+}
