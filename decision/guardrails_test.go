@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"sync"
 	"testing"
 	"time"
 
@@ -597,4 +598,30 @@ func TestFactsCounters(t *testing.T) {
 	if n := len(g.caps(in.Now)); n != len(want) {
 		t.Errorf("len(caps()) = %d, want %d", n, len(want))
 	}
+}
+
+// TestGuardrailsConcurrent shares one guardrails value between goroutines, as the engine does;
+// run with -race it checks the zone cache and the compiled configuration.
+func TestGuardrailsConcurrent(t *testing.T) {
+	g := mustGuardrails(t, GuardrailConfig{}, PaymentConfig{})
+	zones := []string{"Europe/London", "Asia/Kolkata", "Bad/Zone", "Australia/Adelaide", "America/New_York"}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				in := msgInput(t)
+				in.Customer.Timezone = zones[(w+i)%len(zones)]
+				res := simDecide(g, in, []Candidate{{RuleID: "r", Action: ActionMessage, Purpose: PurposeService, Channels: []Channel{ChannelSMS}}})
+				want := ActionMessage
+				if in.Customer.Timezone == "Bad/Zone" {
+					want = ActionSuppress
+				}
+				if res.Action != want {
+					t.Errorf("decide(zone %s) = %v, want %v", in.Customer.Timezone, res.Action, want)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
