@@ -292,6 +292,9 @@ func (c *condition) eval(ctx context.Context, act *activation) (bool, error) {
 	if c.exact {
 		return true, nil
 	}
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
 	var out ref.Val
 	var err error
 	if c.tracked {

@@ -28,8 +28,8 @@ var ErrNilInput = errors.New("decide: nil input")
 // decision costs only the rules that rank above it. When the guardrails leave nothing, the
 // answer is SUPPRESS with every reason that applied.
 //
-// Decide honours ctx: it checks for cancellation between rules, and rules that iterate are
-// interrupted. A rule whose condition fails to evaluate (for example a missing feature) does
+// Decide honours ctx: it checks for cancellation before each CEL program it runs, and rules
+// that iterate are interrupted. A rule whose condition fails to evaluate (for example a missing feature) does
 // not match; the explanation records the error.
 func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	if in == nil {
@@ -37,7 +37,7 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	}
 	s := p.scratch.Get().(*scratch)
 	defer p.release(s)
-	s.f = p.guards.facts(in)
+	p.guards.fill(in, &s.f)
 	s.act.reset(in, &s.f)
 
 	var tr *Explanation
@@ -62,9 +62,6 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 				best = i
 				break
 			}
-		}
-		if err := ctx.Err(); err != nil {
-			return nil, fmt.Errorf("policy %s: %w", p.ref.ID, err)
 		}
 		matched := true
 		var evalErr error
@@ -347,8 +344,7 @@ func (s *scratch) best() int {
 }
 
 func (p *Policy) release(s *scratch) {
-	s.act.reset(nil, nil)
-	s.f = facts{}
+	s.act.reset(nil, nil) // s.f is refilled by the next decision and keeps its memory
 	if cap(s.cands) > 256 {
 		return // let an unusually large scratch go
 	}
