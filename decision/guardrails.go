@@ -136,6 +136,7 @@ func (g *guardrails) timezone(in *Input) *time.Location {
 	return nil
 }
 
+// facts works out what the guardrails need once per decision (see fill).
 func (g *guardrails) facts(in *Input) facts {
 	var f facts
 	g.fill(in, &f)
