@@ -3,6 +3,7 @@ package loadtest
 import (
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
@@ -21,6 +22,7 @@ type second struct {
 
 // recorder collects the observations of a run. It is safe for concurrent use.
 type recorder struct {
+	calls     atomic.Int64 // every call, warm-up included
 	mu        sync.Mutex
 	start     time.Time // start of the measured window, by intended time
 	latency   *hdrhistogram.Histogram

@@ -25,8 +25,10 @@ type Result struct {
 	// Workers is the open loop's pool size or the closed loop's concurrency.
 	Workers int `json:"workers"`
 	// Scheduled is how many requests the open loop's schedule had in the measured window.
-	Scheduled    int64   `json:"scheduled,omitempty"`
-	Completed    int64   `json:"completed"`
+	Scheduled int64 `json:"scheduled,omitempty"`
+	Completed int64 `json:"completed"`
+	// Calls counts every call made, warm-up included.
+	Calls        int64   `json:"calls"`
 	Unsent       int64   `json:"unsent,omitempty"`
 	Elapsed      float64 `json:"elapsed_s"`
 	AchievedRate float64 `json:"achieved_rate"`
@@ -52,6 +54,8 @@ type Result struct {
 	Replayed        int64            `json:"replayed"`
 	Timeline        []TimelinePoint  `json:"timeline"`
 	Warnings        []string         `json:"warnings,omitempty"`
+	// CPU is the CPU time per call, when measured.
+	CPU *CPUCost `json:"cpu,omitempty"`
 }
 
 // TimelinePoint is one second of a run, by intended send time.
@@ -108,6 +112,9 @@ type Ratios struct {
 	P999 float64 `json:"p999"`
 	// MaxThroughput is Decide's maximum sustainable throughput divided by the baseline's.
 	MaxThroughput float64 `json:"max_throughput,omitempty"`
+	// ServerCPU is the server's CPU time per Decide divided by that per health Check, when
+	// measured (open-loop runs).
+	ServerCPU float64 `json:"server_cpu,omitempty"`
 }
 
 // Report is the outcome of one `arbiter loadtest` invocation.
@@ -152,6 +159,9 @@ func (r *Report) ComputeRatios() {
 		P50:  ratio(r.Decide.Latency.P50Us, r.Baseline.Latency.P50Us),
 		P99:  ratio(r.Decide.Latency.P99Us, r.Baseline.Latency.P99Us),
 		P999: ratio(r.Decide.Latency.P999Us, r.Baseline.Latency.P999Us),
+	}
+	if d, b := r.Decide.CPU, r.Baseline.CPU; d != nil && b != nil && d.ServerUs > 0 && b.ServerUs > 0 {
+		r.Ratios.ServerCPU = ratio(d.ServerUs, b.ServerUs)
 	}
 	if r.MaxDecide != nil && r.MaxBaseline != nil {
 		r.Ratios.MaxThroughput = ratio(r.MaxDecide.AchievedRate, r.MaxBaseline.AchievedRate)
@@ -232,6 +242,16 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, x := range r.results() {
+		if c := x.CPU; c != nil {
+			fmt.Fprintf(w, "CPU per call, %s (%s): client %s, server %s, redis %s\n", x.Name, x.Mode,
+				fmtCPU(c.ClientUs), fmtCPU(c.ServerUs), fmtCPU(c.RedisUs))
+		}
+	}
+	if r.Ratios != nil && r.Ratios.ServerCPU > 0 {
+		fmt.Fprintf(w, "server CPU per Decide / per health Check: ×%.2f (a CPU-bound maximum throughput ratio of about %.0f%%)\n",
+			r.Ratios.ServerCPU, 100/r.Ratios.ServerCPU)
+	}
 	if rs := r.Resources; rs != nil && len(rs.Samples) > 0 {
 		first, last := rs.Samples[0], rs.Samples[len(rs.Samples)-1]
 		var peak ResourceSample
@@ -267,6 +287,13 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 	}
 	return nil
+}
+
+func fmtCPU(us float64) string {
+	if us < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0fµs", us)
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -224,6 +224,7 @@ func runClosed(ctx context.Context, target Target, cfg Config) (Result, error) {
 
 // call prepares and sends one request and records it when it was due in the measured window.
 func call(ctx context.Context, target Target, deadline time.Duration, j job, measureFrom time.Time, rec *recorder) {
+	rec.calls.Add(1)
 	req := target.Prepare(j.i)
 	cctx, cancel := context.WithTimeout(ctx, deadline)
 	sent := time.Now()

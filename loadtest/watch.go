@@ -20,6 +20,10 @@ type ResourceSample struct {
 	HeapInuse  int64   `json:"heap_inuse_bytes"`
 	// RedisClients is Redis's connected_clients; -1 when Redis was not watched.
 	RedisClients int64 `json:"redis_clients"`
+	// ServerCPU is the server's process_cpu_seconds_total and RedisCPU Redis's used_cpu_user
+	// plus used_cpu_sys, in seconds; -1 when unknown.
+	ServerCPU float64 `json:"server_cpu_s"`
+	RedisCPU  float64 `json:"redis_cpu_s"`
 }
 
 // Resources is what a Watcher saw, and its verdict on growth.
@@ -35,8 +39,9 @@ type Resources struct {
 // a small adapter in the command.
 type RedisInfo func(ctx context.Context, section string) (string, error)
 
-// Watcher samples the server's goroutines and heap (from its admin port's /debug/pprof,
-// which needs `arbiter serve --pprof`) and Redis's connected clients while a run goes on.
+// Watcher samples the server's goroutines, heap and CPU time (from its admin port's /metrics,
+// falling back to /debug/pprof, which needs `arbiter serve --pprof`) and Redis's connected
+// clients and CPU time while a run goes on.
 type Watcher struct {
 	admin  *url.URL
 	redis  RedisInfo
@@ -87,25 +92,7 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 func (w *Watcher) sample(ctx context.Context) {
-	s := ResourceSample{Second: time.Since(w.started).Seconds(), RedisClients: -1}
-	failed := false
-	if n, err := w.readPprof(ctx, "goroutine", "goroutine profile: total "); err == nil {
-		s.Goroutines = n
-	} else {
-		failed = true
-	}
-	if n, err := w.readPprof(ctx, "heap", "# HeapInuse = "); err == nil {
-		s.HeapInuse = n
-	} else {
-		failed = true
-	}
-	if w.redis != nil {
-		if info, err := w.redis(ctx, "clients"); err == nil {
-			s.RedisClients = infoField(info, "connected_clients")
-		} else {
-			failed = true
-		}
-	}
+	s, failed := w.read(ctx)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if failed {
@@ -115,6 +102,92 @@ func (w *Watcher) sample(ctx context.Context) {
 		}
 	}
 	w.res.Samples = append(w.res.Samples, s)
+}
+
+// Sample reads the resources now, without recording the reading.
+func (w *Watcher) Sample(ctx context.Context) ResourceSample {
+	s, _ := w.read(ctx)
+	return s
+}
+
+// read takes one reading; failed reports that some part of it could not be read.
+func (w *Watcher) read(ctx context.Context) (s ResourceSample, failed bool) {
+	s = ResourceSample{Second: time.Since(w.started).Seconds(), RedisClients: -1, ServerCPU: -1, RedisCPU: -1}
+	m, err := w.readMetrics(ctx)
+	if err != nil {
+		m = map[string]float64{}
+	}
+	if v, ok := m["go_goroutines"]; ok {
+		s.Goroutines = int64(v)
+	} else if n, err := w.readPprof(ctx, "goroutine", "goroutine profile: total "); err == nil {
+		s.Goroutines = n
+	} else {
+		failed = true
+	}
+	if v, ok := m["go_memstats_heap_inuse_bytes"]; ok {
+		s.HeapInuse = int64(v)
+	} else if n, err := w.readPprof(ctx, "heap", "# HeapInuse = "); err == nil {
+		s.HeapInuse = n
+	} else {
+		failed = true
+	}
+	if v, ok := m["process_cpu_seconds_total"]; ok {
+		s.ServerCPU = v
+	}
+	if w.redis != nil {
+		if info, err := w.redis(ctx, "clients"); err == nil {
+			s.RedisClients = infoField(info, "connected_clients")
+		} else {
+			failed = true
+		}
+		if info, err := w.redis(ctx, "cpu"); err == nil {
+			if u, sy := infoFloat(info, "used_cpu_user"), infoFloat(info, "used_cpu_sys"); u >= 0 && sy >= 0 {
+				s.RedisCPU = u + sy
+			}
+		}
+	}
+	return s, failed
+}
+
+// watchedMetrics are the Prometheus samples the Watcher reads from /metrics.
+var watchedMetrics = []string{"go_goroutines", "go_memstats_heap_inuse_bytes", "process_cpu_seconds_total"}
+
+// readMetrics reads the watched samples (those without labels) from the admin /metrics.
+func (w *Watcher) readMetrics(ctx context.Context) (map[string]float64, error) {
+	u := w.admin.JoinPath("/metrics")
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := w.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+	}
+	return parseMetrics(resp.Body, watchedMetrics)
+}
+
+// parseMetrics returns the values of the named unlabelled samples of a Prometheus text page.
+func parseMetrics(r io.Reader, names []string) (map[string]float64, error) {
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 4<<20)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) >= 2 && want[f[0]] {
+			if v, err := strconv.ParseFloat(f[1], 64); err == nil {
+				out[f[0]] = v
+			}
+		}
+	}
+	return out, sc.Err()
 }
 
 // readPprof reads /debug/pprof/NAME?debug=1 and returns the number after prefix.
@@ -159,6 +232,18 @@ func infoField(info, field string) int64 {
 	for line := range strings.Lines(info) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
 			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				return n
+			}
+		}
+	}
+	return -1
+}
+
+// infoFloat returns the number field of a Redis INFO text, or -1.
+func infoFloat(info, field string) float64 {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), field+":"); ok {
+			if n, err := strconv.ParseFloat(v, 64); err == nil {
 				return n
 			}
 		}

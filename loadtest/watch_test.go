@@ -48,6 +48,10 @@ func TestWatcher(t *testing.T) {
 	var goroutines atomic.Int64
 	goroutines.Store(30)
 	mux := http.NewServeMux()
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, "# HELP process_cpu_seconds_total CPU.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total 12.5\n"+
+			"go_gc_duration_seconds{quantile=\"0\"} 1e-05\n")
+	})
 	mux.HandleFunc("/debug/pprof/goroutine", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "goroutine profile: total %d\n1 @ 0x1\n", goroutines.Add(25)) // a leak
 	})
@@ -57,10 +61,13 @@ func TestWatcher(t *testing.T) {
 	srv := httptest.NewServer(mux)
 	defer srv.Close()
 	redis := func(ctx context.Context, section string) (string, error) {
-		if section != "clients" {
-			return "", fmt.Errorf("section %q", section)
+		switch section {
+		case "clients":
+			return "# Clients\r\nconnected_clients:12\r\nblocked_clients:0\r\n", nil
+		case "cpu":
+			return "# CPU\r\nused_cpu_sys:1.25\r\nused_cpu_user:2.5\r\n", nil
 		}
-		return "# Clients\r\nconnected_clients:12\r\nblocked_clients:0\r\n", nil
+		return "", fmt.Errorf("section %q", section)
 	}
 	w, err := NewWatcher(srv.URL, redis, 5*time.Millisecond)
 	if err != nil {
@@ -76,7 +83,8 @@ func TestWatcher(t *testing.T) {
 	<-done
 	res := w.Result()
 	first := res.Samples[0]
-	if diff := cmp.Diff(ResourceSample{Goroutines: 55, HeapInuse: 4 << 20, RedisClients: 12}, first,
+	// Goroutines and heap come from pprof (the fake /metrics lacks them), CPU from /metrics.
+	if diff := cmp.Diff(ResourceSample{Goroutines: 55, HeapInuse: 4 << 20, RedisClients: 12, ServerCPU: 12.5, RedisCPU: 3.75}, first,
 		cmp.FilterPath(func(p cmp.Path) bool { return p.Last().String() == ".Second" }, cmp.Ignore())); diff != "" {
 		t.Errorf("first sample mismatch (-want +got):\n%s", diff)
 	}
@@ -90,5 +98,23 @@ func TestNewWatcherRefusesRemote(t *testing.T) {
 		if _, err := NewWatcher(u, nil, 0); err == nil {
 			t.Errorf("NewWatcher(%q) = nil error, want an error", u)
 		}
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	page := `# HELP go_goroutines Number of goroutines.
+# TYPE go_goroutines gauge
+go_goroutines 42
+go_memstats_heap_inuse_bytes 1.2345e+07
+go_gc_duration_seconds{quantile="0.5"} 3e-05
+process_cpu_seconds_total 7.25
+`
+	got, err := parseMetrics(strings.NewReader(page), watchedMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"go_goroutines": 42, "go_memstats_heap_inuse_bytes": 12345000, "process_cpu_seconds_total": 7.25}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("parseMetrics() mismatch (-want +got):\n%s", diff)
 	}
 }
