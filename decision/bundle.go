@@ -607,6 +607,10 @@ func (p *Policy) index() {
 			}
 		}
 		slices.SortStableFunc(rs, func(a, b *rule) int { return compareCandidates(&a.cand, &b.cand) })
-		p.byEvent[t] = rs
+		slots := make([]ruleSlot, len(rs))
+		for i, r := range rs {
+			slots[i] = newRuleSlot(r)
+		}
+		p.byEvent[t] = slots
 	}
 }

@@ -44,9 +44,9 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	if in.Explain {
 		tr = &Explanation{}
 	}
-	var rules []*rule
+	var slots []ruleSlot
 	if in.Event.Type < eventTypeCount {
-		rules = p.byEvent[in.Event.Type]
+		slots = p.byEvent[in.Event.Type]
 	}
 	var mand Candidate
 	hasMand := false
@@ -55,7 +55,17 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		mand.Order = -1 // a required candidate wins ties
 	}
 	best := -1
-	for _, r := range rules {
+	for k := range slots {
+		sl := &slots[k]
+		if sl.guarded && !sl.admits(&s.act) {
+			// The rule's first guard fails: it cannot match. Rules skipped here propose
+			// nothing, so the required candidate is still placed correctly below.
+			if tr != nil {
+				tr.Rules = append(tr.Rules, RuleTrace{RuleID: sl.r.id})
+			}
+			continue
+		}
+		r := sl.r
 		if hasMand && compareCandidates(&mand, &r.cand) <= 0 {
 			hasMand = false
 			if i := s.add(&mand); p.consider(in, s, i, tr) && tr == nil {
@@ -355,4 +365,41 @@ func (p *Policy) release(s *scratch) {
 	}
 	s.cands = s.cands[:0]
 	p.scratch.Put(s)
+}
+
+// ruleSlot is a rule in an event type's index, with its first guard inline so that skipping
+// a rule that cannot match reads only this contiguous array.
+type ruleSlot struct {
+	r       *rule
+	guarded bool
+	v       celVar
+	val     string   // the guard's value when it has one
+	vals    []string // the guard's values when it has several
+}
+
+func newRuleSlot(r *rule) ruleSlot {
+	sl := ruleSlot{r: r}
+	if r.when != nil && len(r.when.guards) > 0 {
+		g := r.when.guards[0]
+		sl.guarded, sl.v = true, g.v
+		if len(g.vals) == 1 {
+			sl.val = g.vals[0]
+		} else {
+			sl.vals = g.vals
+		}
+	}
+	return sl
+}
+
+func (sl *ruleSlot) admits(a *activation) bool {
+	v := a.stringOf(sl.v)
+	if sl.vals == nil {
+		return v == sl.val
+	}
+	for _, x := range sl.vals {
+		if x == v {
+			return true
+		}
+	}
+	return false
 }

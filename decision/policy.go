@@ -15,7 +15,7 @@ type Policy struct {
 	description string
 	guards      *guardrails
 	rules       []*rule // in bundle order
-	byEvent     [eventTypeCount][]*rule
+	byEvent     [eventTypeCount][]ruleSlot
 	tests       []TestCase
 	files       map[string][]byte
 	consts      *celConsts
