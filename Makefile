@@ -1,0 +1,92 @@
+# Arbiter's single entry point. Run `make` (or `make help`) for the targets.
+#
+# Tools (buf, protoc plugins, govulncheck) are pinned in go.mod and run with `go tool`.
+
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := bin/arbiter
+# Test timeout per package; `make test` stays well under 10 minutes on 2 cores.
+TEST_TIMEOUT ?= 8m
+# Time per fuzz target: `make fuzz` runs each for FUZZTIME, `make test` for FUZZTIME_SHORT.
+FUZZTIME ?= 30s
+FUZZTIME_SHORT ?= 2s
+# Benchmarks: packages and time per benchmark.
+BENCH_PKGS ?= ./...
+BENCHTIME ?= 1s
+# Arguments for `make run`, for example RUN_ARGS="--redis redis://127.0.0.1:6379".
+RUN_ARGS ?=
+
+.PHONY: help
+help: ## Show this help.
+	@echo "usage: make TARGET"
+	@echo
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the arbiter binary into bin/arbiter.
+	$(GO) build -o $(BIN) ./cmd/arbiter
+
+.PHONY: run
+run: build ## Build and run `arbiter serve` on the embedded store with the default policy.
+	./$(BIN) serve $(RUN_ARGS)
+
+.PHONY: redis-server
+redis-server: ## Install redis-server (Debian package) when it is missing; the tests start their own.
+	@if ! command -v redis-server >/dev/null 2>&1; then \
+		echo "redis-server not found: installing the Debian package"; \
+		sudo=""; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+		$$sudo apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends redis-server; \
+	fi
+
+.PHONY: test
+test: redis-server ## Run every test with the race detector, then each fuzz target briefly.
+	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
+	@for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); do \
+			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg" >/dev/null || \
+				{ echo "fuzz $$target failed: rerun with: go test -run '^$$' -fuzz '^$$target\$$' $$pkg"; exit 1; }; \
+		done; \
+	done
+
+.PHONY: bench
+bench: ## Run the benchmarks (BENCH_PKGS, BENCHTIME) with allocation counts.
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(BENCH_PKGS)
+
+.PHONY: loadtest
+loadtest: build ## Run the standard load-test scenario against the embedded store and Redis.
+	loadtest/scenario.sh $(BIN)
+
+.PHONY: lint
+lint: ## go vet, buf lint, buf format check and govulncheck.
+	$(GO) vet ./...
+	$(GO) tool buf lint
+	$(GO) tool buf format -d --exit-code
+	@out=$$(mktemp); \
+	if $(GO) tool govulncheck ./... >"$$out" 2>&1; then cat "$$out"; rm -f "$$out"; \
+	elif grep -qiE 'fetching vulnerabilities|dial tcp|no such host|connection refused|i/o timeout' "$$out"; then \
+		echo "govulncheck: skipped, the vulnerability database is not reachable"; rm -f "$$out"; \
+	else cat "$$out"; rm -f "$$out"; exit 1; fi
+
+.PHONY: generate
+generate: ## Regenerate the Go code under gen/ from proto/.
+	$(GO) tool buf generate
+
+.PHONY: checkgenerate
+checkgenerate: generate ## Fail when the checked-in generated code is stale.
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+		git status --porcelain -- gen; git diff --stat -- gen; \
+		echo "gen/ is stale: run make generate and commit the result"; exit 1; \
+	fi
+
+.PHONY: clean
+clean: ## Remove build and test output.
+	rm -rf bin loadtest-report
