@@ -423,3 +423,43 @@ func TestExplanationGolden(t *testing.T) {
 		t.Errorf("found %d of the %d golden cases in the default policy", found, len(names))
 	}
 }
+
+// TestDecideConcurrent decides the corpus from several goroutines at once on one Policy (its
+// working memory is pooled) and checks every answer against the sequential one.
+func TestDecideConcurrent(t *testing.T) {
+	p := DefaultPolicy()
+	ins := corpusInputs(t, p)
+	want := make([]string, len(ins))
+	for i, in := range ins {
+		res, err := p.Decide(context.Background(), in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = describeResult(res)
+	}
+	errs := make(chan string, 8*len(ins))
+	done := make(chan struct{})
+	for g := range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for k := range ins {
+				i := (k + g) % len(ins)
+				res, err := p.Decide(context.Background(), ins[i])
+				if err != nil {
+					errs <- err.Error()
+					continue
+				}
+				if got := describeResult(res); got != want[i] {
+					errs <- fmt.Sprintf("case %d: concurrent Decide = %s\nwant %s", i, got, want[i])
+				}
+			}
+		}()
+	}
+	for range 8 {
+		<-done
+	}
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}
