@@ -21,7 +21,6 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
-	"google.golang.org/grpc"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -38,6 +37,7 @@ type serveConfig struct {
 	pprof           bool
 	shutdownTimeout time.Duration
 	storeBudget     time.Duration
+	security        server.SecurityConfig
 }
 
 func parseServeConfig(args []string, env func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -56,12 +56,14 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
+	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
 	}
+	c.security.GRPCAddr = c.grpcAddr
 	return c, nil
 }
 
@@ -96,12 +98,31 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	cleanup = append(cleanup, func(ctx context.Context) { _ = mp.Shutdown(ctx) })
 	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
 
+	// Security: the loopback rule, tokens, TLS, rate limits, the card guard and input limits
+	// (docs/security.md). Their interceptors run before any other.
+	sec, err := server.NewSecurity(cfg.security, mp, logger)
+	if err != nil {
+		return err
+	}
+	if cfg.security.Insecure && sec.Auth == nil {
+		logger.Warn(sec.Notice)
+	} else {
+		logger.Info(sec.Notice)
+	}
+
 	// Store.
 	store, storeName, err := openStore(cfg.redisURL, tp, mp)
 	if err != nil {
 		return err
 	}
 	cleanup = append(cleanup, func(context.Context) { _ = store.Close() })
+	// A first ping opens a connection so that the first decisions do not pay for it. A store
+	// that is down is not fatal: /readyz says so and decisions degrade until it answers.
+	pingCtx, cancelPing := context.WithTimeout(ctx, 2*time.Second)
+	if err := store.Ping(pingCtx); err != nil {
+		logger.Warn("store not answering at start-up: decisions degrade until it does", "store", storeName, "err", err)
+	}
+	cancelPing()
 
 	// Policy.
 	pol, err := loadServePolicy(cfg.policyPath)
@@ -116,7 +137,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return err
 	}
-	var grpcOpts []grpc.ServerOption
+	grpcOpts := sec.ServerOptions(nil)
 	srv := server.New(store, policies,
 		server.WithLogger(logger),
 		server.WithMeterProvider(mp),
