@@ -153,3 +153,22 @@ func FuzzFastJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestHotPathAllocs guards the allocations of the helpers every Decide calls.
+func TestHotPathAllocs(t *testing.T) {
+	now := time.Now()
+	tests := []struct {
+		name string
+		fn   func()
+		max  float64
+	}{
+		{"NewDecisionID", func() { _ = NewDecisionID("cust-42", now) }, 1},
+		{"bucketOfDecisionID", func() { _, _ = bucketOfDecisionID("3f-0190f5a2-7c1e-7d4b-9a51-0c3e5b7d9f21") }, 0},
+		{"keysOf", func() { _ = keysOf("cust-42") }, 6},
+	}
+	for _, tt := range tests {
+		if got := testing.AllocsPerRun(100, tt.fn); got > tt.max {
+			t.Errorf("%s: %v allocations, want at most %v", tt.name, got, tt.max)
+		}
+	}
+}

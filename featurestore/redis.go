@@ -22,6 +22,8 @@ import (
 type Redis struct {
 	client redis.UniversalClient
 	opts   options
+	// Script arguments that never change, boxed once.
+	retentionArg, auditMaxLenArg, keepArg, recentTTLArg, maxMembersArg, maxFeaturesArg any
 }
 
 // NewRedis returns a store on client, which it owns from then on: Close closes it. Options:
@@ -29,7 +31,12 @@ type Redis struct {
 // Attach instrumentation (redisotel) to the client before or after; the store does not wrap
 // calls.
 func NewRedis(client redis.UniversalClient, opts ...Option) *Redis {
-	return &Redis{client: client, opts: newOptions(opts)}
+	o := newOptions(opts)
+	return &Redis{
+		client: client, opts: o,
+		retentionArg: durMS(o.retention), auditMaxLenArg: o.auditMaxLen, keepArg: durMS(keepWindow),
+		recentTTLArg: durMS(recentTTL), maxMembersArg: maxMembers, maxFeaturesArg: maxFeatures,
+	}
 }
 
 // Client timeouts of Dial, unless the URL sets them.
@@ -272,7 +279,7 @@ func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey s
 		check = "1"
 	}
 	v, err := loadScript.Run(ctx, r.client, keys, key(keyDecisionPrefix, k.bucket, "", ""),
-		ms(now.Add(-loadWindow)), check, maxFeatures, maxMembers).Result()
+		ms(now.Add(-loadWindow)), check, r.maxFeaturesArg, r.maxMembersArg).Result()
 	if err != nil {
 		return decision.State{}, nil, storeErr(op, k.features, err)
 	}
@@ -318,9 +325,9 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 	if e.Message != nil {
 		msgScore = ms(e.Message.At)
 	}
-	args = append(args, c.Record, c.DecisionID, ms(c.Now), durMS(r.opts.retention), r.opts.auditMaxLen,
-		a.summary, a.message, msgScore, ms(c.Now.Add(-keepWindow)), durMS(keepWindow), durMS(recentTTL),
-		key(keyDecisionPrefix, k.bucket, "", ""), maxMembers)
+	args = append(args, c.Record, c.DecisionID, ms(c.Now), r.retentionArg, r.auditMaxLenArg,
+		a.summary, a.message, msgScore, ms(c.Now.Add(-keepWindow)), r.keepArg, r.recentTTLArg,
+		key(keyDecisionPrefix, k.bucket, "", ""), r.maxMembersArg)
 	args = append(args, len(e.CapChecks))
 	for i := range e.CapChecks {
 		cc := &e.CapChecks[i]
@@ -417,7 +424,7 @@ func (r *Redis) RecordOutcome(ctx context.Context, o *OutcomeCommit) (bool, erro
 	}
 	k := &a.keys
 	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger}
-	v, err := outcomeScript.Run(ctx, r.client, keys, a.field, a.value, durMS(r.opts.retention), ms(o.Now),
+	v, err := outcomeScript.Run(ctx, r.client, keys, a.field, a.value, r.retentionArg, ms(o.Now),
 		a.release, a.failCh, a.failTill, a.resetRef).Result()
 	if err != nil {
 		return false, storeErr("record outcome", a.outcomes, err)
