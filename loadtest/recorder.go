@@ -129,6 +129,7 @@ func (r *recorder) result() Result {
 		Actions:         maps.Clone(r.actions),
 		Degraded:        r.degraded,
 		Replayed:        r.replayed,
+		Calls:           r.calls.Load(),
 	}
 	for c, n := range r.errors {
 		res.Errors[c.String()] = n

@@ -122,20 +122,31 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		DeadlineMs: float64(c.deadline) / float64(time.Millisecond), LoadBefore: loadtest.LoadAverage(),
 	}
 	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)
-	stopWatch, err := startWatch(ctx, c, rep)
+	watcher, closeWatcher, err := newWatcher(c)
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}
+	defer closeWatcher()
+	// measure runs one open or closed loop and adds the CPU time per call it cost.
+	measure := func(t loadtest.Target, cfg loadtest.Config) (loadtest.Result, error) {
+		before := loadtest.TakeCPU(ctx, watcher)
+		res, err := loadtest.Run(ctx, t, cfg)
+		if err == nil {
+			res.CPU = loadtest.Cost(before, loadtest.TakeCPU(ctx, watcher), res.Calls)
+		}
+		return res, err
+	}
 	cfg := base
 	cfg.Name = "decide"
-	rep.Decide, err = loadtest.Run(ctx, decide, cfg)
+	stopWatch := watchDuring(ctx, watcher, rep)
+	rep.Decide, err = measure(decide, cfg)
 	stopWatch()
 	if err != nil {
 		return fmt.Errorf("loadtest: decide: %w", err)
 	}
 	if c.baseline {
 		cfg.Name = "baseline"
-		res, err := loadtest.Run(ctx, health, cfg)
+		res, err := measure(health, cfg)
 		if err != nil {
 			return fmt.Errorf("loadtest: baseline: %w", err)
 		}
@@ -199,28 +210,38 @@ func seedCustomers(ctx context.Context, c loadtestConfig, conns []grpc.ClientCon
 	return nil
 }
 
-// startWatch starts sampling the server's resources when --watch-admin is set; the returned
-// function stops it and stores what it saw in rep.Resources.
-func startWatch(ctx context.Context, c loadtestConfig, rep *loadtest.Report) (stop func(), err error) {
+// newWatcher returns the watcher of the server's resources when --watch-admin is set (else
+// nil) and the function that releases it.
+func newWatcher(c loadtestConfig) (*loadtest.Watcher, func(), error) {
 	if c.watchAdmin == "" {
-		return func() {}, nil
+		return nil, func() {}, nil
 	}
 	var info loadtest.RedisInfo
-	var closeRedis func() error
+	closeRedis := func() {}
 	if c.watchRedis != "" {
 		if err := checkRedisURL(c.watchRedis); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		client, err := featurestore.Dial(c.watchRedis)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		info = func(ctx context.Context, section string) (string, error) { return client.Info(ctx, section).Result() }
-		closeRedis = client.Close
+		closeRedis = func() { _ = client.Close() }
 	}
 	w, err := loadtest.NewWatcher(c.watchAdmin, info, c.watchEvery)
 	if err != nil {
-		return nil, err
+		closeRedis()
+		return nil, nil, err
+	}
+	return w, closeRedis, nil
+}
+
+// watchDuring samples the server's resources until the returned function is called, which
+// stores what was seen in rep.Resources. A nil watcher does nothing.
+func watchDuring(ctx context.Context, w *loadtest.Watcher, rep *loadtest.Report) (stop func()) {
+	if w == nil {
+		return func() {}
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -228,12 +249,9 @@ func startWatch(ctx context.Context, c loadtestConfig, rep *loadtest.Report) (st
 	return func() {
 		cancel()
 		<-done
-		if closeRedis != nil {
-			_ = closeRedis()
-		}
 		res := w.Result()
 		rep.Resources = &res
-	}, nil
+	}
 }
 
 // waitHealthy polls the server's health Check until it answers SERVING or wait passes.

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
@@ -62,10 +66,17 @@ func noEnv(string) string { return "" }
 
 func TestLoadtestCommand(t *testing.T) {
 	f, addr := startFake(t)
+	// The admin endpoint: every read of /metrics says the server used 10 ms more CPU.
+	var cpuReads atomic.Int64
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "go_goroutines 12\ngo_memstats_heap_inuse_bytes 4e+06\nprocess_cpu_seconds_total %g\n", 0.01*float64(cpuReads.Add(1)))
+	}))
+	defer admin.Close()
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"loadtest", "--addr", addr, "--rate", "400", "--duration", "500ms", "--warmup", "100ms",
-		"--customers", "30", "--baseline", "--max-step", "200ms", "--out", dir}, noEnv, nil, &stdout, &stderr)
+		"--customers", "30", "--baseline", "--max-step", "200ms", "--out", dir,
+		"--watch-admin", admin.URL, "--watch-every", "50ms"}, noEnv, nil, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("arbiter loadtest: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -84,6 +95,13 @@ func TestLoadtestCommand(t *testing.T) {
 	}
 	if rep.Ratios.MaxThroughput <= 0 {
 		t.Errorf("Ratios.MaxThroughput = %v, want > 0", rep.Ratios.MaxThroughput)
+	}
+	if rep.Resources == nil || len(rep.Resources.Samples) < 5 || rep.Resources.Samples[0].Goroutines != 12 {
+		t.Errorf("report resources = %+v, want ≥ 5 samples of 12 goroutines", rep.Resources)
+	}
+	// 240 calls (warm-up included) between two reads of /metrics some reads apart.
+	if c := rep.Decide.CPU; c == nil || c.Calls != 240 || c.ServerUs <= 0 || c.ClientUs <= 0 || c.RedisUs != -1 {
+		t.Errorf("decide CPU = %+v, want 240 calls, server and client CPU > 0, redis unknown (-1)", c)
 	}
 	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
 	if err != nil || !bytes.Contains(html, []byte("<svg")) {
