@@ -218,9 +218,12 @@ func TestTwoInstancesShareRedis(t *testing.T) {
 	}
 	addr := redistest.Start(t)
 	inspect := dialStore(t, addr)
+	// A generous store budget: this test is about exactness, not about degrading (the first
+	// calls dial and load scripts, slow under the race detector on a busy machine).
+	budget := WithStoreBudget(Budget{Max: 2 * time.Second})
 	clients := []arbiterv1.DecisionServiceClient{
-		serveOn(t, dialStore(t, addr)),
-		serveOn(t, dialStore(t, addr)),
+		serveOn(t, dialStore(t, addr), budget),
+		serveOn(t, dialStore(t, addr), budget),
 	}
 	const (
 		cust      = "shared-cust"
