@@ -85,7 +85,7 @@ func TestReplayDeterminism(t *testing.T) {
 			clk := newClock(govNow)
 			store := st.open(t, clk)
 			made := decision.DefaultPolicy()
-			srv := New(store, NewPolicyHolder(made), WithClock(clk.Now))
+			srv := New(store, NewPolicyHolder(made), WithClock(clk.Now), WithStoreBudget(slowMachineBudget))
 			recorded := recordTraffic(t, srv, clk)
 			actions := map[arbiterv1.Action]int{}
 			for _, r := range recorded {

@@ -57,8 +57,8 @@ func TestShadowIsolation(t *testing.T) {
 	sh := NewShadow(nil)
 	sh.Set(cfg, candidate)
 
-	shadowed := New(newMemoryFeatureStore(t, now), NewPolicyHolder(active), WithClock(now), WithShadow(sh))
-	plain := New(newMemoryFeatureStore(t, now), NewPolicyHolder(active), WithClock(now))
+	shadowed := New(newMemoryFeatureStore(t, now), NewPolicyHolder(active), WithClock(now), WithShadow(sh), WithStoreBudget(slowMachineBudget))
+	plain := New(newMemoryFeatureStore(t, now), NewPolicyHolder(active), WithClock(now), WithStoreBudget(slowMachineBudget))
 
 	const n = 30
 	ignoreIDs := protocmp.IgnoreFields(&arbiterv1.DecideResponse{}, "decision_id")

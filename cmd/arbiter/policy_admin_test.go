@@ -156,7 +156,8 @@ func TestReplayCommand(t *testing.T) {
 		}
 	}
 	now := func() time.Time { return time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC) }
-	srv := server.New(featurestore.NewRedis(rdb, featurestore.WithClock(now)), server.NewPolicyHolder(made), server.WithClock(now))
+	srv := server.New(featurestore.NewRedis(rdb, featurestore.WithClock(now)), server.NewPolicyHolder(made), server.WithClock(now),
+		server.WithStoreBudget(server.Budget{Max: 5 * time.Second, Fraction: 1}))
 	const n = 5
 	for i := range n {
 		_, err := srv.Decide(ctx, &arbiterv1.DecideRequest{
