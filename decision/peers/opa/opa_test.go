@@ -166,4 +166,3 @@ func BenchmarkOPA(b *testing.B) {
 	}
 	b.ReportMetric(float64(cpu()-c0)/float64(i), "cpu-ns/op")
 }
-
