@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -24,11 +25,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/arbiter-dev/arbiter/decision"
-	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
-	"github.com/arbiter-dev/arbiter/server"
 )
 
 // TestAuditExportCommand runs "arbiter audit export" twice over audit entries in Redis: the
@@ -122,30 +120,20 @@ const (
 )
 
 // TestReconcileHelperProcess is not a test: TestReconcile runs the test binary with only this
-// test selected and helperEnv set, and the process then serves Decide on Redis until it is
-// killed.
+// test selected and helperEnv set, and the process then is "arbiter serve" on Redis until it
+// is killed.
 func TestReconcileHelperProcess(t *testing.T) {
 	if os.Getenv(helperEnv) != "1" {
 		t.Skip("the Arbiter process of TestReconcile")
 	}
-	rdb, err := featurestore.Dial(os.Getenv(helperRedisEnv))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, []string{"serve", "--grpc-addr", os.Getenv(helperAddrEnv), "--http-addr", "127.0.0.1:0",
+		"--redis", os.Getenv(helperRedisEnv)}, func(string) string { return "" }, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		fmt.Fprintln(os.Stderr, "arbiter serve:", err)
+		os.Exit(1)
 	}
-	store := featurestore.NewRedis(rdb)
-	br, err := server.NewBreaker()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	srv := server.New(store, server.NewPolicyHolder(decision.DefaultPolicy()), server.WithBreaker(br))
-	lis, err := net.Listen("tcp", os.Getenv(helperAddrEnv))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
-	}
-	_ = srv.NewGRPCServer().Serve(lis)
 	os.Exit(0)
 }
 
@@ -237,7 +225,7 @@ func freeLoopbackPort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// TestReconcile drives decisions into an Arbiter process on Redis (append-only file, fsync
+// TestReconcile drives decisions into an "arbiter serve" process on Redis (append-only file, fsync
 // always), kills the process with SIGKILL three times and Redis once, restarting each, runs
 // the audit export in the middle and at the end, and checks that every decision the client
 // got an OK, non-degraded answer for is in the export exactly once.

@@ -21,6 +21,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"google.golang.org/grpc"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -37,6 +38,7 @@ type serveConfig struct {
 	pprof           bool
 	shutdownTimeout time.Duration
 	storeBudget     time.Duration
+	maxInFlight     int
 	security        server.SecurityConfig
 }
 
@@ -56,6 +58,7 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return c, err
@@ -137,7 +140,15 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return err
 	}
-	grpcOpts := sec.ServerOptions(nil)
+	// Load shedding comes first, so an overload costs as little as possible.
+	shed, err := server.NewShedder(cfg.maxInFlight, server.WithShedMeterProvider(mp))
+	if err != nil {
+		return err
+	}
+	grpcOpts := append([]grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(shed.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(shed.StreamServerInterceptor()),
+	}, sec.ServerOptions(nil)...)
 	srv := server.New(store, policies,
 		server.WithLogger(logger),
 		server.WithMeterProvider(mp),
