@@ -582,3 +582,32 @@ func TestDeclineCodesEmbedded(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkMixRequest(b *testing.B) {
+	m, err := NewMix(1, "bench", 100000)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	var i uint64
+	for b.Loop() {
+		m.Request(i)
+		i++
+	}
+}
+
+func TestMixCustomerMatchesProfile(t *testing.T) {
+	for _, n := range []int{1000, maxCachedCustomers + 1} { // cached and uncached
+		m, err := NewMix(3, "run", n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range uint64(50) {
+			req := m.Request(i)
+			c := m.CustomerIndex(m.Original(i))
+			if diff := cmp.Diff(NewProfile(3, c).Customer(), req.GetCustomer(), protocmp.Transform()); diff != "" {
+				t.Fatalf("customers %d: Request(%d).customer mismatch (-profile +request):\n%s", n, i, diff)
+			}
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync/atomic"
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -188,6 +189,9 @@ type Mix struct {
 	zipfS      float64
 	zipfV      float64
 	now        func() *timestamppb.Timestamp
+	// cache holds each customer's request message, built once and shared by the requests
+	// (read-only), when there are at most maxCachedCustomers.
+	cache      []atomic.Pointer[arbiterv1.Customer]
 	declines   []DeclineCode
 	declineCum []int // cumulative weights of declines
 	eventCum   []int // cumulative weights of eventWeights
@@ -232,6 +236,9 @@ func NewMix(seed uint64, runID string, customers int, opts ...MixOption) (*Mix, 
 		return nil, err
 	}
 	m.declines = codes
+	if customers <= maxCachedCustomers {
+		m.cache = make([]atomic.Pointer[arbiterv1.Customer], customers)
+	}
 	sum := 0
 	for _, c := range codes {
 		sum += declineWeight(c.Code)
@@ -243,6 +250,23 @@ func NewMix(seed uint64, runID string, customers int, opts ...MixOption) (*Mix, 
 		m.eventCum = append(m.eventCum, sum)
 	}
 	return m, nil
+}
+
+// maxCachedCustomers bounds the customers whose request message a Mix keeps (about 1.5 KiB
+// each).
+const maxCachedCustomers = 200_000
+
+// customer returns customer c's request message, from the cache when there is one.
+func (m *Mix) customer(c int) *arbiterv1.Customer {
+	if m.cache == nil {
+		return NewProfile(m.seed, c).Customer()
+	}
+	if cu := m.cache[c].Load(); cu != nil {
+		return cu
+	}
+	cu := NewProfile(m.seed, c).Customer()
+	m.cache[c].Store(cu)
+	return cu
 }
 
 // Customers returns the number of synthetic customers the mix draws from.
@@ -292,7 +316,6 @@ func (m *Mix) Request(i uint64) *arbiterv1.DecideRequest {
 	i = m.Original(i)
 	c := m.CustomerIndex(i)
 	r := m.source(i ^ 0x5bd1e995)
-	p := NewProfile(m.seed, c)
 	t := eventWeights[pick(m.eventCum, r.IntN(m.eventCum[len(m.eventCum)-1]))].t
 	ev := &arbiterv1.Event{
 		Id:     m.runID + "-" + strconv.FormatUint(i, 10),
@@ -308,7 +331,8 @@ func (m *Mix) Request(i uint64) *arbiterv1.DecideRequest {
 	case arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE:
 		ev.Attributes = map[string]string{"invoice_days_overdue": strconv.Itoa(1 + r.IntN(60))}
 	}
-	return &arbiterv1.DecideRequest{Event: ev, Customer: p.Customer()}
+	// The customer message is shared between requests: nothing may modify it.
+	return &arbiterv1.DecideRequest{Event: ev, Customer: m.customer(c)}
 }
 
 func (m *Mix) payment(r *rand.Rand, customer int) *arbiterv1.PaymentFailure {
