@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path"
 	"path/filepath"
@@ -16,12 +17,15 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/server"
 )
 
 // policyAdminCommand is one governance subcommand of "arbiter policy": it talks to a running
@@ -461,3 +465,47 @@ func adminOrDash(s string) string {
 }
 
 func adminOneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// serveGovernance is the policy governance of one serving replica (docs/governance.md): the
+// PolicyService, the sync that keeps the replica on the fleet's active version, and the shadow
+// evaluator. "arbiter serve" wires it.
+type serveGovernance struct {
+	service *server.PolicyService
+	sync    *server.PolicySync
+	shadow  *server.Shadow
+	close   func() error
+}
+
+// newServeGovernance keeps the policy versions in the Redis at redisURL (empty: in the process,
+// for the embedded mode), and syncs holder once before returning, so a replica that starts
+// after an activation serves the active version from its first request. A store that does not
+// answer is not fatal: the replica serves what holder has and the sync retries.
+func newServeGovernance(ctx context.Context, redisURL string, holder *server.PolicyHolder, logger *slog.Logger, mp metric.MeterProvider) (*serveGovernance, error) {
+	var store interface {
+		server.PolicySource
+		server.PolicyAdminStore
+	}
+	closeStore := func() error { return nil }
+	if redisURL == "" {
+		store = featurestore.NewMemoryPolicyStore()
+	} else {
+		rdb, err := featurestore.Dial(redisURL)
+		if err != nil {
+			return nil, fmt.Errorf("policy store: %w", err)
+		}
+		store, closeStore = featurestore.NewRedisPolicyStore(rdb), rdb.Close
+	}
+	shadow := server.NewShadow(mp)
+	g := &serveGovernance{
+		service: server.NewPolicyService(store, server.WithPolicyLogger(logger)),
+		sync:    server.NewPolicySync(store, holder, shadow, server.WithSyncLogger(logger), server.WithSyncMeterProvider(mp)),
+		shadow:  shadow,
+		close:   closeStore,
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := g.sync.Sync(sctx); err != nil {
+		logger.Warn("policy governance: first sync failed; serving the start-up policy until it succeeds", "err", err)
+	}
+	return g, nil
+}

@@ -133,6 +133,12 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		return err
 	}
 	policies := server.NewPolicyHolder(pol)
+	// Governance: published versions in the store; the fleet's active version wins over pol.
+	gov, err := newServeGovernance(ctx, cfg.redisURL, policies, logger, mp)
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, func(context.Context) { _ = gov.close() })
 
 	// Server. Extra gRPC options (TLS, authentication, card guard, rate limits, shedding) are
 	// added to grpcOpts.
@@ -155,9 +161,11 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithTracerProvider(tp),
 		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget}),
 		server.WithBreaker(breaker),
+		server.WithShadow(gov.shadow), server.WithPolicySync(gov.sync),
 		server.WithGRPCOptions(grpcOpts...),
 	)
 	gs := srv.NewGRPCServer()
+	gov.service.Register(gs)
 	admin := &http.Server{
 		Handler:           srv.AdminHandler(server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof}),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -187,6 +195,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	})
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
+	wg.Go(func() { _ = gov.sync.Run(watchCtx) })
 	if cfg.policyPath != "" {
 		reloads, err := mp.Meter("github.com/arbiter-dev/arbiter/cmd/arbiter").Int64Counter("arbiter.policy.reloads",
 			metric.WithDescription("Policy reloads from disk, by result."), metric.WithUnit("{reload}"))
