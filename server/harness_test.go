@@ -43,10 +43,10 @@ func (c *clock) Advance(d time.Duration) {
 // storeFactory makes a fresh, empty store for one test.
 type storeFactory struct {
 	name string
-	make func(t *testing.T, c *clock) Store
+	make func(t testing.TB, c *clock) Store
 }
 
-func memoryStore(t *testing.T, c *clock) Store {
+func memoryStore(t testing.TB, c *clock) Store {
 	m := featurestore.NewMemory(featurestore.WithClock(c.Now))
 	t.Cleanup(func() { m.Close() })
 	return m

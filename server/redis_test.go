@@ -13,7 +13,7 @@ var _ Store = (*featurestore.Redis)(nil)
 // a real redis-server started for each test on a free loopback port.
 var extraStores = []storeFactory{{"redis", redisStore}}
 
-func redisStore(t *testing.T, _ *clock) Store {
+func redisStore(t testing.TB, _ *clock) Store {
 	client, err := featurestore.Dial("redis://" + redistest.Start(t))
 	if err != nil {
 		t.Fatalf("featurestore.Dial() error: %v", err)
