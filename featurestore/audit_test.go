@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,5 +278,55 @@ func TestJSONLSink(t *testing.T) {
 	}
 	if _, err := featurestore.OpenJSONLSink(path); err == nil {
 		t.Errorf("OpenJSONLSink(file of non-records) = nil error, want an error")
+	}
+}
+
+// lockedSink is a memSink safe to read while an exporter runs.
+type lockedSink struct {
+	mu sync.Mutex
+	memSink
+}
+
+func (s *lockedSink) WriteAudit(ctx context.Context, entries []featurestore.AuditEntry) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.memSink.WriteAudit(ctx, entries)
+}
+
+func (s *lockedSink) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got)
+}
+
+// TestAuditExporterRun checks the following mode: entries added while Run polls are exported,
+// and Run returns nil when its context ends.
+func TestAuditExporterRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redistest.Start(t)})
+	t.Cleanup(func() { _ = rdb.Close() })
+	sink := &lockedSink{memSink: *newMemSink()}
+	ctx, cancel := context.WithCancel(t.Context())
+	type result struct {
+		st  featurestore.AuditStats
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		st, err := featurestore.NewAuditExporter(rdb, sink, featurestore.WithAuditPoll(20*time.Millisecond)).Run(ctx)
+		done <- result{st, err}
+	}()
+	addAudit(t, rdb, "run", 30)
+	for deadline := time.Now().Add(5 * time.Second); sink.len() < 30; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Run exported %d of 30 entries within 5s", sink.len())
+		}
+	}
+	cancel()
+	r := <-done
+	if r.err != nil || r.st.Delivered != 30 {
+		t.Errorf("Run() after cancel = %+v, %v; want 30 delivered, nil", r.st, r.err)
 	}
 }
