@@ -198,7 +198,10 @@ type LineError struct {
 	Err  error
 }
 
+// Error returns "line N: " and the cause.
 func (e *LineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Unwrap returns the cause.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // maxImportLine is the longest line Import accepts.
