@@ -3,8 +3,12 @@ package featurestore_test
 import (
 	"context"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -18,6 +22,11 @@ type benchStore interface {
 }
 
 func benchRedis(b *testing.B) *featurestore.Redis {
+	s, _ := benchRedisAddr(b)
+	return s
+}
+
+func benchRedisAddr(b *testing.B) (*featurestore.Redis, string) {
 	addr := redistest.Start(b)
 	client, err := featurestore.Dial("redis://" + addr)
 	if err != nil {
@@ -25,7 +34,30 @@ func benchRedis(b *testing.B) *featurestore.Redis {
 	}
 	s := featurestore.NewRedis(client)
 	b.Cleanup(func() { s.Close() })
-	return s
+	return s, addr
+}
+
+// cpuTimes returns the CPU time used so far by this process and by the redis-server at addr.
+// On a shared machine wall-clock throughput says little; CPU per item says what an idle
+// machine would do.
+func cpuTimes(b *testing.B, raw *redis.Client) (self, server time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	info, err := raw.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, _ := strings.Cut(line, ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, _ := strconv.ParseFloat(v, 64)
+			server += time.Duration(f * float64(time.Second))
+		}
+	}
+	return self, server
 }
 
 func seedFeatures(n int) []featurestore.FeatureRecord {
@@ -41,7 +73,7 @@ func seedFeatures(n int) []featurestore.FeatureRecord {
 
 // benchLoadCommit is the store's part of one Decide: Load, then a Commit that reserves a
 // message under three caps and appends a ledger entry under a retry limit.
-func benchLoadCommit(b *testing.B, s benchStore) {
+func benchLoadCommit(b *testing.B, s benchStore, raw *redis.Client) {
 	ctx := context.Background()
 	const customers = 1000
 	if err := s.PutFeaturesBatch(ctx, seedFeatures(customers)); err != nil {
@@ -54,6 +86,10 @@ func benchLoadCommit(b *testing.B, s benchStore) {
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 	service := decision.PurposesOf(decision.PurposeService, decision.PurposeCollections)
 	b.ReportAllocs()
+	var self0, server0 time.Duration
+	if raw != nil {
+		self0, server0 = cpuTimes(b, raw)
+	}
 	i := 0
 	for b.Loop() {
 		cust := ids[i%customers]
@@ -85,19 +121,40 @@ func benchLoadCommit(b *testing.B, s benchStore) {
 			b.Fatalf("Commit() = %+v, %v", got, err)
 		}
 	}
+	if raw != nil {
+		self1, server1 := cpuTimes(b, raw)
+		b.ReportMetric(float64((self1-self0).Microseconds())/float64(i), "client-cpu-µs/op")
+		b.ReportMetric(float64((server1-server0).Microseconds())/float64(i), "redis-cpu-µs/op")
+		if stats, err := raw.Info(ctx, "commandstats").Result(); err == nil {
+			for _, line := range strings.Split(stats, "\r\n") {
+				if strings.Contains(line, "evalsha") {
+					b.Log(line)
+				}
+			}
+		}
+	}
 }
 
-func BenchmarkRedisLoadCommit(b *testing.B)  { benchLoadCommit(b, benchRedis(b)) }
-func BenchmarkMemoryLoadCommit(b *testing.B) { benchLoadCommit(b, featurestore.NewMemory()) }
+func BenchmarkRedisLoadCommit(b *testing.B) {
+	s, addr := benchRedisAddr(b)
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	benchLoadCommit(b, s, raw)
+}
+
+func BenchmarkMemoryLoadCommit(b *testing.B) { benchLoadCommit(b, featurestore.NewMemory(), nil) }
 
 // BenchmarkRedisPutFeaturesBatch measures seeding: customers/s into a local Redis (target:
 // 50,000/s).
 func BenchmarkRedisPutFeaturesBatch(b *testing.B) {
 	const batch = 10000
-	s := benchRedis(b)
+	s, addr := benchRedisAddr(b)
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
 	ctx := context.Background()
 	items := seedFeatures(batch)
 	b.ReportAllocs()
+	self0, server0 := cpuTimes(b, raw)
 	start := time.Now()
 	n := 0
 	for b.Loop() {
@@ -107,4 +164,7 @@ func BenchmarkRedisPutFeaturesBatch(b *testing.B) {
 		n += batch
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "customers/s")
+	self1, server1 := cpuTimes(b, raw)
+	b.ReportMetric(float64((self1-self0).Microseconds())/float64(n), "client-cpu-µs/customer")
+	b.ReportMetric(float64((server1-server0).Microseconds())/float64(n), "redis-cpu-µs/customer")
 }

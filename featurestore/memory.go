@@ -312,18 +312,23 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 		return Committed{Record: rec}, nil
 	}
 	// (2) Read and check everything before the first write.
+	// The type of every key the apply step writes, as the Redis script checks them.
+	e := &c.Effects
 	for _, kk := range []struct {
-		key  string
-		kind memKind
+		key   string
+		kind  memKind
+		write bool
 	}{
-		{a.record, memString}, {k.messages, memZset}, {k.ledger, memZset}, {k.stops, memHash},
-		{k.features, memHash}, {k.recent, memList},
+		{k.recent, memList, true}, {k.messages, memZset, a.message != ""}, {k.ledger, memZset, len(a.ledger) > 0},
+		{k.stops, memHash, len(a.stops) > 0}, {k.features, memHash, len(a.features) > 0},
 	} {
+		if !kk.write {
+			continue
+		}
 		if err := m.check(kk.key, kk.kind); err != nil {
 			return Committed{}, err
 		}
 	}
-	e := &c.Effects
 	if len(e.CapChecks) > 0 {
 		since := e.CapChecks[0].Since
 		for _, cc := range e.CapChecks {

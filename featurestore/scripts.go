@@ -111,11 +111,6 @@ var commitScript = redis.NewScript(luaCommon + `
 local id = redis.call('GET', KEYS[1])
 if id then return {1, redis.call('GET', ARGV[12] .. id)} end
 
-local types = {{2, 'string'}, {3, 'zset'}, {4, 'zset'}, {5, 'hash'}, {6, 'hash'}, {7, 'list'}, {8, 'stream'}}
-for _, kt in ipairs(types) do
-  if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
-end
-
 local max = tonumber(ARGV[13])
 local p = 14
 local ncap = tonumber(ARGV[p]); p = p + 1
@@ -130,6 +125,20 @@ for i = 1, nled do
   leds[i] = {ARGV[p], ARGV[p + 1], ARGV[p + 2], ARGV[p + 3], ARGV[p + 4], ARGV[p + 5] == '1', ARGV[p + 6],
     tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])}
   p = p + 10
+end
+local nent = tonumber(ARGV[p]); local pent = p + 1; p = pent + 2 * nent
+local nstop = tonumber(ARGV[p]); local pstop = p + 1; p = pstop + 2 * nstop
+local nfeat = tonumber(ARGV[p]); local pfeat = p + 1
+
+-- The type of every key a type-specific command will write (reads fail with WRONGTYPE by
+-- themselves, before any write; SET overwrites any type).
+local writes = {{7, 'list'}, {8, 'stream'}}
+if ARGV[7] ~= '' then writes[#writes + 1] = {3, 'zset'} end
+if nent > 0 then writes[#writes + 1] = {4, 'zset'} end
+if nstop > 0 then writes[#writes + 1] = {5, 'hash'} end
+if nfeat > 0 then writes[#writes + 1] = {6, 'hash'} end
+for _, kt in ipairs(writes) do
+  if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
 end
 
 -- Cap checks against the messages zset.
@@ -178,10 +187,6 @@ if nled > 0 then
     if n >= c[10] then return {2, c[1]} end
   end
 end
-
-local nent = tonumber(ARGV[p]); local pent = p + 1; p = pent + 2 * nent
-local nstop = tonumber(ARGV[p]); local pstop = p + 1; p = pstop + 2 * nstop
-local nfeat = tonumber(ARGV[p]); local pfeat = p + 1
 
 if nstop > 0 and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
 

@@ -907,6 +907,10 @@ func testCorruption(t *testing.T, s Store) {
 			} else if err != nil {
 				t.Errorf("Commit() = %v, want nil: it does not read the corrupted key", err)
 			}
+			// A commit that neither reads nor writes the corrupted key applies.
+			if got, err := s.Commit(ctx, commit(cust, "plain", base, decision.Effects{})); err != nil || got.Conflict != "" || got.Record != nil {
+				t.Errorf("Commit(no effects) = %+v, %v, want applied", got, err)
+			}
 		})
 	}
 }
