@@ -169,7 +169,7 @@ func compareCandidates(a, b *Candidate) int {
 // allocates its answer once.
 type resultBlock struct {
 	res     Result
-	reasons [5]Reason
+	reasons [4]Reason
 	esc     Escalate
 	sup     Suppress
 }
@@ -257,7 +257,7 @@ func addReason(rs []Reason, r Reason) []Reason {
 // context, the payment failure, the well-known features and the recent history. It holds
 // ids, codes and numbers only, never personal data.
 func escalateContext(in *Input, f *facts, w *Candidate, own map[string]string) map[string]string {
-	m := make(map[string]string, len(own)+10)
+	m := make(map[string]string, 8) // one group: most contexts have 6 to 8 keys
 	for k, v := range own {
 		m[k] = v
 	}
