@@ -478,15 +478,24 @@ func (r *Redis) PutFeaturesBatch(ctx context.Context, items []FeatureRecord) err
 			return fmt.Errorf("put features: %w", err)
 		}
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		firstErr error
+	)
 	chunks := make(chan int)
 	var wg sync.WaitGroup
 	for range min(batchWorkers, (len(items)+batchChunk-1)/batchChunk) {
 		wg.Go(func() {
 			for start := range chunks {
 				if err := r.putChunk(ctx, items[start:min(start+batchChunk, len(items))]); err != nil {
-					cancel(err)
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					cancel()
 				}
 			}
 		})
@@ -501,8 +510,8 @@ feed:
 	}
 	close(chunks)
 	wg.Wait()
-	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
-		return err
+	if firstErr != nil {
+		return firstErr
 	}
 	if err := ctx.Err(); err != nil {
 		return storeErr("put features batch", "", err)

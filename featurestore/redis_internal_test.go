@@ -170,6 +170,13 @@ func TestRedisDown(t *testing.T) {
 		"GetDecision": func() error { _, _, err := s.GetDecision(ctx, NewDecisionID("c", testNow)); return err },
 		"PutFeatures": func() error { return s.PutFeatures(ctx, "c", map[string]any{"a": 1}, 0) },
 		"ScanAudit":   func() error { return s.ScanAudit(ctx, func(string, []byte) error { return nil }) },
+		"PutFeaturesBatch": func() error {
+			items := make([]FeatureRecord, 3*batchChunk)
+			for i := range items {
+				items[i] = FeatureRecord{CustomerID: strconv.Itoa(i), Features: map[string]any{"a": 1}}
+			}
+			return s.PutFeaturesBatch(ctx, items)
+		},
 	}
 	for name, op := range ops {
 		start := time.Now()
@@ -234,6 +241,36 @@ func TestDial(t *testing.T) {
 		if c, err := Dial(bad); err == nil {
 			c.Close()
 			t.Errorf("Dial(%q) = nil error, want an error", bad)
+		}
+	}
+}
+
+// TestRedisPutFeaturesBatchChunks writes more customers than one pipeline holds.
+func TestRedisPutFeaturesBatchChunks(t *testing.T) {
+	ctx := context.Background()
+	s, raw := newTestRedis(t)
+	n := 2*batchChunk + 7
+	items := make([]FeatureRecord, n)
+	for i := range items {
+		items[i] = FeatureRecord{CustomerID: "c" + strconv.Itoa(i), Features: map[string]any{"n": i}}
+		if i%2 == 0 {
+			items[i].TTL = time.Hour
+		}
+	}
+	if err := s.PutFeaturesBatch(ctx, items); err != nil {
+		t.Fatalf("PutFeaturesBatch(%d) = %v", n, err)
+	}
+	if got := raw.DBSize(ctx).Val(); got != int64(n) {
+		t.Errorf("DBSIZE after PutFeaturesBatch(%d) = %d, want %d", n, got, n)
+	}
+	for _, i := range []int{0, 1, batchChunk, n - 1} {
+		k := keysOf("c" + strconv.Itoa(i)).features
+		if got, want := raw.HGet(ctx, k, "n").Val(), strconv.Itoa(i); got != want {
+			t.Errorf("HGET %s n = %q, want %q", k, got, want)
+		}
+		ttl := raw.PTTL(ctx, k).Val()
+		if (i%2 == 0) != (ttl > 0) {
+			t.Errorf("PTTL %s = %v, want an expiry %v", k, ttl, i%2 == 0)
 		}
 	}
 }
