@@ -319,22 +319,22 @@ func TestReconcile(t *testing.T) {
 		}
 	}
 
-	waitProgress(150)
+	waitProgress(60)
 	for i := range 2 {
 		srv.kill()
 		t.Logf("kill -9 of the Arbiter process %d after %d OK answers", i+1, okCount())
 		srv.start(hc)
-		waitProgress(150)
+		waitProgress(60)
 	}
 	rd.kill()
 	t.Logf("kill -9 of redis-server after %d OK answers", okCount())
 	rd.start()
-	waitProgress(150)
+	waitProgress(60)
 	export() // part way: the final export resumes from here
 	srv.kill()
 	t.Logf("kill -9 of the Arbiter process 3 after %d OK answers", okCount())
 	srv.start(hc)
-	waitProgress(150)
+	waitProgress(60)
 	stop.Store(true)
 	wg.Wait()
 	export()
