@@ -79,7 +79,7 @@ func TestPolicyDiff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := strings.Replace(string(b), "features.?days_past_due.orValue(0) >= 60", "features.?days_past_due.orValue(0) >= 30", 1)
+	changed := strings.Replace(string(b), "features.days_past_due >= 60", "features.days_past_due >= 30", 1)
 	if changed == string(b) {
 		t.Fatal("collections.yaml no longer has the 60-day referral rule")
 	}
@@ -107,7 +107,7 @@ func TestPolicyDiff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed = strings.Replace(string(b), "when: features.?risk_score.orValue(0.0) >= 0.8", "when: features.?risk_score.orValue(0.0) >= 0.0", 1)
+	changed = strings.Replace(string(b), "when: has(features.risk_score) && features.risk_score >= 0.8", "when: true", 1)
 	if err := os.WriteFile(sec, []byte(changed), 0o644); err != nil {
 		t.Fatal(err)
 	}
