@@ -20,7 +20,8 @@
 // be written by the same atomic script as the decision itself, so the stream must share the
 // customer's slot. With 256 buckets the load spreads over a cluster's nodes while each script
 // touches one slot. Decision ids embed the bucket ("XX-<uuidv7>"), so GetDecision finds the
-// slot from the id alone.
+// slot from the id alone. In keys, '%' and ':' of a customer id are percent-encoded, so a
+// customer id cannot reach into another customer's keys.
 //
 // # Expiry
 //

@@ -3,6 +3,7 @@ package featurestore
 import (
 	"encoding/hex"
 	"math/rand/v2"
+	"strings"
 	"time"
 )
 
@@ -21,7 +22,10 @@ import (
 //	{b:XX}:o:<decision_id>                 outcomes hash
 //	{b:XX}:audit                           the bucket's audit stream
 //
-// XX is fnv-1a-32(customer_id) % 256 in two lowercase hex digits.
+// XX is fnv-1a-32(customer_id) % 256 in two lowercase hex digits. In keys, a customer id has
+// '%' and ':' percent-encoded ("%25", "%3A"), so no customer id can end where another
+// customer's kind begins (customer "x:e:y" and customer "x" with event "y:m" would otherwise
+// share a key); ids without them appear as they are.
 
 // keyKind names one kind of key in the schema.
 type keyKind uint8
@@ -64,6 +68,7 @@ const hexDigits = "0123456789abcdef"
 // id for keyEvent and the decision id for keyDecision and keyOutcomes.
 func key(kind keyKind, b bucket, customerID, id string) string {
 	tag := "{b:" + string([]byte{hexDigits[b>>4], hexDigits[b&0xf]}) + "}"
+	customerID = escapeKeyPart(customerID)
 	switch kind {
 	case keyFeatures:
 		return tag + ":c:" + customerID + ":f"
@@ -89,6 +94,26 @@ func key(kind keyKind, b bucket, customerID, id string) string {
 		return tag + ":d:"
 	}
 	panic("featurestore: unknown key kind") // unreachable: kinds are constants of this file
+}
+
+// escapeKeyPart percent-encodes '%' and ':' in s.
+func escapeKeyPart(s string) string {
+	if !strings.ContainsAny(s, "%:") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%':
+			b.WriteString("%25")
+		case ':':
+			b.WriteString("%3A")
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // customerKeys are the keys of one customer's state.

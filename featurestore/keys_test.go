@@ -40,6 +40,31 @@ func TestKeySchema(t *testing.T) {
 	}
 }
 
+// TestKeysDoNotCollide checks that customer ids holding the key separator cannot reach
+// another customer's keys.
+func TestKeysDoNotCollide(t *testing.T) {
+	kinds := []keyKind{keyFeatures, keyMessages, keyLedger, keyStops, keyFailing, keyRecent}
+	seen := map[string]string{}
+	add := func(k, who string) {
+		if prev, ok := seen[k]; ok && prev != who {
+			t.Errorf("key %q is both %s and %s", k, prev, who)
+		}
+		seen[k] = who
+	}
+	customers := []string{"x", "x:e:y", "x:e", "x%3Ae%3Ay", "x%3A", "x:", "x%", "%", ":", "x:m", "x:e:y:m"}
+	for _, c := range customers {
+		for _, kind := range kinds {
+			add(key(kind, 0, c, ""), fmt.Sprintf("customer %q kind %d", c, kind))
+		}
+		for _, ev := range []string{"y:m", "m", "y", ":", "e:y:m"} {
+			add(key(keyEvent, 0, c, ev), fmt.Sprintf("customer %q event %q", c, ev))
+		}
+	}
+	if got, want := key(keyMessages, 0, "a:b%c", ""), "{b:00}:c:a%3Ab%25c:m"; got != want {
+		t.Errorf("key(messages, a:b%%c) = %q, want %q", got, want)
+	}
+}
+
 func TestBucketOf(t *testing.T) {
 	for _, id := range []string{"", "a", "cust-42", "ÄÖÜ", strings.Repeat("x", 300)} {
 		h := fnv.New32a()
