@@ -251,7 +251,8 @@ type Identity struct {
 	// RateLimit is the client's own rate limit, or nil for the server's default.
 	RateLimit *RateLimit
 
-	roles roleSet
+	roles   roleSet
+	rateKey string // "client:" + Name, the rate limiter's bucket key
 }
 
 // Has reports whether the client holds role r.
@@ -367,7 +368,7 @@ func (a *Authenticator) SetConfig(cfg *AuthConfig) error {
 		if err != nil || len(h) != sha256.Size {
 			return fmt.Errorf("auth config: client %q: token_sha256 must be 64 hex digits", c.Name)
 		}
-		id := &Identity{Name: c.Name, Roles: append([]Role(nil), c.Roles...)}
+		id := &Identity{Name: c.Name, Roles: append([]Role(nil), c.Roles...), rateKey: "client:" + c.Name}
 		for _, r := range c.Roles {
 			b, ok := roleBit(r)
 			if !ok {

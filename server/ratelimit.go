@@ -126,7 +126,10 @@ func (r *RateLimiter) Len() int {
 // rateKey returns the bucket key and the client's own limit for an RPC.
 func rateKey(ctx context.Context) (key, client string, lim *RateLimit) {
 	if id, ok := ClientFromContext(ctx); ok {
-		return "client:" + id.Name, id.Name, id.RateLimit
+		if id.rateKey == "" {
+			id.rateKey = "client:" + id.Name
+		}
+		return id.rateKey, id.Name, id.RateLimit
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		addr := p.Addr.String()
