@@ -29,8 +29,8 @@ var ErrNilInput = errors.New("decide: nil input")
 // answer is SUPPRESS with every reason that applied.
 //
 // Decide honours ctx: it checks for cancellation before each CEL program it runs, and rules
-// that iterate are interrupted. A rule whose condition fails to evaluate (for example a missing feature) does
-// not match; the explanation records the error.
+// that iterate are interrupted. A rule whose condition fails to evaluate (for example a
+// missing feature read without has) does not match; the explanation records the error.
 func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	if in == nil {
 		return nil, ErrNilInput
