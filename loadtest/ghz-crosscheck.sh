@@ -8,7 +8,8 @@
 # on Decide, and prints the percentiles side by side. ghz measures from the moment it sends
 # (like our service time); ours also from the intended send time. ghz is built with the Go
 # toolchain from the module proxy (the newest version it serves is v0.93.0) and not added to
-# go.mod. Needs python3 to read ghz's JSON.
+# go.mod. Needs python3 to read ghz's JSON. LOADTEST_ARGS adds flags to `arbiter loadtest`
+# (for example "--skip-seed" or "--seed-redis redis://127.0.0.1:6379").
 set -euo pipefail
 
 addr=${1:?usage: ghz-crosscheck.sh ADDR [RATE [DURATION [BIN]]]}
@@ -23,7 +24,7 @@ ghz_bin="$out/ghz"
 (cd "$out" && GOBIN="$out" go install "github.com/bojand/ghz/cmd/ghz@$ghz_version")
 
 "$bin" loadtest --addr "$addr" --rate "$rate" --duration "$duration" --warmup 3s --baseline --max-step 3s \
-	--connections 4 --out "$out/arbiter" >"$out/arbiter.txt"
+	--connections 4 --out "$out/arbiter" ${LOADTEST_ARGS:-} >"$out/arbiter.txt"
 
 run_id=ghz$(date +%s%N)
 common=(--insecure --rps "$rate" -z "$duration" --connections 4 -c 64 -t 1s -O json)

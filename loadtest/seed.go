@@ -14,6 +14,8 @@ import (
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
@@ -65,7 +67,7 @@ func (s *rpcSink) WriteBatch(ctx context.Context, recs []FeatureRecord) error {
 		client := s.clients[s.next.Add(1)%uint64(len(s.clients))]
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if _, err := client.PutFeatures(ctx, req); err != nil {
+			if err := putWithRetry(ctx, client, req); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = fmt.Errorf("put features of %s: %w", req.GetCustomerId(), err)
@@ -76,6 +78,24 @@ func (s *rpcSink) WriteBatch(ctx context.Context, recs []FeatureRecord) error {
 	}
 	wg.Wait()
 	return first
+}
+
+// putWithRetry calls PutFeatures, retrying UNAVAILABLE (the server's store is down or its
+// breaker open) up to three times with a growing back-off.
+func putWithRetry(ctx context.Context, client arbiterv1.FeatureServiceClient, req *arbiterv1.PutFeaturesRequest) error {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		_, err := client.PutFeatures(ctx, req)
+		if err == nil || status.Code(err) != codes.Unavailable || attempt == 4 {
+			return err
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		}
+		backoff *= 2
+	}
 }
 
 func putRequest(r *FeatureRecord) (*arbiterv1.PutFeaturesRequest, error) {
