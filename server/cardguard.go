@@ -36,8 +36,10 @@ func (e *CardNumberError) GRPCStatus() *status.Status {
 // repeated messages, map keys and values, google.protobuf.Value, Struct and ListValue strings,
 // and the raw bytes of unknown fields) and returns a *CardNumberError naming the first field
 // that holds a 13 to 19 digit sequence passing the Luhn check, or nil. See ContainsCardNumber
-// for what counts as a sequence. A nil message is clean. It does not allocate when m is clean
-// and holds no lists or maps.
+// for what counts as a sequence. A nil message is clean. A clean DecideRequest or
+// PutFeaturesRequest is checked without reflection and without allocating (about 0.25 µs for a
+// typical DecideRequest); other messages allocate only the protobuf runtime's list and map
+// wrappers.
 func CheckCardNumbers(m proto.Message) error {
 	if m == nil {
 		return nil
