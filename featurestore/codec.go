@@ -62,13 +62,12 @@ func checkID(field, s string, required bool) error {
 	return nil
 }
 
-func ms(t time.Time) int64             { return t.UnixMilli() }
-func msString(t time.Time) string      { return strconv.FormatInt(t.UnixMilli(), 10) }
-func fromMS(v int64) time.Time         { return time.UnixMilli(v).UTC() }
-func itoa(v int64) string              { return strconv.FormatInt(v, 10) }
-func utoa[T ~uint8](v T) string        { return strconv.FormatUint(uint64(v), 10) }
-func durMS(d time.Duration) int64      { return d.Milliseconds() }
-func ttlString(d time.Duration) string { return strconv.FormatInt(d.Milliseconds(), 10) }
+func ms(t time.Time) int64        { return t.UnixMilli() }
+func msString(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+func fromMS(v int64) time.Time    { return time.UnixMilli(v).UTC() }
+func itoa(v int64) string         { return strconv.FormatInt(v, 10) }
+func utoa[T ~uint8](v T) string   { return strconv.FormatUint(uint64(v), 10) }
+func durMS(d time.Duration) int64 { return d.Milliseconds() }
 
 // messageMember is the zset member of a reserved message.
 func messageMember(m *decision.SentMessage) string {
