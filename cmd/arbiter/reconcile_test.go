@@ -117,6 +117,7 @@ const (
 	helperEnv      = "ARBITER_RECONCILE_HELPER"
 	helperRedisEnv = "ARBITER_RECONCILE_REDIS"
 	helperAddrEnv  = "ARBITER_RECONCILE_GRPC"
+	helperArgsEnv  = "ARBITER_RECONCILE_ARGS"
 )
 
 // TestReconcileHelperProcess is not a test: TestReconcile runs the test binary with only this
@@ -128,8 +129,9 @@ func TestReconcileHelperProcess(t *testing.T) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	err := run(ctx, []string{"serve", "--grpc-addr", os.Getenv(helperAddrEnv), "--http-addr", "127.0.0.1:0",
-		"--redis", os.Getenv(helperRedisEnv)}, func(string) string { return "" }, os.Stdin, os.Stdout, os.Stderr)
+	args := append([]string{"serve", "--grpc-addr", os.Getenv(helperAddrEnv), "--http-addr", "127.0.0.1:0",
+		"--redis", os.Getenv(helperRedisEnv)}, strings.Fields(os.Getenv(helperArgsEnv))...)
+	err := run(ctx, args, func(string) string { return "" }, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "arbiter serve:", err)
 		os.Exit(1)
@@ -177,6 +179,7 @@ type reconcileServer struct {
 	t     *testing.T
 	addr  string
 	redis string
+	args  []string // extra flags of arbiter serve
 	cmd   *exec.Cmd
 	done  chan struct{}
 	log   bytes.Buffer
@@ -185,7 +188,8 @@ type reconcileServer struct {
 func (s *reconcileServer) start(hc healthpb.HealthClient) {
 	s.t.Helper()
 	s.cmd = exec.Command(os.Args[0], "-test.run=^TestReconcileHelperProcess$")
-	s.cmd.Env = append(os.Environ(), helperEnv+"=1", helperRedisEnv+"="+s.redis, helperAddrEnv+"="+s.addr)
+	s.cmd.Env = append(os.Environ(), helperEnv+"=1", helperRedisEnv+"="+s.redis, helperAddrEnv+"="+s.addr,
+		helperArgsEnv+"="+strings.Join(s.args, " "))
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start the Arbiter process: %v", err)
@@ -359,4 +363,93 @@ func TestReconcile(t *testing.T) {
 	if missing > 0 {
 		t.Errorf("%d OK answers have no exported record", missing)
 	}
+}
+
+// TestGracefulShutdownUnderLoad sends SIGTERM to an "arbiter serve" process while calls are in
+// flight (held in Redis by CLIENT PAUSE): every call that started before the signal gets its
+// answer, and the process then exits cleanly.
+func TestGracefulShutdownUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	rd := &reconcileRedis{t: t, port: freeLoopbackPort(t), dir: t.TempDir()}
+	rd.start()
+	t.Cleanup(rd.kill)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), args: []string{"--store-budget", "3s"}}
+	srv.start(healthpb.NewHealthClient(conn))
+	t.Cleanup(func() {
+		select {
+		case <-srv.done:
+		default:
+			srv.kill()
+		}
+	})
+	dc := arbiterv1.NewDecisionServiceClient(conn)
+
+	var (
+		termAt   atomic.Int64 // unix nanos of SIGTERM; 0 before
+		seq      atomic.Int64
+		started  atomic.Int32 // calls started before SIGTERM
+		answered atomic.Int32 // of those, answered OK
+		wg       sync.WaitGroup
+	)
+	for range 8 {
+		wg.Go(func() {
+			for termAt.Load() == 0 {
+				n := seq.Add(1)
+				req := &arbiterv1.DecideRequest{
+					Event:    &arbiterv1.Event{Id: fmt.Sprintf("gs-ev-%d", n), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
+					Customer: &arbiterv1.Customer{Id: fmt.Sprintf("gs-cust-%d", n%50), Timezone: "Europe/London"},
+				}
+				started.Add(1)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				resp, err := dc.Decide(ctx, req)
+				cancel()
+				if err != nil {
+					t.Errorf("Decide(%s), started before SIGTERM = %v, want an answer", req.GetEvent().GetId(), err)
+					continue
+				}
+				if resp.GetDegraded() {
+					t.Errorf("Decide(%s), started before SIGTERM = degraded, want an answer from the store", req.GetEvent().GetId())
+				}
+				answered.Add(1)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	// Hold the calls in flight: Redis answers nothing for 700 ms.
+	direct := redis.NewClient(&redis.Options{Addr: rd.addr()})
+	defer direct.Close()
+	if err := direct.Do(t.Context(), "CLIENT", "PAUSE", 700, "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	pausedAt := time.Now()
+	time.Sleep(200 * time.Millisecond)
+	termAt.Store(time.Now().UnixNano())
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv.done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("arbiter serve did not exit within 15s of SIGTERM")
+	}
+	exitedAfter := time.Since(pausedAt)
+	wg.Wait()
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("arbiter serve exit code after SIGTERM = %d, want 0; log:\n%s", code, srv.log.String())
+	}
+	if exitedAfter < 700*time.Millisecond {
+		t.Errorf("arbiter serve exited %v after the pause began, before the held calls could finish (700ms)", exitedAfter)
+	}
+	if started.Load() != answered.Load() {
+		t.Errorf("%d calls started before SIGTERM, %d answered; want all", started.Load(), answered.Load())
+	}
+	t.Logf("%d calls started before SIGTERM, all answered; the process exited %v after Redis paused", started.Load(), exitedAfter.Round(time.Millisecond))
 }
