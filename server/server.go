@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -156,6 +157,7 @@ func (s *Server) NewGRPCServer() *grpc.Server {
 	opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(s.opts.tracerProvider),
 		otelgrpc.WithMeterProvider(s.opts.meterProvider),
+		otelgrpc.WithPropagators(propagation.TraceContext{}),
 	)))
 	opts = append(opts, s.opts.grpcOptions...)
 	gs := grpc.NewServer(opts...)

@@ -16,9 +16,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/extra/redisotel/v9"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
@@ -99,7 +103,13 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
 	cleanup = append(cleanup, func(ctx context.Context) { _ = mp.Shutdown(ctx) })
-	var tp trace.TracerProvider = tracenoop.NewTracerProvider()
+	tp, err := newTracerProvider(ctx, env)
+	if err != nil {
+		return err
+	}
+	if sdk, ok := tp.(*sdktrace.TracerProvider); ok {
+		cleanup = append(cleanup, func(ctx context.Context) { _ = sdk.Shutdown(ctx) })
+	}
 
 	// Security: the loopback rule, tokens, TLS, rate limits, the card guard and input limits
 	// (docs/security.md). Their interceptors run before any other.
@@ -246,6 +256,25 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	wg.Wait()
 	logger.Info("stopped")
 	return err
+}
+
+// newTracerProvider returns a tracer provider that exports spans over OTLP/gRPC when
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set (the exporter reads
+// the other standard OTEL_EXPORTER_OTLP_* variables, and the SDK OTEL_TRACES_SAMPLER), and a
+// no-op one otherwise, so that spans cost nothing when nobody collects them.
+func newTracerProvider(ctx context.Context, env func(string) string) (trace.TracerProvider, error) {
+	if env("OTEL_EXPORTER_OTLP_ENDPOINT") == "" && env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") == "" {
+		return tracenoop.NewTracerProvider(), nil
+	}
+	exp, err := otlptracegrpc.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+	}
+	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(attribute.String("service.name", "arbiter")))
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
+	}
+	return sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res)), nil
 }
 
 // closingStore is a server.Store that can be closed.

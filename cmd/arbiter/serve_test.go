@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -259,5 +260,34 @@ note       degraded (decided without the customer's stored state)
 `
 	if b.String() != want {
 		t.Errorf("renderDecision() =\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestNewTracerProvider(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		sdk  bool
+	}{
+		{"no collector", nil, false},
+		{"OTLP endpoint", map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317"}, true},
+		{"OTLP traces endpoint", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:4317"}, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tp, err := newTracerProvider(t.Context(), func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatalf("newTracerProvider() error: %v", err)
+			}
+			sdk, ok := tp.(*sdktrace.TracerProvider)
+			if ok != tc.sdk {
+				t.Errorf("newTracerProvider(%v) = %T, want an SDK provider: %v", tc.env, tp, tc.sdk)
+			}
+			if ok {
+				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+				defer cancel()
+				_ = sdk.Shutdown(ctx)
+			}
+		})
 	}
 }
