@@ -463,3 +463,23 @@ func TestDecideConcurrent(t *testing.T) {
 		t.Error(e)
 	}
 }
+
+func TestLint(t *testing.T) {
+	if w := DefaultPolicy().Lint(); len(w) != 0 {
+		t.Errorf("DefaultPolicy().Lint() = %q, want no warnings", w)
+	}
+	p := mustParse(t, `id: t
+version: "1"
+rules:
+  - {id: catch-all, on: [INBOUND_CONTACT], priority: 10, action: ESCALATE, escalate: {queue: general}, reasons: [A]}
+  - {id: shadowed, on: [INBOUND_CONTACT], priority: 5, action: ESCALATE, escalate: {queue: fraud}, reasons: [B]}
+  - {id: reachable, on: [INBOUND_CONTACT, RISKY_LOGIN], priority: 5, action: SUPPRESS, reasons: [C]}
+`)
+	want := []string{
+		"the bundle has no test cases",
+		"bundle.yaml:5: rule shadowed can never win: rule catch-all always matches, ranks higher and is never blocked",
+	}
+	if diff := cmp.Diff(want, p.Lint()); diff != "" {
+		t.Errorf("Lint() mismatch (-want +got):\n%s", diff)
+	}
+}

@@ -46,7 +46,7 @@ func runPolicy(ctx context.Context, args []string, env func(string) string, stdi
 func policyUsage(w io.Writer) {
 	fmt.Fprintln(w, "usage: arbiter policy SUBCOMMAND [flags]")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "  lint PATH                        compile a bundle (file or folder) and report every problem")
+	fmt.Fprintln(w, "  lint PATH                        compile a bundle (file or folder); report every problem and warning")
 	fmt.Fprintln(w, "  test PATH [-run RE] [-v]         run the bundle's test cases; exit 1 on a failure")
 	fmt.Fprintln(w, "  diff OLD NEW --events FILE       decide the events under both bundles and report the changes")
 	fmt.Fprintln(w)
@@ -82,6 +82,9 @@ func runPolicyLint(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		fmt.Fprintln(stdout, err)
 		return fmt.Errorf("policy lint %s: the bundle is invalid", pos[0])
+	}
+	for _, w := range p.Lint() {
+		fmt.Fprintf(stdout, "warning: %s\n", w)
 	}
 	ref := p.Ref()
 	fmt.Fprintf(stdout, "ok: %s version %s (%s): %d rules, %d test cases\n", ref.ID, ref.Version, ref.Digest, p.RuleCount(), len(p.Tests()))
