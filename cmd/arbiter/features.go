@@ -35,8 +35,8 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	redisURL := fs.String("redis", "", "write directly to this Redis (redis://HOST:PORT/DB) with pipelined writes")
 	addr := fs.String("addr", "127.0.0.1:50051", "without --redis: the server whose PutFeatures to call")
 	connections := fs.Int("connections", 4, "with --addr: gRPC connections")
-	batch := fs.Int("batch", 1000, "records per pipelined batch")
-	writers := fs.Int("writers", 4, "batches written at once")
+	batch := fs.Int("batch", 2000, "records per pipelined batch")
+	writers := fs.Int("writers", 8, "batches parsed and written at once")
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
 	}

@@ -84,7 +84,7 @@ func BenchmarkFeaturesImportRedis(b *testing.B) {
 	var total int64
 	start := time.Now()
 	for b.Loop() {
-		got, err := loadtest.Import(b.Context(), bytes.NewReader(file.Bytes()), sink, loadtest.SeedOptions{Batch: 1000, Writers: 4})
+		got, err := loadtest.Import(b.Context(), bytes.NewReader(file.Bytes()), sink, loadtest.SeedOptions{Batch: 2000, Writers: 8})
 		if err != nil || got != n {
 			b.Fatalf("Import = %d, %v; want %d, nil", got, err, n)
 		}
