@@ -11,7 +11,7 @@ import (
 )
 
 // ReasonNoRuleMatched is the reason of a SUPPRESS when no rule of the policy proposed an
-// action for the event.
+// action for the event. Its rule_id is "engine".
 const ReasonNoRuleMatched = "NO_RULE_MATCHED"
 
 // ErrNilInput is returned by Decide for a nil Input.
@@ -205,7 +205,7 @@ func (p *Policy) result(in *Input, s *scratch, best int) *Result {
 			}
 		}
 		if len(res.Reasons) == 0 {
-			res.Reasons = append(res.Reasons, Reason{Code: ReasonNoRuleMatched, Message: "no rule of the policy applies"})
+			res.Reasons = append(res.Reasons, Reason{Code: ReasonNoRuleMatched, Message: "no rule of the policy applies", RuleID: "engine"})
 		}
 		return res
 	}
