@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/goleak"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
@@ -249,6 +250,10 @@ func TestDial(t *testing.T) {
 func TestRedisPutFeaturesBatchChunks(t *testing.T) {
 	ctx := context.Background()
 	s, raw := newTestRedis(t)
+	if err := s.Ping(ctx); err != nil {
+		t.Fatalf("Ping() = %v", err)
+	}
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent()) // the batch's pipelines are gone when it returns
 	n := 2*batchChunk + 7
 	items := make([]FeatureRecord, n)
 	for i := range items {
