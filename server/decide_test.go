@@ -81,6 +81,17 @@ func TestDecideRoundTrip(t *testing.T) {
 			if diff := cmp.Diff(wantMsgs, st.GetMessages(), protocmp.Transform()); diff != "" {
 				t.Errorf("GetCustomerState().messages mismatch (-want +got):\n%s", diff)
 			}
+			// The counters of the active policy's caps count the message where it applies.
+			counts := map[string][2]int64{}
+			for _, cv := range st.GetCounters() {
+				counts[cv.GetName()] = [2]int64{cv.GetCount(), cv.GetLimit()}
+			}
+			if got := counts["all_daily"]; got[0] != 1 || got[1] == 0 {
+				t.Errorf("GetCustomerState().counters[all_daily] = %d of %d, want 1 of a limit", got[0], got[1])
+			}
+			if got := counts["sms_daily"]; got[0] != 0 {
+				t.Errorf("GetCustomerState().counters[sms_daily] = %d, want 0 after an e-mail", got[0])
+			}
 			if n := len(st.GetRecentDecisions()); n != 1 || st.GetRecentDecisions()[0].GetDecisionId() != resp.GetDecisionId() {
 				t.Errorf("GetCustomerState().recent_decisions = %v, want just %s", st.GetRecentDecisions(), resp.GetDecisionId())
 			}

@@ -25,12 +25,6 @@ func (s *Server) PutFeatures(ctx context.Context, req *arbiterv1.PutFeaturesRequ
 	return &arbiterv1.PutFeaturesResponse{}, nil
 }
 
-// counterSource is implemented by a policy that can say which frequency caps it enforces and
-// how full each is for a state at a time.
-type counterSource interface {
-	Counters(st decision.State, now time.Time) []decision.CounterValue
-}
-
 // GetCustomerState returns the live picture of a customer: features, the frequency-cap
 // counters of the active policy, reserved messages, retry ledgers summarised per credential,
 // retry stops, failing channels and recent decisions. An unknown customer has an empty state.
@@ -70,8 +64,8 @@ func (s *Server) customerState(ctx context.Context, req *arbiterv1.GetCustomerSt
 	for _, m := range st.Messages {
 		resp.Messages = append(resp.Messages, toSentMessage(m))
 	}
-	if cs, ok := any(s.policies.Load()).(counterSource); ok {
-		resp.Counters = toCounters(cs.Counters(st, now))
+	if pol := s.policies.Load(); pol != nil {
+		resp.Counters = toCounters(pol.Counters(st, now))
 	}
 	return resp, nil
 }
