@@ -316,7 +316,7 @@ func (c *Cluster) WaitFailover(ctx context.Context, key string, timeout time.Dur
 // slots assigned; with synced, also until every master has one replica online (its initial
 // full synchronisation done).
 func (c *Cluster) waitAllOK(timeout time.Duration, synced bool) error {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx, cancel := context.WithTimeout(c.t.Context(), timeout)
 	defer cancel()
 	for {
 		err := c.allOK(ctx)
