@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
@@ -83,9 +84,9 @@ func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 // readyError says why the server is not ready, without internals.
 func readyError(err error) string {
 	switch {
-	case err == errDraining:
+	case errors.Is(err, errDraining):
 		return "draining"
-	case err == errNoPolicy:
+	case errors.Is(err, errNoPolicy):
 		return "no policy loaded"
 	}
 	return "store unavailable"
