@@ -612,3 +612,18 @@ func TestMixCustomerMatchesProfile(t *testing.T) {
 		}
 	}
 }
+
+func TestMaxThroughputRejectsDegradedSteps(t *testing.T) {
+	cc := serve(t, &stallServer{}) // every 4th answer is degraded
+	mix, _ := NewMix(1, "max", 100)
+	res, err := MaxThroughput(t.Context(), DecideTarget([]grpc.ClientConnInterface{cc}, mix), Config{Name: "decide"}, []int{1, 2}, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "not a sustainable throughput") {
+		t.Errorf("MaxThroughput over a server degrading 25%% of answers: warnings %q, want one saying the rate is not sustainable", res.Warnings)
+	}
+	if _, err := MaxThroughput(t.Context(), HealthTarget([]grpc.ClientConnInterface{cc}), Config{}, nil, time.Millisecond); err == nil {
+		t.Error("MaxThroughput with no concurrency = nil error, want an error")
+	}
+}

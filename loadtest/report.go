@@ -216,7 +216,7 @@ func (r *Report) results() []*Result {
 // action mix, the degraded share, the ratios and any warnings.
 func (r *Report) WriteSummary(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "run\tmode\ttarget/s\tachieved/s\tp50\tp90\tp99\tp99.9\tmax\tservice p99\tlag p99\terrors\t\n")
+	fmt.Fprintf(tw, "run\tmode\ttarget/s\tachieved/s\tp50\tp90\tp99\tp99.9\tmax\tservice p99\tlag p99\terrors\tdegraded\t\n")
 	for _, x := range r.results() {
 		target := "-"
 		if x.TargetRate > 0 {
@@ -224,9 +224,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		} else {
 			target = fmt.Sprintf("c=%d", x.Workers)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t\n", x.Name, x.Mode, target, x.AchievedRate,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%.1f%%\t\n", x.Name, x.Mode, target, x.AchievedRate,
 			fmtUs(x.Latency.P50Us), fmtUs(x.Latency.P90Us), fmtUs(x.Latency.P99Us), fmtUs(x.Latency.P999Us),
-			fmtUs(x.Latency.MaxUs), fmtUs(x.Service.P99Us), fmtUs(x.Lag.P99Us), x.ErrorCount)
+			fmtUs(x.Latency.MaxUs), fmtUs(x.Service.P99Us), fmtUs(x.Lag.P99Us), x.ErrorCount, 100*x.DegradedShare)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -251,6 +251,10 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if r.Ratios != nil && r.Ratios.ServerCPU > 0 {
 		fmt.Fprintf(w, "server CPU per Decide / per health Check: ×%.2f (a CPU-bound maximum throughput ratio of about %.0f%%)\n",
 			r.Ratios.ServerCPU, 100/r.Ratios.ServerCPU)
+		if r.Decide.DegradedShare > 0.1 {
+			fmt.Fprintf(w, "WARNING: %.0f%% of the Decides were degraded (answered without the store): the CPU and throughput ratios are not those of served decisions\n",
+				100*r.Decide.DegradedShare)
+		}
 	}
 	if rs := r.Resources; rs != nil && len(rs.Samples) > 0 {
 		first, last := rs.Samples[0], rs.Samples[len(rs.Samples)-1]

@@ -295,11 +295,15 @@ func fmtUs(us float64) string {
 
 // MaxThroughput finds the maximum sustainable throughput of target: it runs a closed loop for
 // step at each of the concurrencies (after a warm-up of a fifth of step) and returns the run
-// with the highest achieved rate among those without errors (or the first run, when every
-// run had errors). Deadline and Progress are taken from base.
+// with the highest achieved rate among the sustainable ones: no errors and at most 1% of
+// degraded answers (a server that answers fast by skipping its store is not sustaining the
+// load). When no step is sustainable it returns the fastest step with a warning. Deadline and
+// Progress are taken from base.
 func MaxThroughput(ctx context.Context, target Target, base Config, concurrencies []int, step time.Duration) (Result, error) {
-	var best Result
-	found := false
+	if len(concurrencies) == 0 {
+		return Result{}, errors.New("max throughput: no concurrency given")
+	}
+	var best, fastest *Result
 	for _, c := range concurrencies {
 		cfg := base
 		cfg.Rate = 0
@@ -312,12 +316,17 @@ func MaxThroughput(ctx context.Context, target Target, base Config, concurrencie
 			return Result{}, err
 		}
 		res.Name = base.Name
-		if !found || (res.ErrorCount == 0 && (best.ErrorCount > 0 || res.AchievedRate > best.AchievedRate)) {
-			best, found = res, true
+		if fastest == nil || res.AchievedRate > fastest.AchievedRate {
+			fastest = &res
+		}
+		if res.ErrorCount == 0 && res.DegradedShare <= 0.01 && (best == nil || res.AchievedRate > best.AchievedRate) {
+			best = &res
 		}
 	}
-	if !found {
-		return Result{}, errors.New("max throughput: no concurrency given")
+	if best == nil {
+		best = fastest
+		best.Warnings = append(best.Warnings, fmt.Sprintf("no concurrency step was free of errors and degraded answers "+
+			"(this one: %d errors, %.1f%% degraded): its rate is not a sustainable throughput", best.ErrorCount, 100*best.DegradedShare))
 	}
-	return best, nil
+	return *best, nil
 }
