@@ -413,7 +413,8 @@ func (g *guardrails) capped(in *Input, f *facts, ch Channel, p Purpose, sendAt t
 }
 
 // effects fills res.Effects for the winning action: the message slot and the caps that guard
-// it, the ledger entries and limits that guard a retry, hard stops, and event-driven features.
+// it, the ledger entries and the limits and stop check that guard a retry, hard stops, and
+// event-driven features.
 func (g *guardrails) effects(in *Input, f *facts, res *Result) {
 	if res.Explanation != nil && res.Explanation.DeclineClass == "" {
 		res.Explanation.DeclineClass = f.class.String()

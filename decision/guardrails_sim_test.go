@@ -111,6 +111,11 @@ func (s *simStore) commit(eff Effects) error {
 			return fmt.Errorf("ledger check %s: %d >= %d", c.Name, n, c.Limit)
 		}
 	}
+	for _, c := range eff.StopChecks {
+		if c.Blocks(s.st.Stops) {
+			return fmt.Errorf("stop check %s: a stop is in force", c.Name)
+		}
+	}
 	if eff.Message != nil {
 		s.next++
 		m := *eff.Message

@@ -554,16 +554,23 @@ func (g *guardrails) paymentFacts(in *Input, f *facts) {
 	f.ledger.declines24h = dec24.Count(in.State.Ledger)
 	f.ledger.declines30d = dec30.Count(in.State.Ledger)
 	pf.attempt = f.ledger.retries30d + 1
-	for _, s := range in.State.Stops {
-		if s.CardRef == p.CardRef && (s.MerchantID == "" || s.MerchantID == p.MerchantID) && s.Until.After(now) {
-			f.ledger.stopped = true
-			pf.stopCode = s.ReasonCode
-			if pf.stopCode == "" {
-				pf.stopCode = CodeMACDoNotRetry
-			}
-			break
+	// The same rule the store re-checks at commit (paymentEffects).
+	if i := retryStopCheck(p, now).index(in.State.Stops); i >= 0 {
+		f.ledger.stopped = true
+		pf.stopCode = in.State.Stops[i].ReasonCode
+		if pf.stopCode == "" {
+			pf.stopCode = CodeMACDoNotRetry
 		}
 	}
+}
+
+// checkRetryStop is the name of the stop check, reported by the store when a concurrent
+// decision set a hard stop on the credential.
+const checkRetryStop = "retry_stop"
+
+// retryStopCheck is the condition that no hard stop blocks retries of p's credential at at.
+func retryStopCheck(p *PaymentFailure, at time.Time) StopCheck {
+	return StopCheck{Name: checkRetryStop, CardRef: p.CardRef, MerchantID: p.MerchantID, At: at}
 }
 
 // applyRetry checks a RETRY candidate against the payment guardrails and resolves its detail.
@@ -694,10 +701,11 @@ func (g *guardrails) paymentEffects(in *Input, f *facts, res *Result) {
 		AmountMinor: p.AmountMinor, Currency: p.Currency, Initiator: p.Initiator, Network: p.Network, At: in.Now}
 	if res.Action == ActionRetry {
 		// One allocation for the decline, the retry and the checks that guard it.
-		lr := &ledgerWithChecks{entries: [2]LedgerEntry{e, e}}
+		lr := &ledgerWithChecks{entries: [2]LedgerEntry{e, e}, stop: [1]StopCheck{retryStopCheck(p, in.Now)}}
 		lr.entries[1].Kind = LedgerRetry
 		n := copy(lr.checks[:], pf.checks[:pf.nchecks])
 		res.Effects.Ledger, res.Effects.LedgerChecks = lr.entries[:2:2], lr.checks[:n:n]
+		res.Effects.StopChecks = lr.stop[:]
 	} else {
 		res.Effects.Ledger = append(make([]LedgerEntry, 0, 1), e)
 	}
@@ -715,10 +723,11 @@ func (g *guardrails) paymentEffects(in *Input, f *facts, res *Result) {
 	}
 }
 
-// ledgerWithChecks holds a retry's ledger entries and the backing array of its checks.
+// ledgerWithChecks holds a retry's ledger entries and the backing arrays of its checks.
 type ledgerWithChecks struct {
 	entries [2]LedgerEntry
 	checks  [maxLedgerChecks]LedgerCheck
+	stop    [1]StopCheck
 }
 
 // stopFor returns the hard stop a decline sets, or a zero RetryStop.

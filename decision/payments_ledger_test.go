@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
 	"github.com/arbiter-dev/arbiter/policies"
 )
 
@@ -283,6 +286,95 @@ func TestLedgerApprovalResets(t *testing.T) {
 			r.now = r.now.Add(time.Hour)
 			if _, res := r.decline(visa51()); res.Action != ActionRetry || res.Retry.Attempt != 1 {
 				t.Errorf("after an approval: %v, want RETRY attempt 1", res.Action)
+			}
+		})
+	}
+}
+
+func TestLedgerStopCheckOnRetry(t *testing.T) {
+	stop := func(merchant string) []RetryStop {
+		return []RetryStop{{CardRef: "tok_1", MerchantID: merchant, Until: mustTime(t, "2026-07-01T00:00:00Z"), ReasonCode: CodeRecurringEnded}}
+	}
+	tests := []struct {
+		name       string
+		mutate     func(p *PaymentFailure)
+		stops      []RetryStop
+		vulnerable bool
+		wantRetry  bool
+	}{
+		{name: "soft decline", wantRetry: true},
+		{name: "stop for another merchant", stops: stop("m2"), wantRetry: true},
+		{name: "stop for this merchant", stops: stop("m1")},
+		{name: "card-wide stop", stops: stop("")},
+		{name: "NEVER decline", mutate: func(p *PaymentFailure) { p.DeclineCode = "14" }},
+		{name: "Mastercard MAC 03", mutate: func(p *PaymentFailure) { p.Network, p.MerchantAdviceCode = NetworkMastercard, "03" }},
+		{name: "vulnerable customer", vulnerable: true},
+	}
+	for engine, mk := range ledgerEngines {
+		for _, tt := range tests {
+			t.Run(engine+"/"+tt.name, func(t *testing.T) {
+				r := mk(t, "")
+				r.store.st.Stops = tt.stops
+				if tt.vulnerable {
+					r.store.st.Features["vulnerable"] = true
+				}
+				p := visa51()
+				if tt.mutate != nil {
+					tt.mutate(&p)
+				}
+				_, res := r.decline(p)
+				if got := res.Action == ActionRetry; got != tt.wantRetry {
+					t.Fatalf("decline: %v %v, want RETRY %v", res.Action, codes(res.Reasons), tt.wantRetry)
+				}
+				var want []StopCheck
+				if tt.wantRetry {
+					want = []StopCheck{{Name: checkRetryStop, CardRef: "tok_1", MerchantID: "m1", At: r.now}}
+				}
+				if diff := cmp.Diff(want, res.Effects.StopChecks, cmpopts.EquateEmpty()); diff != "" {
+					t.Errorf("Effects.StopChecks of a %v answer mismatch (-want +got):\n%s", res.Action, diff)
+				}
+				// The engine's stop rule at decision time is the one the store applies.
+				sc := StopCheck{CardRef: p.CardRef, MerchantID: p.MerchantID, At: r.now}
+				if got, stopped := sc.Blocks(tt.stops), hasReason(res.Reasons, CodeRecurringEnded); got != stopped {
+					t.Errorf("StopCheck.Blocks(%v) = %v, but the decision's reasons %v say stopped %v", tt.stops, got, codes(res.Reasons), stopped)
+				}
+			})
+		}
+	}
+}
+
+// TestLedgerConcurrentHardStop is the race the stop check closes: two declines of one card
+// read the same state; the NEVER one commits its stop first, so the soft one's RETRY cannot
+// commit, and deciding it again on the new state gives no RETRY.
+func TestLedgerConcurrentHardStop(t *testing.T) {
+	for engine, mk := range ledgerEngines {
+		t.Run(engine, func(t *testing.T) {
+			r := mk(t, "")
+			read := r.store.clone()
+			decide := func(id string, p PaymentFailure, st State) *Result {
+				in := payInput(t)
+				in.Event.ID, in.Event.Payment, in.Now, in.State = id, &p, r.now, st
+				return r.decide(in)
+			}
+			hard := visa51()
+			hard.DeclineCode = "14"
+			soft := visa51()
+			soft.MerchantID = "m2"
+			never, retry := decide("never", hard, read), decide("soft", soft, read)
+			if retry.Action != ActionRetry {
+				t.Fatalf("soft decline on the state before the stop: %v, want RETRY", retry.Action)
+			}
+			if err := r.store.commit(never.Effects); err != nil {
+				t.Fatalf("commit(NEVER decline) = %v", err)
+			}
+			if len(r.store.st.Stops) != 1 {
+				t.Fatalf("NEVER decline set stops %v, want one card-wide stop", r.store.st.Stops)
+			}
+			if err := r.store.commit(retry.Effects); err == nil {
+				t.Fatalf("commit(RETRY read before a concurrent hard stop) = nil, want a stop check conflict")
+			}
+			if again := decide("soft", soft, r.store.clone()); again.Action == ActionRetry || !hasReason(again.Reasons, CodeHardDecline) {
+				t.Errorf("soft decline decided again after the stop: %v %v, want no RETRY and %s", again.Action, codes(again.Reasons), CodeHardDecline)
 			}
 		})
 	}

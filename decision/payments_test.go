@@ -543,6 +543,7 @@ func TestPaymentEffects(t *testing.T) {
 				{Name: checkVisaDeclines, Kind: LedgerDecline, CardRef: "tok_1", AmountMinor: 4999, Currency: "GBP", Initiator: InitiatorMerchant, Since: now.Add(-30 * day), Limit: 20},
 				{Name: checkBusiness, Kind: LedgerRetry, CardRef: "tok_1", MerchantID: "m1", AmountMinor: 4999, Currency: "GBP", Initiator: InitiatorMerchant, Since: now.Add(-30 * day), Limit: 4},
 			},
+			StopChecks: []StopCheck{{Name: checkRetryStop, CardRef: "tok_1", MerchantID: "m1", At: now}},
 		}
 		if diff := cmp.Diff(want, res.Effects); diff != "" {
 			t.Errorf("effects(RETRY) mismatch (-want +got):\n%s", diff)

@@ -309,6 +309,10 @@ type Effects struct {
 	Ledger []LedgerEntry
 	// LedgerChecks must all hold for the ledger entries to be appended.
 	LedgerChecks []LedgerCheck
+	// StopChecks must all hold (no hard stop in force) for the decision to be committed: a
+	// RETRY answer carries one for its credential, so a stop set by a concurrent decision
+	// after State was read fails the commit.
+	StopChecks []StopCheck
 	// Stops to set.
 	Stops []RetryStop
 	// Features to set; a nil value deletes the feature. Event-driven state such as fraud_hold
@@ -390,6 +394,34 @@ func (c LedgerCheck) Count(entries []LedgerEntry) int {
 		}
 	}
 	return n
+}
+
+// StopCheck is the retry stops as a condition: no stop in force at At on CardRef, either
+// card-wide (a stop with an empty MerchantID) or for MerchantID. It fails, and the commit
+// with it, when Blocks.
+type StopCheck struct {
+	Name       string
+	CardRef    string
+	MerchantID string // empty: only card-wide stops apply
+	At         time.Time
+}
+
+// Blocks reports whether stops holds a stop whose Until is after At for CardRef with an empty
+// MerchantID (card-wide) or with MerchantID. It is the rule the engine applies at decision
+// time and the store at commit.
+func (c StopCheck) Blocks(stops []RetryStop) bool {
+	return c.index(stops) >= 0
+}
+
+// index returns the index of the first stop in stops that blocks, or -1.
+func (c StopCheck) index(stops []RetryStop) int {
+	for i := range stops {
+		s := &stops[i]
+		if s.CardRef == c.CardRef && (s.MerchantID == "" || s.MerchantID == c.MerchantID) && s.Until.After(c.At) {
+			return i
+		}
+	}
+	return -1
 }
 
 // FeatureUpdate sets (or, with a nil Value, deletes) one stored feature.

@@ -99,8 +99,11 @@ func checkLedger(e *decision.LedgerEntry) error {
 }
 
 // stopField and stopValue are a retry stop's hash field and value.
-func stopField(s *decision.RetryStop) string { return s.CardRef + sep + s.MerchantID }
+func stopField(s *decision.RetryStop) string { return stopKey(s.CardRef, s.MerchantID) }
 func stopValue(s *decision.RetryStop) string { return msString(s.Until) + sep + s.ReasonCode }
+
+// stopKey is the stops-hash field of a stop on cardRef for merchantID ("": card-wide).
+func stopKey(cardRef, merchantID string) string { return cardRef + sep + merchantID }
 
 func checkStop(s *decision.RetryStop) error {
 	if err := checkID("stop card_ref", s.CardRef, false); err != nil {
@@ -566,6 +569,15 @@ func prepareCommit(c *Commit) (commitArgs, error) {
 			return a, err
 		}
 		if err := checkLedger(&decision.LedgerEntry{CardRef: lc.CardRef, MerchantID: lc.MerchantID, Currency: lc.Currency}); err != nil {
+			return a, err
+		}
+	}
+	for i := range e.StopChecks {
+		sc := &e.StopChecks[i]
+		if err := checkID("stop check name", sc.Name, true); err != nil {
+			return a, err
+		}
+		if err := checkStop(&decision.RetryStop{CardRef: sc.CardRef, MerchantID: sc.MerchantID}); err != nil {
 			return a, err
 		}
 	}

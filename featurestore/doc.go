@@ -8,9 +8,9 @@
 //
 // The store is a small, generic executor and knows no business rule. Load reads a customer's
 // state in one round trip. Commit applies a decision's effects in one round trip and one
-// atomic step after re-checking the decision's cap and ledger checks against the live state,
-// and is idempotent per event id: a repeat, also a concurrent one, applies nothing and returns
-// the stored record.
+// atomic step after re-checking the decision's cap, ledger and stop checks against the live
+// state, and is idempotent per event id: a repeat, also a concurrent one, applies nothing and
+// returns the stored record.
 //
 // # Key schema and hash tags
 //

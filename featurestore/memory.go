@@ -367,15 +367,30 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 			}
 		}
 	}
-	var stops *memValue
-	if len(a.stops) > 0 {
-		if stops, err = m.get(k.stops, memHash); err != nil {
+	if len(a.stops) > 0 || len(e.StopChecks) > 0 {
+		stops, err := m.get(k.stops, memHash)
+		if err != nil {
 			return Committed{}, err
 		}
 		if stops != nil {
 			for _, v := range stops.hash {
 				if _, _, err := stopUntil(k.stops, v); err != nil {
 					return Committed{}, err
+				}
+			}
+		}
+		// Stop checks: a card-wide stop or one for the merchant, in force at the check's time
+		// (decision.StopCheck.Blocks), as the Redis script reads them.
+		for i := range e.StopChecks {
+			sc := &e.StopChecks[i]
+			if stops == nil {
+				break
+			}
+			for _, f := range [2]string{stopKey(sc.CardRef, ""), stopKey(sc.CardRef, sc.MerchantID)} {
+				if v, ok := stops.hash[f]; ok {
+					if until, _, _ := stopUntil(k.stops, v); ms(until) > ms(sc.At) {
+						return Committed{Conflict: sc.Name}, nil
+					}
 				}
 			}
 		}

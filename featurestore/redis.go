@@ -320,7 +320,8 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 	k := &a.keys
 	e := &c.Effects
 	keys := []string{a.event, a.record, k.messages, k.ledger, k.stops, k.features, k.recent, key(keyAudit, k.bucket, "", "")}
-	args := make([]any, 0, 18+5*len(e.CapChecks)+10*len(e.LedgerChecks)+2*len(a.ledger)+2*len(a.stops)+3*len(a.features))
+	args := make([]any, 0, 19+5*len(e.CapChecks)+10*len(e.LedgerChecks)+4*len(e.StopChecks)+2*len(a.ledger)+
+		2*len(a.stops)+3*len(a.features))
 	var msgScore int64
 	if e.Message != nil {
 		msgScore = ms(e.Message.At)
@@ -342,6 +343,11 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 		}
 		args = append(args, lc.Name, int64(lc.Kind), lc.CardRef, lc.MerchantID, lc.AmountMinor, anyAmount,
 			lc.Currency, int64(lc.Initiator), ms(lc.Since), lc.Limit)
+	}
+	args = append(args, len(e.StopChecks))
+	for i := range e.StopChecks {
+		sc := &e.StopChecks[i]
+		args = append(args, sc.Name, sc.CardRef, sc.MerchantID, ms(sc.At))
 	}
 	args = append(args, len(a.ledger))
 	for i, m := range a.ledger {

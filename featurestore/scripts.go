@@ -104,8 +104,9 @@ return {0,
 // 10 keep window (ms), 11 recent TTL (ms), 12 decision key prefix, 13 max members.
 // Then groups, each a count and its items:
 // cap checks (name, channel, purposes mask, since, limit), ledger checks (name, kind, card_ref,
-// merchant_id, amount, any amount "1"/"0", currency, initiator, since, limit), ledger entries
-// (member, score), stops (field, value), features (name, JSON value, delete "1"/"0").
+// merchant_id, amount, any amount "1"/"0", currency, initiator, since, limit), stop checks
+// (name, card_ref, merchant_id, at), ledger entries (member, score), stops (field, value),
+// features (name, JSON value, delete "1"/"0").
 // Reply: {0} applied, {1, record} replay, {2, check name} conflict, {3, what} corrupt data.
 var commitScript = redis.NewScript(luaCommon + `
 local id = redis.call('GET', KEYS[1])
@@ -126,6 +127,7 @@ for i = 1, nled do
     tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])}
   p = p + 10
 end
+local nsc = tonumber(ARGV[p]); local psc = p + 1; p = psc + 4 * nsc
 local nent = tonumber(ARGV[p]); local pent = p + 1; p = pent + 2 * nent
 local nstop = tonumber(ARGV[p]); local pstop = p + 1; p = pstop + 2 * nstop
 local nfeat = tonumber(ARGV[p]); local pfeat = p + 1
@@ -188,7 +190,18 @@ if nled > 0 then
   end
 end
 
-if nstop > 0 and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
+if (nstop > 0 or nsc > 0) and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
+
+-- Stop checks against the stops hash: a card-wide stop or one for the merchant, in force at
+-- the check's time, fails the check (decision.StopCheck.Blocks).
+for i = 0, nsc - 1 do
+  local q = psc + 4 * i
+  local at = tonumber(ARGV[q + 3])
+  local vs = redis.call('HMGET', KEYS[5], ARGV[q + 1] .. '\31', ARGV[q + 1] .. '\31' .. ARGV[q + 2])
+  for _, v in ipairs(vs) do
+    if v and until_of(v, true) > at then return {2, ARGV[q]} end
+  end
+end
 
 -- Apply.
 local now = tonumber(ARGV[3])

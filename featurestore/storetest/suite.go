@@ -36,6 +36,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ConcurrentCap", testConcurrentCap},
 		{"CapChecks", testCapChecks},
 		{"LedgerChecks", testLedgerChecks},
+		{"StopChecks", testStopChecks},
 		{"Trim", testTrim},
 		{"ExpiredStopsAndFailures", testExpired},
 		{"RecentList", testRecent},
@@ -441,6 +442,93 @@ func testLedgerChecks(t *testing.T, s Store) {
 	mustApply(t, s, commit(cust, "blocked", base, decision.Effects{}))
 }
 
+func testStopChecks(t *testing.T, s Store) {
+	const cust = "cust-stopcheck"
+	stops := []decision.RetryStop{
+		{CardRef: "card-A", MerchantID: "m-1", Until: base.Add(time.Hour), ReasonCode: "RECURRING_ENDED"},
+		{CardRef: "card-C", Until: base.Add(time.Hour), ReasonCode: "HARD_DECLINE"},
+	}
+	mustApply(t, s, commit(cust, "seed", base, decision.Effects{Stops: stops}))
+	at := func(d time.Duration) time.Time { return base.Add(d) }
+	tests := []struct {
+		name  string
+		check decision.StopCheck
+		want  bool // blocks
+	}{
+		{"merchant stop blocks its merchant", decision.StopCheck{CardRef: "card-A", MerchantID: "m-1", At: base}, true},
+		{"merchant stop spares another merchant", decision.StopCheck{CardRef: "card-A", MerchantID: "m-2", At: base}, false},
+		{"merchant stop spares no merchant", decision.StopCheck{CardRef: "card-A", At: base}, false},
+		{"merchant stop spares another card", decision.StopCheck{CardRef: "card-B", MerchantID: "m-1", At: base}, false},
+		{"card-wide stop blocks every merchant", decision.StopCheck{CardRef: "card-C", MerchantID: "m-2", At: base}, true},
+		{"card-wide stop blocks no merchant", decision.StopCheck{CardRef: "card-C", At: base}, true},
+		{"in force until its last millisecond", decision.StopCheck{CardRef: "card-C", MerchantID: "m-1", At: at(time.Hour - time.Millisecond)}, true},
+		{"until is exclusive", decision.StopCheck{CardRef: "card-C", MerchantID: "m-1", At: at(time.Hour)}, false},
+		{"expired card-wide stop", decision.StopCheck{CardRef: "card-C", MerchantID: "m-1", At: at(2 * time.Hour)}, false},
+		{"expired merchant stop", decision.StopCheck{CardRef: "card-A", MerchantID: "m-1", At: at(2 * time.Hour)}, false},
+		{"unknown card", decision.StopCheck{CardRef: "card-Z", MerchantID: "m-1", At: base}, false},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.check.Blocks(stops); got != tt.want {
+				t.Fatalf("reference StopCheck.Blocks = %v, want %v: the table is wrong", got, tt.want)
+			}
+			tt.check.Name = "stop"
+			want := ""
+			if tt.want {
+				want = "stop"
+			}
+			c := commit(cust, fmt.Sprintf("check-%d", i), base, decision.Effects{StopChecks: []decision.StopCheck{tt.check}})
+			if got := mustCommit(t, s, c); got.Conflict != want || got.Record != nil {
+				t.Errorf("Commit(%+v) = %+v, want Conflict %q", tt.check, got, want)
+			}
+		})
+	}
+
+	// A failed stop check applies nothing, though every other check holds: not the ledger
+	// entries, the stops, the message, the features or the record.
+	mit := decision.InitiatorMerchant
+	retry := decision.LedgerEntry{Kind: decision.LedgerRetry, EventID: "blocked", CardRef: "card-C", MerchantID: "m-1",
+		AmountMinor: 1000, Currency: "EUR", Initiator: mit, Network: decision.NetworkVisa, At: base}
+	c := withMessage(commit(cust, "blocked", base, decision.Effects{
+		Ledger:       []decision.LedgerEntry{retry},
+		LedgerChecks: []decision.LedgerCheck{{Name: "ledger", Kind: decision.LedgerRetry, CardRef: "card-C", AnyAmount: true, Since: base.Add(-time.Hour), Limit: 5}},
+		StopChecks: []decision.StopCheck{
+			{Name: "other-card", CardRef: "card-B", MerchantID: "m-1", At: base},
+			{Name: "retry_stop", CardRef: "card-C", MerchantID: "m-1", At: base},
+		},
+		Stops:    []decision.RetryStop{{CardRef: "card-D", Until: base.Add(time.Hour)}},
+		Features: []decision.FeatureUpdate{{Name: "f", Value: "v"}},
+	}), decision.ChannelEmail, decision.PurposeService,
+		decision.CapCheck{Name: "cap", Purposes: decision.PurposesOf(decision.PurposeService), Since: base.Add(-time.Hour), Limit: 5})
+	before := mustState(t, s, cust, base)
+	if got := mustCommit(t, s, c); got.Conflict != "retry_stop" {
+		t.Fatalf("Commit(blocked by a card-wide stop) = %+v, want Conflict retry_stop", got)
+	}
+	if diff := cmp.Diff(before, mustState(t, s, cust, base), equateEmpty); diff != "" {
+		t.Errorf("State after a conflicting commit changed (-before +after):\n%s", diff)
+	}
+	if _, _, err := s.GetDecision(context.Background(), c.DecisionID); !errors.Is(err, featurestore.ErrNotFound) {
+		t.Errorf("GetDecision(conflicting commit) = %v, want ErrNotFound", err)
+	}
+
+	// The race the check closes: a hard stop committed after a retry's state was read fails
+	// the retry's commit.
+	const racer = "cust-stoprace"
+	mustApply(t, s, commit(racer, "never", base, decision.Effects{
+		Stops: []decision.RetryStop{{CardRef: "card-R", Until: base.Add(30 * 24 * time.Hour), ReasonCode: "HARD_DECLINE"}},
+	}))
+	soft := commit(racer, "soft", base, decision.Effects{
+		Ledger:     []decision.LedgerEntry{{Kind: decision.LedgerRetry, EventID: "soft", CardRef: "card-R", MerchantID: "m-1", At: base}},
+		StopChecks: []decision.StopCheck{{Name: "retry_stop", CardRef: "card-R", MerchantID: "m-1", At: base}},
+	})
+	if got := mustCommit(t, s, soft); got.Conflict != "retry_stop" {
+		t.Errorf("Commit(retry after a concurrent hard stop) = %+v, want Conflict retry_stop", got)
+	}
+	if st := mustState(t, s, racer, base); len(st.Ledger) != 0 {
+		t.Errorf("State after the conflicting retry holds ledger %+v, want none", st.Ledger)
+	}
+}
+
 func testTrim(t *testing.T, s Store) {
 	const cust = "cust-trim"
 	t0 := base
@@ -840,6 +928,10 @@ func testInvalid(t *testing.T, s Store) {
 			c.Effects.Features = []decision.FeatureUpdate{{Name: "x", Value: math.Inf(1)}}
 		}},
 		{"unnamed check", func(c *featurestore.Commit) { c.Effects.CapChecks = []decision.CapCheck{{Limit: 1}} }},
+		{"unnamed stop check", func(c *featurestore.Commit) { c.Effects.StopChecks = []decision.StopCheck{{CardRef: "c"}} }},
+		{"separator in stop check card_ref", func(c *featurestore.Commit) {
+			c.Effects.StopChecks = []decision.StopCheck{{Name: "stop", CardRef: "a\x1fb"}}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -906,6 +998,17 @@ func testCorruption(t *testing.T, s Store) {
 				}
 			} else if err != nil {
 				t.Errorf("Commit() = %v, want nil: it does not read the corrupted key", err)
+			}
+			// A stop check alone reads the stops: it reports the corruption instead of
+			// deciding on a stop it cannot read.
+			sc := commit(cust, "stop-check", base, decision.Effects{
+				StopChecks: []decision.StopCheck{{Name: "s", CardRef: "other", At: base}},
+			})
+			_, err = s.Commit(ctx, sc)
+			if c == CorruptStopValue && !errors.Is(err, featurestore.ErrCorrupt) {
+				t.Errorf("Commit(stop check only) = %v, want ErrCorrupt", err)
+			} else if c != CorruptStopValue && err != nil {
+				t.Errorf("Commit(stop check only) = %v, want nil: it does not read the corrupted key", err)
 			}
 			// A commit that neither reads nor writes the corrupted key applies.
 			if got, err := s.Commit(ctx, commit(cust, "plain", base, decision.Effects{})); err != nil || got.Conflict != "" || got.Record != nil {
