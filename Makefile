@@ -49,11 +49,13 @@ test: redis-server ## Run every test with the race detector, then each fuzz targ
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
-	@for pkg in $$($(GO) list ./...); do \
-		for target in $$($(GO) test -list '^Fuzz' "$$pkg" | grep '^Fuzz' || true); do \
-			echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$pkg" >/dev/null || \
-				{ echo "fuzz $$target failed: rerun with: go test -run '^$$' -fuzz '^$$target\$$' $$pkg"; exit 1; }; \
+	@out=$$(mktemp); trap 'rm -f "$$out"' EXIT; \
+	for dir in $$(grep -rl --include='*_test.go' '^func Fuzz' . | xargs -n1 dirname | sort -u); do \
+		for target in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$$dir"/*_test.go | sed 's/^func //'); do \
+			echo "fuzz $$dir $$target ($(FUZZTIME))"; \
+			if ! $(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) "$$dir" >"$$out" 2>&1; then \
+				cat "$$out"; echo "fuzz $$target failed; the failing input is under $$dir/testdata/fuzz/$$target"; exit 1; \
+			fi; \
 		done; \
 	done
 
