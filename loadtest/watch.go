@@ -48,9 +48,10 @@ type Watcher struct {
 	every  time.Duration
 	client *http.Client
 
-	mu      sync.Mutex
-	res     Resources
-	started time.Time
+	started time.Time // set once by NewWatcher: samples' seconds count from it
+
+	mu  sync.Mutex
+	res Resources
 }
 
 // NewWatcher returns a Watcher of the admin HTTP base URL (for example
@@ -71,14 +72,11 @@ func NewWatcher(admin string, redis RedisInfo, every time.Duration) (*Watcher, e
 	if every <= 0 {
 		every = 5 * time.Second
 	}
-	return &Watcher{admin: u, redis: redis, every: every, client: &http.Client{Timeout: 2 * time.Second}}, nil
+	return &Watcher{admin: u, redis: redis, every: every, client: &http.Client{Timeout: 2 * time.Second}, started: time.Now()}, nil
 }
 
 // Run samples until ctx is done. Call it in its own goroutine; Result returns the samples.
 func (w *Watcher) Run(ctx context.Context) {
-	w.mu.Lock()
-	w.started = time.Now()
-	w.mu.Unlock()
 	t := time.NewTicker(w.every)
 	defer t.Stop()
 	for {
