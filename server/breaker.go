@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -213,6 +214,9 @@ func (b *Breaker) Record(ctx context.Context, err error) {
 	switch {
 	case err == nil:
 		b.success(ctx)
+	case errors.Is(err, redis.ErrPoolTimeout):
+		// Waiting in vain for a pooled connection says the server is busy, not that Redis is
+		// sick: it does not count.
 	case errors.Is(err, featurestore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		b.failure(ctx)
 	case errors.Is(err, context.Canceled):

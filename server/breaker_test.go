@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/redis/go-redis/v9"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
@@ -71,6 +72,11 @@ func TestBreaker(t *testing.T) {
 		{"canceled callers count as nothing", []breakerStep{
 			rec(errDown, BreakerClosed), rec(errDown, BreakerClosed),
 			rec(context.Canceled, BreakerClosed), rec(errDown, BreakerOpen),
+		}},
+		{"waiting in vain for a pooled connection counts as nothing", []breakerStep{
+			rec(errDown, BreakerClosed), rec(errDown, BreakerClosed),
+			rec(fmt.Errorf("load k: %w: %w", featurestore.ErrUnavailable, redis.ErrPoolTimeout), BreakerClosed),
+			rec(errDown, BreakerOpen),
 		}},
 		{"still open just before the cool-down", []breakerStep{
 			rec(errDown, BreakerClosed), rec(errDown, BreakerClosed), rec(errDown, BreakerOpen),

@@ -294,7 +294,7 @@ func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider
 	if err != nil {
 		return nil, "", fmt.Errorf("redis: %w", err)
 	}
-	if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false)); err != nil {
+	if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
 		client.Close()
 		return nil, "", fmt.Errorf("redis tracing: %w", err)
 	}
