@@ -31,5 +31,5 @@ func ExampleMix() {
 	a, b := mix.Request(7), mix.Request(7)
 	fmt.Println(a.GetEvent().GetId(), a.GetCustomer().GetId() == b.GetCustomer().GetId(), a.GetEvent().GetType() == b.GetEvent().GetType())
 	// Output:
-	// run1-7 true true
+	// run1-e7 true true
 }
