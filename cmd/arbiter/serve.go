@@ -42,6 +42,8 @@ type serveConfig struct {
 	pprof           bool
 	shutdownTimeout time.Duration
 	storeBudget     time.Duration
+	breakerFailures int
+	breakerCoolDown time.Duration
 	maxInFlight     int
 	security        server.SecurityConfig
 }
@@ -62,6 +64,8 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
+	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive store failures that open the circuit breaker (Decide then degrades at once)")
+	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long the open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
@@ -152,7 +156,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 
 	// Server. Extra gRPC options (TLS, authentication, card guard, rate limits, shedding) are
 	// added to grpcOpts.
-	breaker, err := server.NewBreaker(server.WithBreakerMeterProvider(mp))
+	breaker, err := server.NewBreaker(server.WithBreakerMeterProvider(mp),
+		server.WithBreakerThreshold(cfg.breakerFailures), server.WithBreakerCoolDown(cfg.breakerCoolDown))
 	if err != nil {
 		return err
 	}
