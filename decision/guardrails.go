@@ -164,25 +164,33 @@ func (g *guardrails) fill(in *Input, f *facts) {
 	case EventFraudFlagCleared:
 		f.fraudHold = false
 	}
-	if cap(counters) < len(g.capList) {
-		counters = make([]CounterValue, len(g.capList))
+	f.counters = g.countCaps(counters, in.State.Messages, in.Now)
+	g.paymentFacts(in, f)
+}
+
+// countCaps returns one counter per configured cap over the reserved messages msgs at now,
+// reusing dst's storage when it is large enough. A deferred message (at after now) counts in
+// every window.
+func (g *guardrails) countCaps(dst []CounterValue, msgs []SentMessage, now time.Time) []CounterValue {
+	if cap(dst) < len(g.capList) {
+		dst = make([]CounterValue, len(g.capList))
 	}
-	f.counters = counters[:len(g.capList)]
+	dst = dst[:len(g.capList)]
 	for i := range g.capList {
 		c := &g.capList[i]
-		f.counters[i] = CounterValue{Name: c.check.Name, Channel: c.check.Channel, Purposes: c.check.Purposes,
+		dst[i] = CounterValue{Name: c.check.Name, Channel: c.check.Channel, Purposes: c.check.Purposes,
 			Window: c.window, Limit: c.check.Limit}
 	}
-	for j := range in.State.Messages {
-		m := &in.State.Messages[j]
-		age := in.Now.Sub(m.At) // negative for a deferred message: it counts in every window
+	for j := range msgs {
+		m := &msgs[j]
+		age := now.Sub(m.At)
 		for i := range g.capList {
 			if c := &g.capList[i]; age <= c.window && c.check.Matches(*m) {
-				f.counters[i].Count++
+				dst[i].Count++
 			}
 		}
 	}
-	g.paymentFacts(in, f)
+	return dst
 }
 
 // collectionsEvent reports whether t is a payment or collections event: for a vulnerable

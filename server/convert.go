@@ -31,6 +31,15 @@ func fromTS(p *timestamppb.Timestamp) time.Time {
 	return p.AsTime()
 }
 
+// InputFromRequest returns the engine's view of the event and customer of req. The request
+// is not validated here: callers outside the Decide pipeline (policy diff, replay tools) use
+// it to evaluate requests the way the server does.
+func InputFromRequest(req *arbiterv1.DecideRequest) decision.Input {
+	var in decision.Input
+	toInput(req, &in)
+	return in
+}
+
 // toInput fills in's event and customer from a validated request.
 func toInput(req *arbiterv1.DecideRequest, in *decision.Input) {
 	ev, cu := req.GetEvent(), req.GetCustomer()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/arbiter-dev/arbiter/decision"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/server"
 )
 
 // runPolicy is the "policy" command: local tools (lint, test, diff) that work on bundle files,
@@ -243,33 +244,13 @@ func readDecideRequests(r io.Reader, now time.Time) ([]*decision.Input, error) {
 	return out, sc.Err()
 }
 
-// requestInput converts a DecideRequest to a decision input. The enumerations of the API and
-// of package decision match value for value.
-//
-// TODO(server): use the server's conversion once it is exported; this is a copy of the
-// request fields the policy reads.
+// requestInput converts a DecideRequest to a decision input with the server's conversion,
+// deciding at the event's occurred_at when it has one, else at now.
 func requestInput(req *arbiterv1.DecideRequest, now time.Time) *decision.Input {
-	in := &decision.Input{Now: now, Explain: req.GetOptions().GetExplain()}
-	if ev := req.GetEvent(); ev != nil {
-		in.Event = decision.Event{ID: ev.GetId(), Type: decision.EventType(ev.GetType()), Source: ev.GetSource(), Attributes: ev.GetAttributes()}
-		if ev.GetOccurredAt() != nil {
-			in.Now = ev.GetOccurredAt().AsTime()
-			in.Event.OccurredAt = in.Now
-		}
-		if p := ev.GetPayment(); p != nil {
-			in.Event.Payment = &decision.PaymentFailure{DeclineCode: p.GetDeclineCode(), Network: decision.Network(p.GetNetwork()),
-				MerchantAdviceCode: p.GetMerchantAdviceCode(), AmountMinor: p.GetAmountMinor(), Currency: p.GetCurrency(),
-				Acquirer: p.GetAcquirer(), CardRef: p.GetCardRef(), Initiator: decision.Initiator(p.GetInitiator()), MerchantID: p.GetMerchantId()}
-		}
+	in := server.InputFromRequest(req)
+	in.Now, in.Explain = now, req.GetOptions().GetExplain()
+	if !in.Event.OccurredAt.IsZero() {
+		in.Now = in.Event.OccurredAt
 	}
-	if c := req.GetCustomer(); c != nil {
-		in.Customer = decision.Customer{ID: c.GetId(), Timezone: c.GetTimezone(), Vulnerable: c.GetVulnerable(), Locale: c.GetLocale(), Segment: c.GetSegment()}
-		for _, k := range c.GetConsents() {
-			in.Customer.Consents = append(in.Customer.Consents, decision.Consent{Channel: decision.Channel(k.GetChannel()), Purpose: decision.Purpose(k.GetPurpose()), Granted: k.GetGranted()})
-		}
-		for _, ch := range c.GetPreferredChannels() {
-			in.Customer.PreferredChannels = append(in.Customer.PreferredChannels, decision.Channel(ch))
-		}
-	}
-	return in
+	return &in
 }
