@@ -2,11 +2,9 @@ package featurestore_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -14,42 +12,6 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	"github.com/arbiter-dev/arbiter/featurestore/storetest"
 )
-
-// clusterStore lets the conformance suite plant malformed data in a Redis Cluster.
-type clusterStore struct {
-	*featurestore.Redis
-	raw *redis.ClusterClient
-}
-
-var _ storetest.Corrupter = clusterStore{}
-
-func (r clusterStore) Corrupt(ctx context.Context, customerID string, c storetest.Corruption, at time.Time) error {
-	w, err := corruption(customerID, c, at)
-	if err != nil {
-		return err
-	}
-	if w.replace {
-		if err := r.raw.Del(ctx, w.key).Err(); err != nil {
-			return err
-		}
-	}
-	switch v := w.value.(type) {
-	case string:
-		return r.raw.Set(ctx, w.key, v, 0).Err()
-	case map[string]string:
-		return r.raw.HSet(ctx, w.key, v).Err()
-	case map[string]float64:
-		for m, s := range v {
-			if err := r.raw.ZAdd(ctx, w.key, redis.Z{Score: s, Member: m}).Err(); err != nil {
-				return err
-			}
-		}
-		return nil
-	case []string:
-		return r.raw.RPush(ctx, w.key, v).Err()
-	}
-	return errors.New("unknown raw value")
-}
 
 // TestCluster runs on one real six-node Redis Cluster: the store conformance suite through the
 // cluster form of Dial, then the audit exporter over the bucket streams spread on the masters.
@@ -76,7 +38,7 @@ func TestCluster(t *testing.T) {
 		}
 		s := featurestore.NewRedis(client)
 		t.Cleanup(func() { s.Close() })
-		return clusterStore{Redis: s, raw: raw}
+		return redisStore{Redis: s, raw: raw}
 	}
 
 	t.Run("Conformance", func(t *testing.T) { storetest.Run(t, open) })

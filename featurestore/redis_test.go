@@ -13,10 +13,11 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore/storetest"
 )
 
-// redisStore lets the conformance suite plant malformed data in Redis.
+// redisStore lets the conformance suite plant malformed data in Redis, a single node or a
+// cluster.
 type redisStore struct {
 	*featurestore.Redis
-	raw *redis.Client
+	raw redis.UniversalClient
 }
 
 var _ storetest.Corrupter = redisStore{}
