@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -117,25 +115,7 @@ func TestCardNumberCanaries(t *testing.T) {
 			grpc.ChainUnaryInterceptor(auth.UnaryInterceptor(), rl.UnaryInterceptor(), CardGuardUnaryInterceptor(),
 				RequestTimesUnaryInterceptor(func() time.Time { return canaryNow })),
 		))
-	gs := srv.NewGRPCServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		<-served
-	})
+	conn := serveLoopback(t, srv)
 	callCtx := metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
 
 	// The valid requests go through, so that Redis, the logs and the spans hold real data

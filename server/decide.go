@@ -113,11 +113,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		if err != nil {
 			return nil, err
 		}
-		var committed featurestore.Committed
-		err = s.storeDo(sctx, opCommit, func(ctx context.Context) (err error) {
-			committed, err = s.store.Commit(ctx, c)
-			return err
-		})
+		committed, err := s.commit(sctx, c)
 		switch {
 		case err != nil:
 			return s.degradeOn(ctx, err, pol, &in, id, false)
@@ -200,6 +196,15 @@ func replay(raw []byte) (*arbiterv1.DecideResponse, error) {
 	return resp, nil
 }
 
+// commit writes c through the store within the store budget of sctx.
+func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (committed featurestore.Committed, err error) {
+	err = s.storeDo(sctx, opCommit, func(ctx context.Context) (err error) {
+		committed, err = s.store.Commit(ctx, c)
+		return err
+	})
+	return committed, err
+}
+
 // degradeOn handles a store error of Decide: the caller's own deadline or cancellation ends
 // the call; an unavailable store, a spent store budget or malformed stored state give a
 // degraded decision; anything else is an error.
@@ -266,11 +271,7 @@ func (s *Server) conflicted(ctx, sctx context.Context, req *arbiterv1.DecideRequ
 	if err != nil {
 		return nil, err
 	}
-	var committed featurestore.Committed
-	err = s.storeDo(sctx, opCommit, func(ctx context.Context) (err error) {
-		committed, err = s.store.Commit(ctx, c)
-		return err
-	})
+	committed, err := s.commit(sctx, c)
 	switch {
 	case err != nil:
 		pol := s.policies.Load()

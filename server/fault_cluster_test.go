@@ -26,6 +26,14 @@ func serveOn(t *testing.T, store Store, opts ...Option) arbiterv1.DecisionServic
 	t.Helper()
 	opts = append([]Option{WithClock(func() time.Time { return faultNow })}, opts...)
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
+	conn := serveLoopback(t, srv)
+	return arbiterv1.NewDecisionServiceClient(conn)
+}
+
+// serveLoopback serves srv on a loopback TCP listener and returns a client connection to it;
+// both stop when the test ends.
+func serveLoopback(t *testing.T, srv *Server) *grpc.ClientConn {
+	t.Helper()
 	gs := srv.NewGRPCServer()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,7 +53,7 @@ func serveOn(t *testing.T, store Store, opts ...Option) arbiterv1.DecisionServic
 		gs.Stop()
 		<-served
 	})
-	return arbiterv1.NewDecisionServiceClient(conn)
+	return conn
 }
 
 // dialStore opens a Redis store on url, closed when the test ends.

@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"fmt"
-	"net"
 	"runtime"
 	"slices"
 	"strings"
@@ -15,7 +14,6 @@ import (
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/arbiter-dev/arbiter/decision"
@@ -91,25 +89,7 @@ func newFaultEnv(t *testing.T, grpcOpts ...grpc.ServerOption) (*faultEnv, *fault
 		WithBreaker(e.breaker),
 		WithGRPCOptions(grpcOpts...),
 	)
-	gs := e.srv.NewGRPCServer()
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		_ = gs.Serve(lis)
-	}()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		gs.Stop()
-		<-served
-	})
+	conn := serveLoopback(t, e.srv)
 	e.dc = arbiterv1.NewDecisionServiceClient(conn)
 	// Warm up: the first calls dial Redis and load the scripts, which on a busy machine can
 	// take longer than the store budget.
