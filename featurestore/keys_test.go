@@ -27,6 +27,7 @@ func TestKeySchema(t *testing.T) {
 		{keyStops, "", tag + ":c:cust-42:s"},
 		{keyFailing, "", tag + ":c:cust-42:x"},
 		{keyRecent, "", tag + ":c:cust-42:r"},
+		{keyVersion, "", tag + ":c:cust-42:v"},
 		{keyEvent, "ev-1", tag + ":c:cust-42:e:ev-1"},
 		{keyDecision, "d1", tag + ":d:d1"},
 		{keyOutcomes, "d1", tag + ":o:d1"},
@@ -38,12 +39,23 @@ func TestKeySchema(t *testing.T) {
 			t.Errorf("key(%d, %s, %q) = %q, want %q", tt.kind, tag, tt.id, got, tt.want)
 		}
 	}
+	// keysOf builds the customer's keys in one string; each must be the schema's.
+	for _, c := range []string{cust, "", "a:b%c"} {
+		k := keysOf(c)
+		b := bucketOf(c)
+		for kind, got := range map[keyKind]string{keyFeatures: k.features, keyMessages: k.messages,
+			keyLedger: k.ledger, keyStops: k.stops, keyFailing: k.failing, keyRecent: k.recent, keyVersion: k.version} {
+			if want := key(kind, b, c, ""); got != want || k.bucket != b {
+				t.Errorf("keysOf(%q): kind %d = %q, want %q", c, kind, got, want)
+			}
+		}
+	}
 }
 
 // TestKeysDoNotCollide checks that customer ids holding the key separator cannot reach
 // another customer's keys.
 func TestKeysDoNotCollide(t *testing.T) {
-	kinds := []keyKind{keyFeatures, keyMessages, keyLedger, keyStops, keyFailing, keyRecent}
+	kinds := []keyKind{keyFeatures, keyMessages, keyLedger, keyStops, keyFailing, keyRecent, keyVersion}
 	seen := map[string]string{}
 	add := func(k, who string) {
 		if prev, ok := seen[k]; ok && prev != who {
@@ -189,7 +201,7 @@ func TestHotPathAllocs(t *testing.T) {
 	}{
 		{"NewDecisionID", func() { _ = NewDecisionID("cust-42", now) }, 1},
 		{"bucketOfDecisionID", func() { _, _ = bucketOfDecisionID("3f-0190f5a2-7c1e-7d4b-9a51-0c3e5b7d9f21") }, 0},
-		{"keysOf", func() { _ = keysOf("cust-42") }, 6},
+		{"keysOf", func() { _ = keysOf("cust-42") }, 2},
 	}
 	for _, tt := range tests {
 		if got := testing.AllocsPerRun(100, tt.fn); got > tt.max {

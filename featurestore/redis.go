@@ -270,7 +270,7 @@ func replayed(op, key string, arr []any) ([]byte, error) {
 }
 
 // Load implements the store's Load: the stored record when eventID was decided before, else
-// the customer's state at now. One round trip.
+// the customer's state at now and its version. One round trip.
 func (r *Redis) Load(ctx context.Context, customerID, eventID string, now time.Time) (Loaded, error) {
 	if err := checkID("customer id", customerID, true); err != nil {
 		return Loaded{}, err
@@ -279,11 +279,7 @@ func (r *Redis) Load(ctx context.Context, customerID, eventID string, now time.T
 		return Loaded{}, err
 	}
 	k := keysOf(customerID)
-	st, rec, err := r.load(ctx, "load", &k, key(keyEvent, k.bucket, customerID, eventID), true, now)
-	if err != nil {
-		return Loaded{}, err
-	}
-	return Loaded{State: st, Record: rec}, nil
+	return r.load(ctx, "load", &k, key(keyEvent, k.bucket, customerID, eventID), true, now)
 }
 
 // State implements the store's State: the customer's live state at now. One round trip.
@@ -292,12 +288,12 @@ func (r *Redis) State(ctx context.Context, customerID string, now time.Time) (de
 		return decision.State{}, err
 	}
 	k := keysOf(customerID)
-	st, _, err := r.load(ctx, "state", &k, key(keyEvent, k.bucket, customerID, ""), false, now)
-	return st, err
+	l, err := r.load(ctx, "state", &k, key(keyEvent, k.bucket, customerID, ""), false, now)
+	return l.State, err
 }
 
-func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey string, checkEvent bool, now time.Time) (decision.State, []byte, error) {
-	keys := []string{eventKey, k.features, k.messages, k.ledger, k.stops, k.failing, k.recent}
+func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey string, checkEvent bool, now time.Time) (Loaded, error) {
+	keys := []string{eventKey, k.features, k.messages, k.ledger, k.stops, k.failing, k.recent, k.version}
 	check := "0"
 	if checkEvent {
 		check = "1"
@@ -305,18 +301,18 @@ func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey s
 	v, err := loadScript.Run(ctx, r.client, keys, key(keyDecisionPrefix, k.bucket, "", ""),
 		ms(now.Add(-loadWindow)), check, r.maxFeaturesArg, r.maxMembersArg).Result()
 	if err != nil {
-		return decision.State{}, nil, storeErr(op, k.features, err)
+		return Loaded{}, storeErr(op, k.features, err)
 	}
 	arr, status, err := reply(op, k.features, v)
 	if err != nil {
-		return decision.State{}, nil, err
+		return Loaded{}, err
 	}
 	if status == 1 {
 		rec, err := replayed(op, eventKey, arr)
-		return decision.State{}, rec, err
+		return Loaded{Record: rec}, err
 	}
-	if len(arr) != 7 {
-		return decision.State{}, nil, fmt.Errorf("%s %s: reply of %d elements", op, k.features, len(arr))
+	if len(arr) != 8 {
+		return Loaded{}, fmt.Errorf("%s %s: reply of %d elements", op, k.features, len(arr))
 	}
 	var raw rawState
 	for i, dst := range []struct {
@@ -324,14 +320,18 @@ func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey s
 		key string
 	}{{&raw.features, k.features}, {&raw.messages, k.messages}, {&raw.ledger, k.ledger}, {&raw.stops, k.stops}, {&raw.failing, k.failing}, {&raw.recent, k.recent}} {
 		if *dst.p, err = replyStrings(dst.key, arr[i+1]); err != nil {
-			return decision.State{}, nil, fmt.Errorf("%s: %w", op, err)
+			return Loaded{}, fmt.Errorf("%s: %w", op, err)
 		}
+	}
+	version, ok := arr[7].(string)
+	if !ok {
+		return Loaded{}, fmt.Errorf("%s: %w", op, corrupt(k.version, "version is not a string"))
 	}
 	st, err := raw.decode(k, now)
 	if err != nil {
-		return decision.State{}, nil, fmt.Errorf("%s: %w", op, err)
+		return Loaded{}, fmt.Errorf("%s: %w", op, err)
 	}
-	return st, nil, nil
+	return Loaded{State: st, Version: version}, nil
 }
 
 // Commit implements the store's Commit: replay, checks, then every effect, atomically, in one
@@ -343,8 +343,8 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 	}
 	k := &a.keys
 	e := &c.Effects
-	keys := []string{a.event, a.record, k.messages, k.ledger, k.stops, k.features, k.recent, key(keyAudit, k.bucket, "", "")}
-	args := make([]any, 0, 19+5*len(e.CapChecks)+10*len(e.LedgerChecks)+4*len(e.StopChecks)+2*len(a.ledger)+
+	keys := []string{a.event, a.record, k.messages, k.ledger, k.stops, k.features, k.recent, key(keyAudit, k.bucket, "", ""), k.version}
+	args := make([]any, 0, 20+5*len(e.CapChecks)+10*len(e.LedgerChecks)+4*len(e.StopChecks)+2*len(a.ledger)+
 		2*len(a.stops)+3*len(a.features))
 	var msgScore int64
 	if e.Message != nil {
@@ -352,7 +352,7 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 	}
 	args = append(args, c.Record, c.DecisionID, ms(c.Now), r.retentionArg, r.auditMaxLenArg,
 		a.summary, a.message, msgScore, ms(c.Now.Add(-keepWindow)), r.keepArg, r.recentTTLArg,
-		key(keyDecisionPrefix, k.bucket, "", ""), r.maxMembersArg)
+		key(keyDecisionPrefix, k.bucket, "", ""), r.maxMembersArg, c.Version)
 	args = append(args, len(e.CapChecks))
 	for i := range e.CapChecks {
 		cc := &e.CapChecks[i]

@@ -8,6 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	"github.com/arbiter-dev/arbiter/featurestore/storetest"
@@ -72,4 +73,48 @@ func openRedis(t *testing.T) func(t *testing.T) storetest.Store {
 
 func TestRedisConformance(t *testing.T) {
 	storetest.Run(t, openRedis(t))
+}
+
+// TestRedisCurrentVersionSkipsChecks: a commit made on the current version does not re-read
+// the customer's messages; the engine's checks on that same state stand. A check that the
+// stored messages would fail shows it: on the current version it applies, on a version that
+// is not the current one it conflicts.
+func TestRedisCurrentVersionSkipsChecks(t *testing.T) {
+	s := openRedis(t)(t)
+	ctx := context.Background()
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	const cust = "cust-fast"
+	msg := func(ev string, limit int) *featurestore.Commit {
+		id := featurestore.NewDecisionID(cust, now)
+		return &featurestore.Commit{
+			CustomerID: cust, EventID: ev, DecisionID: id, Now: now, Record: []byte(ev),
+			Summary: decision.DecisionSummary{DecisionID: id, EventID: ev, EventType: decision.EventInvoiceOverdue,
+				Action: decision.ActionMessage, DecidedAt: now},
+			Effects: decision.Effects{
+				Message: &decision.SentMessage{DecisionID: id, Channel: decision.ChannelEmail, Purpose: decision.PurposeService, At: now},
+				CapChecks: []decision.CapCheck{{Name: "cap", Channel: decision.ChannelEmail,
+					Purposes: decision.PurposesOf(decision.PurposeService), Since: now.Add(-time.Hour), Limit: limit}},
+			},
+		}
+	}
+	if got, err := s.Commit(ctx, msg("seed", 10)); err != nil || got.Conflict != "" {
+		t.Fatalf("Commit(seed) = %+v, %v", got, err)
+	}
+	l, err := s.Load(ctx, cust, "stale", now)
+	if err != nil || l.Version == "" {
+		t.Fatalf("Load() = version %q, %v; want a version after a message", l.Version, err)
+	}
+	stale := msg("stale", 1)
+	stale.Version = "not-the-version"
+	if got, err := s.Commit(ctx, stale); err != nil || got.Conflict != "cap" {
+		t.Errorf("Commit(over the cap, other version) = %+v, %v; want Conflict cap", got, err)
+	}
+	current := msg("current", 1)
+	current.Version = l.Version
+	if got, err := s.Commit(ctx, current); err != nil || got.Conflict != "" {
+		t.Errorf("Commit(current version) = %+v, %v; want applied without re-checking", got, err)
+	}
+	if l2, err := s.Load(ctx, cust, "next", now); err != nil || l2.Version == l.Version {
+		t.Errorf("Load() after a message = version %q, %v; want a new version", l2.Version, err)
+	}
 }

@@ -75,11 +75,11 @@ end
 
 // loadScript reads a customer's state, or the stored record of a decided event.
 //
-// KEYS: event, features, messages, ledger, stops, failing, recent.
+// KEYS: event, features, messages, ledger, stops, failing, recent, version.
 // ARGV: decision key prefix, since (ms), "1" to check the event, max features, max members.
 // Reply: {1, record or nil} for a decided event; {3, what} for corrupt data; else
-// {0, features, messages, ledger, stops, failing, recent} as flat field/value and
-// member/score arrays.
+// {0, features, messages, ledger, stops, failing, recent, version} as flat field/value and
+// member/score arrays, and the version ("" for none).
 var loadScript = redis.NewScript(`
 if ARGV[3] == '1' then
   local id = redis.call('GET', KEYS[1])
@@ -93,15 +93,17 @@ return {0,
   redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, lim),
   redis.call('HGETALL', KEYS[5]),
   redis.call('HGETALL', KEYS[6]),
-  redis.call('LRANGE', KEYS[7], 0, 19)}
+  redis.call('LRANGE', KEYS[7], 0, 19),
+  redis.call('GET', KEYS[8]) or ''}
 `)
 
 // commitScript is Commit: replay, checks, then every effect.
 //
-// KEYS: event, decision, messages, ledger, stops, features, recent, audit.
+// KEYS: event, decision, messages, ledger, stops, features, recent, audit, version.
 // ARGV (fixed): 1 record, 2 decision id, 3 now (ms), 4 retention (ms), 5 audit max length,
 // 6 summary, 7 message member ("" for none), 8 message score, 9 trim below (ms),
-// 10 keep window (ms), 11 recent TTL (ms), 12 decision key prefix, 13 max members.
+// 10 keep window (ms), 11 recent TTL (ms), 12 decision key prefix, 13 max members,
+// 14 version the decision was made on ("" for unknown).
 // Then groups, each a count and its items:
 // cap checks (name, channel, purposes mask, since, limit), ledger checks (name, kind, card_ref,
 // merchant_id, amount, any amount "1"/"0", currency, initiator, since, limit), stop checks
@@ -113,7 +115,11 @@ local id = redis.call('GET', KEYS[1])
 if id then return {1, redis.call('GET', ARGV[12] .. id)} end
 
 local max = tonumber(ARGV[13])
-local p = 14
+-- Nothing was added to the messages, ledger or stops since the decision's Load when the
+-- version is still the one it read (versions are decision ids, so never reused): the
+-- engine's own cap, ledger and stop checks still hold, and are not repeated here.
+local fresh = ARGV[14] ~= '' and redis.call('GET', KEYS[9]) == ARGV[14]
+local p = 15
 local ncap = tonumber(ARGV[p]); p = p + 1
 local caps = {}
 for i = 1, ncap do
@@ -144,7 +150,7 @@ for _, kt in ipairs(writes) do
 end
 
 -- Cap checks against the messages zset.
-if ncap > 0 then
+if ncap > 0 and not fresh then
   local since = caps[1][4]
   for _, c in ipairs(caps) do if c[4] < since then since = c[4] end end
   local ms = redis.call('ZRANGEBYSCORE', KEYS[3], string.format('%d', since), '+inf', 'WITHSCORES', 'LIMIT', 0, max + 1)
@@ -167,7 +173,7 @@ if ncap > 0 then
 end
 
 -- Ledger checks against the ledger zset.
-if nled > 0 then
+if nled > 0 and not fresh then
   local since = leds[1][9]
   for _, c in ipairs(leds) do if c[9] < since then since = c[9] end end
   local ls = redis.call('ZRANGEBYSCORE', KEYS[4], string.format('%d', since), '+inf', 'WITHSCORES', 'LIMIT', 0, max + 1)
@@ -190,6 +196,7 @@ if nled > 0 then
   end
 end
 
+if fresh then nsc = 0 end
 if (nstop > 0 or nsc > 0) and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
 
 -- Stop checks against the stops hash: a card-wide stop or one for the merchant, in force at
@@ -232,6 +239,9 @@ for i = 0, nfeat - 1 do
   else
     redis.call('HSET', KEYS[6], ARGV[q], ARGV[q + 1])
   end
+end
+if ARGV[7] ~= '' or nent > 0 or nstop > 0 then
+  redis.call('SET', KEYS[9], ARGV[2], 'PX', ARGV[10])
 end
 redis.call('LPUSH', KEYS[7], ARGV[6])
 redis.call('LTRIM', KEYS[7], 0, 19)

@@ -24,6 +24,11 @@ type Loaded struct {
 	// Record is the encoded arbiterv1.DecisionRecord when the event id was decided before;
 	// the caller then replays it and State is empty.
 	Record []byte
+	// Version identifies the state read: the id of the last decision that added to the
+	// customer's messages, ledger or stops, or "" when unknown. Passed back in
+	// Commit.Version, it lets the commit skip re-checking caps, ledgers and stops when
+	// nothing was added since. Stores that re-check cheaply leave it empty.
+	Version string
 }
 
 // Commit is one decision's atomic write: the decision record, its audit entry, and the
@@ -37,6 +42,8 @@ type Commit struct {
 	Record  []byte
 	Summary decision.DecisionSummary
 	Effects decision.Effects
+	// Version is Loaded.Version of the Load this decision was made on ("" re-checks).
+	Version string
 }
 
 // Committed is the result of Commit.

@@ -113,6 +113,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		if err != nil {
 			return nil, err
 		}
+		c.Version = loaded.Version
 		committed, err := s.commit(sctx, c)
 		switch {
 		case err != nil:

@@ -37,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"CapChecks", testCapChecks},
 		{"LedgerChecks", testLedgerChecks},
 		{"StopChecks", testStopChecks},
+		{"StaleVersion", testStaleVersion},
 		{"Trim", testTrim},
 		{"ExpiredStopsAndFailures", testExpired},
 		{"RecentList", testRecent},
@@ -527,6 +528,71 @@ func testStopChecks(t *testing.T, s Store) {
 	if st := mustState(t, s, racer, base); len(st.Ledger) != 0 {
 		t.Errorf("State after the conflicting retry holds ledger %+v, want none", st.Ledger)
 	}
+}
+
+// testStaleVersion: a commit made on a Load whose version is stale (something was added
+// since) re-checks its caps, ledgers and stops; one on the current version applies.
+func testStaleVersion(t *testing.T, s Store) {
+	const cust = "cust-version"
+	ctx := context.Background()
+	load := func(ev string) featurestore.Loaded {
+		t.Helper()
+		l, err := s.Load(ctx, cust, ev, base)
+		if err != nil {
+			t.Fatalf("Load(%s) = %v", ev, err)
+		}
+		return l
+	}
+	day := base.Add(-24 * time.Hour)
+	capOf := func(limit int) decision.CapCheck {
+		return decision.CapCheck{Name: "email_day", Channel: decision.ChannelEmail,
+			Purposes: decision.PurposesOf(decision.PurposeService), Since: day, Limit: limit}
+	}
+	mustApply(t, s, withMessage(commit(cust, "seed", base, decision.Effects{}), decision.ChannelEmail, decision.PurposeService))
+
+	// Two decisions read the same state (one email today) and each reserves the second of
+	// a cap of 2: the first applies, the second must see the first's message.
+	a, b := load("a"), load("b")
+	ca := withMessage(commit(cust, "a", base, decision.Effects{}), decision.ChannelEmail, decision.PurposeService, capOf(2))
+	ca.Version = a.Version
+	mustApply(t, s, ca)
+	cb := withMessage(commit(cust, "b", base, decision.Effects{}), decision.ChannelEmail, decision.PurposeService, capOf(2))
+	cb.Version = b.Version
+	if got := mustCommit(t, s, cb); got.Conflict != "email_day" {
+		t.Errorf("Commit on a stale version after a message = %+v, want Conflict email_day", got)
+	}
+
+	// The same for a ledger entry and a retry stop added since the Load.
+	retry := decision.LedgerCheck{Name: "retries", Kind: decision.LedgerRetry, CardRef: "card-A", AnyAmount: true, Since: day, Limit: 1}
+	entry := decision.LedgerEntry{Kind: decision.LedgerRetry, EventID: "c", CardRef: "card-A", MerchantID: "m-1",
+		AmountMinor: 100, Currency: "EUR", Initiator: decision.InitiatorMerchant, Network: decision.NetworkVisa, At: base}
+	c, d := load("c"), load("d")
+	cc := commit(cust, "c", base, decision.Effects{Ledger: []decision.LedgerEntry{entry}, LedgerChecks: []decision.LedgerCheck{retry}})
+	cc.Version = c.Version
+	mustApply(t, s, cc)
+	cd := commit(cust, "d", base, decision.Effects{LedgerChecks: []decision.LedgerCheck{retry}})
+	cd.Version = d.Version
+	if got := mustCommit(t, s, cd); got.Conflict != "retries" {
+		t.Errorf("Commit on a stale version after a ledger entry = %+v, want Conflict retries", got)
+	}
+
+	stop := decision.StopCheck{Name: "stopped", CardRef: "card-S", At: base}
+	e, f := load("e"), load("f")
+	ce := commit(cust, "e", base, decision.Effects{Stops: []decision.RetryStop{{CardRef: "card-S", Until: base.Add(time.Hour), ReasonCode: "HARD_DECLINE"}}})
+	ce.Version = e.Version
+	mustApply(t, s, ce)
+	cf := commit(cust, "f", base, decision.Effects{StopChecks: []decision.StopCheck{stop}})
+	cf.Version = f.Version
+	if got := mustCommit(t, s, cf); got.Conflict != "stopped" {
+		t.Errorf("Commit on a stale version after a stop = %+v, want Conflict stopped", got)
+	}
+
+	// On the current version, a commit within its checks applies.
+	g := load("g")
+	cg := withMessage(commit(cust, "g", base, decision.Effects{}), decision.ChannelSMS, decision.PurposeService,
+		decision.CapCheck{Name: "sms_day", Channel: decision.ChannelSMS, Purposes: decision.PurposesOf(decision.PurposeService), Since: day, Limit: 1})
+	cg.Version = g.Version
+	mustApply(t, s, cg)
 }
 
 func testTrim(t *testing.T, s Store) {
