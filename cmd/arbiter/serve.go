@@ -299,9 +299,13 @@ func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider
 	if err != nil {
 		return nil, "", fmt.Errorf("redis: %w", err)
 	}
-	if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
-		client.Close()
-		return nil, "", fmt.Errorf("redis tracing: %w", err)
+	// A span per Redis command costs an allocation-heavy hook on the hot path; it is only
+	// worth it when spans are exported (the server's own store spans remain either way).
+	if _, exported := tp.(*sdktrace.TracerProvider); exported {
+		if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
+			client.Close()
+			return nil, "", fmt.Errorf("redis tracing: %w", err)
+		}
 	}
 	if err := redisotel.InstrumentMetrics(client, redisotel.WithMeterProvider(mp)); err != nil {
 		client.Close()
