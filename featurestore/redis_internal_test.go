@@ -197,10 +197,12 @@ func TestDial(t *testing.T) {
 		wantUser    string
 		wantPass    string
 		wantDB      int
+		wantProto   int // 0: RESP2, the default
 	}{
 		{url: "redis://127.0.0.1:6379", wantAddrs: []string{"127.0.0.1:6379"}},
 		{url: "redis://u:p%40ss@h:6380/2", wantAddrs: []string{"h:6380"}, wantUser: "u", wantPass: "p@ss", wantDB: 2},
 		{url: "rediss://h:6380", wantAddrs: []string{"h:6380"}},
+		{url: "redis://h:6380?protocol=3", wantAddrs: []string{"h:6380"}, wantProto: 3},
 		{url: "h:6379", wantAddrs: []string{"h:6379"}},
 		{url: "redis+cluster://h1:7000,h2:7001", wantCluster: true, wantAddrs: []string{"h1:7000", "h2:7001"}},
 		{url: "rediss+cluster://u:pw@h1:7000,h2:7001", wantCluster: true, wantAddrs: []string{"h1:7000", "h2:7001"}, wantUser: "u", wantPass: "pw"},
@@ -220,19 +222,24 @@ func TestDial(t *testing.T) {
 				DB                   int
 				ContextTimeout       bool
 				DialT, ReadT, WriteT time.Duration
+				Protocol             int
 			}
 			var g got
 			switch c := c.(type) {
 			case *redis.Client:
 				o := c.Options()
-				g = got{false, []string{o.Addr}, o.Username, o.Password, o.DB, o.ContextTimeoutEnabled, o.DialTimeout, o.ReadTimeout, o.WriteTimeout}
+				g = got{false, []string{o.Addr}, o.Username, o.Password, o.DB, o.ContextTimeoutEnabled, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.Protocol}
 			case *redis.ClusterClient:
 				o := c.Options()
-				g = got{true, o.Addrs, o.Username, o.Password, 0, o.ContextTimeoutEnabled, o.DialTimeout, o.ReadTimeout, o.WriteTimeout}
+				g = got{true, o.Addrs, o.Username, o.Password, 0, o.ContextTimeoutEnabled, o.DialTimeout, o.ReadTimeout, o.WriteTimeout, o.Protocol}
 			default:
 				t.Fatalf("Dial(%q) = %T", tt.url, c)
 			}
-			want := got{tt.wantCluster, tt.wantAddrs, tt.wantUser, tt.wantPass, tt.wantDB, true, dialTimeout, readTimeout, writeTimeout}
+			proto := tt.wantProto
+			if proto == 0 {
+				proto = 2
+			}
+			want := got{tt.wantCluster, tt.wantAddrs, tt.wantUser, tt.wantPass, tt.wantDB, true, dialTimeout, readTimeout, writeTimeout, proto}
 			if diff := cmp.Diff(want, g); diff != "" {
 				t.Errorf("Dial(%q) options mismatch (-want +got):\n%s", tt.url, diff)
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -153,12 +154,15 @@ func New(store Store, policies *PolicyHolder, opts ...Option) *Server {
 // service and server reflection registered, traced and measured through the OpenTelemetry
 // stats handler, plus the options given with WithGRPCOptions.
 func (s *Server) NewGRPCServer() *grpc.Server {
-	opts := make([]grpc.ServerOption, 0, 1+len(s.opts.grpcOptions))
+	opts := make([]grpc.ServerOption, 0, 2+len(s.opts.grpcOptions))
 	opts = append(opts, grpc.StatsHandler(otelgrpc.NewServerHandler(
 		otelgrpc.WithTracerProvider(s.opts.tracerProvider),
 		otelgrpc.WithMeterProvider(s.opts.meterProvider),
 		otelgrpc.WithPropagators(propagation.TraceContext{}),
 	)))
+	// A fixed set of workers serves the streams, so their stacks stay grown instead of each
+	// call starting a goroutine whose stack grows again (4% of the CPU under load).
+	opts = append(opts, grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))))
 	opts = append(opts, s.opts.grpcOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)
