@@ -448,8 +448,23 @@ func decodeRecent(key string, list []string) ([]decision.DecisionSummary, error)
 		return nil, corrupt(key, "%d entries", len(list))
 	}
 	out := make([]decision.DecisionSummary, 0, len(list))
+	// The fields of every entry share one array (the reason codes are slices of it).
+	n := 0
 	for _, v := range list {
-		f := strings.Split(v, sep)
+		n += strings.Count(v, sep) + 1
+	}
+	all := make([]string, 0, n)
+	for _, v := range list {
+		start := len(all)
+		for {
+			field, rest, more := strings.Cut(v, sep)
+			all = append(all, field)
+			if !more {
+				break
+			}
+			v = rest
+		}
+		f := all[start:len(all):len(all)]
 		if len(f) < 5 {
 			return nil, corrupt(key, "summary has %d fields, want at least 5", len(f))
 		}

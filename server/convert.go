@@ -404,12 +404,21 @@ func toSummaries(rs []decision.DecisionSummary) []*arbiterv1.DecisionSummary {
 	if len(rs) == 0 {
 		return nil
 	}
+	// Three allocations for the list, not two per summary: the summaries and their times
+	// live in two arrays.
 	out := make([]*arbiterv1.DecisionSummary, len(rs))
+	msgs := make([]arbiterv1.DecisionSummary, len(rs))
+	times := make([]timestamppb.Timestamp, len(rs))
 	for i, r := range rs {
-		out[i] = &arbiterv1.DecisionSummary{
-			DecisionId: r.DecisionID, EventId: r.EventID, EventType: arbiterv1.EventType(r.EventType),
-			Action: arbiterv1.Action(r.Action), ReasonCodes: r.ReasonCodes, DecidedAt: ts(r.DecidedAt),
+		m := &msgs[i]
+		m.DecisionId, m.EventId, m.EventType = r.DecisionID, r.EventID, arbiterv1.EventType(r.EventType)
+		m.Action, m.ReasonCodes = arbiterv1.Action(r.Action), r.ReasonCodes
+		if !r.DecidedAt.IsZero() {
+			t := &times[i]
+			t.Seconds, t.Nanos = r.DecidedAt.Unix(), int32(r.DecidedAt.Nanosecond())
+			m.DecidedAt = t
 		}
+		out[i] = m
 	}
 	return out
 }

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -55,6 +57,33 @@ type metrics struct {
 
 	actionAttrs [decision.ActionSuppress + 1]metric.MeasurementOption
 	storeAttrs  [opCount][2]metric.MeasurementOption // [op][ok, error]
+	// reasonAttrs caches the attribute set of each (action, reason code): building one per
+	// reason per decision was a tenth of the Decide pipeline's allocations. Policies name a
+	// bounded set of codes; past maxReasonAttrs entries sets are built per call.
+	reasonAttrs sync.Map // reasonKey -> metric.MeasurementOption
+	nReasons    atomic.Int32
+}
+
+type reasonKey struct {
+	action decision.Action
+	code   string
+}
+
+const maxReasonAttrs = 4096
+
+// reasonAttr returns the measurement option of a reason code on an action.
+func (m *metrics) reasonAttr(a decision.Action, code string) metric.MeasurementOption {
+	k := reasonKey{a, code}
+	if o, ok := m.reasonAttrs.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	o := metric.WithAttributeSet(attribute.NewSet(attribute.String("action", actionName(a)), attribute.String("reason", code)))
+	if m.nReasons.Load() < maxReasonAttrs {
+		if _, loaded := m.reasonAttrs.LoadOrStore(k, o); !loaded {
+			m.nReasons.Add(1)
+		}
+	}
+	return o
 }
 
 func newMetrics(mp metric.MeterProvider) (*metrics, error) {
@@ -128,7 +157,7 @@ func (m *metrics) recordDecision(ctx context.Context, resp *arbiterv1.DecideResp
 	m.decisions.Add(ctx, 1, attrs)
 	m.latency.Record(ctx, elapsed.Seconds(), attrs)
 	for _, r := range resp.GetReasons() {
-		m.reasons.Add(ctx, 1, metric.WithAttributes(attribute.String("action", actionName(a)), attribute.String("reason", r.GetCode())))
+		m.reasons.Add(ctx, 1, m.reasonAttr(a, r.GetCode()))
 	}
 	if resp.GetReplayed() {
 		m.replayed.Add(ctx, 1)
