@@ -77,7 +77,8 @@ func TestCluster(t *testing.T) {
 		if len(masters) != 3 {
 			t.Fatalf("32 customers live on %d masters, want 3", len(masters))
 		}
-		res, err := s.PingShards(ctx)
+		res := map[string]error{}
+		err := s.PingShards(ctx, func(shard string, err error) { res[shard] = err })
 		if err != nil || len(res) != 3 {
 			t.Fatalf("PingShards() = %v, %v; want the 3 masters", res, err)
 		}

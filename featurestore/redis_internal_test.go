@@ -172,11 +172,11 @@ func TestRedisDown(t *testing.T) {
 		"PutFeatures": func() error { return s.PutFeatures(ctx, "c", map[string]any{"a": 1}, 0) },
 		"ScanAudit":   func() error { return s.ScanAudit(ctx, func(string, []byte) error { return nil }) },
 		"PingShards": func() error {
-			res, err := s.PingShards(ctx)
-			if err != nil {
+			var pingErr error
+			if err := s.PingShards(ctx, func(_ string, err error) { pingErr = err }); err != nil {
 				return err
 			}
-			return res[addr]
+			return pingErr
 		},
 		"PutFeaturesBatch": func() error {
 			items := make([]FeatureRecord, 3*batchChunk)
@@ -209,7 +209,8 @@ func TestRedisShardsSingleNode(t *testing.T) {
 			t.Errorf("ShardOfDecision(decision of %q) = %q, want %q", cust, got, addr)
 		}
 	}
-	res, err := s.PingShards(ctx)
+	res := map[string]error{}
+	err := s.PingShards(ctx, func(shard string, err error) { res[shard] = err })
 	if pingErr, ok := res[addr]; err != nil || len(res) != 1 || !ok || pingErr != nil {
 		t.Errorf("PingShards() = %v, %v; want %s answering", res, err, addr)
 	}

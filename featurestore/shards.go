@@ -99,16 +99,17 @@ func (r *Redis) ShardOfDecision(ctx context.Context, decisionID string) string {
 }
 
 // PingShards pings every shard at once (every master of a cluster, after reloading its slot
-// map; the one node of a single Redis) and returns each shard's address, as ShardOf names it,
-// with nil when it answered or an error satisfying errors.Is(err, ErrUnavailable). It fails
+// map; the one node of a single Redis) and calls fn with each shard's address, as ShardOf names
+// it, and nil when it answered or an error satisfying errors.Is(err, ErrUnavailable), as each
+// ping ends, one call at a time. A caller that has heard enough cancels ctx. PingShards fails
 // when it cannot find the shards: no cluster node answers.
-func (r *Redis) PingShards(ctx context.Context) (map[string]error, error) {
+func (r *Redis) PingShards(ctx context.Context, fn func(shard string, err error)) error {
 	m := r.shards
 	if m.cluster == nil {
-		return map[string]error{m.addr: r.Ping(ctx)}, nil
+		fn(m.addr, r.Ping(ctx))
+		return nil
 	}
 	var mu sync.Mutex
-	res := map[string]error{}
 	err := m.cluster.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
 		addr := c.Options().Addr
 		err := c.Ping(ctx).Err()
@@ -116,15 +117,15 @@ func (r *Redis) PingShards(ctx context.Context) (map[string]error, error) {
 			err = storeErr("ping", addr, err)
 		}
 		mu.Lock()
-		res[addr] = err
-		mu.Unlock()
+		defer mu.Unlock()
+		fn(addr, err)
 		return nil
 	})
 	if err != nil {
-		return nil, storeErr("ping", "", err)
+		return storeErr("ping", "", err)
 	}
 	if !m.routed.Load() {
 		m.routed.Store(true) // ForEachMaster loaded the slot map
 	}
-	return res, nil
+	return nil
 }
