@@ -3,8 +3,10 @@ package featurestore_test
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -43,6 +45,53 @@ func TestCluster(t *testing.T) {
 
 	t.Run("Conformance", func(t *testing.T) { storetest.Run(t, open) })
 
+	t.Run("Shards", func(t *testing.T) {
+		ctx := t.Context()
+		s := open(t).(redisStore).Redis
+		if got := s.ShardOf(ctx, "cust-0"); got != "" {
+			t.Errorf("ShardOf before the client reached the cluster = %q, want \"\" (no slot map yet)", got)
+		}
+		if _, err := s.Load(ctx, "cust-0", "ev", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		// Every customer's shard is the master that serves the slot of its bucket.
+		masters := map[string]bool{}
+		for i := range 32 {
+			cust := fmt.Sprintf("cust-%d", i)
+			slot, err := c.Slot(ctx, bucketTagOf(cust))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := c.MasterOf(ctx, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := s.ShardOf(ctx, cust); got != want {
+				t.Errorf("ShardOf(%q) = %q, want %q (master of slot %d)", cust, got, want, slot)
+			}
+			if got := s.ShardOfDecision(ctx, featurestore.NewDecisionID(cust, time.Now())); got != want {
+				t.Errorf("ShardOfDecision(a decision of %q) = %q, want %q", cust, got, want)
+			}
+			masters[want] = true
+		}
+		if len(masters) != 3 {
+			t.Fatalf("32 customers live on %d masters, want 3", len(masters))
+		}
+		res := map[string]error{}
+		err := s.PingShards(ctx, func(shard string, err error) { res[shard] = err })
+		if err != nil || len(res) != 3 {
+			t.Fatalf("PingShards() = %v, %v; want the 3 masters", res, err)
+		}
+		for m, err := range res {
+			if !masters[m] || err != nil {
+				t.Errorf("PingShards(): %s: %v; want a master answering", m, err)
+			}
+		}
+		if n := testing.AllocsPerRun(100, func() { _ = s.ShardOf(ctx, "cust-1") }); n != 0 {
+			t.Errorf("ShardOf allocates %v times, want 0", n)
+		}
+	})
+
 	t.Run("AuditExport", func(t *testing.T) {
 		open(t) // empty the cluster
 		ids := addAudit(t, raw, "cl", 600)
@@ -71,4 +120,11 @@ func TestCluster(t *testing.T) {
 			t.Errorf("audit streams live on %d masters, want 3", len(masters))
 		}
 	})
+}
+
+// bucketTagOf is the hash tag of a customer's keys, "{b:XX}" with XX = fnv-1a-32(id) % 256.
+func bucketTagOf(customerID string) string {
+	h := fnv.New32a()
+	h.Write([]byte(customerID))
+	return fmt.Sprintf("{b:%02x}", h.Sum32()%256)
 }

@@ -50,6 +50,12 @@ func TestKeySchema(t *testing.T) {
 			}
 		}
 	}
+	// ShardOf finds a bucket's slot from its tag alone.
+	for b := range 256 {
+		if got, want := bucketTags[b], fmt.Sprintf("{b:%02x}", b); got != want || !strings.HasPrefix(key(keyAudit, bucket(b), "", ""), got) {
+			t.Errorf("bucketTags[%d] = %q, want %q, the prefix of the bucket's keys", b, got, want)
+		}
+	}
 }
 
 // TestKeysDoNotCollide checks that customer ids holding the key separator cannot reach

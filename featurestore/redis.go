@@ -22,6 +22,7 @@ import (
 type Redis struct {
 	client redis.UniversalClient
 	opts   options
+	shards *shardMap
 	// Script arguments that never change, boxed once.
 	retentionArg, auditMaxLenArg, keepArg, recentTTLArg, maxMembersArg, maxFeaturesArg any
 }
@@ -33,7 +34,7 @@ type Redis struct {
 func NewRedis(client redis.UniversalClient, opts ...Option) *Redis {
 	o := newOptions(opts)
 	return &Redis{
-		client: client, opts: o,
+		client: client, opts: o, shards: newShardMap(client),
 		retentionArg: durMS(o.retention), auditMaxLenArg: o.auditMaxLen, keepArg: durMS(keepWindow),
 		recentTTLArg: durMS(recentTTL), maxMembersArg: maxMembers, maxFeaturesArg: maxFeatures,
 	}

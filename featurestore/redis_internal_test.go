@@ -171,6 +171,13 @@ func TestRedisDown(t *testing.T) {
 		"GetDecision": func() error { _, _, err := s.GetDecision(ctx, NewDecisionID("c", testNow)); return err },
 		"PutFeatures": func() error { return s.PutFeatures(ctx, "c", map[string]any{"a": 1}, 0) },
 		"ScanAudit":   func() error { return s.ScanAudit(ctx, func(string, []byte) error { return nil }) },
+		"PingShards": func() error {
+			var pingErr error
+			if err := s.PingShards(ctx, func(_ string, err error) { pingErr = err }); err != nil {
+				return err
+			}
+			return pingErr
+		},
 		"PutFeaturesBatch": func() error {
 			items := make([]FeatureRecord, 3*batchChunk)
 			for i := range items {
@@ -186,6 +193,29 @@ func TestRedisDown(t *testing.T) {
 		if !errors.Is(err, ErrUnavailable) {
 			t.Errorf("%s on a Redis that is down = %v, want ErrUnavailable", name, err)
 		}
+	}
+}
+
+// TestRedisShardsSingleNode checks that a single Redis is one shard, named by its address.
+func TestRedisShardsSingleNode(t *testing.T) {
+	s, _ := newTestRedis(t)
+	ctx := t.Context()
+	addr := s.client.(*redis.Client).Options().Addr
+	for _, cust := range []string{"c1", "c2", "c:3"} {
+		if got := s.ShardOf(ctx, cust); got != addr {
+			t.Errorf("ShardOf(%q) = %q, want %q", cust, got, addr)
+		}
+		if got := s.ShardOfDecision(ctx, NewDecisionID(cust, testNow)); got != addr {
+			t.Errorf("ShardOfDecision(decision of %q) = %q, want %q", cust, got, addr)
+		}
+	}
+	res := map[string]error{}
+	err := s.PingShards(ctx, func(shard string, err error) { res[shard] = err })
+	if pingErr, ok := res[addr]; err != nil || len(res) != 1 || !ok || pingErr != nil {
+		t.Errorf("PingShards() = %v, %v; want %s answering", res, err, addr)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = s.ShardOf(ctx, "c1") }); n != 0 {
+		t.Errorf("ShardOf allocates %v times, want 0", n)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -15,15 +16,15 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore"
 )
 
-// ErrCircuitOpen is returned by Breaker.Allow while the breaker is open. It wraps
+// ErrCircuitOpen is returned by Breaker.Allow while the shard's breaker is open. It wraps
 // featurestore.ErrUnavailable, so a caller that degrades on an unavailable store degrades on it
 // too, without a timeout.
 var ErrCircuitOpen = fmt.Errorf("%w: circuit breaker open", featurestore.ErrUnavailable)
 
 // ErrNoStoreTime is returned by Breaker.Allow when the call's context is already done (for
 // example a zero store budget: the caller's deadline leaves no time for the store). The call
-// is not made and not counted, so callers with impossible deadlines cannot open the breaker
-// for everyone. It wraps featurestore.ErrUnavailable and context.DeadlineExceeded.
+// is not made and not counted, so callers with impossible deadlines cannot open a shard's
+// breaker for everyone else. It wraps featurestore.ErrUnavailable and context.DeadlineExceeded.
 var ErrNoStoreTime = fmt.Errorf("%w: no time left for the store: %w", featurestore.ErrUnavailable, context.DeadlineExceeded)
 
 // errStoreCallCanceled is Allow's answer when the call's context was canceled.
@@ -57,35 +58,69 @@ func (s BreakerState) String() string {
 
 // Breaker defaults.
 const (
-	// DefaultBreakerThreshold is how many consecutive store failures open the breaker.
+	// DefaultBreakerThreshold is how many consecutive store failures open a breaker.
 	DefaultBreakerThreshold = 5
 	// DefaultBreakerCoolDown is how long an open breaker refuses calls before it lets one
 	// probe through.
 	DefaultBreakerCoolDown = 500 * time.Millisecond
 )
 
-// Breaker is a circuit breaker for store calls, so that a dead or hung store costs a request
-// microseconds instead of a timeout. It is closed at first; Threshold consecutive failures
-// (see Record) open it; while open, Allow refuses at once with ErrCircuitOpen; after the
-// cool-down, Allow lets a single probe through (half-open) and the probe's result closes the
-// breaker or opens it for another cool-down.
+// Bounds of a BreakerSet. A breaker not used for breakerIdle is forgotten (its shard's next
+// call gets a closed breaker): after a failover the old master's address is no longer used, and
+// its open breaker must neither stay in memory nor be reported for ever. A set never holds more
+// than maxBreakers: the live shards are at most 257 (one per bucket, and "").
+const (
+	breakerIdle = time.Minute
+	maxBreakers = 512
+	// usedEvery is the resolution of a breaker's last use, so that a busy breaker is not
+	// written on every call.
+	usedEvery = int64(time.Second)
+)
+
+// Breaker is the circuit breaker of one store shard, so that a dead or hung shard costs a
+// request microseconds instead of a timeout. It is closed at first; Threshold consecutive
+// failures (see Record) open it; while open, Allow refuses at once with ErrCircuitOpen; after
+// the cool-down, Allow lets a single probe through (half-open) and the probe's result closes
+// the breaker or opens it for another cool-down.
 //
 // A Breaker is safe for concurrent use and takes no lock: the state, the failure count and the
-// times are atomics. Its zero value is not usable; call NewBreaker.
+// times are atomics. Get one from a BreakerSet.
 type Breaker struct {
 	threshold int32
 	coolDown  int64 // nanoseconds
 	now       func() time.Time
+	shard     string
 
 	state    atomic.Int32 // a BreakerState
 	failures atomic.Int32 // consecutive failures while closed
 	since    atomic.Int64 // unix nanoseconds: when it opened, or when the last probe went out
+	used     atomic.Int64 // unix nanoseconds, to usedEvery: when the set last handed it out
 
 	transitions metric.Int64Counter
-	onChange    func(from, to BreakerState)
+	attrs       [BreakerHalfOpen + 1]metric.AddOption // by new state: "to" and "shard"
+	observe     metric.ObserveOption                  // "shard"
+	onChange    func(shard string, from, to BreakerState)
 }
 
-// BreakerOption configures a Breaker.
+// BreakerSet holds one Breaker per store shard: one per Redis Cluster master (named by its
+// address), or a single one, named "", for a store that is not sharded. A lost master then
+// degrades the decisions of its own customers only, and after a failover the promoted replica,
+// a new address, starts with a closed breaker. Breakers not used for a minute are dropped, and
+// a set holds at most 512.
+//
+// A BreakerSet is safe for concurrent use; finding a shard's breaker takes no lock and does not
+// allocate. Create it with NewBreakerSet.
+type BreakerSet struct {
+	opts        breakerOptions
+	transitions metric.Int64Counter
+	idle        int64 // nanoseconds
+	max         int
+
+	mu       sync.Mutex                          // held to add or drop breakers
+	breakers atomic.Pointer[map[string]*Breaker] // copied on write under mu
+}
+
+// BreakerOption configures the breakers of a BreakerSet.
 type BreakerOption func(*breakerOptions)
 
 type breakerOptions struct {
@@ -93,16 +128,16 @@ type breakerOptions struct {
 	coolDown  time.Duration
 	now       func() time.Time
 	meter     metric.MeterProvider
-	onChange  func(from, to BreakerState)
+	onChange  func(shard string, from, to BreakerState)
 }
 
-// WithBreakerThreshold sets how many consecutive failures open the breaker (default 5; values
-// below 1 mean 1).
+// WithBreakerThreshold sets how many consecutive failures of a shard open its breaker (default
+// 5; values below 1 mean 1).
 func WithBreakerThreshold(n int) BreakerOption {
 	return func(o *breakerOptions) { o.threshold = max(n, 1) }
 }
 
-// WithBreakerCoolDown sets how long the breaker stays open before a probe (default 500 ms).
+// WithBreakerCoolDown sets how long a breaker stays open before a probe (default 500 ms).
 func WithBreakerCoolDown(d time.Duration) BreakerOption {
 	return func(o *breakerOptions) { o.coolDown = d }
 }
@@ -112,22 +147,24 @@ func WithBreakerClock(now func() time.Time) BreakerOption {
 	return func(o *breakerOptions) { o.now = now }
 }
 
-// WithBreakerMeterProvider sets the meter provider for the breaker's instruments: the counter
-// arbiter.store.breaker.transitions (attribute "to": closed, open, half-open) and the gauge
-// arbiter.store.breaker.state (0 closed, 1 open, 2 half-open). Default: no metrics.
+// WithBreakerMeterProvider sets the meter provider for the breakers' instruments: the counter
+// arbiter.store.breaker.transitions (attributes "to": closed, open, half-open, and "shard") and
+// the gauge arbiter.store.breaker.state (0 closed, 1 open, 2 half-open; attribute "shard", for
+// the breakers used in the last minute). Default: no metrics.
 func WithBreakerMeterProvider(mp metric.MeterProvider) BreakerOption {
 	return func(o *breakerOptions) { o.meter = mp }
 }
 
-// WithBreakerOnChange sets a function called after each state change, for example to log it.
-// It runs on the goroutine of the call that caused the change and must be quick.
-func WithBreakerOnChange(f func(from, to BreakerState)) BreakerOption {
+// WithBreakerOnChange sets a function called after each state change of a shard's breaker, for
+// example to log it. It runs on the goroutine of the call that caused the change and must be
+// quick.
+func WithBreakerOnChange(f func(shard string, from, to BreakerState)) BreakerOption {
 	return func(o *breakerOptions) { o.onChange = f }
 }
 
-// NewBreaker returns a closed Breaker. It fails only when the meter provider refuses to create
-// its instruments.
-func NewBreaker(opts ...BreakerOption) (*Breaker, error) {
+// NewBreakerSet returns an empty BreakerSet. It fails only when the meter provider refuses to
+// create its instruments.
+func NewBreakerSet(opts ...BreakerOption) (*BreakerSet, error) {
 	o := breakerOptions{
 		threshold: DefaultBreakerThreshold,
 		coolDown:  DefaultBreakerCoolDown,
@@ -137,29 +174,100 @@ func NewBreaker(opts ...BreakerOption) (*Breaker, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	b := &Breaker{
-		threshold: int32(min(o.threshold, 1<<30)),
-		coolDown:  int64(o.coolDown),
-		now:       o.now,
-		onChange:  o.onChange,
-	}
+	s := &BreakerSet{opts: o, idle: int64(breakerIdle), max: maxBreakers}
+	s.breakers.Store(&map[string]*Breaker{})
 	m := o.meter.Meter("github.com/arbiter-dev/arbiter/server")
 	var err error
-	b.transitions, err = m.Int64Counter("arbiter.store.breaker.transitions",
-		metric.WithDescription("Store circuit breaker state changes, by new state."))
+	s.transitions, err = m.Int64Counter("arbiter.store.breaker.transitions",
+		metric.WithDescription("Store circuit breaker state changes, by shard and new state."))
 	if err != nil {
 		return nil, fmt.Errorf("breaker metrics: %w", err)
 	}
 	_, err = m.Int64ObservableGauge("arbiter.store.breaker.state",
-		metric.WithDescription("Store circuit breaker state: 0 closed, 1 open, 2 half-open."),
+		metric.WithDescription("Store circuit breaker state, by shard: 0 closed, 1 open, 2 half-open."),
 		metric.WithInt64Callback(func(_ context.Context, obs metric.Int64Observer) error {
-			obs.Observe(int64(b.state.Load()))
+			now := s.opts.now().UnixNano()
+			for _, b := range *s.breakers.Load() {
+				if now-b.used.Load() <= s.idle {
+					obs.Observe(int64(b.state.Load()), b.observe)
+				}
+			}
 			return nil
 		}))
 	if err != nil {
 		return nil, fmt.Errorf("breaker metrics: %w", err)
 	}
-	return b, nil
+	return s, nil
+}
+
+// Breaker returns the breaker of shard, a closed one for a shard the set does not hold.
+func (s *BreakerSet) Breaker(shard string) *Breaker {
+	now := s.opts.now().UnixNano()
+	if b := (*s.breakers.Load())[shard]; b != nil {
+		if now-b.used.Load() >= usedEvery {
+			b.used.Store(now)
+		}
+		return b
+	}
+	return s.add(shard, now)
+}
+
+// State returns the state of shard's breaker: closed for a shard the set does not hold.
+func (s *BreakerSet) State(shard string) BreakerState {
+	if b := (*s.breakers.Load())[shard]; b != nil {
+		return b.State()
+	}
+	return BreakerClosed
+}
+
+// add adds a closed breaker for shard, dropping the breakers idle for longer than s.idle and,
+// when the set is still full, the least recently used.
+func (s *BreakerSet) add(shard string, now int64) *Breaker {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	old := *s.breakers.Load()
+	if b := old[shard]; b != nil {
+		return b
+	}
+	m := make(map[string]*Breaker, len(old)+1)
+	for k, b := range old {
+		if now-b.used.Load() <= s.idle {
+			m[k] = b
+		}
+	}
+	for len(m) >= s.max {
+		var lru string
+		first := true
+		for k, b := range m {
+			if first || b.used.Load() < m[lru].used.Load() {
+				lru, first = k, false
+			}
+		}
+		delete(m, lru)
+	}
+	b := s.newBreaker(shard)
+	b.used.Store(now)
+	m[shard] = b
+	s.breakers.Store(&m)
+	return b
+}
+
+func (s *BreakerSet) newBreaker(shard string) *Breaker {
+	o := &s.opts
+	b := &Breaker{
+		threshold:   int32(min(o.threshold, 1<<30)),
+		coolDown:    int64(o.coolDown),
+		now:         o.now,
+		shard:       shard,
+		transitions: s.transitions,
+		observe:     metric.WithAttributeSet(attribute.NewSet(attribute.String("shard", shard))),
+		onChange:    o.onChange,
+	}
+	for to := range b.attrs {
+		b.attrs[to] = metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("to", BreakerState(to).String()), attribute.String("shard", shard)))
+	}
+	return b
 }
 
 // State returns the breaker's current state.
@@ -269,15 +377,9 @@ func (b *Breaker) Reset(ctx context.Context) {
 	b.failures.Store(0)
 }
 
-var breakerStateAttrs = [...]metric.AddOption{
-	BreakerClosed:   metric.WithAttributeSet(attribute.NewSet(attribute.String("to", "closed"))),
-	BreakerOpen:     metric.WithAttributeSet(attribute.NewSet(attribute.String("to", "open"))),
-	BreakerHalfOpen: metric.WithAttributeSet(attribute.NewSet(attribute.String("to", "half-open"))),
-}
-
 func (b *Breaker) changed(ctx context.Context, from, to BreakerState) {
-	b.transitions.Add(ctx, 1, breakerStateAttrs[to])
+	b.transitions.Add(ctx, 1, b.attrs[to])
 	if b.onChange != nil {
-		b.onChange(from, to)
+		b.onChange(b.shard, from, to)
 	}
 }

@@ -33,6 +33,15 @@ var (
 	errTimeout = fmt.Errorf("commit: %w", context.DeadlineExceeded)
 )
 
+// newBreaker returns the breaker of shard "" of a new BreakerSet.
+func newBreaker(opts ...BreakerOption) (*Breaker, error) {
+	s, err := NewBreakerSet(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return s.Breaker(""), nil
+}
+
 // breakerStep is one step of a breaker scenario: advance the clock, then either call Allow
 // (checking its result) or Record a result.
 type breakerStep struct {
@@ -114,7 +123,7 @@ func TestBreaker(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clock := newFakeClock()
-			b, err := NewBreaker(WithBreakerThreshold(3), WithBreakerCoolDown(time.Second), WithBreakerClock(clock.now))
+			b, err := newBreaker(WithBreakerThreshold(3), WithBreakerCoolDown(time.Second), WithBreakerClock(clock.now))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -140,7 +149,7 @@ func TestBreaker(t *testing.T) {
 // TestBreakerDoneContext checks that calls whose context is already done (a zero store budget)
 // are refused without being counted: they cannot open the breaker.
 func TestBreakerDoneContext(t *testing.T) {
-	b, err := NewBreaker(WithBreakerThreshold(1))
+	b, err := newBreaker(WithBreakerThreshold(1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +183,7 @@ func TestErrCircuitOpenIsUnavailable(t *testing.T) {
 // becomes the probe.
 func TestBreakerOneProbe(t *testing.T) {
 	clock := newFakeClock()
-	b, err := NewBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Second), WithBreakerClock(clock.now))
+	b, err := newBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Second), WithBreakerClock(clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,16 +210,20 @@ func TestBreakerMetricsAndOnChange(t *testing.T) {
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	clock := newFakeClock()
 	var changes []string
-	b, err := NewBreaker(
+	set, err := NewBreakerSet(
 		WithBreakerThreshold(1), WithBreakerCoolDown(time.Second), WithBreakerClock(clock.now),
 		WithBreakerMeterProvider(mp),
-		WithBreakerOnChange(func(from, to BreakerState) { changes = append(changes, from.String()+">"+to.String()) }),
+		WithBreakerOnChange(func(shard string, from, to BreakerState) {
+			changes = append(changes, shard+":"+from.String()+">"+to.String())
+		}),
 	)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
-	b.Record(ctx, errDown) // closed > open
+	b := set.Breaker("10.0.0.1:6379")
+	set.Breaker("10.0.0.2:6379").Record(ctx, nil) // another shard, closed throughout
+	b.Record(ctx, errDown)                        // closed > open
 	clock.advance(time.Second)
 	_ = b.Allow(ctx)       // open > half-open
 	b.Record(ctx, errDown) // half-open > open
@@ -220,63 +233,174 @@ func TestBreakerMetricsAndOnChange(t *testing.T) {
 	b.Record(ctx, errDown)
 
 	want := []string{"closed>open", "open>half-open", "half-open>open", "open>half-open", "half-open>closed", "closed>open"}
+	for i := range want {
+		want[i] = "10.0.0.1:6379:" + want[i]
+	}
 	if diff := cmp.Diff(want, changes); diff != "" {
 		t.Errorf("state changes (-want +got):\n%s", diff)
 	}
 
+	transitions, states := collectBreakerMetrics(t, reader)
+	wantTransitions := map[string]int64{"10.0.0.1:6379 open": 3, "10.0.0.1:6379 half-open": 2, "10.0.0.1:6379 closed": 1}
+	if diff := cmp.Diff(wantTransitions, transitions); diff != "" {
+		t.Errorf("arbiter.store.breaker.transitions by shard and state (-want +got):\n%s", diff)
+	}
+	wantStates := map[string]int64{"10.0.0.1:6379": int64(BreakerOpen), "10.0.0.2:6379": int64(BreakerClosed)}
+	if diff := cmp.Diff(wantStates, states); diff != "" {
+		t.Errorf("arbiter.store.breaker.state by shard (-want +got):\n%s", diff)
+	}
+}
+
+// collectBreakerMetrics returns the breaker transitions by "shard to" and the breaker states by
+// shard.
+func collectBreakerMetrics(t *testing.T, reader *sdkmetric.ManualReader) (transitions, states map[string]int64) {
+	t.Helper()
 	var rm metricdata.ResourceMetrics
-	if err := reader.Collect(ctx, &rm); err != nil {
+	if err := reader.Collect(t.Context(), &rm); err != nil {
 		t.Fatal(err)
 	}
-	got := map[string]int64{}
-	var gauge int64 = -1
+	transitions, states = map[string]int64{}, map[string]int64{}
 	for _, sm := range rm.ScopeMetrics {
 		for _, m := range sm.Metrics {
 			switch d := m.Data.(type) {
 			case metricdata.Sum[int64]:
 				if m.Name == "arbiter.store.breaker.transitions" {
 					for _, p := range d.DataPoints {
+						shard, _ := p.Attributes.Value("shard")
 						to, _ := p.Attributes.Value("to")
-						got[to.AsString()] += p.Value
+						transitions[shard.AsString()+" "+to.AsString()] += p.Value
 					}
 				}
 			case metricdata.Gauge[int64]:
 				if m.Name == "arbiter.store.breaker.state" {
-					gauge = d.DataPoints[0].Value
+					for _, p := range d.DataPoints {
+						shard, _ := p.Attributes.Value("shard")
+						states[shard.AsString()] = p.Value
+					}
 				}
 			}
 		}
 	}
-	if diff := cmp.Diff(map[string]int64{"open": 3, "half-open": 2, "closed": 1}, got); diff != "" {
-		t.Errorf("arbiter.store.breaker.transitions by state (-want +got):\n%s", diff)
-	}
-	if gauge != int64(BreakerOpen) {
-		t.Errorf("arbiter.store.breaker.state = %d, want %d (open)", gauge, BreakerOpen)
-	}
+	return transitions, states
 }
 
-func TestBreakerNoAllocs(t *testing.T) {
-	b, err := NewBreaker(WithBreakerThreshold(2))
+// TestBreakerSetShards checks that each shard has its own breaker: failures of one shard (a
+// lost cluster master) do not open another's, and a new address (the promoted replica) starts
+// closed.
+func TestBreakerSetShards(t *testing.T) {
+	clock := newFakeClock()
+	set, err := NewBreakerSet(WithBreakerThreshold(2), WithBreakerCoolDown(time.Second), WithBreakerClock(clock.now))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := t.Context()
+	const lost, other, promoted = "10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.4:6379"
+	if set.Breaker(lost) != set.Breaker(lost) {
+		t.Fatalf("Breaker(%q) twice gave two breakers, want one", lost)
+	}
+	for range 2 {
+		b := set.Breaker(lost)
+		if err := b.Allow(ctx); err != nil {
+			t.Fatalf("Allow() on %s before its failures = %v", lost, err)
+		}
+		b.Record(ctx, errDown)
+		if b := set.Breaker(other); b.Allow(ctx) == nil {
+			b.Record(ctx, nil)
+		}
+	}
+	if err := set.Breaker(lost).Allow(ctx); !errors.Is(err, ErrCircuitOpen) {
+		t.Errorf("Allow() on %s after 2 failures = %v, want ErrCircuitOpen", lost, err)
+	}
+	for _, shard := range []string{other, promoted, ""} {
+		if err := set.Breaker(shard).Allow(ctx); err != nil {
+			t.Errorf("Allow() on %s while %s is open = %v, want nil", shard, lost, err)
+		}
+	}
+	want := map[string]BreakerState{lost: BreakerOpen, other: BreakerClosed, promoted: BreakerClosed, "": BreakerClosed, "unknown:1": BreakerClosed}
+	for shard, st := range want {
+		if got := set.State(shard); got != st {
+			t.Errorf("State(%q) = %v, want %v", shard, got, st)
+		}
+	}
+	if _, ok := (*set.breakers.Load())["unknown:1"]; ok {
+		t.Errorf("State(%q) added a breaker, want none", "unknown:1")
+	}
+}
+
+// TestBreakerSetBounded checks that breakers of shards no longer used are dropped: after a
+// minute without use (the old master's address after a failover), and the least recently used
+// when the set is full.
+func TestBreakerSetBounded(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	clock := newFakeClock()
+	set, err := NewBreakerSet(WithBreakerThreshold(1), WithBreakerClock(clock.now), WithBreakerMeterProvider(mp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const old, promoted = "10.0.0.1:6379", "10.0.0.4:6379"
+	set.Breaker(old).Record(ctx, errDown)
+	set.Breaker(promoted).Record(ctx, nil)
+	for range 70 { // the promoted master is used, the old one no longer
+		clock.advance(time.Second)
+		set.Breaker(promoted)
+	}
+	// An idle breaker is no longer reported.
+	if _, states := collectBreakerMetrics(t, reader); len(states) != 1 || states[promoted] != int64(BreakerClosed) {
+		t.Errorf("arbiter.store.breaker.state after %s was idle 70 s = %v, want only %s closed", old, states, promoted)
+	}
+	// And the next new shard drops it.
+	set.Breaker("10.0.0.5:6379")
+	if got := len(*set.breakers.Load()); got != 2 {
+		t.Errorf("breakers after a new shard = %d, want 2 (the idle one dropped)", got)
+	}
+	if got := set.State(old); got != BreakerClosed {
+		t.Errorf("State(%q) after it was dropped = %v, want closed", old, got)
+	}
+
+	// Full: the least recently used goes.
+	set.max = 4
+	for i := range 10 {
+		clock.advance(time.Second)
+		set.Breaker(promoted) // busy throughout
+		set.Breaker(fmt.Sprintf("10.0.1.%d:6379", i))
+	}
+	m := *set.breakers.Load()
+	if len(m) > set.max {
+		t.Errorf("breakers in a set of at most %d = %d", set.max, len(m))
+	}
+	for _, shard := range []string{promoted, "10.0.1.9:6379"} {
+		if m[shard] == nil {
+			t.Errorf("breaker of %s, used last, was dropped; want the least recently used dropped", shard)
+		}
+	}
+}
+
+func TestBreakerNoAllocs(t *testing.T) {
+	set, err := NewBreakerSet(WithBreakerThreshold(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	const shard = "10.0.0.1:6379"
+	set.Breaker(shard)
 	if n := testing.AllocsPerRun(100, func() {
-		if b.Allow(ctx) == nil {
+		if b := set.Breaker(shard); b.Allow(ctx) == nil {
 			b.Record(ctx, nil)
 		}
 	}); n != 0 {
-		t.Errorf("closed Allow+Record allocates %v times, want 0", n)
+		t.Errorf("closed Breaker+Allow+Record allocates %v times, want 0", n)
 	}
-	b.Record(ctx, errDown)
-	b.Record(ctx, errDown)
-	if n := testing.AllocsPerRun(100, func() { _ = b.Allow(ctx) }); n != 0 {
-		t.Errorf("open Allow allocates %v times, want 0", n)
+	set.Breaker(shard).Record(ctx, errDown)
+	set.Breaker(shard).Record(ctx, errDown)
+	if n := testing.AllocsPerRun(100, func() { _ = set.Breaker(shard).Allow(ctx) }); n != 0 {
+		t.Errorf("open Breaker+Allow allocates %v times, want 0", n)
 	}
 }
 
 func BenchmarkBreakerClosed(b *testing.B) {
-	br, err := NewBreaker()
+	br, err := newBreaker()
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -292,7 +416,7 @@ func BenchmarkBreakerClosed(b *testing.B) {
 // BenchmarkBreakerOpen is what a request pays for the store while Redis is down and the
 // breaker open.
 func BenchmarkBreakerOpen(b *testing.B) {
-	br, err := NewBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
+	br, err := newBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -79,7 +79,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		// Read the customer's state, or the stored answer to this event id.
 		var loaded featurestore.Loaded
 		t0 := time.Now()
-		err := s.storeDo(sctx, opLoad, func(ctx context.Context) (err error) {
+		err := s.storeDo(sctx, opLoad, in.Customer.ID, func(ctx context.Context) (err error) {
 			loaded, err = s.store.Load(ctx, in.Customer.ID, in.Event.ID, now)
 			return err
 		})
@@ -199,7 +199,7 @@ func replay(raw []byte) (*arbiterv1.DecideResponse, error) {
 
 // commit writes c through the store within the store budget of sctx.
 func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (committed featurestore.Committed, err error) {
-	err = s.storeDo(sctx, opCommit, func(ctx context.Context) (err error) {
+	err = s.storeDo(sctx, opCommit, c.CustomerID, func(ctx context.Context) (err error) {
 		committed, err = s.store.Commit(ctx, c)
 		return err
 	})

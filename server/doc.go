@@ -15,9 +15,11 @@
 //
 // When the store is unavailable Decide still answers: the engine evaluates with
 // Input.Degraded set (the guardrails fail closed), the answer carries degraded and the reason
-// STORE_UNAVAILABLE, and nothing is committed. With options.dry_run the pipeline stops after
-// evaluation: nothing is reserved or recorded (a dry run of an event id already decided
-// returns the stored decision, replayed, as a real call would).
+// STORE_UNAVAILABLE, and nothing is committed. With WithBreakers, a circuit breaker per store
+// shard (per Redis Cluster master) makes a dead shard degrade its own customers' decisions at
+// once, and no others. With options.dry_run the pipeline stops after evaluation: nothing is
+// reserved or recorded (a dry run of an event id already decided returns the stored decision,
+// replayed, as a real call would).
 //
 // Errors become gRPC statuses in one place (toStatus); status messages name fields, never
 // customer data. Logs are structured (log/slog) and hold ids and codes only.

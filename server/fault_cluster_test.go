@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -92,18 +93,21 @@ func declineFor(eventID, customerID string) *arbiterv1.DecideRequest {
 
 // TestCluster runs Decide end to end on a real six-node Redis Cluster, then kills the master
 // that holds some customers while decisions flow: the service keeps answering (degraded and
-// fail-closed for those customers while their slot has no master) and recovers by itself.
+// fail-closed for those customers while their slot has no master, and only for them: each
+// master has its own circuit breaker) and recovers by itself.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a six-node Redis Cluster")
 	}
 	c := redistest.StartCluster(t)
 	store := dialStore(t, "redis+cluster://"+strings.Join(c.Addrs(), ","))
-	br, err := NewBreaker(WithBreakerThreshold(5), WithBreakerCoolDown(200*time.Millisecond))
+	reader := sdkmetric.NewManualReader()
+	br, err := NewBreakerSet(WithBreakerThreshold(5), WithBreakerCoolDown(200*time.Millisecond),
+		WithBreakerMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	if err != nil {
 		t.Fatal(err)
 	}
-	dc := serveOn(t, store, WithBreaker(br), WithStoreBudget(Budget{Max: faultBudget}))
+	dc := serveOn(t, store, WithBreakers(br), WithStoreBudget(Budget{Max: faultBudget}))
 	ctx := t.Context()
 	call := func(req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, error) {
 		ctx, cancel := context.WithTimeout(ctx, faultDeadline)
@@ -140,15 +144,45 @@ func TestCluster(t *testing.T) {
 
 	t.Run("FailoverUnderLoad", func(t *testing.T) {
 		victim := customers[0]
+		// Which master holds whom, as the server's store sees it: the customers of the
+		// victim's master are lost with it, the others must not notice.
+		lostShard := store.ShardOf(ctx, victim)
+		lost := map[string]bool{}
+		survivors := map[string]bool{}
+		for _, cust := range customers {
+			slot, err := c.Slot(ctx, bucketTag(cust))
+			if err != nil {
+				t.Fatal(err)
+			}
+			master, err := c.MasterOf(ctx, slot)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := store.ShardOf(ctx, cust); got != master {
+				t.Fatalf("ShardOf(%s) = %q, want %q, the master of its slot", cust, got, master)
+			}
+			lost[cust] = master == lostShard
+			if master != lostShard {
+				survivors[master] = true
+			}
+		}
+		if len(survivors) != 2 {
+			t.Fatalf("the customers live on %d other masters than the victim's, want 2", len(survivors))
+		}
 		killed, err := c.KillMaster(ctx, bucketTag(victim)+":x")
 		if err != nil {
 			t.Fatal(err)
+		}
+		if killed != lostShard {
+			t.Fatalf("killed %s, want the victim's master %s", killed, lostShard)
 		}
 		killedAt := time.Now()
 		var (
 			mu                        sync.Mutex
 			firstDegraded, lastDegr   time.Time
 			answers, degraded, errors atomic.Int32
+			lostAnswers, lostDegraded atomic.Int32
+			otherDegraded             atomic.Int32
 			stop                      atomic.Bool
 			wg                        sync.WaitGroup
 			seq                       atomic.Int64
@@ -169,8 +203,16 @@ func TestCluster(t *testing.T) {
 						continue
 					}
 					answers.Add(1)
+					if lost[cust] {
+						lostAnswers.Add(1)
+					}
 					if resp.GetDegraded() {
 						degraded.Add(1)
+						if lost[cust] {
+							lostDegraded.Add(1)
+						} else {
+							otherDegraded.Add(1)
+						}
 						if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
 							t.Errorf("degraded Decide(%s) = %v, want fail-closed", cust, a)
 						}
@@ -185,7 +227,18 @@ func TestCluster(t *testing.T) {
 				}
 			})
 		}
-		took, err := c.WaitFailover(ctx, bucketTag(victim)+":x", 20*time.Second)
+		// Two of three masters answer: the replica stays ready (every replica sees the same
+		// cluster; taking them all out of the load balancer would fail every customer).
+		res := map[string]error{}
+		err = store.PingShards(ctx, func(shard string, err error) { res[shard] = err })
+		if err != nil || res[killed] == nil || len(res) != 3 {
+			t.Errorf("PingShards() with %s killed = %v, %v; want 3 masters, %s failing", killed, res, err, killed)
+		}
+		if _, err := New(store, NewPolicyHolder(decision.DefaultPolicy())).Ready(ctx); err != nil {
+			t.Errorf("Ready() with one master of three lost = %v, want ready", err)
+		}
+		_, err = c.WaitFailover(ctx, bucketTag(victim)+":x", 20*time.Second)
+		took := time.Since(killedAt)
 		if err != nil {
 			stop.Store(true)
 			wg.Wait()
@@ -212,10 +265,32 @@ func TestCluster(t *testing.T) {
 		mu.Lock()
 		window := lastDegr.Sub(firstDegraded)
 		mu.Unlock()
-		t.Logf("killed master %s: replica promoted after %v; decisions recovered %v after the kill; degraded window %v; %d answers, %d degraded, %d errors",
-			killed, took.Round(time.Millisecond), recovered.Round(time.Millisecond), window.Round(time.Millisecond), answers.Load(), degraded.Load(), errors.Load())
-		if degraded.Load() == 0 {
+		others := answers.Load() - lostAnswers.Load()
+		t.Logf("killed master %s: replica promoted %v after the kill; decisions recovered %v after the kill; degraded window %v; %d answers, %d degraded, %d errors; lost slots: %d answers, %d degraded; other masters: %d answers, %d degraded",
+			killed, took.Round(time.Millisecond), recovered.Round(time.Millisecond), window.Round(time.Millisecond), answers.Load(), degraded.Load(), errors.Load(),
+			lostAnswers.Load(), lostDegraded.Load(), others, otherDegraded.Load())
+		if lostDegraded.Load() == 0 {
 			t.Errorf("no degraded answer while the victim's slot had no master, want some")
+		}
+		// The other masters' customers are answered from the store throughout: their breakers
+		// never open. A single call may still overrun the 50 ms store budget on a busy 2-core
+		// machine, hence a bound rather than zero for their degraded answers.
+		transitions, _ := collectBreakerMetrics(t, reader)
+		for m := range survivors {
+			if n := transitions[m+" open"]; n != 0 {
+				t.Errorf("breaker of the surviving master %s opened %d times during the failover, want 0", m, n)
+			}
+		}
+		if transitions[killed+" open"] == 0 {
+			t.Errorf("breaker of the killed master %s never opened, want it open while the master was lost", killed)
+		}
+		if n := otherDegraded.Load(); n > others/100 {
+			t.Errorf("%d of %d decisions for the other masters' customers degraded during the failover, want at most 1%%", n, others)
+		}
+		// After the failover the victim lives on the promoted replica, with a closed breaker.
+		promoted := store.ShardOf(ctx, victim)
+		if promoted == killed || promoted == "" || br.State(promoted) != BreakerClosed {
+			t.Errorf("after the failover ShardOf(victim) = %q, breaker %v; want the promoted replica, not %s, closed", promoted, br.State(promoted), killed)
 		}
 	})
 }

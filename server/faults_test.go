@@ -42,15 +42,15 @@ var faultNow = time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC)
 // faultEnv is one Arbiter server on a real redis-server behind a Toxiproxy proxy, over a real
 // loopback gRPC connection.
 type faultEnv struct {
-	t       *testing.T
-	redis   string // the real redis-server
-	proxy   *faultProxy
-	rdb     redis.UniversalClient
-	store   *featurestore.Redis
-	breaker *Breaker
-	srv     *Server
-	dc      arbiterv1.DecisionServiceClient
-	seq     atomic.Int64
+	t        *testing.T
+	redis    string // the real redis-server
+	proxy    *faultProxy
+	rdb      redis.UniversalClient
+	store    *featurestore.Redis
+	breakers *BreakerSet
+	srv      *Server
+	dc       arbiterv1.DecisionServiceClient
+	seq      atomic.Int64
 }
 
 // faultStore lets a test make the next commits lose their reply after they were applied.
@@ -78,15 +78,15 @@ func newFaultEnv(t *testing.T, grpcOpts ...grpc.ServerOption) (*faultEnv, *fault
 	e.rdb = rdb
 	e.store = featurestore.NewRedis(rdb)
 	t.Cleanup(func() { _ = e.store.Close() })
-	e.breaker, err = NewBreaker(WithBreakerThreshold(3), WithBreakerCoolDown(200*time.Millisecond))
+	e.breakers, err = NewBreakerSet(WithBreakerThreshold(3), WithBreakerCoolDown(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
-	fs := &faultStore{Store: e.store}
+	fs := &faultStore{Store: e.store} // not a ShardedStore: one breaker, shard ""
 	e.srv = New(fs, NewPolicyHolder(decision.DefaultPolicy()),
 		WithClock(func() time.Time { return faultNow }),
 		WithStoreBudget(Budget{Max: faultBudget}),
-		WithBreaker(e.breaker),
+		WithBreakers(e.breakers),
 		WithGRPCOptions(grpcOpts...),
 	)
 	conn := serveLoopback(t, e.srv)
@@ -349,7 +349,7 @@ func TestFaults(t *testing.T) {
 			e.t = t
 			f.start()
 			times := e.expectDegraded(40)
-			during := e.breaker.State()
+			during := e.breakers.State("")
 			f.end()
 			healed := time.Now()
 			rec := e.waitRecovery(healed)
@@ -510,26 +510,27 @@ func TestFaultShedding(t *testing.T) {
 // BenchmarkDecideStoreDown is what a Decide costs while Redis is down and the breaker is open:
 // the whole pipeline without gRPC, answering degraded.
 func BenchmarkDecideStoreDown(b *testing.B) {
-	br, err := NewBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
+	br, err := NewBreakerSet(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
-	rdb, err := featurestore.Dial("127.0.0.1:1") // nothing listens on port 1
+	const addr = "127.0.0.1:1" // nothing listens on port 1
+	rdb, err := featurestore.Dial(addr)
 	if err != nil {
 		b.Fatal(err)
 	}
 	store := featurestore.NewRedis(rdb)
 	defer store.Close()
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()),
-		WithClock(func() time.Time { return faultNow }), WithBreaker(br))
+		WithClock(func() time.Time { return faultNow }), WithBreakers(br))
 	e := &faultEnv{}
 	req := e.request()
 	ctx := b.Context()
 	if resp, err := srv.Decide(ctx, req); err != nil || !resp.GetDegraded() {
 		b.Fatalf("Decide with Redis down = degraded %v, %v; want degraded", resp.GetDegraded(), err)
 	}
-	if br.State() != BreakerOpen {
-		b.Fatalf("breaker = %v after a failure, want open", br.State())
+	if br.State(addr) != BreakerOpen {
+		b.Fatalf("breaker of %s = %v after a failure, want open", addr, br.State(addr))
 	}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -15,7 +15,7 @@ import (
 func (s *Server) PutFeatures(ctx context.Context, req *arbiterv1.PutFeaturesRequest) (*arbiterv1.PutFeaturesResponse, error) {
 	features, ttl, err := validatePutFeatures(req)
 	if err == nil {
-		err = s.storeDo(ctx, opPutFeatures, func(ctx context.Context) error {
+		err = s.storeDo(ctx, opPutFeatures, req.GetCustomerId(), func(ctx context.Context) error {
 			return s.store.PutFeatures(ctx, req.GetCustomerId(), features, ttl)
 		})
 	}
@@ -42,7 +42,7 @@ func (s *Server) customerState(ctx context.Context, req *arbiterv1.GetCustomerSt
 	}
 	now := s.opts.clock()
 	var st decision.State
-	err := s.storeDo(ctx, opState, func(ctx context.Context) (err error) {
+	err := s.storeDo(ctx, opState, req.GetCustomerId(), func(ctx context.Context) (err error) {
 		st, err = s.store.State(ctx, req.GetCustomerId(), now)
 		return err
 	})

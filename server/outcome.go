@@ -48,7 +48,7 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 		m.DecisionID = rec.GetDecisionId()
 	}
 	var dup bool
-	err = s.storeDo(ctx, opRecordOutcome, func(ctx context.Context) (err error) {
+	err = s.storeDo(ctx, opRecordOutcome, rec.GetCustomerId(), func(ctx context.Context) (err error) {
 		dup, err = s.store.RecordOutcome(ctx, &featurestore.OutcomeCommit{
 			CustomerID: rec.GetCustomerId(),
 			DecisionID: rec.GetDecisionId(),
@@ -83,7 +83,7 @@ func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequ
 func (s *Server) getDecision(ctx context.Context, id string) (*arbiterv1.DecisionRecord, []featurestore.StoredOutcome, error) {
 	var raw []byte
 	var outs []featurestore.StoredOutcome
-	err := s.storeDo(ctx, opGetDecision, func(ctx context.Context) (err error) {
+	err := s.storeDoDecision(ctx, opGetDecision, id, func(ctx context.Context) (err error) {
 		raw, outs, err = s.store.GetDecision(ctx, id)
 		return err
 	})

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"sync/atomic"
@@ -40,6 +41,24 @@ type Store interface {
 
 var _ Store = (*featurestore.Memory)(nil)
 
+// ShardedStore is a Store whose customers live on several shards, such as the masters of a
+// Redis Cluster. The server then keeps one circuit breaker per shard (see BreakerSet), and
+// /readyz pings every shard. featurestore.Redis satisfies it; a store that does not is one
+// shard, named "".
+type ShardedStore interface {
+	Store
+	// ShardOf names the shard that holds customerID's keys, without I/O. The name may change
+	// (a failover); "" is a valid shard.
+	ShardOf(ctx context.Context, customerID string) string
+	// ShardOfDecision names the shard that holds the decision decisionID, without I/O.
+	ShardOfDecision(ctx context.Context, decisionID string) string
+	// PingShards pings every shard and calls fn with each one's result (nil: it answered) as it
+	// comes, one call at a time, until all answered or ctx is done.
+	PingShards(ctx context.Context, fn func(shard string, err error)) error
+}
+
+var _ ShardedStore = (*featurestore.Redis)(nil)
+
 // Server implements arbiterv1.DecisionServiceServer and arbiterv1.FeatureServiceServer over a
 // Store and the active policy. It is safe for concurrent use; create it with New.
 type Server struct {
@@ -47,6 +66,7 @@ type Server struct {
 	arbiterv1.UnimplementedFeatureServiceServer
 
 	store    Store
+	sharded  ShardedStore // store, when it is sharded
 	policies *PolicyHolder
 	opts     options
 	metrics  *metrics
@@ -64,7 +84,7 @@ type options struct {
 	meterProvider  metric.MeterProvider
 	tracerProvider trace.TracerProvider
 	budget         Budget
-	breaker        *Breaker
+	breakers       *BreakerSet
 	maxAttempts    int
 	grpcOptions    []grpc.ServerOption
 	shadow         *Shadow     // WithShadow: candidate policy evaluated beside the active one
@@ -104,9 +124,10 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 // degrades instead of missing the caller's deadline.
 func WithStoreBudget(b Budget) Option { return func(o *options) { o.budget = b } }
 
-// WithBreaker puts a circuit breaker in front of every store call (default: none), so a dead
-// store degrades decisions in microseconds instead of a timeout.
-func WithBreaker(b *Breaker) Option { return func(o *options) { o.breaker = b } }
+// WithBreakers puts a circuit breaker in front of every store call (default: none), one per
+// shard of a ShardedStore, so a dead store or a lost cluster master degrades the decisions it
+// holds in microseconds instead of a timeout, and no others.
+func WithBreakers(b *BreakerSet) Option { return func(o *options) { o.breakers = b } }
 
 // WithMaxAttempts sets how many times Decide loads and decides again when its commit
 // conflicts with a concurrent change (default 3); then it fails closed with STORE_CONFLICT.
@@ -140,8 +161,10 @@ func New(store Store, policies *PolicyHolder, opts ...Option) *Server {
 		o.logger.Error("create metrics", "err", err)
 		m, _ = newMetrics(metricnoop.NewMeterProvider())
 	}
+	sharded, _ := store.(ShardedStore)
 	return &Server{
 		store:    store,
+		sharded:  sharded,
 		policies: policies,
 		opts:     o,
 		metrics:  m,
@@ -196,7 +219,9 @@ func (s *Server) setHealth(serving bool) {
 }
 
 // Ready reports whether the server should get traffic: not draining, a policy loaded and the
-// store answering a ping within ctx. The error says why not.
+// store answering a ping within ctx; for a ShardedStore, at least one shard answering, since a
+// lost cluster master degrades only its own customers' decisions, on every replica alike. The
+// error says why not.
 func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
 	if s.draining.Load() {
 		return decision.PolicyRef{}, errDraining
@@ -205,14 +230,86 @@ func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
 	if p == nil {
 		return decision.PolicyRef{}, errNoPolicy
 	}
-	ref := p.Ref()
-	err := s.storeDo(ctx, opPing, func(ctx context.Context) error { return s.store.Ping(ctx) })
-	return ref, err
+	return p.Ref(), s.ping(ctx)
 }
 
-// storeDo runs one store call with a span, its latency metric and the breaker.
-func (s *Server) storeDo(ctx context.Context, op storeOp, call func(ctx context.Context) error) error {
-	if b := s.opts.breaker; b != nil {
+// errNoShard is ping's answer when a sharded store names no shard.
+var errNoShard = fmt.Errorf("%w: the store has no shard", featurestore.ErrUnavailable)
+
+// ping pings the store: every shard of a ShardedStore, whatever the state of its breaker (each
+// answer counts for it), until one answers.
+func (s *Server) ping(ctx context.Context) error {
+	if s.sharded == nil {
+		return s.storeCall(ctx, opPing, s.breaker(""), s.store.Ping)
+	}
+	ctx, span := s.tracer.Start(ctx, spanNames[opPing], trace.WithSpanKind(trace.SpanKindClient))
+	defer span.End()
+	ctx, heard := context.WithCancel(ctx)
+	defer heard()
+	start := time.Now()
+	answered, failed := false, errNoShard
+	err := s.sharded.PingShards(ctx, func(shard string, err error) {
+		if answered && errors.Is(err, context.Canceled) {
+			return // canceled below: says nothing about the shard
+		}
+		if b := s.breaker(shard); b != nil {
+			b.Record(ctx, err)
+		}
+		s.metrics.recordStore(ctx, opPing, time.Since(start), err)
+		if err == nil {
+			answered = true
+			heard() // one shard is enough
+		} else if !answered {
+			failed = err
+		}
+	})
+	if err == nil && !answered {
+		err = failed
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, "ping failed")
+	}
+	return err
+}
+
+// breaker returns the breaker of shard, nil without breakers.
+func (s *Server) breaker(shard string) *Breaker {
+	if s.opts.breakers == nil {
+		return nil
+	}
+	return s.opts.breakers.Breaker(shard)
+}
+
+// storeDo runs one store call about customerID's keys with a span, its latency metric and the
+// breaker of the customer's shard.
+func (s *Server) storeDo(ctx context.Context, op storeOp, customerID string, call func(ctx context.Context) error) error {
+	var b *Breaker
+	if s.opts.breakers != nil {
+		shard := ""
+		if s.sharded != nil {
+			shard = s.sharded.ShardOf(ctx, customerID)
+		}
+		b = s.opts.breakers.Breaker(shard)
+	}
+	return s.storeCall(ctx, op, b, call)
+}
+
+// storeDoDecision runs one store call about the keys of the decision decisionID, as storeDo.
+func (s *Server) storeDoDecision(ctx context.Context, op storeOp, decisionID string, call func(ctx context.Context) error) error {
+	var b *Breaker
+	if s.opts.breakers != nil {
+		shard := ""
+		if s.sharded != nil {
+			shard = s.sharded.ShardOfDecision(ctx, decisionID)
+		}
+		b = s.opts.breakers.Breaker(shard)
+	}
+	return s.storeCall(ctx, op, b, call)
+}
+
+// storeCall runs one store call with a span, its latency metric and breaker b (nil: none).
+func (s *Server) storeCall(ctx context.Context, op storeOp, b *Breaker, call func(ctx context.Context) error) error {
+	if b != nil {
 		if err := b.Allow(ctx); err != nil {
 			s.metrics.recordStore(ctx, op, 0, err)
 			return err
@@ -226,7 +323,7 @@ func (s *Server) storeDo(ctx context.Context, op storeOp, call func(ctx context.
 		span.SetStatus(codes.Error, storeOpNames[op]+" failed")
 	}
 	span.End()
-	if b := s.opts.breaker; b != nil {
+	if b != nil {
 		b.Record(ctx, err)
 	}
 	s.metrics.recordStore(ctx, op, elapsed, err)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
@@ -162,6 +164,44 @@ func TestAdminHandler(t *testing.T) {
 	noPolicy.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("GET /debug/pprof/ with Pprof = %d, want 200", rec.Code)
+	}
+}
+
+// TestReadyzRedis checks /readyz on a Redis store, a shard of its own: ready while it answers,
+// 503 when it is down, and the failed ping counts for the shard's breaker.
+func TestReadyzRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close() // nothing listens there now
+	for _, tt := range []struct {
+		name, addr string
+		wantCode   int
+		wantState  BreakerState
+	}{
+		{"up", redistest.Start(t), http.StatusOK, BreakerClosed},
+		{"down", down, http.StatusServiceUnavailable, BreakerOpen},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			br, err := NewBreakerSet(WithBreakerThreshold(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := New(dialStore(t, tt.addr), NewPolicyHolder(decision.DefaultPolicy()), WithBreakers(br))
+			rec := httptest.NewRecorder()
+			srv.AdminHandler(AdminConfig{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+			if rec.Code != tt.wantCode {
+				t.Errorf("GET /readyz with Redis %s = %d %s, want %d", tt.name, rec.Code, rec.Body.String(), tt.wantCode)
+			}
+			if got := br.State(tt.addr); got != tt.wantState {
+				t.Errorf("breaker of %s after /readyz = %v, want %v", tt.addr, got, tt.wantState)
+			}
+		})
 	}
 }
 

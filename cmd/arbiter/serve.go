@@ -65,8 +65,8 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
-	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive store failures that open the circuit breaker (Decide then degrades at once)")
-	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long the open circuit breaker waits before it lets one store call probe")
+	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
+	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
@@ -165,7 +165,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 
 	// Server. Extra gRPC options (TLS, authentication, card guard, rate limits, shedding) are
 	// added to grpcOpts.
-	breaker, err := server.NewBreaker(server.WithBreakerMeterProvider(mp),
+	breakers, err := server.NewBreakerSet(server.WithBreakerMeterProvider(mp),
 		server.WithBreakerThreshold(cfg.breakerFailures), server.WithBreakerCoolDown(cfg.breakerCoolDown))
 	if err != nil {
 		return err
@@ -184,7 +184,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithMeterProvider(mp),
 		server.WithTracerProvider(tp),
 		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget}),
-		server.WithBreaker(breaker),
+		server.WithBreakers(breakers),
 		server.WithShadow(gov.shadow), server.WithPolicySync(gov.sync),
 		server.WithGRPCOptions(grpcOpts...),
 	)
