@@ -7,10 +7,12 @@
 // Cluster), and Memory, an embedded in-process store used when no Redis is configured.
 //
 // The store is a small, generic executor and knows no business rule. Load reads a customer's
-// state in one round trip. Commit applies a decision's effects in one round trip and one
-// atomic step after re-checking the decision's cap, ledger and stop checks against the live
-// state, and is idempotent per event id: a repeat, also a concurrent one, applies nothing and
-// returns the stored record.
+// state in one round trip (on Redis a MULTI/EXEC of plain reads: a consistent snapshot) and
+// returns its version. Commit applies a decision's effects in one round trip and one atomic
+// step (a Lua script) after re-checking the decision's cap, ledger and stop checks against the
+// live state, unless the version shows that nothing was added since the Load, and is
+// idempotent per event id: a repeat, also a concurrent one, applies nothing and returns the
+// stored record.
 //
 // # Key schema and hash tags
 //

@@ -3,6 +3,7 @@ package featurestore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,8 +53,8 @@ func (r redisStore) Corrupt(ctx context.Context, customerID string, c storetest.
 }
 
 // openRedis starts a redis-server for the test and returns a function that opens an empty
-// store on it.
-func openRedis(t *testing.T) func(t *testing.T) storetest.Store {
+// store on it, through a client made by Dial (RESP2) and any query options of its URL.
+func openRedis(t *testing.T, query ...string) func(t *testing.T) storetest.Store {
 	addr := redistest.Start(t)
 	raw := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { raw.Close() })
@@ -61,7 +62,11 @@ func openRedis(t *testing.T) func(t *testing.T) storetest.Store {
 		if err := raw.FlushAll(context.Background()).Err(); err != nil {
 			t.Fatalf("FLUSHALL: %v", err)
 		}
-		client, err := featurestore.Dial("redis://" + addr)
+		url := "redis://" + addr
+		if len(query) > 0 {
+			url += "?" + strings.Join(query, "&")
+		}
+		client, err := featurestore.Dial(url)
 		if err != nil {
 			t.Fatalf("Dial() = %v", err)
 		}
@@ -73,6 +78,12 @@ func openRedis(t *testing.T) func(t *testing.T) storetest.Store {
 
 func TestRedisConformance(t *testing.T) {
 	storetest.Run(t, openRedis(t))
+}
+
+// TestRedisConformanceRESP3: NewRedis accepts any client, and RESP3 shapes replies
+// differently (maps, score pairs).
+func TestRedisConformanceRESP3(t *testing.T) {
+	storetest.Run(t, openRedis(t, "protocol=3"))
 }
 
 // TestRedisCurrentVersionSkipsChecks: a commit made on the current version does not re-read

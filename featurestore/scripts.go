@@ -73,30 +73,6 @@ local function valid_hash(key, stops)
 end
 `
 
-// loadScript reads a customer's state, or the stored record of a decided event.
-//
-// KEYS: event, features, messages, ledger, stops, failing, recent, version.
-// ARGV: decision key prefix, since (ms), "1" to check the event, max features, max members.
-// Reply: {1, record or nil} for a decided event; {3, what} for corrupt data; else
-// {0, features, messages, ledger, stops, failing, recent, version} as flat field/value and
-// member/score arrays, and the version ("" for none).
-var loadScript = redis.NewScript(`
-if ARGV[3] == '1' then
-  local id = redis.call('GET', KEYS[1])
-  if id then return {1, redis.call('GET', ARGV[1] .. id)} end
-end
-if redis.call('HLEN', KEYS[2]) > tonumber(ARGV[4]) then return {3, 'features: too many fields'} end
-local lim = tonumber(ARGV[5]) + 1
-return {0,
-  redis.call('HGETALL', KEYS[2]),
-  redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, lim),
-  redis.call('ZRANGEBYSCORE', KEYS[4], ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, lim),
-  redis.call('HGETALL', KEYS[5]),
-  redis.call('HGETALL', KEYS[6]),
-  redis.call('LRANGE', KEYS[7], 0, 19),
-  redis.call('GET', KEYS[8]) or ''}
-`)
-
 // commitScript is Commit: replay, checks, then every effect.
 //
 // KEYS: event, decision, messages, ledger, stops, features, recent, audit, version.

@@ -74,7 +74,13 @@ func (h routedHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 func (h routedHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		err := next(ctx, cmds)
+		if (err == nil || errors.Is(err, redis.Nil)) && !h.routed.Load() {
+			h.routed.Store(true)
+		}
+		return err
+	}
 }
 
 // ShardOf returns the shard that holds customerID's keys, so that a caller can keep one circuit
