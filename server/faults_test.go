@@ -48,6 +48,7 @@ type faultEnv struct {
 	rdb     redis.UniversalClient
 	store   *featurestore.Redis
 	breaker *Breaker
+	spool   *Spool
 	srv     *Server
 	dc      arbiterv1.DecisionServiceClient
 	seq     atomic.Int64
@@ -83,10 +84,12 @@ func newFaultEnv(t *testing.T, grpcOpts ...grpc.ServerOption) (*faultEnv, *fault
 		t.Fatal(err)
 	}
 	fs := &faultStore{Store: e.store}
+	e.spool = openTestSpool(t)
 	e.srv = New(fs, NewPolicyHolder(decision.DefaultPolicy()),
 		WithClock(func() time.Time { return faultNow }),
 		WithStoreBudget(Budget{Max: faultBudget}),
 		WithBreaker(e.breaker),
+		WithAuditSpool(e.spool),
 		WithGRPCOptions(grpcOpts...),
 	)
 	conn := serveLoopback(t, e.srv)
@@ -521,7 +524,7 @@ func BenchmarkDecideStoreDown(b *testing.B) {
 	store := featurestore.NewRedis(rdb)
 	defer store.Close()
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()),
-		WithClock(func() time.Time { return faultNow }), WithBreaker(br))
+		WithClock(func() time.Time { return faultNow }), WithBreaker(br), WithAuditSpool(openTestSpool(b)))
 	e := &faultEnv{}
 	req := e.request()
 	ctx := b.Context()
