@@ -212,7 +212,7 @@ func OpenSpool(dir string, opts ...SpoolOption) (*Spool, error) {
 		return nil, errors.New("audit spool: no directory")
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("audit spool: %w", err)
+		return nil, fmt.Errorf("audit spool %s is not writable: %w", dir, err)
 	}
 	lock, err := os.OpenFile(filepath.Join(dir, "LOCK"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {

@@ -191,6 +191,10 @@ func TestServe(t *testing.T) {
 }
 
 func TestServeBadConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -200,6 +204,8 @@ func TestServeBadConfig(t *testing.T) {
 		{"missing policy", []string{"serve", "--policy", "/does/not/exist"}, "policy"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
 		{"bad env", []string{"serve"}, "ARBITER_SHUTDOWN_TIMEOUT"},
+		// Nothing listens on port 1: the store is down, which is not fatal; the spool is.
+		{"audit spool not writable", []string{"serve", "--redis", "127.0.0.1:1", "--audit-spool", filepath.Join(file, "spool")}, "audit spool"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,6 +221,25 @@ func TestServeBadConfig(t *testing.T) {
 				t.Errorf("run(%q) = %v, want an error mentioning %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestDefaultAuditSpool(t *testing.T) {
+	tests := []struct{ stateDir, want string }{
+		{"", "audit-spool"},
+		{"/var/lib/arbiter", "/var/lib/arbiter/audit-spool"},
+		{"/var/lib/arbiter:/var/lib/other", "/var/lib/arbiter/audit-spool"},
+	}
+	for _, tc := range tests {
+		env := func(k string) string {
+			if k == "STATE_DIRECTORY" {
+				return tc.stateDir
+			}
+			return ""
+		}
+		if got := defaultAuditSpool(env); got != tc.want {
+			t.Errorf("defaultAuditSpool(STATE_DIRECTORY=%q) = %q, want %q", tc.stateDir, got, tc.want)
+		}
 	}
 }
 
