@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -187,6 +188,45 @@ func TestServe(t *testing.T) {
 	// No customer data beyond ids in the logs.
 	if strings.Contains(logs.String(), "CHANNEL_EMAIL") || strings.Contains(logs.String(), "Europe") {
 		t.Errorf("arbiter serve logs hold request data:\n%s", logs)
+	}
+}
+
+// TestServeAuditSpool: with Redis down, a decision is answered degraded and its record is in
+// the --audit-spool directory, counted in /metrics.
+func TestServeAuditSpool(t *testing.T) {
+	// go-redis keeps retrying its dials for a second after the client closed.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
+	dir := filepath.Join(t.TempDir(), "spool")
+	// Nothing listens on port 1.
+	grpcAddr, httpAddr, stop, _ := startServe(t, "--redis", "127.0.0.1:1", "--audit-spool", dir, "--store-budget", "100ms")
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"decide", "--addr", grpcAddr, "--json"}, func(string) string { return "" }, strings.NewReader(sampleEvent), &out, io.Discard); err != nil {
+		t.Fatalf("arbiter decide with Redis down = %v, want a degraded answer", err)
+	}
+	var resp arbiterv1.DecideResponse
+	if err := protojson.Unmarshal(out.Bytes(), &resp); err != nil || !resp.GetDegraded() {
+		t.Fatalf("arbiter decide with Redis down = %s, %v; want degraded", out.String(), err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) != 1 {
+		t.Errorf("audit spool segments = %v, want 1", segs)
+	}
+	mresp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^arbiter_audit_spool_records_total\{.*\} 1$`),
+		regexp.MustCompile(`(?m)^arbiter_audit_spool_pending_bytes\{.*\} [1-9][0-9]*$`),
+	} {
+		if !want.Match(metrics) {
+			t.Errorf("GET /metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Errorf("arbiter serve returned %v after cancel, want nil", err)
 	}
 }
 
