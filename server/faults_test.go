@@ -511,8 +511,39 @@ func TestFaultShedding(t *testing.T) {
 }
 
 // BenchmarkDecideStoreDown is what a Decide costs while Redis is down and the breaker is open:
-// the whole pipeline without gRPC, answering degraded.
+// the whole pipeline without gRPC, answering degraded, its record fsynced to the audit spool.
+// One caller at a time: each Decide waits for its own fsync.
 func BenchmarkDecideStoreDown(b *testing.B) {
+	srv, req := storeDownServer(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := srv.Decide(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideStoreDownParallel is BenchmarkDecideStoreDown with 64 callers per CPU at once:
+// the spool writes their records with one fsync per group, so ns/op is the cost per decision
+// at that concurrency.
+func BenchmarkDecideStoreDownParallel(b *testing.B) {
+	srv, req := storeDownServer(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := srv.Decide(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// storeDownServer returns a server whose Redis is down and whose breaker is open, and a request.
+func storeDownServer(b *testing.B) (*Server, *arbiterv1.DecideRequest) {
 	br, err := NewBreaker(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
 	if err != nil {
 		b.Fatal(err)
@@ -522,22 +553,16 @@ func BenchmarkDecideStoreDown(b *testing.B) {
 		b.Fatal(err)
 	}
 	store := featurestore.NewRedis(rdb)
-	defer store.Close()
+	b.Cleanup(func() { store.Close() })
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()),
 		WithClock(func() time.Time { return faultNow }), WithBreaker(br), WithAuditSpool(openTestSpool(b)))
 	e := &faultEnv{}
 	req := e.request()
-	ctx := b.Context()
-	if resp, err := srv.Decide(ctx, req); err != nil || !resp.GetDegraded() {
+	if resp, err := srv.Decide(b.Context(), req); err != nil || !resp.GetDegraded() {
 		b.Fatalf("Decide with Redis down = degraded %v, %v; want degraded", resp.GetDegraded(), err)
 	}
 	if br.State() != BreakerOpen {
 		b.Fatalf("breaker = %v after a failure, want open", br.State())
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := srv.Decide(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return srv, req
 }
