@@ -116,7 +116,9 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		committed, err := s.commit(sctx, c)
 		switch {
 		case err != nil:
-			return s.degradeOn(ctx, err, pol, req, &in, id, false, t, start)
+			// The commit may have been applied (its reply lost): the degraded answer is another
+			// decision, with its own id and record.
+			return s.degradeOn(ctx, err, pol, req, &in, featurestore.NewDecisionID(in.Customer.ID, now), false, t, start)
 		case committed.Record != nil:
 			return replay(committed.Record)
 		case committed.Conflict == "":
@@ -295,7 +297,7 @@ func (s *Server) conflicted(ctx, sctx context.Context, req *arbiterv1.DecideRequ
 	switch {
 	case err != nil:
 		pol := s.policies.Load()
-		return s.degradeOn(ctx, err, pol, req, in, id, false, t, start)
+		return s.degradeOn(ctx, err, pol, req, in, featurestore.NewDecisionID(in.Customer.ID, in.Now), false, t, start)
 	case committed.Record != nil:
 		return replay(committed.Record)
 	}

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -410,6 +411,24 @@ func TestFaultLostCommitReply(t *testing.T) {
 	}
 	if !again.GetReplayed() || again.GetAction() != arbiterv1.Action_ACTION_MESSAGE || again.GetDegraded() {
 		t.Errorf("retried Decide(%s) = %v replayed %v degraded %v reasons %v, want the committed MESSAGE replayed", req.GetEvent().GetId(), again.GetAction(), again.GetReplayed(), again.GetDegraded(), faultReasonCodes(again))
+	}
+	// The degraded answer is a decision of its own: its record, drained from the spool, says
+	// what the caller was told, and the committed decision keeps its record.
+	if first.GetDecisionId() == again.GetDecisionId() {
+		t.Errorf("degraded answer after a lost commit reply has the committed decision's id %s, want its own", first.GetDecisionId())
+	}
+	if _, err := e.spool.Drain(t.Context(), e.store); err != nil {
+		t.Fatalf("Drain() = %v", err)
+	}
+	for id, wantDegraded := range map[string]bool{first.GetDecisionId(): true, again.GetDecisionId(): false} {
+		raw, _, err := e.store.GetDecision(t.Context(), id)
+		var rec arbiterv1.DecisionRecord
+		if err == nil {
+			err = proto.Unmarshal(raw, &rec)
+		}
+		if err != nil || rec.GetResponse().GetDegraded() != wantDegraded {
+			t.Errorf("GetDecision(%s) = degraded %v, %v; want degraded %v", id, rec.GetResponse().GetDegraded(), err, wantDegraded)
+		}
 	}
 	st, err := e.store.State(t.Context(), req.GetCustomer().GetId(), faultNow)
 	if err != nil {
