@@ -448,11 +448,7 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 		l.list = l.list[:recentLen]
 	}
 	m.expire(l, recentTTL)
-	au := &m.audit[k.bucket]
-	*au = append(*au, auditEntry{decisionID: c.DecisionID, record: slices.Clone(c.Record)})
-	if max := int(m.opts.auditMaxLen); len(*au) >= 2*max {
-		*au = slices.Clone((*au)[len(*au)-max:])
-	}
+	m.appendAudit(k.bucket, c.DecisionID, c.Record)
 	return Committed{}, nil
 }
 

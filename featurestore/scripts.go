@@ -269,3 +269,21 @@ for i = 1, #resets, 1000 do
 end
 return {0}
 `)
+
+// appendScript is AppendDecision: the record, idempotency key and audit entry of a decision
+// that was answered without the store. The record key is new for every decision, so its
+// presence means the decision was appended before (the script is atomic): nothing is written
+// twice. The event key is set only when absent: an event decided anew meanwhile keeps that
+// decision.
+//
+// KEYS: event, decision, audit.
+// ARGV: 1 record, 2 decision id, 3 retention (ms), 4 audit max length.
+// Reply: {0} appended, {1} duplicate, {3, what} corrupt data.
+var appendScript = redis.NewScript(luaCommon + `
+if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
+if wrongtype(KEYS[3], 'stream') then return {3, 'wrong key type: ' .. KEYS[3]} end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
+redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'r', ARGV[1], 'd', ARGV[2])
+return {0}
+`)

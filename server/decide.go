@@ -85,7 +85,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		})
 		t.read += time.Since(t0)
 		if err != nil {
-			return s.degradeOn(ctx, err, pol, &in, id, dryRun)
+			return s.degradeOn(ctx, err, pol, req, &in, id, dryRun, t, start)
 		}
 		if loaded.Record != nil {
 			return replay(loaded.Record)
@@ -117,7 +117,9 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		committed, err := s.commit(sctx, c)
 		switch {
 		case err != nil:
-			return s.degradeOn(ctx, err, pol, &in, id, false)
+			// The commit may have been applied (its reply lost): the degraded answer is another
+			// decision, with its own id and record.
+			return s.degradeOn(ctx, err, pol, req, &in, featurestore.NewDecisionID(in.Customer.ID, now), false, t, start)
 		case committed.Record != nil:
 			return replay(committed.Record)
 		case committed.Conflict == "":
@@ -134,29 +136,9 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 // newCommit builds the atomic write of a decision: its record and its effects.
 func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res *decision.Result,
 	resp *arbiterv1.DecideResponse, t timings, start time.Time) (*featurestore.Commit, error) {
-	snap, err := toSnapshot(&in.State)
+	b, err := newRecord(req, in, resp, t, start)
 	if err != nil {
 		return nil, err
-	}
-	rec := &arbiterv1.DecisionRecord{
-		DecisionId: resp.GetDecisionId(),
-		EventId:    in.Event.ID,
-		EventType:  req.GetEvent().GetType(),
-		CustomerId: in.Customer.ID,
-		Request:    req,
-		Response:   resp,
-		Policy:     resp.GetPolicy(),
-		Snapshot:   snap,
-		Timings: &arbiterv1.Timings{
-			ReadUs:     t.read.Microseconds(),
-			EvaluateUs: t.evaluate.Microseconds(),
-			TotalUs:    time.Since(start).Microseconds(),
-		},
-		RecordedAt: ts(in.Now),
-	}
-	b, err := proto.Marshal(rec)
-	if err != nil {
-		return nil, fmt.Errorf("encode decision record: %w", err)
 	}
 	// The engine does not know the decision id; the reserved slot names it.
 	effects := res.Effects
@@ -181,6 +163,37 @@ func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res
 		},
 		Effects: effects,
 	}, nil
+}
+
+// newRecord encodes the audit record of an answered decision: the request, the response, the
+// state it was decided on and the phase timings. A commit stores it, and so does the audit
+// spool for a degraded decision.
+func newRecord(req *arbiterv1.DecideRequest, in *decision.Input, resp *arbiterv1.DecideResponse, t timings, start time.Time) ([]byte, error) {
+	snap, err := toSnapshot(&in.State)
+	if err != nil {
+		return nil, err
+	}
+	rec := &arbiterv1.DecisionRecord{
+		DecisionId: resp.GetDecisionId(),
+		EventId:    in.Event.ID,
+		EventType:  req.GetEvent().GetType(),
+		CustomerId: in.Customer.ID,
+		Request:    req,
+		Response:   resp,
+		Policy:     resp.GetPolicy(),
+		Snapshot:   snap,
+		Timings: &arbiterv1.Timings{
+			ReadUs:     t.read.Microseconds(),
+			EvaluateUs: t.evaluate.Microseconds(),
+			TotalUs:    time.Since(start).Microseconds(),
+		},
+		RecordedAt: ts(in.Now),
+	}
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode decision record: %w", err)
+	}
+	return b, nil
 }
 
 // replay answers with the stored response of an event decided before.
@@ -209,7 +222,8 @@ func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (committed
 // degradeOn handles a store error of Decide: the caller's own deadline or cancellation ends
 // the call; an unavailable store, a spent store budget or malformed stored state give a
 // degraded decision; anything else is an error.
-func (s *Server) degradeOn(ctx context.Context, err error, pol *decision.Policy, in *decision.Input, id string, dryRun bool) (*arbiterv1.DecideResponse, error) {
+func (s *Server) degradeOn(ctx context.Context, err error, pol *decision.Policy, req *arbiterv1.DecideRequest,
+	in *decision.Input, id string, dryRun bool, t timings, start time.Time) (*arbiterv1.DecideResponse, error) {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, ctxErr
 	}
@@ -223,12 +237,15 @@ func (s *Server) degradeOn(ctx context.Context, err error, pol *decision.Policy,
 	}
 	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision degraded",
 		slog.String("decision_id", id), slog.String("reason", reason), slog.Any("err", err))
-	return s.degraded(ctx, pol, in, id, dryRun, reason, msg)
+	return s.degraded(ctx, pol, req, in, id, dryRun, reason, msg, t, start)
 }
 
 // degraded decides without the customer's state: the engine fails closed, and the server
-// makes sure of it by never answering MESSAGE or RETRY in this mode. Nothing is committed.
-func (s *Server) degraded(ctx context.Context, pol *decision.Policy, in *decision.Input, id string, dryRun bool, reason, msg string) (*arbiterv1.DecideResponse, error) {
+// makes sure of it by never answering MESSAGE or RETRY in this mode. Nothing is committed; the
+// record goes to the audit spool before the answer (the store takes it later), and a decision
+// that cannot be recorded is not answered.
+func (s *Server) degraded(ctx context.Context, pol *decision.Policy, req *arbiterv1.DecideRequest, in *decision.Input,
+	id string, dryRun bool, reason, msg string, t timings, start time.Time) (*arbiterv1.DecideResponse, error) {
 	in.Degraded = true
 	in.State = decision.State{}
 	res, err := pol.Decide(ctx, in)
@@ -247,6 +264,11 @@ func (s *Server) degraded(ctx context.Context, pol *decision.Policy, in *decisio
 		return nil, err
 	}
 	resp.Degraded, resp.DryRun = true, dryRun
+	if !dryRun {
+		if err := s.spoolDegraded(ctx, req, in, resp, t, start); err != nil {
+			return nil, err
+		}
+	}
 	s.metrics.degraded.Add(ctx, 1, metric.WithAttributes(attribute.String("reason", reason)))
 	return resp, nil
 }
@@ -276,7 +298,7 @@ func (s *Server) conflicted(ctx, sctx context.Context, req *arbiterv1.DecideRequ
 	switch {
 	case err != nil:
 		pol := s.policies.Load()
-		return s.degradeOn(ctx, err, pol, in, id, false)
+		return s.degradeOn(ctx, err, pol, req, in, featurestore.NewDecisionID(in.Customer.ID, in.Now), false, t, start)
 	case committed.Record != nil:
 		return replay(committed.Record)
 	}

@@ -35,6 +35,9 @@ func (s *Server) toStatus(ctx context.Context, method string, err error) error {
 		return status.Error(codes.Canceled, "call canceled")
 	case errors.Is(err, featurestore.ErrNotFound):
 		return status.Error(codes.NotFound, "not found")
+	case errors.Is(err, errNotRecorded):
+		s.opts.logger.LogAttrs(ctx, slog.LevelError, "degraded decision refused: it could not be recorded", slog.String("method", method), slog.Any("err", err))
+		return status.Error(codes.Unavailable, "store unavailable and the decision could not be recorded; retry with back-off")
 	case errors.Is(err, featurestore.ErrUnavailable):
 		s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "store unavailable", slog.String("method", method), slog.Any("err", err))
 		return status.Error(codes.Unavailable, "store unavailable; retry with back-off")

@@ -25,7 +25,7 @@ import (
 // client; both stop when the test ends.
 func serveOn(t *testing.T, store Store, opts ...Option) arbiterv1.DecisionServiceClient {
 	t.Helper()
-	opts = append([]Option{WithClock(func() time.Time { return faultNow })}, opts...)
+	opts = append([]Option{WithClock(func() time.Time { return faultNow }), WithAuditSpool(openTestSpool(t))}, opts...)
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
 	conn := serveLoopback(t, srv)
 	return arbiterv1.NewDecisionServiceClient(conn)

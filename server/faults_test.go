@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -48,6 +49,7 @@ type faultEnv struct {
 	rdb      redis.UniversalClient
 	store    *featurestore.Redis
 	breakers *BreakerSet
+	spool    *Spool
 	srv      *Server
 	dc       arbiterv1.DecisionServiceClient
 	seq      atomic.Int64
@@ -83,10 +85,12 @@ func newFaultEnv(t *testing.T, grpcOpts ...grpc.ServerOption) (*faultEnv, *fault
 		t.Fatal(err)
 	}
 	fs := &faultStore{Store: e.store} // not a ShardedStore: one breaker, shard ""
+	e.spool = openTestSpool(t)
 	e.srv = New(fs, NewPolicyHolder(decision.DefaultPolicy()),
 		WithClock(func() time.Time { return faultNow }),
 		WithStoreBudget(Budget{Max: faultBudget}),
 		WithBreakers(e.breakers),
+		WithAuditSpool(e.spool),
 		WithGRPCOptions(grpcOpts...),
 	)
 	conn := serveLoopback(t, e.srv)
@@ -408,6 +412,24 @@ func TestFaultLostCommitReply(t *testing.T) {
 	if !again.GetReplayed() || again.GetAction() != arbiterv1.Action_ACTION_MESSAGE || again.GetDegraded() {
 		t.Errorf("retried Decide(%s) = %v replayed %v degraded %v reasons %v, want the committed MESSAGE replayed", req.GetEvent().GetId(), again.GetAction(), again.GetReplayed(), again.GetDegraded(), faultReasonCodes(again))
 	}
+	// The degraded answer is a decision of its own: its record, drained from the spool, says
+	// what the caller was told, and the committed decision keeps its record.
+	if first.GetDecisionId() == again.GetDecisionId() {
+		t.Errorf("degraded answer after a lost commit reply has the committed decision's id %s, want its own", first.GetDecisionId())
+	}
+	if _, err := e.spool.Drain(t.Context(), e.store); err != nil {
+		t.Fatalf("Drain() = %v", err)
+	}
+	for id, wantDegraded := range map[string]bool{first.GetDecisionId(): true, again.GetDecisionId(): false} {
+		raw, _, err := e.store.GetDecision(t.Context(), id)
+		var rec arbiterv1.DecisionRecord
+		if err == nil {
+			err = proto.Unmarshal(raw, &rec)
+		}
+		if err != nil || rec.GetResponse().GetDegraded() != wantDegraded {
+			t.Errorf("GetDecision(%s) = degraded %v, %v; want degraded %v", id, rec.GetResponse().GetDegraded(), err, wantDegraded)
+		}
+	}
 	st, err := e.store.State(t.Context(), req.GetCustomer().GetId(), faultNow)
 	if err != nil {
 		t.Fatal(err)
@@ -508,8 +530,39 @@ func TestFaultShedding(t *testing.T) {
 }
 
 // BenchmarkDecideStoreDown is what a Decide costs while Redis is down and the breaker is open:
-// the whole pipeline without gRPC, answering degraded.
+// the whole pipeline without gRPC, answering degraded, its record fsynced to the audit spool.
+// One caller at a time: each Decide waits for its own fsync.
 func BenchmarkDecideStoreDown(b *testing.B) {
+	srv, req := storeDownServer(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := srv.Decide(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecideStoreDownParallel is BenchmarkDecideStoreDown with 64 callers per CPU at once:
+// the spool writes their records with one fsync per group, so ns/op is the cost per decision
+// at that concurrency.
+func BenchmarkDecideStoreDownParallel(b *testing.B) {
+	srv, req := storeDownServer(b)
+	ctx := b.Context()
+	b.ReportAllocs()
+	b.SetParallelism(64)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := srv.Decide(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// storeDownServer returns a server whose Redis is down and whose breaker is open, and a request.
+func storeDownServer(b *testing.B) (*Server, *arbiterv1.DecideRequest) {
 	br, err := NewBreakerSet(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
 	if err != nil {
 		b.Fatal(err)
@@ -520,22 +573,16 @@ func BenchmarkDecideStoreDown(b *testing.B) {
 		b.Fatal(err)
 	}
 	store := featurestore.NewRedis(rdb)
-	defer store.Close()
+	b.Cleanup(func() { store.Close() })
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()),
-		WithClock(func() time.Time { return faultNow }), WithBreakers(br))
+		WithClock(func() time.Time { return faultNow }), WithBreakers(br), WithAuditSpool(openTestSpool(b)))
 	e := &faultEnv{}
 	req := e.request()
-	ctx := b.Context()
-	if resp, err := srv.Decide(ctx, req); err != nil || !resp.GetDegraded() {
+	if resp, err := srv.Decide(b.Context(), req); err != nil || !resp.GetDegraded() {
 		b.Fatalf("Decide with Redis down = degraded %v, %v; want degraded", resp.GetDegraded(), err)
 	}
 	if br.State(addr) != BreakerOpen {
 		b.Fatalf("breaker of %s = %v after a failure, want open", addr, br.State(addr))
 	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := srv.Decide(ctx, req); err != nil {
-			b.Fatal(err)
-		}
-	}
+	return srv, req
 }

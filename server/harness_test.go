@@ -72,7 +72,7 @@ func newHarness(t *testing.T, store Store, c *clock, opts ...Option) *harness {
 	// A generous store budget: these tests are about the pipeline, not about degrading on a
 	// slow store, and a loaded 2-core machine under -race can take tens of milliseconds to
 	// open 20 Redis connections.
-	opts = append([]Option{WithClock(c.Now), WithStoreBudget(Budget{Max: 10 * time.Second})}, opts...)
+	opts = append([]Option{WithClock(c.Now), WithStoreBudget(Budget{Max: 10 * time.Second}), WithAuditSpool(openTestSpool(t))}, opts...)
 	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
 	gs := srv.NewGRPCServer()
 	lis := bufconn.Listen(1 << 20)

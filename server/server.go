@@ -32,6 +32,8 @@ import (
 type Store interface {
 	Load(ctx context.Context, customerID, eventID string, now time.Time) (featurestore.Loaded, error)
 	Commit(ctx context.Context, c *featurestore.Commit) (featurestore.Committed, error)
+	// AppendDecision records a degraded decision from the audit spool (see Spool.Drain).
+	AppendDecision(ctx context.Context, d *featurestore.Decided) (duplicate bool, err error)
 	GetDecision(ctx context.Context, decisionID string) ([]byte, []featurestore.StoredOutcome, error)
 	RecordOutcome(ctx context.Context, o *featurestore.OutcomeCommit) (duplicate bool, err error)
 	PutFeatures(ctx context.Context, customerID string, features map[string]any, ttl time.Duration) error
@@ -89,6 +91,7 @@ type options struct {
 	grpcOptions    []grpc.ServerOption
 	shadow         *Shadow     // WithShadow: candidate policy evaluated beside the active one
 	policySync     *PolicySync // WithPolicySync: fleet policy status for /readyz
+	spool          *Spool      // WithAuditSpool: records of degraded decisions
 }
 
 func defaultOptions() options {

@@ -103,7 +103,7 @@ func TestMetricsDegraded(t *testing.T) {
 		Store
 		Close() error
 	})
-	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now),
+	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now), WithAuditSpool(openTestSpool(t)),
 		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	store.Close()
 	if _, err := srv.Decide(t.Context(), overdue("ev-1", "cust-1")); err != nil {

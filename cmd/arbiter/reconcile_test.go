@@ -118,6 +118,7 @@ const (
 	helperRedisEnv = "ARBITER_RECONCILE_REDIS"
 	helperAddrEnv  = "ARBITER_RECONCILE_GRPC"
 	helperArgsEnv  = "ARBITER_RECONCILE_ARGS"
+	helperSpoolEnv = "ARBITER_RECONCILE_SPOOL"
 )
 
 // TestReconcileHelperProcess is not a test: TestReconcile runs the test binary with only this
@@ -130,7 +131,7 @@ func TestReconcileHelperProcess(t *testing.T) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	args := append([]string{"serve", "--grpc-addr", os.Getenv(helperAddrEnv), "--http-addr", "127.0.0.1:0",
-		"--redis", os.Getenv(helperRedisEnv)}, strings.Fields(os.Getenv(helperArgsEnv))...)
+		"--redis", os.Getenv(helperRedisEnv), "--audit-spool", os.Getenv(helperSpoolEnv)}, strings.Fields(os.Getenv(helperArgsEnv))...)
 	err := run(ctx, args, func(string) string { return "" }, os.Stdin, os.Stdout, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "arbiter serve:", err)
@@ -179,6 +180,7 @@ type reconcileServer struct {
 	t     *testing.T
 	addr  string
 	redis string
+	spool string   // --audit-spool, the same across restarts
 	args  []string // extra flags of arbiter serve
 	cmd   *exec.Cmd
 	done  chan struct{}
@@ -189,7 +191,7 @@ func (s *reconcileServer) start(hc healthpb.HealthClient) {
 	s.t.Helper()
 	s.cmd = exec.Command(os.Args[0], "-test.run=^TestReconcileHelperProcess$")
 	s.cmd.Env = append(os.Environ(), helperEnv+"=1", helperRedisEnv+"="+s.redis, helperAddrEnv+"="+s.addr,
-		helperArgsEnv+"="+strings.Join(s.args, " "))
+		helperSpoolEnv+"="+s.spool, helperArgsEnv+"="+strings.Join(s.args, " "))
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log
 	if err := s.cmd.Start(); err != nil {
 		s.t.Fatalf("start the Arbiter process: %v", err)
@@ -230,9 +232,11 @@ func freeLoopbackPort(t *testing.T) int {
 }
 
 // TestReconcile drives decisions into an "arbiter serve" process on Redis (append-only file, fsync
-// always), kills the process with SIGKILL three times and Redis once, restarting each, runs
+// always), kills the process with SIGKILL four times and Redis once, restarting each, runs
 // the audit export in the middle and at the end, and checks that every decision the client
-// got an OK, non-degraded answer for is in the export exactly once.
+// got an OK answer for is in the export exactly once: those answered from Redis, and the
+// degraded ones answered while Redis was down, which reach the export through the audit
+// spool (kept across the kills) once Redis is back.
 func TestReconcile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("kills and restarts processes for about ten seconds")
@@ -254,7 +258,7 @@ func TestReconcile(t *testing.T) {
 	t.Cleanup(func() { _ = conn.Close() })
 	hc := healthpb.NewHealthClient(conn)
 	dc := arbiterv1.NewDecisionServiceClient(conn)
-	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr()}
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), spool: t.TempDir()}
 	srv.start(hc)
 	t.Cleanup(func() {
 		select {
@@ -267,9 +271,10 @@ func TestReconcile(t *testing.T) {
 	// Load: 3 workers, unique event ids, 300 customers, until stopped.
 	var (
 		mu       sync.Mutex
-		ok       = map[string]string{} // decision id -> event id, for OK non-degraded answers
+		ok       = map[string]string{} // decision id -> event id, for every OK answer
+		degraded = map[string]bool{}   // decision ids of the degraded OK answers
+		stored   atomic.Int32          // OK answers from Redis (not degraded)
 		failed   atomic.Int32
-		degraded atomic.Int32
 		seq      atomic.Int64
 		stop     atomic.Bool
 		wg       sync.WaitGroup
@@ -286,21 +291,24 @@ func TestReconcile(t *testing.T) {
 				ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 				resp, err := dc.Decide(ctx, req)
 				cancel()
-				switch {
-				case err != nil:
+				if err != nil {
 					failed.Add(1)
 					time.Sleep(5 * time.Millisecond)
-				case resp.GetDegraded():
-					degraded.Add(1)
-				default:
-					mu.Lock()
-					ok[resp.GetDecisionId()] = req.GetEvent().GetId()
-					mu.Unlock()
+					continue
 				}
+				mu.Lock()
+				ok[resp.GetDecisionId()] = req.GetEvent().GetId()
+				if resp.GetDegraded() {
+					degraded[resp.GetDecisionId()] = true
+				} else {
+					stored.Add(1)
+				}
+				mu.Unlock()
 			}
 		})
 	}
-	okCount := func() int { mu.Lock(); defer mu.Unlock(); return len(ok) }
+	okCount := func() int { return int(stored.Load()) }
+	degradedCount := func() int { mu.Lock(); defer mu.Unlock(); return len(degraded) }
 
 	file := filepath.Join(t.TempDir(), "audit.jsonl")
 	export := func() {
@@ -312,7 +320,7 @@ func TestReconcile(t *testing.T) {
 		}
 		t.Log(strings.TrimSpace(out.String()))
 	}
-	// waitProgress lets the load run until n more OK answers arrived.
+	// waitProgress lets the load run until n more OK answers from Redis arrived.
 	waitProgress := func(n int) {
 		t.Helper()
 		target := okCount() + n
@@ -332,15 +340,26 @@ func TestReconcile(t *testing.T) {
 	}
 	rd.kill()
 	t.Logf("kill -9 of redis-server after %d OK answers", okCount())
+	// Redis stays down until degraded answers are in the Arbiter process's spool, and that
+	// process is killed before Redis is back: its successor drains them.
+	for deadline := time.Now().Add(20 * time.Second); degradedCount() < 20; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d degraded answers 20s after Redis was killed, want 20", degradedCount())
+		}
+	}
+	srv.kill()
+	t.Logf("kill -9 of the Arbiter process 3 after %d degraded answers, Redis down", degradedCount())
 	rd.start()
+	srv.start(hc)
 	waitProgress(60)
 	export() // part way: the final export resumes from here
 	srv.kill()
-	t.Logf("kill -9 of the Arbiter process 3 after %d OK answers", okCount())
+	t.Logf("kill -9 of the Arbiter process 4 after %d OK answers", okCount())
 	srv.start(hc)
 	waitProgress(60)
 	stop.Store(true)
 	wg.Wait()
+	waitSpoolDrained(t, srv.spool)
 	export()
 
 	counts := exportedIDs(t, file)
@@ -359,9 +378,33 @@ func TestReconcile(t *testing.T) {
 		}
 	}
 	t.Logf("%d OK answers (%d degraded, %d failed calls during kills); export holds %d decisions; %d missing, %d duplicated",
-		len(ok), degraded.Load(), failed.Load(), len(counts), missing, dup)
+		len(ok), len(degraded), failed.Load(), len(counts), missing, dup)
 	if missing > 0 {
 		t.Errorf("%d OK answers have no exported record", missing)
+	}
+}
+
+// waitSpoolDrained waits until the audit spool in dir holds no record: the running server has
+// drained it into Redis.
+func waitSpoolDrained(t *testing.T, dir string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		names, err := filepath.Glob(filepath.Join(dir, "*.seg"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var bytes int64
+		for _, n := range names {
+			if info, err := os.Stat(n); err == nil {
+				bytes += info.Size()
+			}
+		}
+		if bytes == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the audit spool still holds %d bytes in %v 20s after the load stopped", bytes, names)
+		}
 	}
 }
 
@@ -381,7 +424,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), args: []string{"--store-budget", "3s"}}
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), spool: t.TempDir(), args: []string{"--store-budget", "3s"}}
 	srv.start(healthpb.NewHealthClient(conn))
 	t.Cleanup(func() {
 		select {

@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,6 +48,7 @@ type serveConfig struct {
 	breakerFailures int
 	breakerCoolDown time.Duration
 	maxInFlight     int
+	auditSpool      string
 	security        server.SecurityConfig
 }
 
@@ -68,6 +71,7 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
+	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE)")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return c, err
@@ -79,11 +83,22 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	return c, nil
 }
 
-// runServe is the "serve" command: it runs the decision service until ctx is done (SIGINT or
-// SIGTERM), then shuts down gracefully.
+// defaultAuditSpool is the default of --audit-spool: "audit-spool" in the state directory that
+// systemd gives the service (StateDirectory=, passed as $STATE_DIRECTORY), else in the working
+// directory.
+func defaultAuditSpool(env func(string) string) string {
+	if dirs := env("STATE_DIRECTORY"); dirs != "" {
+		first, _, _ := strings.Cut(dirs, ":")
+		return filepath.Join(first, "audit-spool")
+	}
+	return "audit-spool"
+}
+
 // serveGCPercent is the garbage collector's target of `arbiter serve` unless GOGC is set.
 const serveGCPercent = 400
 
+// runServe is the "serve" command: it runs the decision service until ctx is done (SIGINT or
+// SIGTERM), then shuts down gracefully.
 func runServe(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	// Config.
 	cfg, err := parseServeConfig(args, env, stderr)
@@ -150,6 +165,22 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	cancelPing()
 
+	// Audit spool: with Redis, a degraded decision (Redis down or too slow) is recorded on
+	// local disk before it is answered, and drained into Redis's audit trail once Redis is
+	// back. The embedded store needs none.
+	var spool *server.Spool
+	switch {
+	case cfg.redisURL != "" && cfg.auditSpool != "":
+		spool, err = server.OpenSpool(cfg.auditSpool, server.WithSpoolMeterProvider(mp), server.WithSpoolLogger(logger))
+		if err != nil {
+			return err
+		}
+		cleanup = append(cleanup, func(context.Context) { _ = spool.Close() })
+		logger.Info("audit spool open", "dir", cfg.auditSpool, "pending_bytes", spool.PendingBytes())
+	case cfg.redisURL != "":
+		logger.Warn("no audit spool: decisions that degrade are answered UNAVAILABLE, as they cannot be recorded")
+	}
+
 	// Policy.
 	pol, err := loadServePolicy(cfg.policyPath)
 	if err != nil {
@@ -186,6 +217,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget}),
 		server.WithBreakers(breakers),
 		server.WithShadow(gov.shadow), server.WithPolicySync(gov.sync),
+		server.WithAuditSpool(spool),
 		server.WithGRPCOptions(grpcOpts...),
 	)
 	gs := srv.NewGRPCServer()
@@ -220,6 +252,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
 	wg.Go(func() { _ = gov.sync.Run(watchCtx) })
+	wg.Go(func() { srv.RunSpoolDrain(watchCtx) }) // returns at once without a spool
 	if cfg.policyPath != "" {
 		reloads, err := mp.Meter("github.com/arbiter-dev/arbiter/cmd/arbiter").Int64Counter("arbiter.policy.reloads",
 			metric.WithDescription("Policy reloads from disk, by result."), metric.WithUnit("{reload}"))

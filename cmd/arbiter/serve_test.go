@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -190,7 +191,50 @@ func TestServe(t *testing.T) {
 	}
 }
 
+// TestServeAuditSpool: with Redis down, a decision is answered degraded and its record is in
+// the --audit-spool directory, counted in /metrics.
+func TestServeAuditSpool(t *testing.T) {
+	// go-redis keeps retrying its dials for a second after the client closed.
+	defer goleak.VerifyNone(t, goleak.IgnoreCurrent(), goleak.IgnoreAnyFunction("github.com/redis/go-redis/v9/internal/pool.(*ConnPool).tryDial"))
+	dir := filepath.Join(t.TempDir(), "spool")
+	// Nothing listens on port 1.
+	grpcAddr, httpAddr, stop, _ := startServe(t, "--redis", "127.0.0.1:1", "--audit-spool", dir, "--store-budget", "100ms")
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"decide", "--addr", grpcAddr, "--json"}, func(string) string { return "" }, strings.NewReader(sampleEvent), &out, io.Discard); err != nil {
+		t.Fatalf("arbiter decide with Redis down = %v, want a degraded answer", err)
+	}
+	var resp arbiterv1.DecideResponse
+	if err := protojson.Unmarshal(out.Bytes(), &resp); err != nil || !resp.GetDegraded() {
+		t.Fatalf("arbiter decide with Redis down = %s, %v; want degraded", out.String(), err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "*.seg"))
+	if len(segs) != 1 {
+		t.Errorf("audit spool segments = %v, want 1", segs)
+	}
+	mresp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^arbiter_audit_spool_records_total\{.*\} 1$`),
+		regexp.MustCompile(`(?m)^arbiter_audit_spool_pending_bytes\{.*\} [1-9][0-9]*$`),
+	} {
+		if !want.Match(metrics) {
+			t.Errorf("GET /metrics lacks %q:\n%s", want, metrics)
+		}
+	}
+	if err := stop(); err != nil {
+		t.Errorf("arbiter serve returned %v after cancel, want nil", err)
+	}
+}
+
 func TestServeBadConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	tests := []struct {
 		name string
 		args []string
@@ -200,6 +244,8 @@ func TestServeBadConfig(t *testing.T) {
 		{"missing policy", []string{"serve", "--policy", "/does/not/exist"}, "policy"},
 		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
 		{"bad env", []string{"serve"}, "ARBITER_SHUTDOWN_TIMEOUT"},
+		// Nothing listens on port 1: the store is down, which is not fatal; the spool is.
+		{"audit spool not writable", []string{"serve", "--redis", "127.0.0.1:1", "--audit-spool", filepath.Join(file, "spool")}, "audit spool"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -215,6 +261,25 @@ func TestServeBadConfig(t *testing.T) {
 				t.Errorf("run(%q) = %v, want an error mentioning %q", tc.args, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestDefaultAuditSpool(t *testing.T) {
+	tests := []struct{ stateDir, want string }{
+		{"", "audit-spool"},
+		{"/var/lib/arbiter", "/var/lib/arbiter/audit-spool"},
+		{"/var/lib/arbiter:/var/lib/other", "/var/lib/arbiter/audit-spool"},
+	}
+	for _, tc := range tests {
+		env := func(k string) string {
+			if k == "STATE_DIRECTORY" {
+				return tc.stateDir
+			}
+			return ""
+		}
+		if got := defaultAuditSpool(env); got != tc.want {
+			t.Errorf("defaultAuditSpool(STATE_DIRECTORY=%q) = %q, want %q", tc.stateDir, got, tc.want)
+		}
 	}
 }
 

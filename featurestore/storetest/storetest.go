@@ -25,6 +25,7 @@ import (
 type Store interface {
 	Load(ctx context.Context, customerID, eventID string, now time.Time) (featurestore.Loaded, error)
 	Commit(ctx context.Context, c *featurestore.Commit) (featurestore.Committed, error)
+	AppendDecision(ctx context.Context, d *featurestore.Decided) (bool, error)
 	GetDecision(ctx context.Context, decisionID string) ([]byte, []featurestore.StoredOutcome, error)
 	RecordOutcome(ctx context.Context, o *featurestore.OutcomeCommit) (bool, error)
 	PutFeatures(ctx context.Context, customerID string, features map[string]any, ttl time.Duration) error

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"PutFeaturesTTL", testPutFeaturesTTL},
 		{"PutFeaturesBatch", testPutFeaturesBatch},
 		{"Audit", testAudit},
+		{"AppendDecision", testAppendDecision},
 		{"InvalidArguments", testInvalid},
 		{"Corruption", testCorruption},
 		{"Unavailable", testUnavailable},
@@ -963,6 +964,106 @@ func testAudit(t *testing.T, s Store) {
 		if _, ok := got[id]; !ok {
 			t.Errorf("ScanAudit() has no entry for applied decision %s", id)
 		}
+	}
+}
+
+// decided returns a decision about customer's event answered without the store, as the
+// server's audit spool holds it.
+func decided(customer, event string, now time.Time) *featurestore.Decided {
+	id := featurestore.NewDecisionID(customer, now)
+	return &featurestore.Decided{CustomerID: customer, EventID: event, DecisionID: id, Record: []byte(customer + "|" + event + "|" + id)}
+}
+
+func mustAppend(t *testing.T, s Store, d *featurestore.Decided, wantDuplicate bool) {
+	t.Helper()
+	dup, err := s.AppendDecision(context.Background(), d)
+	if err != nil || dup != wantDuplicate {
+		t.Fatalf("AppendDecision(%s) = duplicate %v, %v; want %v, nil", d.EventID, dup, err, wantDuplicate)
+	}
+}
+
+func testAppendDecision(t *testing.T, s Store) {
+	ctx := context.Background()
+	const cust = "cust-append"
+
+	// A decision answered without the store: appended once, its event replays it, GetDecision
+	// finds it, the audit trail holds it once, and appending it again writes nothing.
+	d := decided(cust, "ev-1", base)
+	mustAppend(t, s, d, false)
+	mustAppend(t, s, d, true)
+	loaded, err := s.Load(ctx, cust, "ev-1", base.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("Load(ev-1) = %v", err)
+	}
+	if diff := cmp.Diff(featurestore.Loaded{Record: d.Record}, loaded, equateEmpty); diff != "" {
+		t.Errorf("Load(appended event) mismatch (-want +got):\n%s", diff)
+	}
+	if rec, _, err := s.GetDecision(ctx, d.DecisionID); err != nil || string(rec) != string(d.Record) {
+		t.Errorf("GetDecision(%s) = %q, %v; want %q", d.DecisionID, rec, err, d.Record)
+	}
+	// A commit of the same event replays the appended decision.
+	if got := mustCommit(t, s, commit(cust, "ev-1", base.Add(time.Minute), decision.Effects{})); string(got.Record) != string(d.Record) {
+		t.Errorf("Commit(appended event) = %+v, want the appended record replayed", got)
+	}
+
+	// An event decided anew before the append keeps its decision; the appended one is
+	// recorded and audited all the same.
+	c := commit(cust, "ev-2", base.Add(time.Second), decision.Effects{})
+	mustApply(t, s, c)
+	late := decided(cust, "ev-2", base)
+	mustAppend(t, s, late, false)
+	loaded, err = s.Load(ctx, cust, "ev-2", base.Add(time.Minute))
+	if err != nil {
+		t.Fatalf("Load(ev-2) = %v", err)
+	}
+	if string(loaded.Record) != string(c.Record) {
+		t.Errorf("Load(ev-2 decided anew, then appended) = record %q, want the new decision's %q", loaded.Record, c.Record)
+	}
+	if rec, _, err := s.GetDecision(ctx, late.DecisionID); err != nil || string(rec) != string(late.Record) {
+		t.Errorf("GetDecision(%s) = %q, %v; want %q", late.DecisionID, rec, err, late.Record)
+	}
+	// The appended decisions write no state.
+	if st := mustState(t, s, cust, base.Add(time.Minute)); len(st.Recent) != 1 || st.Recent[0].DecisionID != c.DecisionID {
+		t.Errorf("State(%s).Recent = %+v, want only the committed decision %s", cust, st.Recent, c.DecisionID)
+	}
+
+	ids := auditIDs(t, s) // fails on two entries of one decision
+	for _, id := range []string{d.DecisionID, c.DecisionID, late.DecisionID} {
+		if ids[id] != cust {
+			t.Errorf("audit trail has no entry for %s", id)
+		}
+	}
+	if len(ids) != 3 {
+		t.Errorf("audit trail holds %d entries, want 3", len(ids))
+	}
+
+	for _, tt := range []struct {
+		name   string
+		mutate func(d *featurestore.Decided)
+	}{
+		{"empty customer", func(d *featurestore.Decided) { d.CustomerID = "" }},
+		{"empty event", func(d *featurestore.Decided) { d.EventID = "" }},
+		{"malformed decision id", func(d *featurestore.Decided) { d.DecisionID = "x" }},
+		{"decision id of another bucket", func(d *featurestore.Decided) {
+			for i := 0; ; i++ {
+				if id := featurestore.NewDecisionID(fmt.Sprint("other-", i), base); id[:2] != d.DecisionID[:2] {
+					d.DecisionID = id
+					return
+				}
+			}
+		}},
+		{"empty record", func(d *featurestore.Decided) { d.Record = nil }},
+	} {
+		bad := decided(cust, "ev-bad", base)
+		tt.mutate(bad)
+		if _, err := s.AppendDecision(ctx, bad); !errors.Is(err, featurestore.ErrInvalid) {
+			t.Errorf("AppendDecision(%s) = %v, want ErrInvalid", tt.name, err)
+		}
+	}
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := s.AppendDecision(canceled, decided(cust, "ev-3", base)); !errors.Is(err, featurestore.ErrUnavailable) {
+		t.Errorf("AppendDecision(canceled context) = %v, want ErrUnavailable", err)
 	}
 }
 
