@@ -96,12 +96,13 @@ func benchLoadCommit(b *testing.B, s benchStore, raw *redis.Client) {
 		event := "ev-" + strconv.Itoa(i)
 		t := now.Add(time.Duration(i) * time.Millisecond)
 		i++
-		if _, err := s.Load(ctx, cust, event, t); err != nil {
+		l, err := s.Load(ctx, cust, event, t)
+		if err != nil {
 			b.Fatal(err)
 		}
 		id := featurestore.NewDecisionID(cust, t)
 		c := &featurestore.Commit{
-			CustomerID: cust, EventID: event, DecisionID: id, Now: t, Record: make([]byte, 600),
+			CustomerID: cust, EventID: event, DecisionID: id, Now: t, Record: make([]byte, 600), Version: l.Version,
 			Summary: decision.DecisionSummary{DecisionID: id, EventID: event, EventType: decision.EventPaymentFailed,
 				Action: decision.ActionMessage, ReasonCodes: []string{"SOFT_DECLINE"}, DecidedAt: t},
 			Effects: decision.Effects{
@@ -127,7 +128,7 @@ func benchLoadCommit(b *testing.B, s benchStore, raw *redis.Client) {
 		b.ReportMetric(float64((server1-server0).Microseconds())/float64(i), "redis-cpu-µs/op")
 		if stats, err := raw.Info(ctx, "commandstats").Result(); err == nil {
 			for _, line := range strings.Split(stats, "\r\n") {
-				if strings.Contains(line, "evalsha") {
+				if strings.Contains(line, "evalsha") || strings.Contains(line, "cmdstat_exec") {
 					b.Log(line)
 				}
 			}

@@ -17,8 +17,9 @@
 // Input.Degraded set (the guardrails fail closed), the answer carries degraded and the reason
 // STORE_UNAVAILABLE, and nothing is committed: the decision record is appended to the audit
 // spool (Spool, fsynced) before the answer, and the spool's drain (RunSpoolDrain) puts it into
-// the store's audit trail once the store is back. A degraded decision that cannot be recorded
-// (no spool, or the spool cannot write) is answered UNAVAILABLE. With WithBreakers, a circuit
+// the store's audit trail once the store is back. Without a spool the store is asked to take
+// the record itself (the embedded store can). A degraded decision that cannot be recorded is
+// answered UNAVAILABLE. With WithBreakers, a circuit
 // breaker per store shard (per Redis Cluster master) makes a dead shard degrade its own
 // customers' decisions at once, and no others. With options.dry_run the pipeline stops after
 // evaluation: nothing is reserved or recorded (a dry run of an event id already decided

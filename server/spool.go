@@ -685,13 +685,24 @@ func (s *Server) RunSpoolDrain(ctx context.Context) {
 // spoolDegraded records a degraded decision in the audit spool before it is answered.
 func (s *Server) spoolDegraded(ctx context.Context, req *arbiterv1.DecideRequest, in *decision.Input,
 	resp *arbiterv1.DecideResponse, t timings, start time.Time) error {
-	sp := s.opts.spool
-	if sp == nil {
-		return fmt.Errorf("%w: no audit spool", errNotRecorded)
-	}
 	rec, err := newRecord(req, in, resp, t, start)
 	if err != nil {
 		return err
+	}
+	sp := s.opts.spool
+	if sp == nil {
+		// No spool: the store takes the record itself, within the caller's deadline rather
+		// than the spent store budget. The embedded store always can (it degrades only when
+		// a call outlives the budget); a Redis that is down cannot, and the decision is
+		// refused.
+		if _, err := s.store.AppendDecision(ctx, &featurestore.Decided{CustomerID: in.Customer.ID,
+			EventID: in.Event.ID, DecisionID: resp.GetDecisionId(), Record: rec}); err != nil {
+			if ctxErr := ctx.Err(); ctxErr != nil {
+				return ctxErr
+			}
+			return fmt.Errorf("%w: no audit spool, and the store: %w", errNotRecorded, err)
+		}
+		return nil
 	}
 	if err := sp.Append(ctx, rec); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {

@@ -590,3 +590,34 @@ func TestOpenSpoolErrors(t *testing.T) {
 		t.Errorf("OpenSpool(a spool already open) = %v, want in use", err)
 	}
 }
+
+// TestDegradedWithoutSpoolRecordedInStore: with no spool, a store that can still write (the
+// embedded store, when a call outlives the store budget) takes the degraded decision's record
+// itself, so the answer is OK and recorded once.
+func TestDegradedWithoutSpoolRecordedInStore(t *testing.T) {
+	c := newClock(testNow)
+	store := featurestore.NewMemory()
+	// A reserve longer than any deadline leaves no store budget: every decision degrades.
+	h := newHarness(t, store, c, WithAuditSpool(nil), WithStoreBudget(Budget{Reserve: time.Hour}))
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	resp, err := h.dc.Decide(ctx, overdue("ev-1", "cust-1"))
+	if err != nil || !resp.GetDegraded() {
+		t.Fatalf("Decide(no store budget) = degraded %v, %v; want a degraded answer", resp.GetDegraded(), err)
+	}
+	n := 0
+	if err := store.ScanAudit(t.Context(), func(id string, _ []byte) error {
+		if id == resp.GetDecisionId() {
+			n++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n != 1 {
+		t.Errorf("audit trail holds the degraded decision %d times, want 1", n)
+	}
+	if _, _, err := store.GetDecision(t.Context(), resp.GetDecisionId()); err != nil {
+		t.Errorf("GetDecision(degraded decision) = %v, want its record", err)
+	}
+}

@@ -71,7 +71,7 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
-	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE)")
+	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return c, err
