@@ -203,6 +203,75 @@ func fastJSON(v any) (string, bool) {
 	return "", false
 }
 
+// fastDecodeJSON decodes what fastJSON encodes (booleans, null, numbers, strings of printable
+// ASCII without escapes) as encoding/json would into an any, without its reflection; ok is
+// false for anything else, which encoding/json then decodes.
+func fastDecodeJSON(s string) (v any, ok bool) {
+	switch s {
+	case "true":
+		return true, true
+	case "false":
+		return false, true
+	case "null":
+		return nil, true
+	}
+	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
+		body := s[1 : len(s)-1]
+		for i := 0; i < len(body); i++ {
+			if c := body[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+				return nil, false
+			}
+		}
+		return body, true
+	}
+	if !isJSONNumber(s) {
+		return nil, false
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return nil, false
+	}
+	return f, true
+}
+
+// isJSONNumber reports whether s is a number in JSON's grammar:
+// -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)?
+func isJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		start := i
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	switch {
+	case i < len(s) && s[i] == '0':
+		i++
+	case digits() == 0:
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s)
+}
+
 // rawState is a customer's state as stored: flat field/value and member/score pairs, as both
 // stores read it. decode turns it into a decision.State.
 type rawState struct {
@@ -251,9 +320,11 @@ func decodeFeatures(key string, flat []string) (map[string]any, error) {
 		if len(raw) > maxFeatureBytes {
 			return nil, corrupt(key, "feature %q is %d bytes", name, len(raw))
 		}
-		var v any
-		if err := json.Unmarshal([]byte(raw), &v); err != nil {
-			return nil, corrupt(key, "feature %q: %v", name, err)
+		v, ok := fastDecodeJSON(raw)
+		if !ok {
+			if err := json.Unmarshal([]byte(raw), &v); err != nil {
+				return nil, corrupt(key, "feature %q: %v", name, err)
+			}
 		}
 		out[name] = v
 	}
@@ -284,10 +355,27 @@ func parseMS(key, what, s string) (time.Time, error) {
 	return fromMS(v), nil
 }
 
+// splitFields splits s at sep into f without allocating and returns how many fields s has
+// (more than len(f) when s has too many: the extra ones are not stored).
+func splitFields(s string, f []string) int {
+	n := 0
+	for {
+		field, rest, more := strings.Cut(s, sep)
+		if n < len(f) {
+			f[n] = field
+		}
+		n++
+		if !more {
+			return n
+		}
+		s = rest
+	}
+}
+
 func decodeMessage(key, member string, score int64) (decision.SentMessage, error) {
-	f := strings.Split(member, sep)
-	if len(f) != 3 {
-		return decision.SentMessage{}, corrupt(key, "message member has %d fields, want 3", len(f))
+	var f [3]string
+	if n := splitFields(member, f[:]); n != len(f) {
+		return decision.SentMessage{}, corrupt(key, "message member has %d fields, want 3", n)
 	}
 	ch, err := parseUint8(key, "message channel", f[1])
 	if err != nil {
@@ -323,9 +411,9 @@ func decodeMessages(key string, flat []string) ([]decision.SentMessage, error) {
 }
 
 func decodeLedgerEntry(key, member string, score int64) (decision.LedgerEntry, error) {
-	f := strings.Split(member, sep)
-	if len(f) != 8 {
-		return decision.LedgerEntry{}, corrupt(key, "ledger member has %d fields, want 8", len(f))
+	var f [8]string
+	if n := splitFields(member, f[:]); n != len(f) {
+		return decision.LedgerEntry{}, corrupt(key, "ledger member has %d fields, want 8", n)
 	}
 	kind, err := parseUint8(key, "ledger kind", f[0])
 	if err != nil {

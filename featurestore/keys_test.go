@@ -197,6 +197,39 @@ func FuzzFastJSON(f *testing.F) {
 	})
 }
 
+// FuzzFastDecodeJSON: whatever fastDecodeJSON accepts, encoding/json decodes to the same value.
+func FuzzFastDecodeJSON(f *testing.F) {
+	for _, s := range []string{"true", "null", `"plain"`, `"es\"c"`, "-0.5e+3", "01", "1.", ".5", "1e", "+1", "0x10", "1_0", "Inf", "1e400", `"\u00e9"`, `"é"`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		fast, ok := fastDecodeJSON(s)
+		if !ok {
+			return
+		}
+		var std any
+		if err := json.Unmarshal([]byte(s), &std); err != nil {
+			t.Fatalf("fastDecodeJSON(%q) = %#v, but encoding/json refuses it: %v", s, fast, err)
+		}
+		if !reflect.DeepEqual(fast, std) {
+			t.Errorf("fastDecodeJSON(%q) = %#v, encoding/json = %#v", s, fast, std)
+		}
+	})
+}
+
+// TestFastDecodeJSONCommonValues: the values fastJSON writes take the fast path back.
+func TestFastDecodeJSONCommonValues(t *testing.T) {
+	for _, v := range []any{true, false, "retail", "Europe/London", 22.0, -0.093, 1e21, 1700000000000.0} {
+		enc, ok := fastJSON(v)
+		if !ok {
+			t.Fatalf("fastJSON(%#v) not ok", v)
+		}
+		if got, ok := fastDecodeJSON(enc); !ok || got != v {
+			t.Errorf("fastDecodeJSON(%q) = %#v, %v; want %#v, true", enc, got, ok, v)
+		}
+	}
+}
+
 // TestHotPathAllocs guards the allocations of the helpers every Decide calls.
 func TestHotPathAllocs(t *testing.T) {
 	now := time.Now()
