@@ -627,3 +627,54 @@ func TestMaxThroughputRejectsDegradedSteps(t *testing.T) {
 		t.Error("MaxThroughput with no concurrency = nil error, want an error")
 	}
 }
+
+// numberTarget records the request numbers it is asked to prepare.
+type numberTarget struct {
+	mu   sync.Mutex
+	seen map[uint64]int // request number -> run
+	run  int
+}
+
+func (n *numberTarget) Prepare(i uint64) any {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.seen[i]; !ok {
+		n.seen[i] = n.run
+	}
+	return nil
+}
+
+func (n *numberTarget) Call(context.Context, any) (Reply, error) {
+	time.Sleep(100 * time.Microsecond)
+	return Reply{Action: "SUPPRESS"}, nil
+}
+
+// TestMaxThroughputSendsNewRequests: the steps of MaxThroughput, and a run before them, send
+// disjoint request numbers, so a Decide target never measures replays of earlier event ids.
+func TestMaxThroughputSendsNewRequests(t *testing.T) {
+	target := &numberTarget{seen: map[uint64]int{}}
+	if _, err := Run(t.Context(), target, Config{Rate: 2000, Duration: 100 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	firstRun := len(target.seen)
+	target.mu.Lock()
+	target.run = 1
+	target.mu.Unlock()
+	before := len(target.seen)
+	res, err := MaxThroughput(t.Context(), target, Config{Name: "decide"}, []int{1, 2}, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := len(target.seen) - before
+	// Every call of the steps (warm-up included) had a number no earlier call had.
+	if firstRun == 0 || res.Completed == 0 || fresh < int(res.Completed) {
+		t.Errorf("first run prepared %d numbers; max steps completed %d calls with %d new numbers; want every step's numbers new",
+			firstRun, res.Completed, fresh)
+	}
+	for i, run := range target.seen {
+		if run == 1 && i < 1<<maxStepShift {
+			t.Errorf("a max-throughput step used request number %d, inside the first run's range", i)
+			break
+		}
+	}
+}

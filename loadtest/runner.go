@@ -51,6 +51,10 @@ type Config struct {
 	Progress io.Writer
 	// Live rewrites one line in place (for a terminal) instead of printing a line a second.
 	Live bool
+	// FirstRequest is the number of the run's first request (Target.Prepare numbers them
+	// from it). Runs of one traffic mix that must not repeat each other's requests (a repeated
+	// event id is a replay, far cheaper than a decision) start at different numbers.
+	FirstRequest uint64
 }
 
 func (c *Config) defaults() error {
@@ -134,7 +138,7 @@ schedule:
 		if slept && !t.Before(measureFrom) {
 			recordDuration(schedLag, time.Since(t))
 		}
-		j := job{i: uint64(i), intended: t}
+		j := job{i: cfg.FirstRequest + uint64(i), intended: t}
 		select {
 		case jobs <- j:
 			continue
@@ -205,7 +209,7 @@ func runClosed(ctx context.Context, target Target, cfg Config) (Result, error) {
 				if !now.Before(end) {
 					return
 				}
-				call(ctx, target, cfg.Deadline, job{i: next.Add(1) - 1, intended: now}, measureFrom, rec)
+				call(ctx, target, cfg.Deadline, job{i: cfg.FirstRequest + next.Add(1) - 1, intended: now}, measureFrom, rec)
 			}
 		})
 	}
@@ -293,6 +297,9 @@ func fmtUs(us float64) string {
 	}
 }
 
+// maxStepShift spaces the request numbers of MaxThroughput's steps (2^32 requests each).
+const maxStepShift = 32
+
 // MaxThroughput finds the maximum sustainable throughput of target: it runs a closed loop for
 // step at each of the concurrencies (after a warm-up of a fifth of step) and returns the run
 // with the highest achieved rate among the sustainable ones: no errors and at most 1% of
@@ -304,8 +311,11 @@ func MaxThroughput(ctx context.Context, target Target, base Config, concurrencie
 		return Result{}, errors.New("max throughput: no concurrency given")
 	}
 	var best, fastest *Result
-	for _, c := range concurrencies {
+	for k, c := range concurrencies {
 		cfg := base
+		// Each step sends requests of its own: repeating an earlier step's event ids would
+		// measure replays.
+		cfg.FirstRequest = base.FirstRequest + uint64(k+1)<<maxStepShift
 		cfg.Rate = 0
 		cfg.Concurrency = c
 		cfg.Duration = step
