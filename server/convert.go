@@ -311,14 +311,23 @@ func toSnapshot(st *decision.State) (*arbiterv1.StateSnapshot, error) {
 			out.Messages[i] = toSentMessage(m)
 		}
 	}
-	if len(st.Ledger) > 0 {
-		out.Ledger = make([]*arbiterv1.LedgerEntry, len(st.Ledger))
+	if n := len(st.Ledger); n > 0 {
+		// A customer's ledger can hold hundreds of entries: three allocations for all of
+		// them, not two per entry.
+		out.Ledger = make([]*arbiterv1.LedgerEntry, n)
+		entries := make([]arbiterv1.LedgerEntry, n)
+		times := make([]timestamppb.Timestamp, n)
 		for i, e := range st.Ledger {
-			out.Ledger[i] = &arbiterv1.LedgerEntry{
-				Kind: ledgerKinds[e.Kind], EventId: e.EventID, CardRef: e.CardRef, MerchantId: e.MerchantID,
-				AmountMinor: e.AmountMinor, Currency: e.Currency, Initiator: arbiterv1.Initiator(e.Initiator),
-				Network: arbiterv1.CardNetwork(e.Network), At: ts(e.At),
+			x := &entries[i]
+			x.Kind, x.EventId, x.CardRef, x.MerchantId = ledgerKinds[e.Kind], e.EventID, e.CardRef, e.MerchantID
+			x.AmountMinor, x.Currency, x.Initiator = e.AmountMinor, e.Currency, arbiterv1.Initiator(e.Initiator)
+			x.Network = arbiterv1.CardNetwork(e.Network)
+			if !e.At.IsZero() {
+				t := &times[i]
+				t.Seconds, t.Nanos = e.At.Unix(), int32(e.At.Nanosecond())
+				x.At = t
 			}
+			out.Ledger[i] = x
 		}
 	}
 	out.Stops = toStops(st.Stops)
