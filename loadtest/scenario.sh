@@ -79,6 +79,6 @@ for _ in $(seq 50); do
 	redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break
 	sleep 0.1
 done
-run_scenario redis "redis://127.0.0.1:$redis_port" --redis "redis://127.0.0.1:$redis_port"
+run_scenario redis "redis://127.0.0.1:$redis_port" --redis "redis://127.0.0.1:$redis_port" --audit-spool "$work/audit-spool"
 
 echo "reports: $out/embedded/report.html $out/redis/report.html"
