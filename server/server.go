@@ -286,28 +286,20 @@ func (s *Server) breaker(shard string) *Breaker {
 // storeDo runs one store call about customerID's keys with a span, its latency metric and the
 // breaker of the customer's shard.
 func (s *Server) storeDo(ctx context.Context, op storeOp, customerID string, call func(ctx context.Context) error) error {
-	var b *Breaker
-	if s.opts.breakers != nil {
-		shard := ""
-		if s.sharded != nil {
-			shard = s.sharded.ShardOf(ctx, customerID)
-		}
-		b = s.opts.breakers.Breaker(shard)
+	shard := ""
+	if s.sharded != nil && s.opts.breakers != nil {
+		shard = s.sharded.ShardOf(ctx, customerID)
 	}
-	return s.storeCall(ctx, op, b, call)
+	return s.storeCall(ctx, op, s.breaker(shard), call)
 }
 
 // storeDoDecision runs one store call about the keys of the decision decisionID, as storeDo.
 func (s *Server) storeDoDecision(ctx context.Context, op storeOp, decisionID string, call func(ctx context.Context) error) error {
-	var b *Breaker
-	if s.opts.breakers != nil {
-		shard := ""
-		if s.sharded != nil {
-			shard = s.sharded.ShardOfDecision(ctx, decisionID)
-		}
-		b = s.opts.breakers.Breaker(shard)
+	shard := ""
+	if s.sharded != nil && s.opts.breakers != nil {
+		shard = s.sharded.ShardOfDecision(ctx, decisionID)
 	}
-	return s.storeCall(ctx, op, b, call)
+	return s.storeCall(ctx, op, s.breaker(shard), call)
 }
 
 // storeCall runs one store call with a span, its latency metric and breaker b (nil: none).
