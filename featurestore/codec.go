@@ -34,8 +34,8 @@ const (
 	maxMembers       = 10000
 	maxRecordBytes   = 1 << 20
 	maxIDBytes       = 256
-	defaultRetention = 30 * 24 * time.Hour
-	defaultAuditLen  = 10000
+	defaultRetention = DefaultRetention
+	defaultAuditLen  = DefaultAuditMaxLen
 )
 
 // corrupt returns an error about malformed stored data at key.

@@ -2,6 +2,12 @@ package featurestore
 
 import "time"
 
+// Store defaults (see WithRetention and WithAuditMaxLen).
+const (
+	DefaultRetention   = 30 * 24 * time.Hour
+	DefaultAuditMaxLen = 10000
+)
+
 // Option configures a store.
 type Option func(*options)
 

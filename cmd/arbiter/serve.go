@@ -49,6 +49,8 @@ type serveConfig struct {
 	breakerCoolDown time.Duration
 	maxInFlight     int
 	auditSpool      string
+	retention       time.Duration
+	auditMaxLen     int
 	security        server.SecurityConfig
 }
 
@@ -72,12 +74,20 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
+	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays) and outcomes stay in the store; at least 1m")
+	fs.IntVar(&c.auditMaxLen, "audit-max-len", featurestore.DefaultAuditMaxLen, "entries kept in each of the 256 per-bucket audit streams until `arbiter audit export` ships them; at least 100")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if c.retention < time.Minute {
+		return c, fmt.Errorf("serve: --record-retention %v: must be at least 1m", c.retention)
+	}
+	if c.auditMaxLen < 100 {
+		return c, fmt.Errorf("serve: --audit-max-len %d: must be at least 100", c.auditMaxLen)
 	}
 	c.security.GRPCAddr = c.grpcAddr
 	return c, nil
@@ -152,7 +162,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 
 	// Store.
-	store, storeName, err := openStore(cfg.redisURL, tp, mp)
+	store, storeName, err := openStore(cfg.redisURL, tp, mp,
+		featurestore.WithRetention(cfg.retention), featurestore.WithAuditMaxLen(cfg.auditMaxLen))
 	if err != nil {
 		return err
 	}
@@ -333,9 +344,9 @@ type closingStore interface {
 // openStore returns the Redis store for redisURL, instrumented with redisotel, or the
 // embedded store when redisURL is empty, and a name for logs (never the URL: it may hold a
 // password).
-func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider) (closingStore, string, error) {
+func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider, opts ...featurestore.Option) (closingStore, string, error) {
 	if redisURL == "" {
-		return featurestore.NewMemory(), "embedded", nil
+		return featurestore.NewMemory(opts...), "embedded", nil
 	}
 	client, err := featurestore.Dial(redisURL)
 	if err != nil {
@@ -353,7 +364,7 @@ func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider
 		client.Close()
 		return nil, "", fmt.Errorf("redis metrics: %w", err)
 	}
-	return featurestore.NewRedis(client), "redis", nil
+	return featurestore.NewRedis(client, opts...), "redis", nil
 }
 
 // loadServePolicy compiles the bundle at path, or the bundled default policy when path is

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
@@ -22,6 +24,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
@@ -230,6 +233,46 @@ func TestServeAuditSpool(t *testing.T) {
 	}
 }
 
+// TestServeRetention: --record-retention sets the decision records' expiry in Redis and
+// --audit-max-len caps each bucket's audit stream.
+func TestServeRetention(t *testing.T) {
+	addr := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	defer rdb.Close()
+	grpcAddr, _, stop, _ := startServe(t, "--redis", addr, "--record-retention", "2h", "--audit-max-len", "100",
+		"--audit-spool", filepath.Join(t.TempDir(), "spool"))
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dc := arbiterv1.NewDecisionServiceClient(conn)
+	const n = 600 // one customer, so one bucket and one audit stream
+	var last *arbiterv1.DecideResponse
+	for i := range n {
+		last, err = dc.Decide(t.Context(), &arbiterv1.DecideRequest{
+			Event:    &arbiterv1.Event{Id: fmt.Sprintf("ret-%d", i), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
+			Customer: &arbiterv1.Customer{Id: "cust-retention", Timezone: "UTC"},
+		})
+		if err != nil || last.GetDegraded() {
+			t.Fatalf("Decide #%d = degraded %v, %v; want an answer from Redis", i, last.GetDegraded(), err)
+		}
+	}
+	id := last.GetDecisionId()
+	ttl, err := rdb.PTTL(t.Context(), "{b:"+id[:2]+"}:d:"+id).Result()
+	if err != nil || ttl < 119*time.Minute || ttl > 2*time.Hour {
+		t.Errorf("TTL of the decision record = %v, %v; want about 2h", ttl, err)
+	}
+	xlen, err := rdb.XLen(t.Context(), "{b:"+id[:2]+"}:audit").Result()
+	// MAXLEN ~ trims whole stream nodes (100 entries each by default), so a little more stays.
+	if err != nil || xlen > 300 {
+		t.Errorf("audit stream length after %d decisions = %d, %v; want about 100 (at most 300)", n, xlen, err)
+	}
+	if err := stop(); err != nil {
+		t.Errorf("arbiter serve returned %v after cancel, want nil", err)
+	}
+}
+
 func TestServeBadConfig(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
@@ -245,6 +288,8 @@ func TestServeBadConfig(t *testing.T) {
 		{"bad log level", []string{"serve", "--log-level", "loud"}, "log-level"},
 		{"bad env", []string{"serve"}, "ARBITER_SHUTDOWN_TIMEOUT"},
 		// Nothing listens on port 1: the store is down, which is not fatal; the spool is.
+		{"retention too short", []string{"serve", "--record-retention", "10s"}, "--record-retention"},
+		{"audit streams too short", []string{"serve", "--audit-max-len", "5"}, "--audit-max-len"},
 		{"audit spool not writable", []string{"serve", "--redis", "127.0.0.1:1", "--audit-spool", filepath.Join(file, "spool")}, "audit spool"},
 	}
 	for _, tc := range tests {
