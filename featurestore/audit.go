@@ -11,7 +11,9 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The audit stream entry fields that the commit script writes.
+// The audit stream entry fields. The commit script writes the decision id only: the record
+// itself is the decision key's value, written in the same script, so Redis holds each record
+// once. Entries written by earlier versions also carry the record ("r").
 const (
 	auditFieldDecisionID = "d"
 	auditFieldRecord     = "r"
@@ -59,6 +61,10 @@ type AuditStats struct {
 	// the stream (by the stream's length cap) before they were acknowledged. A non-zero value
 	// means the exporter fell behind the cap; see WithAuditMaxLen.
 	Lost int
+	// Expired is the number of entries whose decision record had expired (the store's
+	// retention, WithRetention) before the entry was exported: the record is gone. A non-zero
+	// value means the exporter fell behind the retention.
+	Expired int
 	// Trimmed is the number of exported entries removed from the streams by the retention.
 	Trimmed int
 }
@@ -173,6 +179,7 @@ func (e *AuditExporter) Run(ctx context.Context) (AuditStats, error) {
 		s, err := e.Drain(ctx)
 		total.Delivered += s.Delivered
 		total.Lost += s.Lost
+		total.Expired += s.Expired
 		total.Trimmed += s.Trimmed
 		if ctx.Err() != nil {
 			return total, nil
@@ -301,6 +308,11 @@ func (e *AuditExporter) pass(ctx context.Context, st *AuditStats) (int, error) {
 			switched++
 		}
 		read += got
+	}
+	entries, err = fetchRecords(ctx, e.rdb, entries, st)
+	if err != nil {
+		e.rereadPending()
+		return 0, err
 	}
 	if len(entries) > 0 {
 		if err := e.sink.WriteAudit(ctx, entries); err != nil {
@@ -434,13 +446,69 @@ func (e *AuditExporter) trim(ctx context.Context, st *AuditStats) error {
 	return nil
 }
 
+// auditEntryOf returns the entry of a stream message: its decision id, and its record when the
+// message carries it (entries of earlier versions); fetchRecords reads the others'.
 func auditEntryOf(m redis.XMessage) (AuditEntry, error) {
-	id, ok1 := m.Values[auditFieldDecisionID].(string)
-	rec, ok2 := m.Values[auditFieldRecord].(string)
-	if !ok1 || !ok2 || id == "" || len(rec) > maxRecordBytes {
-		return AuditEntry{}, fmt.Errorf("%w: audit entry %s: missing or oversized fields", ErrCorrupt, m.ID)
+	id, ok := m.Values[auditFieldDecisionID].(string)
+	if !ok || id == "" {
+		return AuditEntry{}, fmt.Errorf("%w: audit entry %s: no decision id", ErrCorrupt, m.ID)
 	}
-	return AuditEntry{DecisionID: id, Record: []byte(rec)}, nil
+	e := AuditEntry{DecisionID: id}
+	if rec, ok := m.Values[auditFieldRecord].(string); ok {
+		if len(rec) > maxRecordBytes {
+			return AuditEntry{}, fmt.Errorf("%w: audit entry %s: record of %d bytes", ErrCorrupt, m.ID, len(rec))
+		}
+		e.Record = []byte(rec)
+	} else if _, err := bucketOfDecisionID(id); err != nil {
+		// The record is read from the decision key, which the id names.
+		return AuditEntry{}, fmt.Errorf("%w: audit entry %s: decision id %q", ErrCorrupt, m.ID, id)
+	}
+	return e, nil
+}
+
+// fetchRecords reads, in one pipeline, the decision records of the entries that do not carry
+// theirs, and returns the entries that have a record: an entry whose record expired before it
+// was exported is dropped and counted in st.Expired.
+func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []AuditEntry, st *AuditStats) ([]AuditEntry, error) {
+	var need []int
+	for i := range entries {
+		if entries[i].Record == nil {
+			need = append(need, i)
+		}
+	}
+	if len(need) == 0 {
+		return entries, nil
+	}
+	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, i := range need {
+			b, _ := bucketOfDecisionID(entries[i].DecisionID) // checked by auditEntryOf
+			p.Get(ctx, key(keyDecision, b, "", entries[i].DecisionID))
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, auditErr("read decision records", err)
+	}
+	for k, i := range need {
+		rec, err := cmds[k].(*redis.StringCmd).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			st.Expired++
+			continue
+		case err != nil:
+			return nil, auditErr("read decision records", err)
+		case len(rec) > maxRecordBytes:
+			return nil, fmt.Errorf("%w: decision record %s of %d bytes", ErrCorrupt, entries[i].DecisionID, len(rec))
+		}
+		entries[i].Record = []byte(rec)
+	}
+	out := entries[:0]
+	for _, e := range entries {
+		if e.Record != nil {
+			out = append(out, e)
+		}
+	}
+	return out, nil
 }
 
 // minStreamID returns the smaller of two stream ids "ms-seq".

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
@@ -328,5 +329,56 @@ func TestAuditExporterRun(t *testing.T) {
 	r := <-done
 	if r.err != nil || r.st.Delivered != 30 {
 		t.Errorf("Run() after cancel = %+v, %v; want 30 delivered, nil", r.st, r.err)
+	}
+}
+
+// TestAuditExporterReadsCommittedRecords: a commit's audit entry carries only the decision id;
+// the exporter reads the record from the decision key. A record that expired before the
+// export is counted as Expired, not exported, and does not stop the export.
+func TestAuditExporterReadsCommittedRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	addr := redistest.Start(t)
+	client, err := featurestore.Dial("redis://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := featurestore.NewRedis(client)
+	t.Cleanup(func() { store.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := t.Context()
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+	var ids []string
+	for i := range 40 {
+		cust := fmt.Sprintf("cust-%d", i)
+		id := featurestore.NewDecisionID(cust, now)
+		rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, CustomerId: cust})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Commit(ctx, &featurestore.Commit{CustomerID: cust, EventID: "ev", DecisionID: id, Now: now, Record: rec,
+			Summary: decision.DecisionSummary{DecisionID: id, EventID: "ev", EventType: decision.EventInvoiceOverdue,
+				Action: decision.ActionSuppress, DecidedAt: now}}); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	// The first decision's record expires before the export.
+	if err := rdb.Del(ctx, "{b:"+ids[0][:2]+"}:d:"+ids[0]).Err(); err != nil {
+		t.Fatal(err)
+	}
+	sink := newMemSink() // checks that each record decodes and names its decision
+	st, err := featurestore.NewAuditExporter(rdb, sink, featurestore.WithAuditBatch(7)).Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantOnce(ids[1:]), sink.got); diff != "" {
+		t.Errorf("Drain exported (-want +got):\n%s", diff)
+	}
+	if st.Expired != 1 || st.Delivered != len(ids)-1 {
+		t.Errorf("Drain stats = %+v, want 1 expired and %d delivered", st, len(ids)-1)
 	}
 }

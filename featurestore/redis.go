@@ -683,13 +683,21 @@ func (r *Redis) ScanAudit(ctx context.Context, fn func(decisionID string, record
 			if err != nil {
 				return storeErr("scan audit", ak, err)
 			}
+			entries := make([]AuditEntry, 0, len(msgs))
 			for _, m := range msgs {
-				id, _ := m.Values["d"].(string)
-				rec, _ := m.Values["r"].(string)
-				if id == "" {
-					return fmt.Errorf("scan audit: %w", corrupt(ak, "entry %s has no decision id", m.ID))
+				e, err := auditEntryOf(m)
+				if err != nil {
+					return fmt.Errorf("scan audit: %w", err)
 				}
-				if err := fn(id, []byte(rec)); err != nil {
+				entries = append(entries, e)
+			}
+			// Entries whose record expired are skipped, as they are gone from the trail.
+			entries, err = fetchRecords(ctx, r.client, entries, &AuditStats{})
+			if err != nil {
+				return fmt.Errorf("scan audit: %w", err)
+			}
+			for _, e := range entries {
+				if err := fn(e.DecisionID, e.Record); err != nil {
 					return err
 				}
 			}

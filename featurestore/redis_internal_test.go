@@ -125,7 +125,8 @@ func TestRedisTTLs(t *testing.T) {
 	}
 }
 
-// TestRedisAuditEntry checks the fields of an audit stream entry.
+// TestRedisAuditEntry checks the fields of an audit stream entry: the decision id only (the
+// record is the decision key's value), and that the scan finds the record through it.
 func TestRedisAuditEntry(t *testing.T) {
 	ctx := context.Background()
 	s, raw := newTestRedis(t, WithAuditMaxLen(100))
@@ -137,9 +138,18 @@ func TestRedisAuditEntry(t *testing.T) {
 	if err != nil || len(msgs) != 1 {
 		t.Fatalf("XRANGE audit = %v, %v, want one entry", msgs, err)
 	}
-	want := map[string]any{"r": string(c.Record), "d": c.DecisionID}
+	want := map[string]any{"d": c.DecisionID}
 	if diff := cmp.Diff(want, msgs[0].Values); diff != "" {
 		t.Errorf("audit entry mismatch (-want +got):\n%s", diff)
+	}
+	var got []byte
+	if err := s.ScanAudit(ctx, func(id string, rec []byte) error {
+		if id == c.DecisionID {
+			got = rec
+		}
+		return nil
+	}); err != nil || string(got) != string(c.Record) {
+		t.Errorf("ScanAudit() record = %q, %v; want %q", got, err, c.Record)
 	}
 }
 

@@ -222,7 +222,7 @@ end
 redis.call('LPUSH', KEYS[7], ARGV[6])
 redis.call('LTRIM', KEYS[7], 0, 19)
 redis.call('PEXPIRE', KEYS[7], ARGV[11])
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', 'r', ARGV[1], 'd', ARGV[2])
+redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[2])
 return {0}
 `)
 
@@ -284,6 +284,6 @@ if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
 if wrongtype(KEYS[3], 'stream') then return {3, 'wrong key type: ' .. KEYS[3]} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'r', ARGV[1], 'd', ARGV[2])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[2])
 return {0}
 `)

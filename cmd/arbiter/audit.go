@@ -82,13 +82,16 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	} else {
 		st, err = exp.Drain(ctx)
 	}
-	fmt.Fprintf(stdout, "audit export: %d new records written to %s (%d in the file before, %d deliveries, %d duplicates skipped, %d lost, %d trimmed)\n",
-		sink.Len()-before, *to, before, st.Delivered, sink.Duplicates, st.Lost, st.Trimmed)
+	fmt.Fprintf(stdout, "audit export: %d new records written to %s (%d in the file before, %d deliveries, %d duplicates skipped, %d lost, %d expired, %d trimmed)\n",
+		sink.Len()-before, *to, before, st.Delivered, sink.Duplicates, st.Lost, st.Expired, st.Trimmed)
 	if err != nil {
 		return fmt.Errorf("audit export: %w", err)
 	}
 	if st.Lost > 0 {
 		fmt.Fprintf(stderr, "audit export: warning: %d records were trimmed from Redis before they were exported; export more often or raise the stream cap\n", st.Lost)
+	}
+	if st.Expired > 0 {
+		fmt.Fprintf(stderr, "audit export: warning: %d decision records expired (serve --record-retention) before they were exported; export more often or keep records longer\n", st.Expired)
 	}
 	return nil
 }
