@@ -26,11 +26,13 @@ ghz_bin="$out/ghz"
 "$bin" loadtest --addr "$addr" --rate "$rate" --duration "$duration" --warmup 3s --baseline --max-step 3s \
 	--connections 4 --out "$out/arbiter" ${LOADTEST_ARGS:-} >"$out/arbiter.txt"
 
-run_id=ghz$(date +%s%N)
+# Event ids "ghz<seconds>-e<n>": a letter after the dash keeps the digit runs short of the
+# card-number guard (13 to 19 digits, dashes allowed between groups).
+run_id=ghz$(date +%s)
 common=(--insecure --rps "$rate" -z "$duration" --connections 4 -c 64 -t 1s -O json)
 "$ghz_bin" "${common[@]}" --call grpc.health.v1.Health/Check -d '{}' "$addr" >"$out/ghz-health.json"
 "$ghz_bin" "${common[@]}" --call arbiter.v1.DecisionService/Decide \
-	-d '{"event":{"id":"'"$run_id"'-{{.RequestNumber}}","type":"EVENT_TYPE_PAYMENT_FAILED","payment":{"decline_code":"51","network":"CARD_NETWORK_VISA","amount_minor":2599,"currency":"GBP","card_ref":"tok-{{.RequestNumber}}","initiator":"INITIATOR_MERCHANT","merchant_id":"merch-001"}},"customer":{"id":"lt-cust-{{.RequestNumber}}","timezone":"Europe/London","consents":[{"channel":"CHANNEL_EMAIL","purpose":"PURPOSE_COLLECTIONS","granted":true}],"preferred_channels":["CHANNEL_EMAIL"]}}' \
+	-d '{"event":{"id":"'"$run_id"'-e{{.RequestNumber}}","type":"EVENT_TYPE_PAYMENT_FAILED","payment":{"decline_code":"51","network":"CARD_NETWORK_VISA","amount_minor":2599,"currency":"GBP","card_ref":"tok-{{.RequestNumber}}","initiator":"INITIATOR_MERCHANT","merchant_id":"merch-001"}},"customer":{"id":"lt-cust-{{.RequestNumber}}","timezone":"Europe/London","consents":[{"channel":"CHANNEL_EMAIL","purpose":"PURPOSE_COLLECTIONS","granted":true}],"preferred_channels":["CHANNEL_EMAIL"]}}' \
 	"$addr" >"$out/ghz-decide.json"
 
 python3 - "$out" <<'PY'
