@@ -82,6 +82,19 @@ type DecisionAppender interface {
 	AppendDecision(ctx context.Context, d *featurestore.Decided) (duplicate bool, err error)
 }
 
+// measuredAppender appends through the server's store with a store span and the store
+// latency metric (op append_decision), outside the circuit breakers: the drain must be able to
+// find out that the store is back while no decision closes them.
+type measuredAppender struct{ s *Server }
+
+func (m measuredAppender) AppendDecision(ctx context.Context, d *featurestore.Decided) (duplicate bool, err error) {
+	err = m.s.storeCall(ctx, opAppendDecision, nil, func(ctx context.Context) (err error) {
+		duplicate, err = m.s.store.AppendDecision(ctx, d)
+		return err
+	})
+	return duplicate, err
+}
+
 var (
 	_ DecisionAppender = (*featurestore.Redis)(nil)
 	_ DecisionAppender = (*featurestore.Memory)(nil)
@@ -664,7 +677,7 @@ func (s *Server) RunSpoolDrain(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if sp.PendingBytes() > 0 {
-			n, err := sp.Drain(ctx, s.store)
+			n, err := sp.Drain(ctx, measuredAppender{s})
 			if n > 0 {
 				s.opts.logger.LogAttrs(ctx, slog.LevelInfo, "audit spool drained into the store",
 					slog.Int("records", n), slog.Int64("pending_bytes", sp.PendingBytes()))
@@ -695,7 +708,7 @@ func (s *Server) spoolDegraded(ctx context.Context, req *arbiterv1.DecideRequest
 		// than the spent store budget. The embedded store always can (it degrades only when
 		// a call outlives the budget); a Redis that is down cannot, and the decision is
 		// refused.
-		if _, err := s.store.AppendDecision(ctx, &featurestore.Decided{CustomerID: in.Customer.ID,
+		if _, err := (measuredAppender{s}).AppendDecision(ctx, &featurestore.Decided{CustomerID: in.Customer.ID,
 			EventID: in.Event.ID, DecisionID: resp.GetDecisionId(), Record: rec}); err != nil {
 			if ctxErr := ctx.Err(); ctxErr != nil {
 				return ctxErr

@@ -32,10 +32,11 @@ const (
 	opPutFeatures
 	opState
 	opPing
+	opAppendDecision
 	opCount
 )
 
-var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping"}
+var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping", "append_decision"}
 
 // spanNames are the store spans' names, built once.
 var spanNames = func() (n [opCount]string) {

@@ -14,8 +14,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
@@ -225,5 +227,38 @@ func TestHealthService(t *testing.T) {
 		if got.GetStatus().String() != tc.want {
 			t.Errorf("%s: Check(DecisionService) = %v, want %s", tc.name, got.GetStatus(), tc.want)
 		}
+	}
+}
+
+// TestMetricsSpoolDrain: the spool's drain is measured like any store call (op append_decision).
+func TestMetricsSpoolDrain(t *testing.T) {
+	ctx := t.Context()
+	reader := sdkmetric.NewManualReader()
+	sp := openTestSpool(t)
+	srv := New(featurestore.NewMemory(), NewPolicyHolder(decision.DefaultPolicy()), WithAuditSpool(sp),
+		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: featurestore.NewDecisionID("cust-1", testNow),
+		EventId: "ev-1", CustomerId: "cust-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Append(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := sp.Drain(ctx, measuredAppender{srv}); n != 1 || err != nil {
+		t.Fatalf("Drain() = %d, %v; want 1 record drained", n, err)
+	}
+	m, ok := collect(t, reader, "arbiter.store.duration")
+	if !ok {
+		t.Fatal("arbiter.store.duration not recorded")
+	}
+	found := false
+	for _, dp := range m.Data.(metricdata.Histogram[float64]).DataPoints {
+		if op, _ := dp.Attributes.Value("op"); op.AsString() == "append_decision" && dp.Count == 1 {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("arbiter.store.duration has no op=append_decision point with one call: %+v", m.Data)
 	}
 }
