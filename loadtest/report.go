@@ -119,13 +119,16 @@ type Ratios struct {
 
 // Report is the outcome of one `arbiter loadtest` invocation.
 type Report struct {
-	Date        time.Time `json:"date"`
-	Machine     Machine   `json:"machine"`
-	Addr        string    `json:"addr"`
-	Seed        uint64    `json:"seed"`
-	Customers   int       `json:"customers"`
-	Duplicates  float64   `json:"duplicates"`
-	Connections int       `json:"connections"`
+	Date       time.Time `json:"date"`
+	Machine    Machine   `json:"machine"`
+	Addr       string    `json:"addr"`
+	Seed       uint64    `json:"seed"`
+	Customers  int       `json:"customers"`
+	Duplicates float64   `json:"duplicates"`
+	// ZipfS and ZipfV are the customers' Zipf distribution (see WithZipf).
+	ZipfS       float64 `json:"zipf_s,omitempty"`
+	ZipfV       float64 `json:"zipf_v,omitempty"`
+	Connections int     `json:"connections"`
 	// LoadBefore and LoadAfter are the machine's 1-minute load average before and after the
 	// run: a load above the CPU count means other work competed with the test.
 	LoadBefore float64 `json:"load_before"`

@@ -31,6 +31,8 @@ type loadtestConfig struct {
 	deadline    time.Duration
 	customers   int
 	duplicates  float64
+	zipfS       float64
+	zipfV       float64
 	seed        uint64
 	runID       string
 	seedRedis   string
@@ -62,6 +64,8 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.DurationVar(&c.deadline, "deadline", time.Second, "deadline of each call")
 	fs.IntVar(&c.customers, "customers", 10000, "synthetic customers to seed and draw from (Zipf)")
 	fs.Float64Var(&c.duplicates, "duplicates", 0.02, "share of requests repeating an earlier event id (gateway retries)")
+	fs.Float64Var(&c.zipfS, "zipf-s", 1.1, "skew of the customers' Zipf distribution (> 1; larger: hotter hot customers)")
+	fs.Float64Var(&c.zipfV, "zipf-v", 100, "offset of the customers' Zipf distribution (>= 1; larger: flatter head)")
 	fs.Uint64Var(&c.seed, "seed", 1, "seed of the synthetic customers and the traffic")
 	fs.StringVar(&c.runID, "run-id", "", "prefix of event ids (default: from the clock, so reruns are not replays)")
 	fs.StringVar(&c.seedRedis, "seed-redis", "", "seed customers directly into this Redis (redis://host:port) instead of through PutFeatures")
@@ -86,7 +90,8 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		// Base 36 keeps decimal digits in the run id rare (see loadtest.Mix.Request).
 		c.runID = "lt" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	mix, err := loadtest.NewMix(c.seed, c.runID, c.customers, loadtest.WithDuplicates(c.duplicates))
+	mix, err := loadtest.NewMix(c.seed, c.runID, c.customers, loadtest.WithDuplicates(c.duplicates),
+		loadtest.WithZipf(c.zipfS, c.zipfV))
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}
@@ -120,7 +125,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	}
 	rep := &loadtest.Report{
 		Date: time.Now().UTC(), Machine: loadtest.ThisMachine(), Addr: c.addr, Seed: c.seed,
-		Customers: c.customers, Duplicates: c.duplicates, Connections: c.connections,
+		Customers: c.customers, Duplicates: c.duplicates, ZipfS: c.zipfS, ZipfV: c.zipfV, Connections: c.connections,
 		DeadlineMs: float64(c.deadline) / float64(time.Millisecond), LoadBefore: loadtest.LoadAverage(),
 	}
 	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)

@@ -75,7 +75,7 @@ func TestLoadtestCommand(t *testing.T) {
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"loadtest", "--addr", addr, "--rate", "400", "--duration", "500ms", "--warmup", "100ms",
-		"--customers", "30", "--baseline", "--max-step", "200ms", "--out", dir,
+		"--customers", "30", "--zipf-s", "1.5", "--zipf-v", "2", "--baseline", "--max-step", "200ms", "--out", dir,
 		"--watch-admin", admin.URL, "--watch-every", "50ms"}, noEnv, nil, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("arbiter loadtest: %v\nstderr:\n%s", err, stderr.String())
@@ -86,6 +86,9 @@ func TestLoadtestCommand(t *testing.T) {
 	rep, err := loadtest.ReadReportFile(filepath.Join(dir, "report.json"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if rep.ZipfS != 1.5 || rep.ZipfV != 2 {
+		t.Errorf("report zipf = s %v, v %v; want the flags' 1.5 and 2", rep.ZipfS, rep.ZipfV)
 	}
 	if rep.Decide.Completed != 200 || rep.Decide.Actions["MESSAGE"] != 200 {
 		t.Errorf("report decide: completed %d, actions %v; want 200 MESSAGE (400/s for 0.5s)", rep.Decide.Completed, rep.Decide.Actions)
@@ -121,6 +124,14 @@ func TestLoadtestCommand(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), "decide p50") {
 		t.Errorf("--compare output lacks the decide p50 row:\n%s", stdout.String())
+	}
+}
+
+func TestLoadtestRefusesFlatZipf(t *testing.T) {
+	var out bytes.Buffer
+	err := run(t.Context(), []string{"loadtest", "--addr", "127.0.0.1:1", "--zipf-s", "1", "--duration", "1s"}, noEnv, nil, &out, &out)
+	if err == nil || !strings.Contains(err.Error(), "zipf s = 1") {
+		t.Errorf("arbiter loadtest --zipf-s 1 = %v, want an error naming zipf s", err)
 	}
 }
 
