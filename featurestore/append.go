@@ -57,11 +57,8 @@ func (r *Redis) AppendDecision(ctx context.Context, d *Decided) (duplicate bool,
 		return false, fmt.Errorf("append decision: %w", err)
 	}
 	keys := []string{a.event, a.record, key(keyAudit, a.bucket, "", "")}
-	v, err := appendScript.Run(ctx, r.client, keys, d.Record, d.DecisionID, r.retentionArg, r.auditMaxLenArg).Result()
-	if err != nil {
-		return false, storeErr("append decision", a.record, err)
-	}
-	_, status, err := reply("append decision", a.record, v)
+	_, status, err := r.runStatus(ctx, appendScript, "append decision", a.record, keys, d.Record, d.DecisionID,
+		r.retentionArg, r.auditMaxLenArg)
 	if err != nil {
 		return false, err
 	}

@@ -228,6 +228,16 @@ func unavailableReply(err error) bool {
 	return false
 }
 
+// runStatus runs a script whose reply starts with a status (see scripts.go) and returns the
+// reply and its status; errors name op and key.
+func (r *Redis) runStatus(ctx context.Context, s *redis.Script, op, key string, keys []string, args ...any) ([]any, int64, error) {
+	v, err := s.Run(ctx, r.client, keys, args...).Result()
+	if err != nil {
+		return nil, 0, storeErr(op, key, err)
+	}
+	return reply(op, key, v)
+}
+
 // reply checks a script reply: an array whose first element is a status.
 func reply(op, key string, v any) ([]any, int64, error) {
 	arr, ok := v.([]any)
@@ -473,11 +483,7 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 		}
 		args = append(args, fv[0], fv[1], del)
 	}
-	v, err := commitScript.Run(ctx, r.client, keys, args...).Result()
-	if err != nil {
-		return Committed{}, storeErr("commit", a.event, err)
-	}
-	arr, status, err := reply("commit", a.event, v)
+	arr, status, err := r.runStatus(ctx, commitScript, "commit", a.event, keys, args...)
 	if err != nil {
 		return Committed{}, err
 	}
@@ -538,12 +544,8 @@ func (r *Redis) RecordOutcome(ctx context.Context, o *OutcomeCommit) (bool, erro
 	}
 	k := &a.keys
 	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger}
-	v, err := outcomeScript.Run(ctx, r.client, keys, a.field, a.value, r.retentionArg, ms(o.Now),
-		a.release, a.failCh, a.failTill, a.resetRef).Result()
-	if err != nil {
-		return false, storeErr("record outcome", a.outcomes, err)
-	}
-	_, status, err := reply("record outcome", a.outcomes, v)
+	_, status, err := r.runStatus(ctx, outcomeScript, "record outcome", a.outcomes, keys, a.field, a.value,
+		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef)
 	if err != nil {
 		return false, err
 	}

@@ -96,18 +96,23 @@ local max = tonumber(ARGV[13])
 -- engine's own cap, ledger and stop checks still hold, and are not repeated here.
 local fresh = ARGV[14] ~= '' and redis.call('GET', KEYS[9]) == ARGV[14]
 local p = 15
+-- The checks are parsed only when they will run.
 local ncap = tonumber(ARGV[p]); p = p + 1
 local caps = {}
-for i = 1, ncap do
-  caps[i] = {ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])}
-  p = p + 5
+if fresh then p = p + 5 * ncap else
+  for i = 1, ncap do
+    caps[i] = {ARGV[p], tonumber(ARGV[p + 1]), tonumber(ARGV[p + 2]), tonumber(ARGV[p + 3]), tonumber(ARGV[p + 4])}
+    p = p + 5
+  end
 end
 local nled = tonumber(ARGV[p]); p = p + 1
 local leds = {}
-for i = 1, nled do
-  leds[i] = {ARGV[p], ARGV[p + 1], ARGV[p + 2], ARGV[p + 3], ARGV[p + 4], ARGV[p + 5] == '1', ARGV[p + 6],
-    tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])}
-  p = p + 10
+if fresh then p = p + 10 * nled else
+  for i = 1, nled do
+    leds[i] = {ARGV[p], ARGV[p + 1], ARGV[p + 2], ARGV[p + 3], ARGV[p + 4], ARGV[p + 5] == '1', ARGV[p + 6],
+      tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])}
+    p = p + 10
+  end
 end
 local nsc = tonumber(ARGV[p]); local psc = p + 1; p = psc + 4 * nsc
 local nent = tonumber(ARGV[p]); local pent = p + 1; p = pent + 2 * nent

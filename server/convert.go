@@ -23,6 +23,16 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
+// tsIn is ts writing into dst, a slot of an array of timestamps allocated at once; it
+// returns dst, or nil for the zero time.
+func tsIn(dst *timestamppb.Timestamp, t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	dst.Seconds, dst.Nanos = t.Unix(), int32(t.Nanosecond())
+	return dst
+}
+
 // fromTS converts a timestamp to a time in UTC; nil becomes the zero time.
 func fromTS(p *timestamppb.Timestamp) time.Time {
 	if p == nil {
@@ -321,12 +331,7 @@ func toSnapshot(st *decision.State) (*arbiterv1.StateSnapshot, error) {
 			x := &entries[i]
 			x.Kind, x.EventId, x.CardRef, x.MerchantId = ledgerKinds[e.Kind], e.EventID, e.CardRef, e.MerchantID
 			x.AmountMinor, x.Currency, x.Initiator = e.AmountMinor, e.Currency, arbiterv1.Initiator(e.Initiator)
-			x.Network = arbiterv1.CardNetwork(e.Network)
-			if !e.At.IsZero() {
-				t := &times[i]
-				t.Seconds, t.Nanos = e.At.Unix(), int32(e.At.Nanosecond())
-				x.At = t
-			}
+			x.Network, x.At = arbiterv1.CardNetwork(e.Network), tsIn(&times[i], e.At)
 			out.Ledger[i] = x
 		}
 	}
@@ -422,11 +427,7 @@ func toSummaries(rs []decision.DecisionSummary) []*arbiterv1.DecisionSummary {
 		m := &msgs[i]
 		m.DecisionId, m.EventId, m.EventType = r.DecisionID, r.EventID, arbiterv1.EventType(r.EventType)
 		m.Action, m.ReasonCodes = arbiterv1.Action(r.Action), r.ReasonCodes
-		if !r.DecidedAt.IsZero() {
-			t := &times[i]
-			t.Seconds, t.Nanos = r.DecidedAt.Unix(), int32(r.DecidedAt.Nanosecond())
-			m.DecidedAt = t
-		}
+		m.DecidedAt = tsIn(&times[i], r.DecidedAt)
 		out[i] = m
 	}
 	return out
