@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"testing"
@@ -112,6 +113,20 @@ const sampleEvent = `{
     "preferredChannels": ["CHANNEL_EMAIL"]
   }
 }`
+
+// TestServeSetsGCTarget: without GOGC in the environment, serve sets the collector's target to
+// serveGCPercent.
+func TestServeSetsGCTarget(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	_, _, stop, _ := startServe(t)
+	got := debug.SetGCPercent(prev)
+	if err := stop(); err != nil {
+		t.Errorf("arbiter serve returned %v after cancel, want nil", err)
+	}
+	if got != serveGCPercent {
+		t.Errorf("GC percent while serving = %d, want %d", got, serveGCPercent)
+	}
+}
 
 func TestServe(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
