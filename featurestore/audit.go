@@ -197,10 +197,12 @@ func (e *AuditExporter) Run(ctx context.Context) (AuditStats, error) {
 	}
 }
 
-// Drain exports every entry that is in the streams now, then returns. It first re-reads the
-// entries this consumer was given but did not acknowledge, then claims entries that other
-// consumers of the group left unacknowledged for a minute, then reads new entries, batch by
-// batch, until a pass over all buckets finds none.
+// Drain exports every entry that is in the streams when it starts, then returns. It first
+// re-reads the entries this consumer was given but did not acknowledge, then claims entries
+// that other consumers of the group left unacknowledged for a minute, then reads new entries,
+// batch by batch, until every bucket is read up to the last entry it held when Drain began.
+// Entries appended while Drain runs may be exported too, but Drain does not chase them: under
+// traffic that appends faster than the sink writes, it still returns.
 func (e *AuditExporter) Drain(ctx context.Context) (AuditStats, error) {
 	var st AuditStats
 	if err := e.ensureGroups(ctx); err != nil {
@@ -209,12 +211,17 @@ func (e *AuditExporter) Drain(ctx context.Context) (AuditStats, error) {
 	if err := e.claim(ctx, &st); err != nil {
 		return st, err
 	}
+	until, err := e.lastIDs(ctx)
+	if err != nil {
+		return st, err
+	}
+	var done [auditBuckets]bool
 	for {
-		n, err := e.pass(ctx, &st)
+		more, err := e.pass(ctx, &st, &until, &done)
 		if err != nil {
 			return st, err
 		}
-		if n == 0 {
+		if !more {
 			break
 		}
 	}
@@ -222,6 +229,31 @@ func (e *AuditExporter) Drain(ctx context.Context) (AuditStats, error) {
 		return st, err
 	}
 	return st, nil
+}
+
+// lastIDs returns the id of each bucket stream's last entry ("" when the stream is empty or
+// missing): where a Drain that starts now stops.
+func (e *AuditExporter) lastIDs(ctx context.Context) ([auditBuckets]string, error) {
+	var last [auditBuckets]string
+	cmds, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for b := range auditBuckets {
+			p.XRevRangeN(ctx, auditStreamKey(b), "+", "-", 1)
+		}
+		return nil
+	})
+	if err != nil && len(cmds) == 0 {
+		return last, auditErr("read audit stream ends", err)
+	}
+	for b, c := range cmds {
+		msgs, err := c.(*redis.XMessageSliceCmd).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return last, auditErr("read audit stream ends", err)
+		}
+		if len(msgs) > 0 {
+			last[b] = msgs[0].ID
+		}
+	}
+	return last, nil
 }
 
 // ensureGroups creates the consumer group on every bucket stream (from the stream's start,
@@ -248,12 +280,18 @@ func (e *AuditExporter) ensureGroups(ctx context.Context) error {
 	return nil
 }
 
-// pass reads one batch from every bucket stream in one pipeline, writes it to the sink and
-// acknowledges it, and returns how many entries it read (at least 1 when another pass is
-// needed).
-func (e *AuditExporter) pass(ctx context.Context, st *AuditStats) (int, error) {
+// pass reads one batch from every bucket stream that is not done in one pipeline, writes it to
+// the sink and acknowledges it, and reports whether another pass is needed. A bucket is done
+// once its own unacknowledged entries are re-read and a read of new entries returned less
+// than a batch or reached until[b], the bucket's last entry when the Drain began.
+func (e *AuditExporter) pass(ctx context.Context, st *AuditStats, until *[auditBuckets]string, done *[auditBuckets]bool) (bool, error) {
+	var buckets []int
 	cmds, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for b := range auditBuckets {
+			if done[b] {
+				continue
+			}
+			buckets = append(buckets, b)
 			id := ">"
 			if e.pending[b] {
 				id = "0"
@@ -269,28 +307,30 @@ func (e *AuditExporter) pass(ctx context.Context, st *AuditStats) (int, error) {
 		return nil
 	})
 	if err != nil && len(cmds) == 0 {
-		return 0, auditErr("read audit streams", err)
+		return false, auditErr("read audit streams", err)
 	}
 	var entries []AuditEntry
 	acks := make([][]string, auditBuckets)
-	read, switched := 0, 0
-	for b, c := range cmds {
+	read := 0
+	for i, c := range cmds {
+		b := buckets[i]
 		streams, err := c.(*redis.XStreamSliceCmd).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			streams = nil
 		case isNoGroup(err):
 			// The stream or its group is gone (Redis restarted without persistence, or
-			// someone deleted it): create it again on the next pass.
+			// someone deleted it): create it again and read the bucket on the next pass.
 			e.ready = false
 			continue
 		case err != nil:
-			return 0, auditErr("read audit streams", err)
+			return false, auditErr("read audit streams", err)
 		}
-		got := 0
+		got, last := 0, ""
 		for _, s := range streams {
 			for _, m := range s.Messages {
 				got++
+				last = m.ID
 				acks[b] = append(acks[b], m.ID)
 				if m.Values == nil { // trimmed away while pending
 					st.Lost++
@@ -298,47 +338,51 @@ func (e *AuditExporter) pass(ctx context.Context, st *AuditStats) (int, error) {
 				}
 				entry, err := auditEntryOf(m)
 				if err != nil {
-					return 0, err
+					return false, err
 				}
 				entries = append(entries, entry)
 			}
 		}
-		if e.pending[b] && got == 0 {
-			e.pending[b] = false
-			switched++
+		switch {
+		case e.pending[b]:
+			// The bucket's history is re-read when a read of it comes back empty; its new
+			// entries are read from the next pass on.
+			e.pending[b] = got > 0
+		case int64(got) < e.o.batch || (until[b] != "" && !streamIDLess(last, until[b])):
+			done[b] = true
 		}
 		read += got
 	}
 	entries, err = fetchRecords(ctx, e.rdb, entries, st)
 	if err != nil {
 		e.rereadPending()
-		return 0, err
+		return false, err
 	}
 	if len(entries) > 0 {
 		if err := e.sink.WriteAudit(ctx, entries); err != nil {
 			// The entries stay pending in the group: read them again from the history.
 			e.rereadPending()
-			return 0, fmt.Errorf("audit sink: %w", err)
+			return false, fmt.Errorf("audit sink: %w", err)
 		}
 		st.Delivered += len(entries)
 	}
 	if read > 0 {
 		if err := e.ack(ctx, acks); err != nil {
 			e.rereadPending()
-			return 0, err
+			return false, err
 		}
 	}
 	if !e.ready {
 		if err := e.ensureGroups(ctx); err != nil {
-			return 0, err
+			return false, err
 		}
-		return max(read, 1), nil // go round again on the recreated groups
 	}
-	if switched > 0 {
-		// Buckets that finished their history still have new entries to read.
-		return max(read, 1), nil
+	for b := range done {
+		if !done[b] {
+			return true, nil
+		}
 	}
-	return read, nil
+	return false, nil
 }
 
 // rereadPending makes the next pass read every bucket's unacknowledged entries first.
@@ -513,9 +557,7 @@ func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []Audi
 
 // minStreamID returns the smaller of two stream ids "ms-seq".
 func minStreamID(a, b string) string {
-	am, as := splitStreamID(a)
-	bm, bs := splitStreamID(b)
-	if bm < am || (bm == am && bs < as) {
+	if streamIDLess(b, a) {
 		return b
 	}
 	return a
@@ -525,6 +567,13 @@ func minStreamID(a, b string) string {
 func nextStreamID(id string) string {
 	ms, seq := splitStreamID(id)
 	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq+1, 10)
+}
+
+// streamIDLess reports whether stream id a comes before stream id b.
+func streamIDLess(a, b string) bool {
+	am, as := splitStreamID(a)
+	bm, bs := splitStreamID(b)
+	return am < bm || (am == bm && as < bs)
 }
 
 func splitStreamID(id string) (ms, seq uint64) {

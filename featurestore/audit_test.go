@@ -148,6 +148,21 @@ func TestAuditExporter(t *testing.T) {
 		}
 	})
 
+	t.Run("returns while entries arrive faster than the sink writes", func(t *testing.T) {
+		// Every write of the sink appends twice as many new entries as it was given, as live
+		// traffic would: Drain exports what was there when it began, then returns.
+		before := addAudit(t, rdb, "f", 300)
+		sink := &feedingSink{memSink: newMemSink(), t: t, rdb: rdb}
+		if _, err := featurestore.NewAuditExporter(rdb, sink, featurestore.WithAuditGroup("g-feed"), featurestore.WithAuditBatch(2)).Drain(ctx); err != nil {
+			t.Fatalf("Drain under a growing stream = %v after %d sink writes", err, sink.writes)
+		}
+		for _, id := range before {
+			if sink.got[id] != 1 {
+				t.Errorf("%s was in the streams when Drain began and was exported %d times, want 1", id, sink.got[id])
+			}
+		}
+	})
+
 	t.Run("entries trimmed while pending are counted lost", func(t *testing.T) {
 		const stream = "{b:7f}:audit"
 		rdb.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"d", "lost-1", "r", mustRecord(t, "lost-1")}})
@@ -164,6 +179,23 @@ func TestAuditExporter(t *testing.T) {
 			t.Errorf("Drain after the pending entry was trimmed: Lost = %d, want at least 1", st.Lost)
 		}
 	})
+}
+
+// feedingSink is a memSink that appends two new audit entries for each entry it writes, and
+// fails after 500 writes: an exporter that chases the entries it causes never finishes.
+type feedingSink struct {
+	*memSink
+	t      *testing.T
+	rdb    redis.UniversalClient
+	writes int
+}
+
+func (s *feedingSink) WriteAudit(ctx context.Context, entries []featurestore.AuditEntry) error {
+	if s.writes++; s.writes > 500 {
+		return errors.New("still draining after 500 sink writes")
+	}
+	addAudit(s.t, s.rdb, fmt.Sprintf("feed%d", s.writes), 2*len(entries))
+	return s.memSink.WriteAudit(ctx, entries)
 }
 
 func mustRecord(t *testing.T, id string) []byte {
