@@ -154,6 +154,7 @@ func (r *reconcileRedis) start() {
 	r.t.Helper()
 	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
 		"--dir", r.dir, "--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize", "no")
+	redistest.DieWithParent(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
@@ -190,6 +191,7 @@ type reconcileServer struct {
 func (s *reconcileServer) start(hc healthpb.HealthClient) {
 	s.t.Helper()
 	s.cmd = exec.Command(os.Args[0], "-test.run=^TestReconcileHelperProcess$")
+	redistest.DieWithParent(s.cmd)
 	s.cmd.Env = append(os.Environ(), helperEnv+"=1", helperRedisEnv+"="+s.redis, helperAddrEnv+"="+s.addr,
 		helperSpoolEnv+"="+s.spool, helperArgsEnv+"="+strings.Join(s.args, " "))
 	s.cmd.Stdout, s.cmd.Stderr = &s.log, &s.log

@@ -136,6 +136,7 @@ func (c *Cluster) launch(n *clusterNode) error {
 		"--loglevel", "notice",
 		"--logfile", n.logFile,
 	)
+	DieWithParent(cmd)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out

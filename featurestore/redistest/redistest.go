@@ -78,6 +78,7 @@ func launch(t testing.TB, bin, dir string, port int, extra []string) (string, er
 	}
 	args = append(args, extra...)
 	cmd := exec.Command(bin, args...)
+	DieWithParent(cmd)
 	var out bytes.Buffer
 	cmd.Stdout = &out
 	cmd.Stderr = &out
