@@ -24,6 +24,10 @@ const (
 	// CodeRecurringEnded: a stop-payment code (R0, R1, R3) ended the recurring sequence for
 	// the credential and merchant.
 	CodeRecurringEnded = "RECURRING_ENDED"
+	// CodeLedgerFull: the customer's retry ledger outgrew the store's bound (featurestore's
+	// LedgerCap entries in 30 days), so the card's counts are incomplete; no RETRY of the card
+	// until its dropped entries would have left the 30-day window.
+	CodeLedgerFull = "RETRY_LEDGER_FULL"
 	// CodePaydayTargeted: an insufficient-funds retry was aimed just after the next payday.
 	CodePaydayTargeted = "PAYDAY_TARGETED"
 	// CodeAcquirerSwitch: after an issuer or switch failure the retry goes through another

@@ -646,6 +646,8 @@ func retryBlock(p *PaymentFailure, f *facts) (code, why string) {
 		return CodeFixDataDecline, "retry only after the card data changes"
 	case f.class == ClassNoAuto:
 		return CodeNoAutoRetry, "this decline is not retried automatically"
+	case f.ledger.stopped && pf.stopCode == CodeLedgerFull:
+		return pf.stopCode, "this card's retry ledger overflowed: its counts are incomplete, so it is not retried"
 	case f.ledger.stopped:
 		return pf.stopCode, "a hard stop on this credential is in force"
 	case pf.atLimit > 0:

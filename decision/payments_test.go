@@ -293,6 +293,13 @@ func TestRetryGuardrails(t *testing.T) {
 			want: retryWant{Blocked: true, Codes: []string{CodeMACDoNotRetry}},
 		},
 		{
+			name: "a ledger that overflowed stops the card",
+			edit: func(in *Input, c *Candidate) {
+				in.State.Stops = []RetryStop{{CardRef: "tok_1", Until: now.Add(day), ReasonCode: CodeLedgerFull}}
+			},
+			want: retryWant{Blocked: true, Codes: []string{CodeLedgerFull}},
+		},
+		{
 			name: "an ended recurring sequence for this merchant",
 			edit: func(in *Input, c *Candidate) {
 				in.State.Stops = []RetryStop{{CardRef: "tok_1", MerchantID: "m1", Until: now.Add(day), ReasonCode: CodeRecurringEnded}}

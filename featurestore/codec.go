@@ -28,6 +28,11 @@ const (
 	// recentLen is how many recent decisions are kept.
 	recentLen = 20
 
+	// ledgerStopAfter is how long after a dropped ledger entry (LedgerCap) its card stays
+	// stopped: then no ledger check's window (30 days at most, from the check's since, which
+	// counts entries at or after it) reaches the entry.
+	ledgerStopAfter = loadWindow + time.Millisecond
+
 	// Limits on what a read accepts; beyond them the stored data is corrupt.
 	maxFeatures      = 1000
 	maxFeatureBytes  = 64 << 10
@@ -101,6 +106,12 @@ func checkLedger(e *decision.LedgerEntry) error {
 // stopField and stopValue are a retry stop's hash field and value.
 func stopField(s *decision.RetryStop) string { return stopKey(s.CardRef, s.MerchantID) }
 func stopValue(s *decision.RetryStop) string { return msString(s.Until) + sep + s.ReasonCode }
+
+// ledgerStop is the stops-hash value that a ledger entry at atMS, dropped by LedgerCap, sets
+// on its card.
+func ledgerStop(atMS int64) string {
+	return itoa(atMS+ledgerStopAfter.Milliseconds()) + sep + decision.CodeLedgerFull
+}
 
 // stopKey is the stops-hash field of a stop on cardRef for merchantID ("": card-wide).
 func stopKey(cardRef, merchantID string) string { return cardRef + sep + merchantID }

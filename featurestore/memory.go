@@ -157,6 +157,48 @@ func (m *Memory) zrange(key string, since int64, limit int) ([]string, error) {
 	return out, nil
 }
 
+// scored is a zset member and its score.
+type scored struct {
+	m string
+	s int64
+}
+
+// popMin removes the n members with the lowest scores (ties: the lowest member first, as
+// Redis's ZPOPMIN) and returns them.
+func popMin(v *memValue, n int) []scored {
+	if n <= 0 {
+		return nil
+	}
+	all := make([]scored, 0, len(v.zset))
+	for mem, s := range v.zset {
+		all = append(all, scored{mem, s})
+	}
+	slices.SortFunc(all, func(a, b scored) int {
+		if c := cmp.Compare(a.s, b.s); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.m, b.m)
+	})
+	all = all[:min(n, len(all))]
+	for _, d := range all {
+		delete(v.zset, d.m)
+	}
+	return all
+}
+
+// setStop sets field of the stops hash h to value, unless the stop in place lasts longer: a
+// stop is never shortened. Both values were validated.
+func setStop(key string, h *memValue, field, value string) {
+	if cur, ok := h.hash[field]; ok {
+		old, _, _ := stopUntil(key, cur)
+		until, _, _ := stopUntil(key, value)
+		if !old.Before(until) {
+			return
+		}
+	}
+	h.hash[field] = value
+}
+
 // trim removes zset members with score below min.
 func trim(v *memValue, min int64) {
 	for mem, s := range v.zset {
@@ -320,7 +362,7 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 		write bool
 	}{
 		{k.recent, memList, true}, {k.messages, memZset, a.message != ""}, {k.ledger, memZset, len(a.ledger) > 0},
-		{k.stops, memHash, len(a.stops) > 0}, {k.features, memHash, len(a.features) > 0},
+		{k.stops, memHash, len(a.stops) > 0 || len(a.ledger) > 0}, {k.features, memHash, len(a.features) > 0},
 	} {
 		if !kk.write {
 			continue
@@ -367,7 +409,13 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 			}
 		}
 	}
-	if len(a.stops) > 0 || len(e.StopChecks) > 0 {
+	// A commit that may take the ledger past LedgerCap writes stops for the entries it drops.
+	trimming := false
+	if len(a.ledger) > 0 {
+		z, _ := m.get(k.ledger, memZset) // type checked above
+		trimming = z != nil && len(z.zset)+len(a.ledger) > LedgerCap
+	}
+	if len(a.stops) > 0 || len(e.StopChecks) > 0 || trimming {
 		stops, err := m.get(k.stops, memHash)
 		if err != nil {
 			return Committed{}, err
@@ -412,21 +460,33 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 		m.expire(z, keepWindow)
 		m.dropEmpty(k.messages)
 	}
+	// Stops first: those of the ledger entries the cap drops extend them.
+	var stops *memValue
+	if len(a.stops) > 0 || trimming {
+		stops = m.put(k.stops, memHash)
+		for _, fv := range a.stops {
+			setStop(k.stops, stops, fv[0], fv[1])
+		}
+	}
 	if len(a.ledger) > 0 {
 		z := m.put(k.ledger, memZset)
 		for i, mem := range a.ledger {
 			z.zset[mem] = ms(e.Ledger[i].At)
 		}
 		trim(z, keepMin)
+		if trimming {
+			for _, d := range popMin(z, len(z.zset)-LedgerCap) {
+				var f [8]string
+				if splitFields(d.m, f[:]) == len(f) {
+					setStop(k.stops, stops, stopKey(f[2], ""), ledgerStop(d.s))
+				}
+			}
+		}
 		m.expire(z, keepWindow)
 		m.dropEmpty(k.ledger)
 	}
-	if len(a.stops) > 0 {
-		h := m.put(k.stops, memHash)
-		for _, fv := range a.stops {
-			h.hash[fv[0]] = fv[1]
-		}
-		m.expireHash(k.stops, h, now, func(v string) int64 {
+	if stops != nil {
+		m.expireHash(k.stops, stops, now, func(v string) int64 {
 			t, _, _ := stopUntil(k.stops, v)
 			return ms(t)
 		})

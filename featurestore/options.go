@@ -8,6 +8,15 @@ const (
 	DefaultAuditMaxLen = 10000
 )
 
+// LedgerCap is the most retry-ledger entries a customer's ledger keeps. A commit that would
+// leave more drops the oldest, and stops retries of each dropped entry's card (reason
+// decision.CodeLedgerFull) until the entry would have left the 30-day window: the card's
+// counts are incomplete until then, so the store fails closed. Without the cap, a customer
+// with an unbounded stream of declines (a card-testing attack, a looping integration) would
+// make every one of their decisions slower and its record larger. A legitimate customer stays
+// far below it: the card networks allow at most 35 attempts per card and amount in 30 days.
+const LedgerCap = 128
+
 // Option configures a store.
 type Option func(*options)
 

@@ -1,6 +1,12 @@
 package featurestore
 
-import "github.com/redis/go-redis/v9"
+import (
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/arbiter-dev/arbiter/decision"
+)
 
 // The Lua scripts of the Redis store. Each touches the keys of one bucket only (one cluster
 // slot). Keys built inside a script are completed from a prefix that key() built and the Go
@@ -63,6 +69,13 @@ local function expire_hash(key, now, stops)
   end
   if latest then redis.call('PEXPIRE', key, string.format('%d', latest - now)) end
 end
+-- set_stop sets a stops-hash field unless the stop in place lasts longer: a stop is never
+-- shortened. Both values were validated.
+local function set_stop(key, field, value)
+  local cur = redis.call('HGET', key, field)
+  if cur and until_of(cur, true) >= until_of(value, true) then return end
+  redis.call('HSET', key, field, value)
+end
 -- valid_hash reports the first field whose until does not parse.
 local function valid_hash(key, stops)
   local all = redis.call('HGETALL', key)
@@ -72,6 +85,10 @@ local function valid_hash(key, stops)
   return true
 end
 `
+
+// luaLedgerCap holds the constants of the ledger's cap (LedgerCap).
+var luaLedgerCap = fmt.Sprintf("local LEDGER_CAP, LEDGER_STOP_AFTER, LEDGER_FULL = %d, %d, %q\n",
+	LedgerCap, ledgerStopAfter.Milliseconds(), decision.CodeLedgerFull)
 
 // commitScript is Commit: replay, checks, then every effect.
 //
@@ -86,7 +103,9 @@ end
 // (name, card_ref, merchant_id, at), ledger entries (member, score), stops (field, value),
 // features (name, JSON value, delete "1"/"0").
 // Reply: {0} applied, {1, record} replay, {2, check name} conflict, {3, what} corrupt data.
-var commitScript = redis.NewScript(luaCommon + `
+// The ledger keeps LedgerCap entries: the script drops the oldest beyond it and stops their
+// cards (ledgerStop); a stop never shortens one in place (set_stop).
+var commitScript = redis.NewScript(luaCommon + luaLedgerCap + `
 local id = redis.call('GET', KEYS[1])
 if id then return {1, redis.call('GET', ARGV[12] .. id)} end
 
@@ -124,7 +143,7 @@ local nfeat = tonumber(ARGV[p]); local pfeat = p + 1
 local writes = {{7, 'list'}, {8, 'stream'}}
 if ARGV[7] ~= '' then writes[#writes + 1] = {3, 'zset'} end
 if nent > 0 then writes[#writes + 1] = {4, 'zset'} end
-if nstop > 0 then writes[#writes + 1] = {5, 'hash'} end
+if nstop > 0 or nent > 0 then writes[#writes + 1] = {5, 'hash'} end
 if nfeat > 0 then writes[#writes + 1] = {6, 'hash'} end
 for _, kt in ipairs(writes) do
   if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
@@ -177,8 +196,10 @@ if nled > 0 and not fresh then
   end
 end
 
+-- A commit that may take the ledger past its cap writes stops for the entries it drops.
+local trimming = nent > 0 and redis.call('ZCARD', KEYS[4]) + nent > LEDGER_CAP
 if fresh then nsc = 0 end
-if (nstop > 0 or nsc > 0) and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
+if (nstop > 0 or nsc > 0 or trimming) and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
 
 -- Stop checks against the stops hash: a card-wide stop or one for the merchant, in force at
 -- the check's time, fails the check (decision.StopCheck.Blocks).
@@ -200,19 +221,28 @@ if ARGV[7] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[9])
   redis.call('PEXPIRE', KEYS[3], ARGV[10])
 end
+-- Stops first: those of the ledger entries the cap drops extend them.
+for i = 0, nstop - 1 do
+  set_stop(KEYS[5], ARGV[pstop + 2 * i], ARGV[pstop + 2 * i + 1])
+end
 if nent > 0 then
   for i = 0, nent - 1 do
     redis.call('ZADD', KEYS[4], ARGV[pent + 2 * i + 1], ARGV[pent + 2 * i])
   end
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[9])
+  local over = redis.call('ZCARD', KEYS[4]) - LEDGER_CAP
+  if over > 0 then
+    local dropped = redis.call('ZPOPMIN', KEYS[4], over)
+    for i = 1, #dropped, 2 do
+      local f = split(dropped[i])
+      if #f == 8 then
+        set_stop(KEYS[5], f[3] .. '\31', string.format('%d', tonumber(dropped[i + 1]) + LEDGER_STOP_AFTER) .. '\31' .. LEDGER_FULL)
+      end
+    end
+  end
   redis.call('PEXPIRE', KEYS[4], ARGV[10])
 end
-if nstop > 0 then
-  for i = 0, nstop - 1 do
-    redis.call('HSET', KEYS[5], ARGV[pstop + 2 * i], ARGV[pstop + 2 * i + 1])
-  end
-  expire_hash(KEYS[5], now, true)
-end
+if nstop > 0 or trimming then expire_hash(KEYS[5], now, true) end
 for i = 0, nfeat - 1 do
   local q = pfeat + 3 * i
   if ARGV[q + 2] == '1' then

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"CapChecks", testCapChecks},
 		{"LedgerChecks", testLedgerChecks},
 		{"StopChecks", testStopChecks},
+		{"LedgerCap", testLedgerCap},
 		{"StaleVersion", testStaleVersion},
 		{"Trim", testTrim},
 		{"ExpiredStopsAndFailures", testExpired},
@@ -528,6 +530,68 @@ func testStopChecks(t *testing.T, s Store) {
 	}
 	if st := mustState(t, s, racer, base); len(st.Ledger) != 0 {
 		t.Errorf("State after the conflicting retry holds ledger %+v, want none", st.Ledger)
+	}
+}
+
+// testLedgerCap: a ledger that would pass featurestore.LedgerCap entries drops its oldest, and
+// each dropped entry's card is stopped (RETRY_LEDGER_FULL) until the entry would have left
+// the 30-day window; another card's retries are not touched, and a stop is never shortened.
+func testLedgerCap(t *testing.T, s Store) {
+	const cust = "cust-ledgercap"
+	entry := func(ev, card string, at time.Time) decision.LedgerEntry {
+		return decision.LedgerEntry{Kind: decision.LedgerDecline, EventID: ev, CardRef: card, MerchantID: "m-1",
+			AmountMinor: 1000, Currency: "EUR", Initiator: decision.InitiatorMerchant, Network: decision.NetworkVisa, At: at}
+	}
+	var old []decision.LedgerEntry
+	for i := range 5 {
+		old = append(old, entry(fmt.Sprintf("old-%d", i), "card-old", base.Add(-10*time.Hour+time.Duration(i)*time.Minute)))
+	}
+	mustApply(t, s, commit(cust, "old", base, decision.Effects{Ledger: old}))
+	// LedgerCap-2 entries of another card, in commits of 32: the last commit drops 3 of
+	// card-old's.
+	var fresh []decision.LedgerEntry
+	for i := range featurestore.LedgerCap - 2 {
+		fresh = append(fresh, entry(fmt.Sprintf("new-%d", i), "card-new", base.Add(-5*time.Hour+time.Duration(i)*time.Second)))
+	}
+	for i := 0; i < len(fresh); i += 32 {
+		mustApply(t, s, commit(cust, fmt.Sprintf("new-%d", i), base, decision.Effects{Ledger: fresh[i:min(i+32, len(fresh))]}))
+	}
+	st := mustState(t, s, cust, base)
+	want := append(append([]decision.LedgerEntry{}, old[3:]...), fresh...)
+	if diff := cmp.Diff(want, st.Ledger, equateEmpty); diff != "" {
+		t.Errorf("ledger after %d entries, want the newest %d (-want +got):\n%s", len(old)+len(fresh), featurestore.LedgerCap, diff)
+	}
+	// The latest dropped entry sets the stop's end: 30 days and a millisecond after it.
+	stop := decision.RetryStop{CardRef: "card-old", Until: old[2].At.Add(30*24*time.Hour + time.Millisecond), ReasonCode: decision.CodeLedgerFull}
+	if diff := cmp.Diff([]decision.RetryStop{stop}, st.Stops, equateEmpty); diff != "" {
+		t.Errorf("stops after the ledger dropped card-old entries (-want +got):\n%s", diff)
+	}
+	check := func(name, card string, at time.Time) string {
+		c := commit(cust, fmt.Sprintf("check-%s-%s-%d", name, card, at.UnixMilli()), base, decision.Effects{
+			StopChecks: []decision.StopCheck{{Name: "retry_stop", CardRef: card, MerchantID: "m-9", At: at}},
+		})
+		return mustCommit(t, s, c).Conflict
+	}
+	if got := check("old", "card-old", stop.Until.Add(-time.Millisecond)); got != "retry_stop" {
+		t.Errorf("a retry of card-old in the stop's last millisecond: Conflict %q, want retry_stop", got)
+	}
+	if got := check("old", "card-old", stop.Until); got != "" {
+		t.Errorf("a retry of card-old when its dropped entries are out of every window: Conflict %q, want none", got)
+	}
+	if got := check("new", "card-new", base); got != "" {
+		t.Errorf("a retry of card-new: Conflict %q, want none", got)
+	}
+
+	// A shorter stop for the same card leaves the longer one in place; a longer one replaces it.
+	short := decision.RetryStop{CardRef: "card-old", Until: base.Add(time.Hour), ReasonCode: decision.CodeHardDecline}
+	mustApply(t, s, commit(cust, "short", base, decision.Effects{Stops: []decision.RetryStop{short}}))
+	if got := mustState(t, s, cust, base).Stops; !slices.Equal(got, []decision.RetryStop{stop}) {
+		t.Errorf("stops after a shorter stop of the card = %+v, want %+v kept", got, stop)
+	}
+	long := decision.RetryStop{CardRef: "card-old", Until: base.Add(60 * 24 * time.Hour), ReasonCode: decision.CodeHardDecline}
+	mustApply(t, s, commit(cust, "long", base, decision.Effects{Stops: []decision.RetryStop{long}}))
+	if got := mustState(t, s, cust, base).Stops; !slices.Equal(got, []decision.RetryStop{long}) {
+		t.Errorf("stops after a longer stop of the card = %+v, want %+v", got, long)
 	}
 }
 
