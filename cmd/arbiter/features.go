@@ -35,6 +35,7 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	redisURL := fs.String("redis", "", "write directly to this Redis (redis://HOST:PORT/DB) with pipelined writes")
 	addr := fs.String("addr", "127.0.0.1:50051", "without --redis: the server whose PutFeatures to call")
 	connections := fs.Int("connections", 4, "with --addr: gRPC connections")
+	token := fs.String("token", "", "with --addr: bearer token of a client with the admin role, when the server requires one (ARBITER_TOKEN)")
 	batch := fs.Int("batch", 2000, "records per pipelined batch")
 	writers := fs.Int("writers", 8, "batches parsed and written at once")
 	if err := parseToolFlags(fs, args, env); err != nil {
@@ -68,7 +69,7 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 		defer closeSink()
 		sink = rs
 	} else {
-		conns, err := loadtest.Dial(*addr, *connections)
+		conns, err := loadtest.Dial(*addr, *connections, *token)
 		if err != nil {
 			return fmt.Errorf("features import: %w", err)
 		}

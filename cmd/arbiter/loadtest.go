@@ -22,6 +22,7 @@ import (
 // loadtestConfig is the configuration of "arbiter loadtest".
 type loadtestConfig struct {
 	addr        string
+	token       string
 	rate        float64
 	duration    time.Duration
 	warmup      time.Duration
@@ -55,6 +56,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC address of the server under test (loopback only)")
+	fs.StringVar(&c.token, "token", "", "bearer token of a client with the decide role (and admin, to seed through PutFeatures), when the server requires one (ARBITER_TOKEN)")
 	fs.Float64Var(&c.rate, "rate", 2000, "open-loop arrival rate, Decide calls per second")
 	fs.DurationVar(&c.duration, "duration", 30*time.Second, "measured duration")
 	fs.DurationVar(&c.warmup, "warmup", 5*time.Second, "warm-up before the measured duration (not recorded)")
@@ -98,7 +100,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	live := isTerminal(stderr)
 
 	// Connections, once the server answers its health check.
-	conns, err := loadtest.Dial(c.addr, c.connections)
+	conns, err := loadtest.Dial(c.addr, c.connections, c.token)
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}

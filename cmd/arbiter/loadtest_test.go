@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,8 +19,11 @@ import (
 	"github.com/arbiter-dev/arbiter/loadtest"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -189,5 +193,67 @@ func TestFeaturesImportBadLine(t *testing.T) {
 				t.Errorf("features import of %q = %v, want an error containing %q", tc.content, err, tc.want)
 			}
 		})
+	}
+}
+
+// TestLoadtestToken runs the load test against a server that wants a bearer token on every
+// Decide and PutFeatures: with --token (or ARBITER_TOKEN) every call is answered, without it
+// the seeding is refused.
+func TestLoadtestToken(t *testing.T) {
+	const token = "lt-s3cret"
+	f := &fakeArbiter{puts: map[string]*arbiterv1.PutFeaturesRequest{}}
+	var unauthenticated atomic.Int64
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if strings.HasPrefix(info.FullMethod, "/arbiter.v1.") {
+			md, _ := metadata.FromIncomingContext(ctx)
+			if got := md.Get("authorization"); len(got) != 1 || got[0] != "Bearer "+token {
+				unauthenticated.Add(1)
+				return nil, status.Error(codes.Unauthenticated, "no token")
+			}
+		}
+		return h(ctx, req)
+	}))
+	arbiterv1.RegisterDecisionServiceServer(gs, f)
+	arbiterv1.RegisterFeatureServiceServer(gs, f)
+	healthpb.RegisterHealthServer(gs, health.NewServer())
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go gs.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(gs.Stop)
+
+	args := []string{"loadtest", "--addr", lis.Addr().String(), "--rate", "200", "--duration", "250ms", "--warmup", "50ms",
+		"--customers", "10", "--out", ""}
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  func(string) string
+	}{
+		{"flag", append(slices.Clone(args), "--token", token), noEnv},
+		{"environment", args, func(k string) string {
+			if k == "ARBITER_TOKEN" {
+				return token
+			}
+			return ""
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if err := run(t.Context(), tt.args, tt.env, nil, &stdout, &stderr); err != nil {
+				t.Fatalf("arbiter loadtest: %v\n%s", err, stderr.String())
+			}
+			if n := unauthenticated.Load(); n != 0 {
+				t.Errorf("%d calls without the token", n)
+			}
+			if !strings.Contains(stdout.String(), "errors by code: none") {
+				t.Errorf("stdout lacks %q:\n%s", "errors by code: none", stdout.String())
+			}
+		})
+	}
+	var stdout, stderr bytes.Buffer
+	err = run(t.Context(), args, noEnv, nil, &stdout, &stderr)
+	if err == nil || !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Errorf("arbiter loadtest without a token = %v, want the seeding refused (Unauthenticated)", err)
 	}
 }

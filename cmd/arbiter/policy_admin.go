@@ -83,6 +83,10 @@ func runPolicyAdmin(ctx context.Context, args []string, env func(string) string,
 	if err != nil {
 		return true, err
 	}
+	if conn.token == "" {
+		// Read after parsing, not as the flag's default: usage would print the default.
+		conn.token = env("ARBITER_TOKEN")
+	}
 	c, err := conn.dial()
 	if err != nil {
 		return true, err
@@ -132,7 +136,7 @@ type policyAdminConn struct {
 func policyAdminConnFlags(fs *flag.FlagSet, env func(string) string) *policyAdminConn {
 	c := &policyAdminConn{}
 	fs.StringVar(&c.addr, "addr", adminEnvOr(env, "ARBITER_ADDR", "127.0.0.1:50051"), "server gRPC address (ARBITER_ADDR)")
-	fs.StringVar(&c.token, "token", env("ARBITER_TOKEN"), "bearer token of a client with the admin role (ARBITER_TOKEN)")
+	fs.StringVar(&c.token, "token", "", "bearer token of a client with the admin role (ARBITER_TOKEN)")
 	fs.BoolVar(&c.tls, "tls", env("ARBITER_TLS") == "true", "use TLS with the system's roots (ARBITER_TLS)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of the call")
 	return c

@@ -13,6 +13,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -194,5 +197,43 @@ func TestReplayCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPolicyAdminToken: the governance commands send ARBITER_TOKEN as the bearer token, and
+// their usage does not print it.
+func TestPolicyAdminToken(t *testing.T) {
+	const token = "adm-s3cret"
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gs := grpc.NewServer(grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		if md, _ := metadata.FromIncomingContext(ctx); strings.Join(md.Get("authorization"), ",") != "Bearer "+token {
+			return nil, status.Error(codes.Unauthenticated, "no token")
+		}
+		return h(ctx, req)
+	}))
+	server.NewPolicyService(featurestore.NewMemoryPolicyStore()).Register(gs)
+	go gs.Serve(lis) //nolint:errcheck // returns when stopped
+	t.Cleanup(gs.Stop)
+	env := func(name string) string {
+		switch name {
+		case "ARBITER_ADDR":
+			return lis.Addr().String()
+		case "ARBITER_TOKEN":
+			return token
+		}
+		return ""
+	}
+	var out, errOut bytes.Buffer
+	if _, err := runPolicyAdmin(context.Background(), []string{"list"}, env, &out, &errOut); err != nil {
+		t.Errorf("arbiter policy list with ARBITER_TOKEN = %v, want the token sent", err)
+	}
+	out.Reset()
+	errOut.Reset()
+	_, _ = runPolicyAdmin(context.Background(), []string{"list", "--help"}, env, &out, &errOut)
+	if !strings.Contains(errOut.String(), "-token") || strings.Contains(out.String()+errOut.String(), token) {
+		t.Errorf("arbiter policy list --help printed:\n%s\nwant the -token flag, and not ARBITER_TOKEN's value", errOut.String())
 	}
 }
