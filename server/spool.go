@@ -47,6 +47,9 @@ const (
 	DefaultSpoolSegmentBytes = 8 << 20
 	// DefaultSpoolDrainInterval is how often the drain looks for spooled records.
 	DefaultSpoolDrainInterval = time.Second
+	// DefaultSpoolMaxBytes is the most bytes of records the spool holds for the store: at a
+	// few KB per record, hundreds of thousands of degraded decisions.
+	DefaultSpoolMaxBytes = 1 << 30
 )
 
 const (
@@ -168,6 +171,7 @@ type spoolOptions struct {
 	logger        *slog.Logger
 	segmentBytes  int64
 	drainInterval time.Duration
+	maxBytes      int64
 }
 
 // WithSpoolMeterProvider sets the provider of the spool's instruments (default: no metrics):
@@ -188,6 +192,18 @@ func WithSpoolSegmentBytes(n int64) SpoolOption {
 	return func(o *spoolOptions) {
 		if n > 0 {
 			o.segmentBytes = n
+		}
+	}
+}
+
+// WithSpoolMaxBytes sets the most bytes of records the spool holds until the store takes them
+// (default DefaultSpoolMaxBytes). A full spool refuses records, so the degraded decisions
+// that need one are answered UNAVAILABLE, as when the disk is full, but before it is: the
+// spool does not take the host's disk. Values under 1 are ignored.
+func WithSpoolMaxBytes(n int64) SpoolOption {
+	return func(o *spoolOptions) {
+		if n > 0 {
+			o.maxBytes = n
 		}
 	}
 }
@@ -217,6 +233,7 @@ func OpenSpool(dir string, opts ...SpoolOption) (*Spool, error) {
 		logger:        slog.New(slog.DiscardHandler),
 		segmentBytes:  DefaultSpoolSegmentBytes,
 		drainInterval: DefaultSpoolDrainInterval,
+		maxBytes:      DefaultSpoolMaxBytes,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -393,7 +410,8 @@ func (sp *Spool) PendingBytes() int64 { return sp.pending.Load() }
 // Append writes record (an encoded arbiterv1.DecisionRecord) to the spool and returns once it
 // is on disk (fsynced), or with ctx's error when ctx ends first: the record may then still be
 // written. It fails at once when the record is empty or larger than the store takes (1 MiB),
-// when the spool is closed, or when more than 32 MiB of records already wait for the disk.
+// when the spool is closed, when more than 32 MiB of records already wait for the disk, or
+// when the record would take the spool past its size limit (WithSpoolMaxBytes).
 func (sp *Spool) Append(ctx context.Context, record []byte) error {
 	if len(record) == 0 || len(record) > spoolMaxRecord {
 		return fmt.Errorf("audit spool: record of %d bytes, want 1 to %d", len(record), spoolMaxRecord)
@@ -408,6 +426,11 @@ func (sp *Spool) Append(ctx context.Context, record []byte) error {
 		sp.mu.Unlock()
 		sp.metrics.errors.Add(ctx, 1, sp.metrics.opWrite)
 		return errors.New("audit spool: too many records waiting for the disk")
+	}
+	if held := sp.pending.Load() + int64(len(b.buf)+spoolFrameHeader+len(record)); held > sp.opts.maxBytes {
+		sp.mu.Unlock()
+		sp.metrics.errors.Add(ctx, 1, sp.metrics.opWrite)
+		return fmt.Errorf("audit spool: full: %d bytes of records wait for the store, the limit is %d", held-int64(spoolFrameHeader+len(record)), sp.opts.maxBytes)
 	}
 	b.buf = appendFrame(b.buf, record)
 	b.n++

@@ -621,3 +621,32 @@ func TestDegradedWithoutSpoolRecordedInStore(t *testing.T) {
 		t.Errorf("GetDecision(degraded decision) = %v, want its record", err)
 	}
 }
+
+// TestSpoolFull: a spool at its size limit refuses records, and takes them again once the
+// drain has moved its records into the store.
+func TestSpoolFull(t *testing.T) {
+	ctx := t.Context()
+	rec := func(i int) []byte {
+		cust := fmt.Sprint("cust-full-", i)
+		return testRecord(featurestore.NewDecisionID(cust, testNow), cust)
+	}
+	one := int64(len(rec(0)) + spoolFrameHeader)
+	sp := openTestSpool(t, WithSpoolMaxBytes(3*one+one/2))
+	for i := range 3 {
+		if err := sp.Append(ctx, rec(i)); err != nil {
+			t.Fatalf("Append(record %d of 3 that fit) = %v", i+1, err)
+		}
+	}
+	err := sp.Append(ctx, rec(3))
+	if err == nil || !strings.Contains(err.Error(), "full") {
+		t.Fatalf("Append(a 4th record past the limit) = %v, want the spool full", err)
+	}
+	store := featurestore.NewMemory()
+	defer store.Close()
+	if n, err := sp.Drain(ctx, store); err != nil || n != 3 {
+		t.Fatalf("Drain() = %d, %v; want 3, nil", n, err)
+	}
+	if err := sp.Append(ctx, rec(3)); err != nil {
+		t.Errorf("Append(after the drain) = %v, want room again", err)
+	}
+}

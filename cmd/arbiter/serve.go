@@ -49,6 +49,7 @@ type serveConfig struct {
 	breakerCoolDown time.Duration
 	maxInFlight     int
 	auditSpool      string
+	auditSpoolMiB   int
 	retention       time.Duration
 	auditMaxLen     int
 	security        server.SecurityConfig
@@ -74,6 +75,7 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
+	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", server.DefaultSpoolMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
 	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays) and outcomes stay in the store; at least 1m")
 	fs.IntVar(&c.auditMaxLen, "audit-max-len", featurestore.DefaultAuditMaxLen, "entries kept in each of the 256 per-bucket audit streams until `arbiter audit export` ships them; at least 100")
 	c.security.RegisterFlags(fs)
@@ -85,6 +87,9 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	}
 	if c.retention < time.Minute {
 		return c, fmt.Errorf("serve: --record-retention %v: must be at least 1m", c.retention)
+	}
+	if c.auditSpoolMiB < 1 {
+		return c, fmt.Errorf("serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
 	}
 	if c.auditMaxLen < 100 {
 		return c, fmt.Errorf("serve: --audit-max-len %d: must be at least 100", c.auditMaxLen)
@@ -182,7 +187,8 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	var spool *server.Spool
 	switch {
 	case cfg.redisURL != "" && cfg.auditSpool != "":
-		spool, err = server.OpenSpool(cfg.auditSpool, server.WithSpoolMeterProvider(mp), server.WithSpoolLogger(logger))
+		spool, err = server.OpenSpool(cfg.auditSpool, server.WithSpoolMeterProvider(mp), server.WithSpoolLogger(logger),
+			server.WithSpoolMaxBytes(int64(cfg.auditSpoolMiB)<<20))
 		if err != nil {
 			return err
 		}

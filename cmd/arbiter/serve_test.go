@@ -305,6 +305,7 @@ func TestServeBadConfig(t *testing.T) {
 		// Nothing listens on port 1: the store is down, which is not fatal; the spool is.
 		{"retention too short", []string{"serve", "--record-retention", "10s"}, "--record-retention"},
 		{"audit streams too short", []string{"serve", "--audit-max-len", "5"}, "--audit-max-len"},
+		{"audit spool without room", []string{"serve", "--audit-spool-max-mib", "0"}, "--audit-spool-max-mib"},
 		{"audit spool not writable", []string{"serve", "--redis", "127.0.0.1:1", "--audit-spool", filepath.Join(file, "spool")}, "audit spool"},
 	}
 	for _, tc := range tests {
