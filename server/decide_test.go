@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
@@ -334,4 +336,42 @@ func hasCode(rs []*arbiterv1.Reason, code string) bool {
 		}
 	}
 	return false
+}
+
+// TestDecideLedgerCap: a customer whose declines pass the store's ledger cap gets no more
+// retries on the card whose entries were dropped (RETRY_LEDGER_FULL), while the first
+// decline of that card was retried.
+func TestDecideLedgerCap(t *testing.T) {
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+			decline := func(n int, card string) *arbiterv1.DecideResponse {
+				t.Helper()
+				req := declined(fmt.Sprintf("ev-cap-%d", n), "cust-cap")
+				req.Event.Payment.CardRef = card
+				req.Event.Payment.AmountMinor = int64(1000 + n) // each its own credential
+				resp, err := h.dc.Decide(ctx, req)
+				if err != nil || resp.GetDegraded() {
+					t.Fatalf("Decide(decline %d on %s) = %v, degraded %v", n, card, err, resp.GetDegraded())
+				}
+				c.Advance(time.Second)
+				return resp
+			}
+			if resp := decline(0, "tok_old"); resp.GetAction() != arbiterv1.Action_ACTION_RETRY {
+				t.Fatalf("first decline of tok_old = %v %v, want RETRY", resp.GetAction(), resp.GetReasons())
+			}
+			// Each decline adds a decline entry (and a retry entry when retried): past the cap
+			// well before 2 × LedgerCap declines of another card.
+			for n := 1; n <= featurestore.LedgerCap; n++ {
+				decline(n, "tok_new")
+			}
+			resp := decline(featurestore.LedgerCap+1, "tok_old")
+			if resp.GetAction() == arbiterv1.Action_ACTION_RETRY || !hasCode(resp.GetReasons(), decision.CodeLedgerFull) {
+				t.Errorf("decline of tok_old after its entries were dropped = %v %v, want no RETRY, reason %s",
+					resp.GetAction(), resp.GetReasons(), decision.CodeLedgerFull)
+			}
+		})
+	}
 }
