@@ -362,12 +362,23 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 		write bool
 	}{
 		{k.recent, memList, true}, {k.messages, memZset, a.message != ""}, {k.ledger, memZset, len(a.ledger) > 0},
-		{k.stops, memHash, len(a.stops) > 0 || len(a.ledger) > 0}, {k.features, memHash, len(a.features) > 0},
+		{k.stops, memHash, len(a.stops) > 0}, {k.features, memHash, len(a.features) > 0},
 	} {
 		if !kk.write {
 			continue
 		}
 		if err := m.check(kk.key, kk.kind); err != nil {
+			return Committed{}, err
+		}
+	}
+	// A commit that may take the ledger past LedgerCap writes stops for the entries it drops.
+	trimming := false
+	if len(a.ledger) > 0 {
+		z, _ := m.get(k.ledger, memZset) // type checked above
+		trimming = z != nil && len(z.zset)+len(a.ledger) > LedgerCap
+	}
+	if trimming && len(a.stops) == 0 {
+		if err := m.check(k.stops, memHash); err != nil {
 			return Committed{}, err
 		}
 	}
@@ -408,12 +419,6 @@ func (m *Memory) commit(c *Commit, a *commitArgs) (Committed, error) {
 				return Committed{Conflict: lc.Name}, nil
 			}
 		}
-	}
-	// A commit that may take the ledger past LedgerCap writes stops for the entries it drops.
-	trimming := false
-	if len(a.ledger) > 0 {
-		z, _ := m.get(k.ledger, memZset) // type checked above
-		trimming = z != nil && len(z.zset)+len(a.ledger) > LedgerCap
 	}
 	if len(a.stops) > 0 || len(e.StopChecks) > 0 || trimming {
 		stops, err := m.get(k.stops, memHash)

@@ -143,11 +143,14 @@ local nfeat = tonumber(ARGV[p]); local pfeat = p + 1
 local writes = {{7, 'list'}, {8, 'stream'}}
 if ARGV[7] ~= '' then writes[#writes + 1] = {3, 'zset'} end
 if nent > 0 then writes[#writes + 1] = {4, 'zset'} end
-if nstop > 0 or nent > 0 then writes[#writes + 1] = {5, 'hash'} end
+if nstop > 0 then writes[#writes + 1] = {5, 'hash'} end
 if nfeat > 0 then writes[#writes + 1] = {6, 'hash'} end
 for _, kt in ipairs(writes) do
   if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
 end
+-- A commit that may take the ledger past its cap writes stops for the entries it drops.
+local trimming = nent > 0 and redis.call('ZCARD', KEYS[4]) + nent > LEDGER_CAP
+if trimming and nstop == 0 and wrongtype(KEYS[5], 'hash') then return {3, 'wrong key type: ' .. KEYS[5]} end
 
 -- Cap checks against the messages zset.
 if ncap > 0 and not fresh then
@@ -196,8 +199,6 @@ if nled > 0 and not fresh then
   end
 end
 
--- A commit that may take the ledger past its cap writes stops for the entries it drops.
-local trimming = nent > 0 and redis.call('ZCARD', KEYS[4]) + nent > LEDGER_CAP
 if fresh then nsc = 0 end
 if (nstop > 0 or nsc > 0 or trimming) and not valid_hash(KEYS[5], true) then return {3, 'stops: malformed value'} end
 
