@@ -426,7 +426,11 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), spool: t.TempDir(), args: []string{"--store-budget", "3s"}}
+	// The store budget and the Redis client's read timeout (500 ms by default, which bounds a
+	// store call whatever the budget) both far above the 400 ms pause below: under the race
+	// detector on two busy cores, a call held by the pause can take well over 500 ms.
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr() + "?read_timeout=3s&write_timeout=3s",
+		spool: t.TempDir(), args: []string{"--store-budget", "3s"}}
 	srv.start(healthpb.NewHealthClient(conn))
 	t.Cleanup(func() {
 		select {
@@ -468,8 +472,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		})
 	}
 	time.Sleep(300 * time.Millisecond)
-	// Hold the calls in flight: Redis answers nothing for 400 ms (under the client's 500 ms
-	// read timeout, which bounds each store call whatever the budget).
+	// Hold the calls in flight: Redis answers nothing for 400 ms.
 	direct := redis.NewClient(&redis.Options{Addr: rd.addr()})
 	defer direct.Close()
 	if err := direct.Do(t.Context(), "CLIENT", "PAUSE", 400, "ALL").Err(); err != nil {
