@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -89,9 +90,17 @@ func TestMetricsAndSpans(t *testing.T) {
 		t.Errorf("metric arbiter.store.duration not found")
 	}
 
-	names := map[string]int{}
-	for _, s := range spans.Ended() {
-		names[s.Name()]++
+	// The server's RPC span ends after its response is sent, so the client can see the answer
+	// first: wait a little for the last one.
+	var names map[string]int
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		names = map[string]int{}
+		for _, s := range spans.Ended() {
+			names[s.Name()]++
+		}
+		if names["arbiter.v1.DecisionService/Decide"] >= 3 || time.Now().After(deadline) {
+			break
+		}
 	}
 	if names["store.load"] != 3 || names["store.commit"] != 2 || names["arbiter.v1.DecisionService/Decide"] != 3 {
 		t.Errorf("spans = %v, want 3 store.load, 2 store.commit and 3 arbiter.v1.DecisionService/Decide", names)
