@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -131,22 +132,7 @@ func (m *Memory) zrange(key string, since int64, limit int) ([]string, error) {
 	if v == nil || err != nil {
 		return nil, err
 	}
-	type ms struct {
-		m string
-		s int64
-	}
-	sel := make([]ms, 0, len(v.zset))
-	for mem, s := range v.zset {
-		if s >= since {
-			sel = append(sel, ms{mem, s})
-		}
-	}
-	slices.SortFunc(sel, func(a, b ms) int {
-		if c := cmp.Compare(a.s, b.s); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.m, b.m)
-	})
+	sel := sortedMembers(v, since)
 	if len(sel) > limit {
 		sel = sel[:limit]
 	}
@@ -163,22 +149,30 @@ type scored struct {
 	s int64
 }
 
-// popMin removes the n members with the lowest scores (ties: the lowest member first, as
-// Redis's ZPOPMIN) and returns them.
-func popMin(v *memValue, n int) []scored {
-	if n <= 0 {
-		return nil
-	}
-	all := make([]scored, 0, len(v.zset))
+// sortedMembers returns v's members with a score of at least since in Redis's order: by
+// score, then by member.
+func sortedMembers(v *memValue, since int64) []scored {
+	sel := make([]scored, 0, len(v.zset))
 	for mem, s := range v.zset {
-		all = append(all, scored{mem, s})
+		if s >= since {
+			sel = append(sel, scored{mem, s})
+		}
 	}
-	slices.SortFunc(all, func(a, b scored) int {
+	slices.SortFunc(sel, func(a, b scored) int {
 		if c := cmp.Compare(a.s, b.s); c != 0 {
 			return c
 		}
 		return cmp.Compare(a.m, b.m)
 	})
+	return sel
+}
+
+// popMin removes the n members with the lowest scores (as Redis's ZPOPMIN) and returns them.
+func popMin(v *memValue, n int) []scored {
+	if n <= 0 {
+		return nil
+	}
+	all := sortedMembers(v, math.MinInt64)
 	all = all[:min(n, len(all))]
 	for _, d := range all {
 		delete(v.zset, d.m)
