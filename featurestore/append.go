@@ -58,7 +58,7 @@ func (r *Redis) AppendDecision(ctx context.Context, d *Decided) (duplicate bool,
 	}
 	keys := []string{a.event, a.record, key(keyAudit, a.bucket, "", "")}
 	_, status, err := r.runStatus(ctx, appendScript, "append decision", a.record, keys, d.Record, d.DecisionID,
-		r.retentionArg, r.auditMaxLenArg)
+		r.retentionArg, r.retentionArg)
 	if err != nil {
 		return false, err
 	}
@@ -106,11 +106,18 @@ func (m *Memory) exists(key string) bool {
 	return v != nil
 }
 
-// appendAudit adds an entry to bucket b's audit trail, trimmed to the length cap.
+// appendAudit adds an entry to bucket b's audit trail and drops the entries older than the
+// retention, as the Redis store's streams do.
 func (m *Memory) appendAudit(b bucket, decisionID string, record []byte) {
+	now := m.opts.clock()
 	au := &m.audit[b]
-	*au = append(*au, auditEntry{decisionID: decisionID, record: slices.Clone(record)})
-	if max := int(m.opts.auditMaxLen); len(*au) >= 2*max {
-		*au = slices.Clone((*au)[len(*au)-max:])
+	old := 0
+	for old < len(*au) && now.Sub((*au)[old].at) > m.opts.retention {
+		old++
 	}
+	if old > 0 {
+		clear((*au)[:old]) // the records, for the collector
+		*au = (*au)[old:]
+	}
+	*au = append(*au, auditEntry{decisionID: decisionID, record: slices.Clone(record), at: now})
 }

@@ -58,8 +58,9 @@ type AuditStats struct {
 	// Delivered is the number of entries handed to the sink (re-deliveries included).
 	Delivered int
 	// Lost is the number of entries that were delivered to the group before but trimmed from
-	// the stream (by the stream's length cap) before they were acknowledged. A non-zero value
-	// means the exporter fell behind the cap; see WithAuditMaxLen.
+	// the stream before they were acknowledged. Streams drop only the entries older than the
+	// store's retention (WithRetention), so a non-zero value means the export fell behind by
+	// more than the retention.
 	Lost int
 	// Expired is the number of entries whose decision record had expired (the store's
 	// retention, WithRetention) before the entry was exported: the record is gone. A non-zero
@@ -139,7 +140,7 @@ func WithAuditPoll(d time.Duration) AuditOption {
 
 // WithAuditRetention removes exported entries older than d from the streams (XTRIM MINID),
 // never an entry the group has not acknowledged. Zero (the default) keeps them until the
-// store's own length cap drops them.
+// store drops them, once they are older than its record retention.
 func WithAuditRetention(d time.Duration) AuditOption {
 	return func(o *auditOptions) { o.retention = max(d, 0) }
 }

@@ -40,7 +40,6 @@ const (
 	maxRecordBytes   = 1 << 20
 	maxIDBytes       = 256
 	defaultRetention = DefaultRetention
-	defaultAuditLen  = DefaultAuditMaxLen
 )
 
 // corrupt returns an error about malformed stored data at key.

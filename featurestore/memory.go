@@ -48,6 +48,7 @@ const (
 type auditEntry struct {
 	decisionID string
 	record     []byte
+	at         time.Time // when it was appended, by the store's clock
 }
 
 // sweepEvery is how often Memory drops expired keys that nobody reads.
@@ -55,8 +56,7 @@ const sweepEvery = time.Minute
 
 var errClosed = errors.New("store closed")
 
-// NewMemory returns an empty embedded store. Options: WithClock (expiry clock), WithRetention,
-// WithAuditMaxLen.
+// NewMemory returns an empty embedded store. Options: WithClock (expiry clock), WithRetention.
 func NewMemory(opts ...Option) *Memory {
 	return &Memory{opts: newOptions(opts), keys: make(map[string]*memValue)}
 }
@@ -772,8 +772,7 @@ func (m *Memory) ScanAudit(ctx context.Context, fn func(decisionID string, recor
 	}
 	var all []auditEntry
 	for b := range m.audit {
-		a := m.audit[b]
-		all = append(all, a[max(0, len(a)-int(m.opts.auditMaxLen)):]...)
+		all = append(all, m.audit[b]...)
 	}
 	m.mu.Unlock()
 	for _, e := range all {

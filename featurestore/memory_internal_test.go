@@ -3,8 +3,11 @@ package featurestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/arbiter-dev/arbiter/decision"
 )
@@ -54,5 +57,34 @@ func TestMemoryExpiry(t *testing.T) {
 		if !tt.wantRe && !errors.Is(err, ErrNotFound) {
 			t.Errorf("after %v: GetDecision() = %v, want ErrNotFound", tt.after, err)
 		}
+	}
+}
+
+// TestMemoryAuditTrimsByAge: the audit trail drops entries once they are older than the
+// retention, and only then.
+func TestMemoryAuditTrimsByAge(t *testing.T) {
+	ctx := context.Background()
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := start
+	m := NewMemory(WithClock(func() time.Time { return clock }), WithRetention(time.Hour))
+	ids := func() []string {
+		var out []string
+		if err := m.ScanAudit(ctx, func(id string, _ []byte) error { out = append(out, id); return nil }); err != nil {
+			t.Fatalf("ScanAudit() = %v", err)
+		}
+		return out
+	}
+	var want []string
+	for i, after := range []time.Duration{0, 10 * time.Minute, 60 * time.Minute, 70 * time.Minute, 115 * time.Minute} {
+		clock = start.Add(after)
+		c := &Commit{CustomerID: "c", EventID: fmt.Sprintf("ev-%d", i), DecisionID: NewDecisionID("c", clock), Now: clock, Record: []byte("r")}
+		if _, err := m.Commit(ctx, c); err != nil {
+			t.Fatalf("Commit(#%d) = %v", i, err)
+		}
+		want = append(want, c.DecisionID)
+	}
+	// At 115 minutes, the entries of 0 and 10 minutes are older than the hour; 60 is not.
+	if diff := cmp.Diff(want[2:], ids()); diff != "" {
+		t.Errorf("audit entries after the retention passed (-want +got):\n%s", diff)
 	}
 }

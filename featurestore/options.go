@@ -2,11 +2,9 @@ package featurestore
 
 import "time"
 
-// Store defaults (see WithRetention and WithAuditMaxLen).
-const (
-	DefaultRetention   = 30 * 24 * time.Hour
-	DefaultAuditMaxLen = 10000
-)
+// DefaultRetention is how long a store keeps decision records, their event ids and outcomes,
+// and the audit entries that name them, unless WithRetention says otherwise.
+const DefaultRetention = 30 * 24 * time.Hour
 
 // LedgerCap is the most retry-ledger entries a customer's ledger keeps. A commit that would
 // leave more drops the oldest, and stops retries of each dropped entry's card (reason
@@ -21,13 +19,12 @@ const LedgerCap = 128
 type Option func(*options)
 
 type options struct {
-	clock       func() time.Time
-	retention   time.Duration
-	auditMaxLen int64
+	clock     func() time.Time
+	retention time.Duration
 }
 
 func newOptions(opts []Option) options {
-	o := options{clock: time.Now, retention: defaultRetention, auditMaxLen: defaultAuditLen}
+	o := options{clock: time.Now, retention: defaultRetention}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -45,23 +42,14 @@ func WithClock(now func() time.Time) Option {
 }
 
 // WithRetention sets how long decision records, their idempotency keys and outcomes are kept
-// (default 30 days). Values under one second are ignored.
+// (default 30 days), and with them the audit entries that name the records: an audit entry
+// leaves its stream only once it is older than the retention, whether or not it was exported,
+// so the audit trail loses nothing an exporter could still ship. Values under one second are
+// ignored.
 func WithRetention(d time.Duration) Option {
 	return func(o *options) {
 		if d >= time.Second {
 			o.retention = d
-		}
-	}
-}
-
-// WithAuditMaxLen caps the length of each bucket's audit stream (default 10,000 entries per
-// bucket, 256 buckets). Redis trims approximately (MAXLEN ~), so a stream may hold a little
-// more; Memory trims exactly. The audit exporter must keep up with the cap. Values under 1 are
-// ignored.
-func WithAuditMaxLen(n int) Option {
-	return func(o *options) {
-		if n >= 1 {
-			o.auditMaxLen = int64(n)
 		}
 	}
 }

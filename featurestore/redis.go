@@ -25,18 +25,18 @@ type Redis struct {
 	opts   options
 	shards *shardMap
 	// Script arguments that never change, boxed once.
-	retentionArg, auditMaxLenArg, keepArg, recentTTLArg, maxMembersArg, loadLimitArg any
+	retentionArg, keepArg, recentTTLArg, maxMembersArg, loadLimitArg any
 }
 
 // NewRedis returns a store on client, which it owns from then on: Close closes it. Options:
-// WithRetention and WithAuditMaxLen (WithClock does not apply: Redis expires keys itself).
+// WithRetention (WithClock does not apply: Redis expires keys itself).
 // Attach instrumentation (redisotel) to the client before or after; the store does not wrap
 // calls.
 func NewRedis(client redis.UniversalClient, opts ...Option) *Redis {
 	o := newOptions(opts)
 	return &Redis{
 		client: client, opts: o, shards: newShardMap(client),
-		retentionArg: durMS(o.retention), auditMaxLenArg: o.auditMaxLen, keepArg: durMS(keepWindow),
+		retentionArg: durMS(o.retention), keepArg: durMS(keepWindow),
 		recentTTLArg: durMS(recentTTL), maxMembersArg: maxMembers, loadLimitArg: maxMembers + 1,
 	}
 }
@@ -444,7 +444,7 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 	if e.Message != nil {
 		msgScore = ms(e.Message.At)
 	}
-	args = append(args, c.Record, c.DecisionID, ms(c.Now), r.retentionArg, r.auditMaxLenArg,
+	args = append(args, c.Record, c.DecisionID, ms(c.Now), r.retentionArg, r.retentionArg,
 		a.summary, a.message, msgScore, ms(c.Now.Add(-keepWindow)), r.keepArg, r.recentTTLArg,
 		key(keyDecisionPrefix, k.bucket, "", ""), r.maxMembersArg, c.Version)
 	args = append(args, len(e.CapChecks))

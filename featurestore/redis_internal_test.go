@@ -3,6 +3,7 @@ package featurestore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strconv"
 	"testing"
@@ -129,7 +130,7 @@ func TestRedisTTLs(t *testing.T) {
 // record is the decision key's value), and that the scan finds the record through it.
 func TestRedisAuditEntry(t *testing.T) {
 	ctx := context.Background()
-	s, raw := newTestRedis(t, WithAuditMaxLen(100))
+	s, raw := newTestRedis(t)
 	c := testCommit("c", "ev", testNow)
 	if _, err := s.Commit(ctx, c); err != nil {
 		t.Fatalf("Commit() = %v", err)
@@ -150,6 +151,41 @@ func TestRedisAuditEntry(t *testing.T) {
 		return nil
 	}); err != nil || string(got) != string(c.Record) {
 		t.Errorf("ScanAudit() record = %q, %v; want %q", got, err, c.Record)
+	}
+}
+
+// TestRedisAuditTrimsByAge: an audit stream drops entries once they are older than the
+// retention, by Redis's clock, and only then.
+func TestRedisAuditTrimsByAge(t *testing.T) {
+	ctx := context.Background()
+	s, raw := newTestRedis(t, WithRetention(time.Second))
+	stream := key(keyAudit, bucketOf("c"), "", "")
+	var last string
+	commitN := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			c := testCommit("c", fmt.Sprintf("ev-%d", i), testNow)
+			c.Effects = decision.Effects{}
+			if _, err := s.Commit(ctx, c); err != nil {
+				t.Fatalf("Commit(#%d) = %v", i, err)
+			}
+			last = c.DecisionID
+		}
+	}
+	const n = 250 // a stream node holds 100 entries; MINID ~ trims whole nodes
+	commitN(0, n)
+	if got, err := raw.XLen(ctx, stream).Result(); err != nil || got != n {
+		t.Fatalf("XLEN after %d commits within the retention = %d, %v; want %d", n, got, err, n)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	commitN(n, n+1)
+	got, err := raw.XLen(ctx, stream).Result()
+	if err != nil || got > n+1-200 {
+		t.Errorf("XLEN after the retention passed = %d, %v; want the two full nodes of older entries trimmed (at most %d)", got, err, n+1-200)
+	}
+	msgs, err := raw.XRevRangeN(ctx, stream, "+", "-", 1).Result()
+	if err != nil || len(msgs) != 1 || msgs[0].Values["d"] != last {
+		t.Errorf("newest audit entry = %v, %v; want decision %s", msgs, err, last)
 	}
 }
 

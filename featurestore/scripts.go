@@ -76,6 +76,15 @@ local function set_stop(key, field, value)
   if cur and until_of(cur, true) >= until_of(value, true) then return end
   redis.call('HSET', key, field, value)
 end
+-- audit_add appends a decision id to an audit stream and trims the entries older than keep
+-- (ms) by Redis's own clock, the clock of the entry ids: an entry is never trimmed while the
+-- record it names may still exist, exported or not. MINID ~ trims whole stream nodes only,
+-- so trimming costs nothing until a node is entirely out of the window.
+local function audit_add(key, keep, id)
+  local t = redis.call('TIME')
+  local below = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(keep)
+  redis.call('XADD', key, 'MINID', '~', string.format('%d', below), '*', 'd', id)
+end
 -- valid_hash reports the first field whose until does not parse.
 local function valid_hash(key, stops)
   local all = redis.call('HGETALL', key)
@@ -93,7 +102,7 @@ var luaLedgerCap = fmt.Sprintf("local LEDGER_CAP, LEDGER_STOP_AFTER, LEDGER_FULL
 // commitScript is Commit: replay, checks, then every effect.
 //
 // KEYS: event, decision, messages, ledger, stops, features, recent, audit, version.
-// ARGV (fixed): 1 record, 2 decision id, 3 now (ms), 4 retention (ms), 5 audit max length,
+// ARGV (fixed): 1 record, 2 decision id, 3 now (ms), 4 retention (ms), 5 audit entries kept (ms),
 // 6 summary, 7 message member ("" for none), 8 message score, 9 trim below (ms),
 // 10 keep window (ms), 11 recent TTL (ms), 12 decision key prefix, 13 max members,
 // 14 version the decision was made on ("" for unknown).
@@ -258,7 +267,7 @@ end
 redis.call('LPUSH', KEYS[7], ARGV[6])
 redis.call('LTRIM', KEYS[7], 0, 19)
 redis.call('PEXPIRE', KEYS[7], ARGV[11])
-redis.call('XADD', KEYS[8], 'MAXLEN', '~', ARGV[5], '*', 'd', ARGV[2])
+audit_add(KEYS[8], ARGV[5], ARGV[2])
 return {0}
 `)
 
@@ -313,13 +322,13 @@ return {0}
 // decision.
 //
 // KEYS: event, decision, audit.
-// ARGV: 1 record, 2 decision id, 3 retention (ms), 4 audit max length.
+// ARGV: 1 record, 2 decision id, 3 retention (ms), 4 audit entries kept (ms).
 // Reply: {0} appended, {1} duplicate, {3, what} corrupt data.
 var appendScript = redis.NewScript(luaCommon + `
 if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
 if wrongtype(KEYS[3], 'stream') then return {3, 'wrong key type: ' .. KEYS[3]} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
 redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'd', ARGV[2])
+audit_add(KEYS[3], ARGV[4], ARGV[2])
 return {0}
 `)

@@ -410,13 +410,22 @@ func waitSpoolDrained(t *testing.T, dir string) {
 	}
 }
 
-// TestGracefulShutdownUnderLoad sends SIGTERM to an "arbiter serve" process while calls are in
-// flight (held in Redis by CLIENT PAUSE): every call that started before the signal gets its
-// answer, and the process then exits cleanly.
+// TestGracefulShutdownUnderLoad sends SIGTERM to an "arbiter serve" process (--shutdown-delay
+// 1s) under load, the way a load balancer sees a replica leave: the gRPC health service reports
+// NOT_SERVING at once; callers keep sending for another 500 ms (the balancer taking the replica
+// out), and those calls are still served; calls in flight when the delay ends (held in Redis by
+// CLIENT PAUSE) get their answers; then the process exits cleanly. No caller sees an error.
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
 	}
+	const (
+		delay     = time.Second            // --shutdown-delay
+		lbLag     = 500 * time.Millisecond // callers stop sending this long after SIGTERM
+		pauseAt   = 300 * time.Millisecond // Redis pauses this long after SIGTERM...
+		pauseFor  = 1200 * time.Millisecond
+		pauseEnds = pauseAt + pauseFor // ...so calls are held past the delay's end
+	)
 	rd := &reconcileRedis{t: t, port: freeLoopbackPort(t), dir: t.TempDir()}
 	rd.start()
 	t.Cleanup(rd.kill)
@@ -426,12 +435,13 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
+	hc := healthpb.NewHealthClient(conn)
 	// The store budget and the Redis client's read timeout (500 ms by default, which bounds a
-	// store call whatever the budget) both far above the 400 ms pause below: under the race
-	// detector on two busy cores, a call held by the pause can take well over 500 ms.
-	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr() + "?read_timeout=3s&write_timeout=3s",
-		spool: t.TempDir(), args: []string{"--store-budget", "3s"}}
-	srv.start(healthpb.NewHealthClient(conn))
+	// store call whatever the budget) both far above the pause below: under the race detector
+	// on two busy cores, a call held by the pause can take well over its length.
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr() + "?read_timeout=5s&write_timeout=5s",
+		spool: t.TempDir(), args: []string{"--store-budget", "5s", "--shutdown-delay", delay.String()}}
+	srv.start(hc)
 	t.Cleanup(func() {
 		select {
 		case <-srv.done:
@@ -442,63 +452,89 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	dc := arbiterv1.NewDecisionServiceClient(conn)
 
 	var (
-		termAt   atomic.Int64 // unix nanos of SIGTERM; 0 before
-		seq      atomic.Int64
-		started  atomic.Int32 // calls started before SIGTERM
-		answered atomic.Int32 // of those, answered OK
-		wg       sync.WaitGroup
+		termAt    atomic.Int64 // unix nanos of SIGTERM; 0 before
+		stop      atomic.Bool  // the callers stop sending
+		seq       atomic.Int64
+		started   atomic.Int32 // calls started
+		afterTerm atomic.Int32 // of those, started after SIGTERM
+		answered  atomic.Int32 // calls answered OK
+		wg        sync.WaitGroup
 	)
 	for range 8 {
 		wg.Go(func() {
-			for termAt.Load() == 0 {
+			for !stop.Load() {
 				n := seq.Add(1)
 				req := &arbiterv1.DecideRequest{
 					Event:    &arbiterv1.Event{Id: fmt.Sprintf("gs-ev-%d", n), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
 					Customer: &arbiterv1.Customer{Id: fmt.Sprintf("gs-cust-%d", n%50), Timezone: "Europe/London"},
 				}
 				started.Add(1)
+				if termAt.Load() != 0 {
+					afterTerm.Add(1)
+				}
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				resp, err := dc.Decide(ctx, req)
 				cancel()
 				if err != nil {
-					t.Errorf("Decide(%s), started before SIGTERM = %v, want an answer", req.GetEvent().GetId(), err)
+					t.Errorf("Decide(%s) during shutdown = %v, want an answer", req.GetEvent().GetId(), err)
 					continue
 				}
 				if resp.GetDegraded() {
-					t.Errorf("Decide(%s), started before SIGTERM = degraded, want an answer from the store", req.GetEvent().GetId())
+					t.Errorf("Decide(%s) during shutdown = degraded, want an answer from the store", req.GetEvent().GetId())
 				}
 				answered.Add(1)
 			}
 		})
 	}
 	time.Sleep(300 * time.Millisecond)
-	// Hold the calls in flight: Redis answers nothing for 400 ms.
-	direct := redis.NewClient(&redis.Options{Addr: rd.addr()})
-	defer direct.Close()
-	if err := direct.Do(t.Context(), "CLIENT", "PAUSE", 400, "ALL").Err(); err != nil {
-		t.Fatal(err)
-	}
-	pausedAt := time.Now()
-	time.Sleep(200 * time.Millisecond)
-	termAt.Store(time.Now().UnixNano())
+	term := time.Now()
+	termAt.Store(term.UnixNano())
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
+	// Readiness goes false at once: the health service says NOT_SERVING well within the delay.
+	var notServingAfter time.Duration
+	for notServingAfter == 0 {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		switch {
+		case err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING:
+			notServingAfter = time.Since(term)
+		case time.Since(term) > lbLag:
+			t.Fatalf("health %v, %v %v after SIGTERM; want NOT_SERVING within %v", resp.GetStatus(), err, time.Since(term), lbLag)
+		default:
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// Hold the calls in flight past the end of the delay: Redis answers nothing for a while.
+	time.Sleep(time.Until(term.Add(pauseAt)))
+	direct := redis.NewClient(&redis.Options{Addr: rd.addr()})
+	defer direct.Close()
+	if err := direct.Do(t.Context(), "CLIENT", "PAUSE", pauseFor.Milliseconds(), "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Until(term.Add(lbLag)))
+	stop.Store(true)
 	select {
 	case <-srv.done:
-	case <-time.After(15 * time.Second):
-		t.Fatal("arbiter serve did not exit within 15s of SIGTERM")
+	case <-time.After(20 * time.Second):
+		t.Fatal("arbiter serve did not exit within 20s of SIGTERM")
 	}
-	exitedAfter := time.Since(pausedAt)
+	exitedAfter := time.Since(term)
 	wg.Wait()
 	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("arbiter serve exit code after SIGTERM = %d, want 0; log:\n%s", code, srv.log.String())
 	}
-	if exitedAfter < 400*time.Millisecond {
-		t.Errorf("arbiter serve exited %v after the pause began, before the held calls could finish (400ms)", exitedAfter)
+	if afterTerm.Load() == 0 {
+		t.Errorf("no call started after SIGTERM: the test did not exercise the delay")
+	}
+	if exitedAfter < pauseEnds {
+		t.Errorf("arbiter serve exited %v after SIGTERM, before the held calls could finish (%v)", exitedAfter, pauseEnds)
 	}
 	if started.Load() != answered.Load() {
-		t.Errorf("%d calls started before SIGTERM, %d answered; want all", started.Load(), answered.Load())
+		t.Errorf("%d calls started, %d answered; want all", started.Load(), answered.Load())
 	}
-	t.Logf("%d calls started before SIGTERM, all answered; the process exited %v after Redis paused", started.Load(), exitedAfter.Round(time.Millisecond))
+	t.Logf("NOT_SERVING %v after SIGTERM; %d calls, %d of them started after SIGTERM, %d answered; the process exited %v after SIGTERM",
+		notServingAfter.Round(time.Millisecond), started.Load(), afterTerm.Load(), answered.Load(), exitedAfter.Round(time.Millisecond))
 }

@@ -44,6 +44,7 @@ type serveConfig struct {
 	logLevel        slog.Level
 	pprof           bool
 	shutdownTimeout time.Duration
+	shutdownDelay   time.Duration
 	storeBudget     time.Duration
 	breakerFailures int
 	breakerCoolDown time.Duration
@@ -51,7 +52,6 @@ type serveConfig struct {
 	auditSpool      string
 	auditSpoolMiB   int
 	retention       time.Duration
-	auditMaxLen     int
 	security        server.SecurityConfig
 }
 
@@ -70,14 +70,14 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, how long to keep serving new calls after readiness went false, so that load balancers stop routing here first (for example 5s behind a Kubernetes Service)")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
 	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
 	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", server.DefaultSpoolMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
-	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays) and outcomes stay in the store; at least 1m")
-	fs.IntVar(&c.auditMaxLen, "audit-max-len", featurestore.DefaultAuditMaxLen, "entries kept in each of the 256 per-bucket audit streams until `arbiter audit export` ships them; at least 100")
+	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays), outcomes and audit entries stay in the store; at least 1m")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return c, err
@@ -88,11 +88,11 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	if c.retention < time.Minute {
 		return c, fmt.Errorf("serve: --record-retention %v: must be at least 1m", c.retention)
 	}
+	if c.shutdownDelay < 0 || c.shutdownTimeout <= 0 {
+		return c, fmt.Errorf("serve: --shutdown-delay %v, --shutdown-timeout %v: the delay must not be negative, the timeout must be positive", c.shutdownDelay, c.shutdownTimeout)
+	}
 	if c.auditSpoolMiB < 1 {
 		return c, fmt.Errorf("serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
-	}
-	if c.auditMaxLen < 100 {
-		return c, fmt.Errorf("serve: --audit-max-len %d: must be at least 100", c.auditMaxLen)
 	}
 	c.security.GRPCAddr = c.grpcAddr
 	return c, nil
@@ -168,7 +168,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 
 	// Store.
 	store, storeName, err := openStore(cfg.redisURL, tp, mp,
-		featurestore.WithRetention(cfg.retention), featurestore.WithAuditMaxLen(cfg.auditMaxLen))
+		featurestore.WithRetention(cfg.retention))
 	if err != nil {
 		return err
 	}
@@ -293,10 +293,13 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		logger.Error("server failed", "err", err)
 	}
 
-	// Graceful stop: report not ready, let in-flight calls finish within the timeout, then
-	// cut what is left.
-	logger.Info("shutting down", "timeout", cfg.shutdownTimeout.String())
+	// Graceful stop: report not ready, keep serving for the delay while load balancers take
+	// this replica out, let in-flight calls finish within the timeout, then cut what is left.
+	logger.Info("shutting down", "delay", cfg.shutdownDelay.String(), "timeout", cfg.shutdownTimeout.String())
 	srv.Drain()
+	if err == nil && cfg.shutdownDelay > 0 {
+		time.Sleep(cfg.shutdownDelay)
+	}
 	stopWatch()
 	stopped := make(chan struct{})
 	go func() {

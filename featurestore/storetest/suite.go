@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"PutFeaturesTTL", testPutFeaturesTTL},
 		{"PutFeaturesBatch", testPutFeaturesBatch},
 		{"Audit", testAudit},
+		{"AuditKeepsEveryEntry", testAuditKeepsEveryEntry},
 		{"AppendDecision", testAppendDecision},
 		{"InvalidArguments", testInvalid},
 		{"Corruption", testCorruption},
@@ -1028,6 +1029,19 @@ func testAudit(t *testing.T, s Store) {
 		if _, ok := got[id]; !ok {
 			t.Errorf("ScanAudit() has no entry for applied decision %s", id)
 		}
+	}
+}
+
+// testAuditKeepsEveryEntry: one bucket's audit trail keeps every entry younger than the
+// retention, however many: nothing leaves it before an exporter could ship it.
+func testAuditKeepsEveryEntry(t *testing.T, s Store) {
+	const n = 600 // one customer, so one bucket
+	for i := range n {
+		mustApply(t, s, commit("audit-many", fmt.Sprintf("ev-%d", i), base, decision.Effects{}))
+	}
+	mustAppend(t, s, decided("audit-many", "ev-degraded", base), false)
+	if got := countAudit(t, s, "audit-many"); got != n+1 {
+		t.Errorf("audit entries of %d commits and an append = %d, want %d", n, got, n+1)
 	}
 }
 
