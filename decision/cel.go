@@ -58,6 +58,7 @@ const (
 	varNow
 	varRecentDeclines30d
 	varRecentDecisions24h
+	varDegraded
 	varCount
 )
 
@@ -73,6 +74,7 @@ var celVarNames = [varCount]string{
 	"ledger.declines_24h", "ledger.declines_30d", "ledger.retries_30d", "ledger.stopped",
 	"now",
 	"recent.declines_30d", "recent.decisions_24h",
+	"degraded",
 }
 
 func celVarType(v celVar) *cel.Type {
@@ -82,7 +84,7 @@ func celVarType(v celVar) *cel.Type {
 	case varPaymentAmountMinor, varLedgerDeclines24h, varLedgerDeclines30d, varLedgerRetries30d,
 		varRecentDeclines30d, varRecentDecisions24h:
 		return cel.IntType
-	case varCustomerVulnerable, varLedgerStopped:
+	case varCustomerVulnerable, varLedgerStopped, varDegraded:
 		return cel.BoolType
 	case varCustomerPreferredChannels:
 		return cel.ListType(cel.StringType)
@@ -155,6 +157,8 @@ func celVarOf(name string) (celVar, bool) {
 		return varRecentDeclines30d, true
 	case "recent.decisions_24h":
 		return varRecentDecisions24h, true
+	case "degraded":
+		return varDegraded, true
 	}
 	return 0, false
 }
@@ -458,6 +462,8 @@ func (a *activation) resolve(v celVar) ref.Val {
 			}
 		}
 		return types.Int(n)
+	case varDegraded:
+		return types.Bool(in.Degraded)
 	}
 	return types.NewErr("unknown input")
 }
