@@ -133,6 +133,9 @@ type Report struct {
 	// run: a load above the CPU count means other work competed with the test.
 	LoadBefore float64 `json:"load_before"`
 	LoadAfter  float64 `json:"load_after"`
+	// StealPercent is the share of the machine's CPU time, over the whole invocation, that the
+	// hypervisor gave to other guests (see StealPercent); -1 where unknown.
+	StealPercent float64 `json:"steal_percent"`
 	DeadlineMs float64 `json:"deadline_ms"`
 	Decide     Result  `json:"decide"`
 	// Baseline is the open loop at the same rate against the empty health Check.
@@ -284,9 +287,16 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			fmt.Fprintln(w, "no growth of goroutines, heap or Redis clients")
 		}
 	}
-	fmt.Fprintf(w, "machine: %d CPUs (%s), load average %.2f before, %.2f after\n", r.Machine.CPUs, r.Machine.CPUModel, r.LoadBefore, r.LoadAfter)
+	fmt.Fprintf(w, "machine: %d CPUs (%s), load average %.2f before, %.2f after", r.Machine.CPUs, r.Machine.CPUModel, r.LoadBefore, r.LoadAfter)
+	if r.StealPercent >= 0 {
+		fmt.Fprintf(w, ", %.1f%% of the CPU time stolen by the hypervisor", r.StealPercent)
+	}
+	fmt.Fprintln(w)
 	if l := max(r.LoadBefore, r.LoadAfter); r.Machine.CPUs > 0 && l > float64(r.Machine.CPUs) {
 		fmt.Fprintf(w, "WARNING: load average %.2f exceeds the %d CPUs: other work competed with this run\n", l, r.Machine.CPUs)
+	}
+	if r.StealPercent > stealWarnPercent {
+		fmt.Fprintf(w, "WARNING: the hypervisor ran other guests for %.1f%% of this machine's CPU time (steal): the run had less than its %d CPUs, and its figures say as much about the neighbours as about the server\n", r.StealPercent, r.Machine.CPUs)
 	}
 	for _, x := range r.results() {
 		for _, warn := range x.Warnings {
@@ -331,6 +341,7 @@ func WriteCompare(w io.Writer, a, b *Report) error {
 	fmt.Fprintf(tw, "metric\tA\tB\tB/A\t\n")
 	fmt.Fprintf(tw, "date\t%s\t%s\t\t\n", a.Date.UTC().Format(time.DateTime), b.Date.UTC().Format(time.DateTime))
 	fmt.Fprintf(tw, "cpus\t%d\t%d\t\t\n", a.Machine.CPUs, b.Machine.CPUs)
+	fmt.Fprintf(tw, "steal %%\t%s\t%s\t\t\n", fmtSteal(a.StealPercent), fmtSteal(b.StealPercent))
 	row := func(name string, x, y float64, us bool) {
 		f := func(v float64) string { return fmt.Sprintf("%.0f", v) }
 		if us {
@@ -366,4 +377,12 @@ func WriteCompare(w io.Writer, a, b *Report) error {
 		row("baseline max/s", a.MaxBaseline.AchievedRate, b.MaxBaseline.AchievedRate, false)
 	}
 	return tw.Flush()
+}
+
+// fmtSteal formats a steal share, "-" when unknown.
+func fmtSteal(p float64) string {
+	if p < 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f", p)
 }

@@ -130,6 +130,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		Customers: c.customers, Duplicates: c.duplicates, ZipfS: c.zipfS, ZipfV: c.zipfV, Connections: c.connections,
 		DeadlineMs: float64(c.deadline) / float64(time.Millisecond), LoadBefore: loadtest.LoadAverage(),
 	}
+	statBefore := loadtest.ReadCPUStat()
 	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)
 	watcher, closeWatcher, err := newWatcher(c)
 	if err != nil {
@@ -177,6 +178,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		rep.ComputeRatios()
 	}
 	rep.LoadAfter = loadtest.LoadAverage()
+	rep.StealPercent = loadtest.StealPercent(statBefore, loadtest.ReadCPUStat())
 
 	// Report.
 	fmt.Fprintln(stdout)
