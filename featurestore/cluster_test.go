@@ -120,6 +120,49 @@ func TestCluster(t *testing.T) {
 			t.Errorf("audit streams live on %d masters, want 3", len(masters))
 		}
 	})
+
+	// The policy store on a cluster: its keys share one slot ({policy}), and an activation
+	// made through one cluster client reaches a replica watching through another.
+	t.Run("PolicyStore", func(t *testing.T) {
+		ctx := t.Context()
+		open(t) // empty the cluster
+		dial := func() *featurestore.RedisPolicyStore {
+			client, err := featurestore.Dial(url)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { client.Close() })
+			return featurestore.NewRedisPolicyStore(client)
+		}
+		admin, replica := dial(), dial()
+		ch, err := replica.WatchPolicy(ctx)
+		if err != nil {
+			t.Fatalf("WatchPolicy() = %v", err)
+		}
+		b := featurestore.PolicyBundle{
+			PolicyVersion: featurestore.PolicyVersion{ID: "default", Version: "7", Digest: "d7", Author: "alice",
+				CreatedAt: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC), TestCases: 1},
+			Files: map[string][]byte{"policy.yaml": []byte("version: 7\n")},
+		}
+		if _, _, err := admin.PublishPolicy(ctx, b); err != nil {
+			t.Fatalf("PublishPolicy() = %v", err)
+		}
+		if _, err := admin.ActivatePolicy(ctx, featurestore.PolicyChange{To: "7", Actor: "ops", At: b.CreatedAt, Comment: "go"}); err != nil {
+			t.Fatalf("ActivatePolicy() = %v", err)
+		}
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("replica WatchPolicy on the cluster: no notification within 5 s of ActivatePolicy")
+		}
+		if v, err := replica.ActivePolicy(ctx); err != nil || v != "7" {
+			t.Errorf("replica ActivePolicy() = %q, %v; want 7", v, err)
+		}
+		got, err := replica.PolicyBundle(ctx, "7")
+		if err != nil || string(got.Files["policy.yaml"]) != "version: 7\n" {
+			t.Errorf("replica PolicyBundle(7) = %q, %v; want the published files", got.Files["policy.yaml"], err)
+		}
+	})
 }
 
 // bucketTagOf is the hash tag of a customer's keys, "{b:XX}" with XX = fnv-1a-32(id) % 256.
