@@ -35,7 +35,7 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	consumer := fs.String("consumer", featurestore.DefaultAuditConsumer, "consumer name within the group")
 	follow := fs.Bool("follow", false, "keep exporting new records until interrupted, instead of exiting when all are exported")
 	poll := fs.Duration("poll", featurestore.DefaultAuditPoll, "with --follow: wait between passes that found nothing")
-	retention := fs.Duration("retention", 0, "remove exported records older than this from Redis (0: keep them until the stream's length cap drops them)")
+	retention := fs.Duration("retention", 0, "remove exported entries older than this from the audit streams (0: keep them until they are older than the record retention of serve)")
 	batch := fs.Int("batch", featurestore.DefaultAuditBatch, "records read per bucket stream per round trip")
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
