@@ -538,3 +538,60 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	t.Logf("NOT_SERVING %v after SIGTERM; %d calls, %d of them started after SIGTERM, %d answered; the process exited %v after SIGTERM",
 		notServingAfter.Round(time.Millisecond), started.Load(), afterTerm.Load(), answered.Load(), exitedAfter.Round(time.Millisecond))
 }
+
+// TestShutdownDelaySecondSignal: a second SIGTERM during a long --shutdown-delay ends the delay,
+// and the process exits cleanly at once instead of waiting it out.
+func TestShutdownDelaySecondSignal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	rd := &reconcileRedis{t: t, port: freeLoopbackPort(t), dir: t.TempDir()}
+	rd.start()
+	t.Cleanup(rd.kill)
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	hc := healthpb.NewHealthClient(conn)
+	const delay = time.Minute
+	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), spool: t.TempDir(),
+		args: []string{"--shutdown-delay", delay.String()}}
+	srv.start(hc)
+	t.Cleanup(func() {
+		select {
+		case <-srv.done:
+		default:
+			srv.kill()
+		}
+	})
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	// The first signal starts the delay: not ready, still serving.
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("health %v, %v 5s after SIGTERM; want NOT_SERVING", resp.GetStatus(), err)
+		}
+	}
+	second := time.Now()
+	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-srv.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("arbiter serve still running 15s after the second SIGTERM (delay %v); log:\n%s", delay, srv.log.String())
+	}
+	if code := srv.cmd.ProcessState.ExitCode(); code != 0 {
+		t.Errorf("arbiter serve exit code = %d, want 0; log:\n%s", code, srv.log.String())
+	}
+	t.Logf("exited %v after the second SIGTERM (delay %v)", time.Since(second).Round(time.Millisecond), delay)
+}

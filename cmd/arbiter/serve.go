@@ -9,10 +9,13 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -298,7 +301,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	logger.Info("shutting down", "delay", cfg.shutdownDelay.String(), "timeout", cfg.shutdownTimeout.String())
 	srv.Drain()
 	if err == nil && cfg.shutdownDelay > 0 {
-		time.Sleep(cfg.shutdownDelay)
+		waitShutdownDelay(cfg.shutdownDelay, logger)
 	}
 	stopWatch()
 	stopped := make(chan struct{})
@@ -387,4 +390,20 @@ func loadServePolicy(path string) (*decision.Policy, error) {
 		return nil, fmt.Errorf("policy: %w", err)
 	}
 	return p, nil
+}
+
+// waitShutdownDelay waits out the shutdown delay d. A second SIGINT or SIGTERM ends it early,
+// for an operator who does not want to wait (the calls in flight still get the shutdown
+// timeout).
+func waitShutdownDelay(d time.Duration, logger *slog.Logger) {
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case s := <-sig:
+		logger.Warn("second signal: shutdown delay cut short", "signal", s.String())
+	}
 }
