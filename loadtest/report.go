@@ -136,8 +136,8 @@ type Report struct {
 	// StealPercent is the share of the machine's CPU time, over the whole invocation, that the
 	// hypervisor gave to other guests (see StealPercent); -1 where unknown.
 	StealPercent float64 `json:"steal_percent"`
-	DeadlineMs float64 `json:"deadline_ms"`
-	Decide     Result  `json:"decide"`
+	DeadlineMs   float64 `json:"deadline_ms"`
+	Decide       Result  `json:"decide"`
 	// Baseline is the open loop at the same rate against the empty health Check.
 	Baseline *Result `json:"baseline,omitempty"`
 	// MaxDecide and MaxBaseline are the closed-loop steps that found each maximum throughput.

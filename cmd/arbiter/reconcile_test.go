@@ -429,26 +429,12 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	rd := &reconcileRedis{t: t, port: freeLoopbackPort(t), dir: t.TempDir()}
 	rd.start()
 	t.Cleanup(rd.kill)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	hc := healthpb.NewHealthClient(conn)
 	// The store budget and the Redis client's read timeout (500 ms by default, which bounds a
 	// store call whatever the budget) both far above the pause below: under the race detector
 	// on two busy cores, a call held by the pause can take well over its length.
-	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr() + "?read_timeout=5s&write_timeout=5s",
-		spool: t.TempDir(), args: []string{"--store-budget", "5s", "--shutdown-delay", delay.String()}}
-	srv.start(hc)
-	t.Cleanup(func() {
-		select {
-		case <-srv.done:
-		default:
-			srv.kill()
-		}
-	})
+	srv, conn := startServeProcess(t, "redis://"+rd.addr()+"?read_timeout=5s&write_timeout=5s",
+		"--store-budget", "5s", "--shutdown-delay", delay.String())
+	hc := healthpb.NewHealthClient(conn)
 	dc := arbiterv1.NewDecisionServiceClient(conn)
 
 	var (
@@ -493,20 +479,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Readiness goes false at once: the health service says NOT_SERVING well within the delay.
-	var notServingAfter time.Duration
-	for notServingAfter == 0 {
-		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		switch {
-		case err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING:
-			notServingAfter = time.Since(term)
-		case time.Since(term) > lbLag:
-			t.Fatalf("health %v, %v %v after SIGTERM; want NOT_SERVING within %v", resp.GetStatus(), err, time.Since(term), lbLag)
-		default:
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	notServingAfter := waitNotServing(t, hc, term, lbLag)
 	// Hold the calls in flight past the end of the delay: Redis answers nothing for a while.
 	time.Sleep(time.Until(term.Add(pauseAt)))
 	direct := redis.NewClient(&redis.Options{Addr: rd.addr()})
@@ -548,39 +521,14 @@ func TestShutdownDelaySecondSignal(t *testing.T) {
 	rd := &reconcileRedis{t: t, port: freeLoopbackPort(t), dir: t.TempDir()}
 	rd.start()
 	t.Cleanup(rd.kill)
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	hc := healthpb.NewHealthClient(conn)
 	const delay = time.Minute
-	srv := &reconcileServer{t: t, addr: addr, redis: "redis://" + rd.addr(), spool: t.TempDir(),
-		args: []string{"--shutdown-delay", delay.String()}}
-	srv.start(hc)
-	t.Cleanup(func() {
-		select {
-		case <-srv.done:
-		default:
-			srv.kill()
-		}
-	})
+	srv, conn := startServeProcess(t, "redis://"+rd.addr(), "--shutdown-delay", delay.String())
+	first := time.Now()
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// The first signal starts the delay: not ready, still serving.
-	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("health %v, %v 5s after SIGTERM; want NOT_SERVING", resp.GetStatus(), err)
-		}
-	}
+	waitNotServing(t, healthpb.NewHealthClient(conn), first, 5*time.Second)
 	second := time.Now()
 	if err := srv.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -594,4 +542,45 @@ func TestShutdownDelaySecondSignal(t *testing.T) {
 		t.Errorf("arbiter serve exit code = %d, want 0; log:\n%s", code, srv.log.String())
 	}
 	t.Logf("exited %v after the second SIGTERM (delay %v)", time.Since(second).Round(time.Millisecond), delay)
+}
+
+// startServeProcess starts an "arbiter serve" process on redisURL with extra flags args, waits
+// until it is healthy, and returns it with a client connection; the process is killed at the
+// end of the test unless it has exited.
+func startServeProcess(t *testing.T, redisURL string, args ...string) (*reconcileServer, *grpc.ClientConn) {
+	t.Helper()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	srv := &reconcileServer{t: t, addr: addr, redis: redisURL, spool: t.TempDir(), args: args}
+	srv.start(healthpb.NewHealthClient(conn))
+	t.Cleanup(func() {
+		select {
+		case <-srv.done:
+		default:
+			srv.kill()
+		}
+	})
+	return srv, conn
+}
+
+// waitNotServing polls the gRPC health service until it reports NOT_SERVING and returns how
+// long after since that was; it fails the test when that takes longer than within.
+func waitNotServing(t *testing.T, hc healthpb.HealthClient, since time.Time, within time.Duration) time.Duration {
+	t.Helper()
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_NOT_SERVING {
+			return time.Since(since)
+		}
+		if time.Since(since) > within {
+			t.Fatalf("health %v, %v %v after SIGTERM; want NOT_SERVING within %v", resp.GetStatus(), err, time.Since(since), within)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -3,15 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -50,16 +44,8 @@ func TestTwoProcessesShareRedis(t *testing.T) {
 	url := "redis://" + addr + "?read_timeout=3s&write_timeout=3s"
 	var clients []arbiterv1.DecisionServiceClient
 	for range 2 {
-		grpcAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
-		conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = conn.Close() })
 		// A generous store budget: this test is about exactness, not about degrading.
-		srv := &reconcileServer{t: t, addr: grpcAddr, redis: url, spool: t.TempDir(), args: []string{"--store-budget", "2s"}}
-		srv.start(healthpb.NewHealthClient(conn))
-		t.Cleanup(srv.kill)
+		_, conn := startServeProcess(t, url, "--store-budget", "2s")
 		clients = append(clients, arbiterv1.NewDecisionServiceClient(conn))
 	}
 	const (
