@@ -91,8 +91,8 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	if c.retention < time.Minute {
 		return c, fmt.Errorf("serve: --record-retention %v: must be at least 1m", c.retention)
 	}
-	if c.shutdownDelay < 0 || c.shutdownTimeout <= 0 {
-		return c, fmt.Errorf("serve: --shutdown-delay %v, --shutdown-timeout %v: the delay must not be negative, the timeout must be positive", c.shutdownDelay, c.shutdownTimeout)
+	if c.shutdownDelay < 0 || c.shutdownTimeout < 0 {
+		return c, fmt.Errorf("serve: --shutdown-delay %v, --shutdown-timeout %v: must not be negative", c.shutdownDelay, c.shutdownTimeout)
 	}
 	if c.auditSpoolMiB < 1 {
 		return c, fmt.Errorf("serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
