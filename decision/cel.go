@@ -452,7 +452,7 @@ func (a *activation) resolve(v celVar) ref.Val {
 	case varNow:
 		return types.Timestamp{Time: in.Now}
 	case varRecentDeclines30d:
-		return types.Int(recentDeclines(in, 30*24*time.Hour))
+		return types.Int(recentDeclines(in))
 	case varRecentDecisions24h:
 		n := 0
 		since := in.Now.Add(-24 * time.Hour)
@@ -468,14 +468,53 @@ func (a *activation) resolve(v celVar) ref.Val {
 	return types.NewErr("unknown input")
 }
 
-// recentDeclines counts the declines in the stored ledger within d before now, for any card.
-func recentDeclines(in *Input, d time.Duration) int {
+// recentDeclines counts the declines on any card in the 30 days before the decision.
+func recentDeclines(in *Input) int {
+	if in.State.LedgerNarrowed {
+		return in.State.LedgerDeclines30d
+	}
+	return countDeclines(in.State.Ledger, in.Now)
+}
+
+// countDeclines counts the declines in entries within the 30 days before now.
+func countDeclines(entries []LedgerEntry, now time.Time) int {
 	n := 0
-	since := in.Now.Add(-d)
-	for _, e := range in.State.Ledger {
-		if e.Kind == LedgerDecline && !e.At.Before(since) {
+	since := now.Add(-30 * day)
+	for i := range entries {
+		if e := &entries[i]; e.Kind == LedgerDecline && !e.At.Before(since) {
 			n++
 		}
 	}
 	return n
+}
+
+// NarrowLedger keeps of in.State.Ledger only the entries a decision on in reads, after
+// counting the declines on any card in the 30 days before in.Now (rules read the count as
+// recent.declines_30d, escalation contexts as open_payment_failures). Every retry limit is per
+// card: a PAYMENT_FAILED event with a payment keeps its card's entries, any other event none.
+// The decision on the narrowed input is the same as on the whole ledger, but its cost and the
+// size of its record no longer grow with the rest of the customer's history. It filters in
+// place, reusing the ledger's storage, and does nothing to a state narrowed before.
+func NarrowLedger(in *Input) {
+	st := &in.State
+	if st.LedgerNarrowed {
+		return
+	}
+	st.LedgerNarrowed, st.LedgerDeclines30d = true, countDeclines(st.Ledger, in.Now)
+	p := in.Event.Payment
+	if p == nil || in.Event.Type != EventPaymentFailed {
+		st.Ledger = nil
+		return
+	}
+	kept := st.Ledger[:0]
+	for _, e := range st.Ledger {
+		if e.CardRef == p.CardRef {
+			kept = append(kept, e)
+		}
+	}
+	clear(st.Ledger[len(kept):])
+	st.Ledger = kept
+	if len(kept) == 0 {
+		st.Ledger = nil
+	}
 }

@@ -281,7 +281,7 @@ func escalateContext(in *Input, f *facts, w *Candidate, own map[string]string) m
 	if in.Customer.Vulnerable {
 		m["vulnerable"] = "true"
 	}
-	m["open_payment_failures"] = strconv.Itoa(recentDeclines(in, 30*24*time.Hour))
+	m["open_payment_failures"] = strconv.Itoa(recentDeclines(in))
 	if len(in.State.Recent) > 0 {
 		var b strings.Builder
 		for i, d := range in.State.Recent {

@@ -8,6 +8,9 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 var (
@@ -60,6 +63,45 @@ func TestInvariants(t *testing.T) {
 			}
 			return res
 		})
+	})
+	// The same walk, deciding each event twice: on the whole ledger and on the ledger
+	// NarrowLedger keeps (the server's path). The answers, effects and explanations must match.
+	t.Run("narrowed ledger", func(t *testing.T) {
+		p := DefaultPolicy()
+		narrowed := 0
+		runInvariants(t, p.guards, func(in *Input, _ []Candidate) *Result {
+			full, err := p.Decide(context.Background(), in)
+			if err != nil {
+				t.Fatalf("Decide() = %v", err)
+			}
+			nin := *in
+			nin.Explain = true
+			nin.State.Ledger = slices.Clone(in.State.Ledger)
+			NarrowLedger(&nin)
+			if len(nin.State.Ledger) < len(in.State.Ledger) {
+				narrowed++
+			}
+			got, err := p.Decide(context.Background(), &nin)
+			if err != nil {
+				t.Fatalf("Decide(narrowed) = %v", err)
+			}
+			want := full
+			if !in.Explain {
+				ein := *in
+				ein.Explain = true
+				if want, err = p.Decide(context.Background(), &ein); err != nil {
+					t.Fatalf("Decide(explain) = %v", err)
+				}
+			}
+			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("event %s (%v, %d ledger entries, %d kept): the narrowed ledger changes the decision (-whole +narrowed):\n%s",
+					in.Event.ID, in.Event.Type, len(in.State.Ledger), len(nin.State.Ledger), diff)
+			}
+			return full
+		})
+		if narrowed < *invariantSteps/10 {
+			t.Errorf("only %d decisions had entries to drop: the walk does not exercise the narrowing", narrowed)
+		}
 	})
 	t.Run("hand-built candidates", func(t *testing.T) {
 		g := mustGuardrails(t, GuardrailConfig{}, PaymentConfig{RetryLimits: map[string]int{"later": 20, "generic": 20}, Backoff: []string{"10m", "1h"}})

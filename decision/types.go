@@ -162,12 +162,19 @@ type Customer struct {
 type State struct {
 	// Features are the customer's stored features, decoded from JSON: bool, float64, string,
 	// nil, []any or map[string]any.
-	Features        map[string]any
-	Messages        []SentMessage
+	Features map[string]any
+	Messages []SentMessage
+	// Ledger is the customer's retry ledger, or after NarrowLedger the part a decision reads.
 	Ledger          []LedgerEntry
 	Stops           []RetryStop
 	FailingChannels []ChannelFailure
 	Recent          []DecisionSummary // newest first
+
+	// LedgerNarrowed reports that NarrowLedger dropped the entries no decision on the event
+	// reads; LedgerDeclines30d is then the declines on any card in the 30 days before the
+	// decision, counted first.
+	LedgerNarrowed    bool
+	LedgerDeclines30d int
 }
 
 // SentMessage is one reserved message slot.

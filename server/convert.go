@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -338,6 +339,9 @@ func toSnapshot(st *decision.State) (*arbiterv1.StateSnapshot, error) {
 	out.Stops = toStops(st.Stops)
 	out.FailingChannels = toFailing(st.FailingChannels)
 	out.Recent = toSummaries(st.Recent)
+	if st.LedgerNarrowed {
+		out.LedgerDeclines_30D = proto.Uint32(uint32(st.LedgerDeclines30d))
+	}
 	return out, nil
 }
 
@@ -382,6 +386,9 @@ func fromSnapshot(s *arbiterv1.StateSnapshot) decision.State {
 				Action: decision.Action(r.GetAction()), ReasonCodes: r.GetReasonCodes(), DecidedAt: fromTS(r.GetDecidedAt()),
 			}
 		}
+	}
+	if s.LedgerDeclines_30D != nil {
+		st.LedgerNarrowed, st.LedgerDeclines30d = true, int(s.GetLedgerDeclines_30D())
 	}
 	return st
 }

@@ -91,6 +91,8 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return replay(loaded.Record)
 		}
 		in.State = loaded.State
+		// The record keeps the state the decision reads, not the customer's whole history.
+		decision.NarrowLedger(&in)
 
 		// Evaluate.
 		t1 := time.Now()

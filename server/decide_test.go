@@ -375,3 +375,82 @@ func TestDecideLedgerCap(t *testing.T) {
 		})
 	}
 }
+
+// TestRecordKeepsTheLedgerItReads checks that a decision's record holds the part of the retry
+// ledger the decision reads, with the count of declines on every card: a decline keeps its
+// card's entries, another event none; and that the count still drives rules and escalation
+// contexts.
+func TestRecordKeepsTheLedgerItReads(t *testing.T) {
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+			const cust = "cust-cards"
+			decline := func(id, card string) *arbiterv1.DecideResponse {
+				t.Helper()
+				req := declined(id, cust)
+				req.Event.Payment.CardRef = card
+				resp, err := h.dc.Decide(ctx, req)
+				if err != nil {
+					t.Fatalf("Decide(%s) error: %v", id, err)
+				}
+				c.Advance(time.Hour)
+				return resp
+			}
+			record := func(resp *arbiterv1.DecideResponse) *arbiterv1.DecisionRecord {
+				t.Helper()
+				got, err := h.dc.GetDecision(ctx, &arbiterv1.GetDecisionRequest{DecisionId: resp.GetDecisionId()})
+				if err != nil {
+					t.Fatalf("GetDecision(%s) error: %v", resp.GetDecisionId(), err)
+				}
+				return got.GetRecord()
+			}
+
+			// Three declines on one card, two on another; count the retries granted on the first.
+			retriesA := 0
+			for i, card := range []string{"tok_a", "tok_b", "tok_a", "tok_b", "tok_a"} {
+				if decline(fmt.Sprint("d", i), card).GetAction() == arbiterv1.Action_ACTION_RETRY && card == "tok_a" {
+					retriesA++
+				}
+			}
+			snap := record(decline("d5", "tok_a")).GetSnapshot()
+			declinesA := 0
+			for _, e := range snap.GetLedger() {
+				if e.GetCardRef() != "tok_a" {
+					t.Errorf("the record of a tok_a decline holds an entry of %q: %v", e.GetCardRef(), e)
+				}
+				if e.GetKind() == "decline" {
+					declinesA++
+				}
+			}
+			if declinesA != 3 || len(snap.GetLedger()) != 3+retriesA {
+				t.Errorf("the record of a tok_a decline holds %d entries, %d declines; want the card's 3 declines and %d retries",
+					len(snap.GetLedger()), declinesA, retriesA)
+			}
+			if snap.LedgerDeclines_30D == nil || snap.GetLedgerDeclines_30D() != 5 {
+				t.Errorf("snapshot.ledger_declines_30d = %v, want 5 (both cards)", snap.LedgerDeclines_30D)
+			}
+
+			// A call to the contact centre reads only the count: its record holds no entries,
+			// and the count routes it to payments support.
+			call := &arbiterv1.DecideRequest{
+				Event:    &arbiterv1.Event{Id: "call-1", Type: arbiterv1.EventType_EVENT_TYPE_INBOUND_CONTACT},
+				Customer: &arbiterv1.Customer{Id: cust, Timezone: "Europe/London"},
+			}
+			resp, err := h.dc.Decide(ctx, call)
+			if err != nil {
+				t.Fatalf("Decide(call-1) error: %v", err)
+			}
+			if q := resp.GetEscalate().GetQueue(); q != "payments-support" || resp.GetEscalate().GetContext()["open_payment_failures"] != "6" {
+				t.Errorf("Decide(call-1) = %v to %q, context %v; want ESCALATE to payments-support with open_payment_failures 6",
+					resp.GetAction(), q, resp.GetEscalate().GetContext())
+			}
+			snap = record(resp).GetSnapshot()
+			if len(snap.GetLedger()) != 0 || snap.GetLedgerDeclines_30D() != 6 {
+				t.Errorf("the record of a call holds %d ledger entries and ledger_declines_30d %d, want none and 6",
+					len(snap.GetLedger()), snap.GetLedgerDeclines_30D())
+			}
+		})
+	}
+}

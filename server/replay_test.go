@@ -41,15 +41,21 @@ func recordTraffic(t *testing.T, srv *Server, clk *clock) map[string]*arbiterv1.
 		for c := range 6 {
 			cust := fmt.Sprintf("cust-%d", c)
 			var req *arbiterv1.DecideRequest
-			switch (step + c) % 3 {
+			switch (step + c) % 4 {
 			case 0:
 				req = govOverdue(fmt.Sprintf("od-%d-%d", step, c), cust)
 			case 1:
 				req = &arbiterv1.DecideRequest{
 					Event: &arbiterv1.Event{Id: fmt.Sprintf("pf-%d-%d", step, c), Type: arbiterv1.EventType_EVENT_TYPE_PAYMENT_FAILED,
 						Payment: &arbiterv1.PaymentFailure{DeclineCode: []string{"51", "05", "54", "91"}[step%4], Network: arbiterv1.CardNetwork_CARD_NETWORK_VISA,
-							AmountMinor: 1999, Currency: "GBP", Acquirer: "acq-a", CardRef: "tok-" + cust,
+							AmountMinor: 1999, Currency: "GBP", Acquirer: "acq-a", CardRef: fmt.Sprintf("tok-%s-%d", cust, step%2),
 							Initiator: arbiterv1.Initiator_INITIATOR_MERCHANT, MerchantId: "m-1"}},
+					Customer: govOverdue("", cust).GetCustomer(),
+				}
+			case 2:
+				// A call reads the declines on every card (recent.declines_30d).
+				req = &arbiterv1.DecideRequest{
+					Event:    &arbiterv1.Event{Id: fmt.Sprintf("ic-%d-%d", step, c), Type: arbiterv1.EventType_EVENT_TYPE_INBOUND_CONTACT},
 					Customer: govOverdue("", cust).GetCustomer(),
 				}
 			default:
