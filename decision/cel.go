@@ -454,14 +454,7 @@ func (a *activation) resolve(v celVar) ref.Val {
 	case varRecentDeclines30d:
 		return types.Int(recentDeclines(in))
 	case varRecentDecisions24h:
-		n := 0
-		since := in.Now.Add(-24 * time.Hour)
-		for _, d := range in.State.Recent {
-			if !d.DecidedAt.Before(since) {
-				n++
-			}
-		}
-		return types.Int(n)
+		return types.Int(recentDecisions(in))
 	case varDegraded:
 		return types.Bool(in.Degraded)
 	}
@@ -470,7 +463,7 @@ func (a *activation) resolve(v celVar) ref.Val {
 
 // recentDeclines counts the declines on any card in the 30 days before the decision.
 func recentDeclines(in *Input) int {
-	if in.State.LedgerNarrowed {
+	if in.State.Narrowed {
 		return in.State.LedgerDeclines30d
 	}
 	return countDeclines(in.State.Ledger, in.Now)
@@ -488,19 +481,50 @@ func countDeclines(entries []LedgerEntry, now time.Time) int {
 	return n
 }
 
-// NarrowLedger keeps of in.State.Ledger only the entries a decision on in reads, after
-// counting the declines on any card in the 30 days before in.Now (rules read the count as
-// recent.declines_30d, escalation contexts as open_payment_failures). Every retry limit is per
-// card: a PAYMENT_FAILED event with a payment keeps its card's entries, any other event none.
-// The decision on the narrowed input is the same as on the whole ledger, but its cost and the
-// size of its record no longer grow with the rest of the customer's history. It filters in
-// place, reusing the ledger's storage, and does nothing to a state narrowed before.
-func NarrowLedger(in *Input) {
+// recentDecisions counts the customer's decisions in the 24 hours before the decision.
+func recentDecisions(in *Input) int {
+	if in.State.Narrowed {
+		return in.State.RecentDecisions24h
+	}
+	return countDecisions(in.State.Recent, in.Now)
+}
+
+func countDecisions(recent []DecisionSummary, now time.Time) int {
+	n := 0
+	since := now.Add(-day)
+	for i := range recent {
+		if !recent[i].DecidedAt.Before(since) {
+			n++
+		}
+	}
+	return n
+}
+
+// recentShown is how many recent decisions an escalation context shows, and Narrow keeps.
+const recentShown = 3
+
+// Narrow keeps of in.State only what a decision on in reads, after counting what rules and
+// escalation contexts read of the rest: the declines on any card in the 30 days before in.Now
+// (recent.declines_30d, open_payment_failures) and the decisions in the 24 hours before it
+// (recent.decisions_24h). Every retry limit is per card: a PAYMENT_FAILED event with a payment
+// keeps its card's ledger entries, any other event none. Recent keeps the newest three, which
+// escalation contexts show.
+//
+// The decision on the narrowed input is the same as on the whole state, but its cost and the
+// size of its record no longer grow with the customer's history. Narrow filters in place,
+// reusing the state's storage, and does nothing to a state narrowed before.
+func Narrow(in *Input) {
 	st := &in.State
-	if st.LedgerNarrowed {
+	if st.Narrowed {
 		return
 	}
-	st.LedgerNarrowed, st.LedgerDeclines30d = true, countDeclines(st.Ledger, in.Now)
+	st.Narrowed = true
+	st.LedgerDeclines30d = countDeclines(st.Ledger, in.Now)
+	st.RecentDecisions24h = countDecisions(st.Recent, in.Now)
+	if len(st.Recent) > recentShown {
+		clear(st.Recent[recentShown:])
+		st.Recent = st.Recent[:recentShown:recentShown]
+	}
 	p := in.Event.Payment
 	if p == nil || in.Event.Type != EventPaymentFailed {
 		st.Ledger = nil

@@ -285,7 +285,7 @@ func escalateContext(in *Input, f *facts, w *Candidate, own map[string]string) m
 	if len(in.State.Recent) > 0 {
 		var b strings.Builder
 		for i, d := range in.State.Recent {
-			if i == 3 {
+			if i == recentShown {
 				break
 			}
 			if i > 0 {

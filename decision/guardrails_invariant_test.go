@@ -4,13 +4,17 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/arbiter-dev/arbiter/policies"
 )
 
 var (
@@ -64,11 +68,11 @@ func TestInvariants(t *testing.T) {
 			return res
 		})
 	})
-	// The same walk, deciding each event twice: on the whole ledger and on the ledger
-	// NarrowLedger keeps (the server's path). The answers, effects and explanations must match.
-	t.Run("narrowed ledger", func(t *testing.T) {
-		p := DefaultPolicy()
-		narrowed := 0
+	// The same walk, deciding each event twice: on the whole state and on the state Narrow
+	// keeps (the server's path). The answers, effects and explanations must match.
+	t.Run("narrowed state", func(t *testing.T) {
+		p := countingPolicy(t)
+		ledgers, recents, fired := 0, 0, map[string]int{}
 		runInvariants(t, p.guards, func(in *Input, _ []Candidate) *Result {
 			full, err := p.Decide(context.Background(), in)
 			if err != nil {
@@ -76,10 +80,13 @@ func TestInvariants(t *testing.T) {
 			}
 			nin := *in
 			nin.Explain = true
-			nin.State.Ledger = slices.Clone(in.State.Ledger)
-			NarrowLedger(&nin)
+			nin.State.Ledger, nin.State.Recent = slices.Clone(in.State.Ledger), slices.Clone(in.State.Recent)
+			Narrow(&nin)
 			if len(nin.State.Ledger) < len(in.State.Ledger) {
-				narrowed++
+				ledgers++
+			}
+			if len(nin.State.Recent) < len(in.State.Recent) {
+				recents++
 			}
 			got, err := p.Decide(context.Background(), &nin)
 			if err != nil {
@@ -94,19 +101,66 @@ func TestInvariants(t *testing.T) {
 				}
 			}
 			if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
-				t.Fatalf("event %s (%v, %d ledger entries, %d kept): the narrowed ledger changes the decision (-whole +narrowed):\n%s",
-					in.Event.ID, in.Event.Type, len(in.State.Ledger), len(nin.State.Ledger), diff)
+				t.Fatalf("event %s (%v; ledger %d entries, %d kept; recent %d, %d kept): the narrowed state changes the decision (-whole +narrowed):\n%s",
+					in.Event.ID, in.Event.Type, len(in.State.Ledger), len(nin.State.Ledger), len(in.State.Recent), len(nin.State.Recent), diff)
+			}
+			for _, r := range full.Reasons {
+				fired[r.Code]++
 			}
 			return full
 		})
-		if narrowed < *invariantSteps/10 {
-			t.Errorf("only %d decisions had entries to drop: the walk does not exercise the narrowing", narrowed)
+		if ledgers < *invariantSteps/10 || recents < *invariantSteps/10 {
+			t.Errorf("only %d decisions had ledger entries and %d recent decisions to drop: the walk does not exercise Narrow", ledgers, recents)
+		}
+		// The counts must decide some answers, or a wrong count would go unseen.
+		if fired["BUSY_DAY"] == 0 || fired["MANY_DECLINES"] == 0 || fired["ROUTE_PAYMENTS_SUPPORT"] == 0 {
+			t.Errorf("reasons BUSY_DAY %d, MANY_DECLINES %d, ROUTE_PAYMENTS_SUPPORT %d times: the counts never decided an answer",
+				fired["BUSY_DAY"], fired["MANY_DECLINES"], fired["ROUTE_PAYMENTS_SUPPORT"])
 		}
 	})
 	t.Run("hand-built candidates", func(t *testing.T) {
 		g := mustGuardrails(t, GuardrailConfig{}, PaymentConfig{RetryLimits: map[string]int{"later": 20, "generic": 20}, Backoff: []string{"10m", "1h"}})
 		runInvariants(t, g, func(in *Input, cands []Candidate) *Result { return simDecide(g, in, cands) })
 	})
+}
+
+// countingPolicy is the default bundle with rules on every event type that read the counts
+// Narrow keeps (recent.declines_30d and recent.decisions_24h).
+func countingPolicy(t *testing.T) *Policy {
+	t.Helper()
+	files := map[string][]byte{}
+	err := fs.WalkDir(policies.Default, "default", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasPrefix(path, "default/tests/") {
+			return err
+		}
+		files[strings.TrimPrefix(path, "default/")], err = fs.ReadFile(policies.Default, path)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files["counting.yaml"] = []byte(`rules:
+  - id: busy-day
+    description: A customer with many decisions today talks to a person.
+    on: [RISKY_LOGIN, MESSAGE_UNOPENED, CHECKOUT_ABANDONED, INBOUND_CONTACT]
+    when: recent.decisions_24h >= 5
+    priority: 750
+    action: ESCALATE
+    escalate: {queue: busy, priority: 4}
+    reasons: [BUSY_DAY]
+  - id: many-declines
+    description: Many declines on any card this month hold off reminders.
+    on: [INVOICE_OVERDUE, CARD_EXPIRING, CHECKOUT_ABANDONED, MESSAGE_UNOPENED]
+    when: recent.declines_30d >= 5
+    priority: 720
+    action: SUPPRESS
+    reasons: [MANY_DECLINES]
+`)
+	p, err := ParsePolicy(files)
+	if err != nil {
+		t.Fatalf("ParsePolicy(default + counting.yaml): %v", err)
+	}
+	return p
 }
 
 func runInvariants(t *testing.T, g *guardrails, decide func(*Input, []Candidate) *Result) {
@@ -224,6 +278,8 @@ func runInvariants(t *testing.T, g *guardrails, decide func(*Input, []Candidate)
 		if err := c.store.commit(res.Effects); err != nil {
 			t.Fatalf("step %d: commit() = %v, want the decision's checks to hold on the state it read", step, err)
 		}
+		c.store.record(DecisionSummary{DecisionID: fmt.Sprint("d", step), EventID: in.Event.ID, EventType: in.Event.Type,
+			Action: res.Action, ReasonCodes: codes(res.Reasons), DecidedAt: now})
 		checkCaps(t, step, g, c)
 		if res.Action == ActionRetry {
 			checkLedger(t, step, c, in)

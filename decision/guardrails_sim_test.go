@@ -137,6 +137,15 @@ func (s *simStore) commit(eff Effects) error {
 	return nil
 }
 
+// record adds a decision to the recent decisions, newest first, keeping as many as the
+// stores do.
+func (s *simStore) record(d DecisionSummary) {
+	s.st.Recent = slices.Insert(s.st.Recent, 0, d)
+	if len(s.st.Recent) > 20 {
+		s.st.Recent = s.st.Recent[:20]
+	}
+}
+
 // outcome applies the effects of an outcome.
 func (s *simStore) outcome(oe OutcomeEffects) {
 	if m := oe.ReleaseMessage; m != nil {
@@ -170,6 +179,7 @@ func (s *simStore) clone() State {
 	st.Ledger = slices.Clone(st.Ledger)
 	st.Stops = slices.Clone(st.Stops)
 	st.FailingChannels = slices.Clone(st.FailingChannels)
+	st.Recent = slices.Clone(st.Recent)
 	st.Features = make(map[string]any, len(s.st.Features))
 	for k, v := range s.st.Features {
 		st.Features[k] = v

@@ -326,7 +326,7 @@ func (p *Policy) RunTest(ctx context.Context, tc *TestCase) TestResult {
 		tr.Failures = append(tr.Failures, err.Error())
 		return tr
 	}
-	NarrowLedger(in) // as the server decides
+	Narrow(in) // as the server decides
 	res, err := p.Decide(ctx, in)
 	if err != nil {
 		tr.Failures = append(tr.Failures, "Decide: "+err.Error())

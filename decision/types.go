@@ -164,17 +164,20 @@ type State struct {
 	// nil, []any or map[string]any.
 	Features map[string]any
 	Messages []SentMessage
-	// Ledger is the customer's retry ledger, or after NarrowLedger the part a decision reads.
+	// Ledger is the customer's retry ledger; after Narrow, the part a decision reads.
 	Ledger          []LedgerEntry
 	Stops           []RetryStop
 	FailingChannels []ChannelFailure
-	Recent          []DecisionSummary // newest first
+	// Recent are the customer's latest decisions, newest first; after Narrow, the newest
+	// three (escalation contexts show them).
+	Recent []DecisionSummary
 
-	// LedgerNarrowed reports that NarrowLedger dropped the entries no decision on the event
-	// reads; LedgerDeclines30d is then the declines on any card in the 30 days before the
-	// decision, counted first.
-	LedgerNarrowed    bool
-	LedgerDeclines30d int
+	// Narrowed reports that Narrow dropped what no decision on the event reads. The counts,
+	// taken first, stand in for what it dropped: the declines on any card in the 30 days
+	// before the decision, and the decisions in Recent in the 24 hours before it.
+	Narrowed           bool
+	LedgerDeclines30d  int
+	RecentDecisions24h int
 }
 
 // SentMessage is one reserved message slot.

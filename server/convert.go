@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -339,8 +338,9 @@ func toSnapshot(st *decision.State) (*arbiterv1.StateSnapshot, error) {
 	out.Stops = toStops(st.Stops)
 	out.FailingChannels = toFailing(st.FailingChannels)
 	out.Recent = toSummaries(st.Recent)
-	if st.LedgerNarrowed {
-		out.LedgerDeclines_30D = proto.Uint32(uint32(st.LedgerDeclines30d))
+	if st.Narrowed {
+		out.Narrowed = true
+		out.LedgerDeclines_30D, out.RecentDecisions_24H = uint32(st.LedgerDeclines30d), uint32(st.RecentDecisions24h)
 	}
 	return out, nil
 }
@@ -387,8 +387,9 @@ func fromSnapshot(s *arbiterv1.StateSnapshot) decision.State {
 			}
 		}
 	}
-	if s.LedgerDeclines_30D != nil {
-		st.LedgerNarrowed, st.LedgerDeclines30d = true, int(s.GetLedgerDeclines_30D())
+	if s.GetNarrowed() {
+		st.Narrowed = true
+		st.LedgerDeclines30d, st.RecentDecisions24h = int(s.GetLedgerDeclines_30D()), int(s.GetRecentDecisions_24H())
 	}
 	return st
 }

@@ -37,10 +37,10 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			Recent: []decision.DecisionSummary{{DecisionID: "d1", EventID: "e1", EventType: decision.EventPaymentFailed,
 				Action: decision.ActionRetry, ReasonCodes: []string{"SOFT_DECLINE"}, DecidedAt: at}},
 		}},
-		// A narrowed ledger keeps its count, zero included.
-		{"narrowed", decision.State{LedgerNarrowed: true, LedgerDeclines30d: 7,
+		// A narrowed state keeps its counts, zero included.
+		{"narrowed", decision.State{Narrowed: true, LedgerDeclines30d: 7, RecentDecisions24h: 2,
 			Ledger: []decision.LedgerEntry{{Kind: decision.LedgerDecline, EventID: "e1", CardRef: "tok", At: at}}}},
-		{"narrowed, no declines", decision.State{LedgerNarrowed: true}},
+		{"narrowed, no counts", decision.State{Narrowed: true}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -92,7 +92,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		}
 		in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.
-		decision.NarrowLedger(&in)
+		decision.Narrow(&in)
 
 		// Evaluate.
 		t1 := time.Now()

@@ -428,8 +428,9 @@ func TestRecordKeepsTheLedgerItReads(t *testing.T) {
 				t.Errorf("the record of a tok_a decline holds %d entries, %d declines; want the card's 3 declines and %d retries",
 					len(snap.GetLedger()), declinesA, retriesA)
 			}
-			if snap.LedgerDeclines_30D == nil || snap.GetLedgerDeclines_30D() != 5 {
-				t.Errorf("snapshot.ledger_declines_30d = %v, want 5 (both cards)", snap.LedgerDeclines_30D)
+			if !snap.GetNarrowed() || snap.GetLedgerDeclines_30D() != 5 || snap.GetRecentDecisions_24H() != 5 || len(snap.GetRecent()) != 3 {
+				t.Errorf("snapshot: narrowed %v, ledger_declines_30d %d, recent_decisions_24h %d, %d recent; want narrowed, 5 (both cards), 5 and the newest 3",
+					snap.GetNarrowed(), snap.GetLedgerDeclines_30D(), snap.GetRecentDecisions_24H(), len(snap.GetRecent()))
 			}
 
 			// A call to the contact centre reads only the count: its record holds no entries,

@@ -2031,20 +2031,25 @@ type StateSnapshot struct {
 	state    protoimpl.MessageState     `protogen:"open.v1"`
 	Features map[string]*structpb.Value `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Messages []*SentMessage             `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
-	// The retry ledger entries the decision read. When ledger_declines_30d is set, the ledger
-	// was narrowed to what the decision reads: the entries of the payment's card for a
-	// PAYMENT_FAILED event, none for any other event. Without it (records written before
-	// narrowing) it is the customer's whole ledger.
-	Ledger          []*LedgerEntry     `protobuf:"bytes,3,rep,name=ledger,proto3" json:"ledger,omitempty"`
-	Stops           []*RetryStop       `protobuf:"bytes,4,rep,name=stops,proto3" json:"stops,omitempty"`
-	FailingChannels []*ChannelFailure  `protobuf:"bytes,5,rep,name=failing_channels,json=failingChannels,proto3" json:"failing_channels,omitempty"`
-	Recent          []*DecisionSummary `protobuf:"bytes,6,rep,name=recent,proto3" json:"recent,omitempty"`
-	// The declines on any of the customer's cards in the 30 days before the decision, counted
-	// before the ledger was narrowed (recent.declines_30d in rules). Set only on narrowed
-	// snapshots.
-	LedgerDeclines_30D *uint32 `protobuf:"varint,7,opt,name=ledger_declines_30d,json=ledgerDeclines30d,proto3,oneof" json:"ledger_declines_30d,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// The retry ledger: when narrowed, the entries of the payment's card for a PAYMENT_FAILED
+	// event and none for any other event; otherwise (records written before narrowing) the
+	// customer's whole ledger.
+	Ledger          []*LedgerEntry    `protobuf:"bytes,3,rep,name=ledger,proto3" json:"ledger,omitempty"`
+	Stops           []*RetryStop      `protobuf:"bytes,4,rep,name=stops,proto3" json:"stops,omitempty"`
+	FailingChannels []*ChannelFailure `protobuf:"bytes,5,rep,name=failing_channels,json=failingChannels,proto3" json:"failing_channels,omitempty"`
+	// The customer's latest decisions, newest first: when narrowed, the newest three.
+	Recent []*DecisionSummary `protobuf:"bytes,6,rep,name=recent,proto3" json:"recent,omitempty"`
+	// Declines on any of the customer's cards in the 30 days before the decision
+	// (recent.declines_30d in rules), counted before the ledger was narrowed. Set when narrowed.
+	LedgerDeclines_30D uint32 `protobuf:"varint,7,opt,name=ledger_declines_30d,json=ledgerDeclines30d,proto3" json:"ledger_declines_30d,omitempty"`
+	// Decisions in the 24 hours before the decision (recent.decisions_24h in rules), counted
+	// before recent was narrowed. Set when narrowed.
+	RecentDecisions_24H uint32 `protobuf:"varint,8,opt,name=recent_decisions_24h,json=recentDecisions24h,proto3" json:"recent_decisions_24h,omitempty"`
+	// The snapshot holds what the decision reads, and the two counts above stand in for the
+	// rest of the customer's ledger and recent decisions.
+	Narrowed      bool `protobuf:"varint,9,opt,name=narrowed,proto3" json:"narrowed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StateSnapshot) Reset() {
@@ -2120,10 +2125,24 @@ func (x *StateSnapshot) GetRecent() []*DecisionSummary {
 }
 
 func (x *StateSnapshot) GetLedgerDeclines_30D() uint32 {
-	if x != nil && x.LedgerDeclines_30D != nil {
-		return *x.LedgerDeclines_30D
+	if x != nil {
+		return x.LedgerDeclines_30D
 	}
 	return 0
+}
+
+func (x *StateSnapshot) GetRecentDecisions_24H() uint32 {
+	if x != nil {
+		return x.RecentDecisions_24H
+	}
+	return 0
+}
+
+func (x *StateSnapshot) GetNarrowed() bool {
+	if x != nil {
+		return x.Narrowed
+	}
+	return false
 }
 
 // Timings are the phases of one decision, in microseconds.
@@ -2410,19 +2429,20 @@ const file_arbiter_v1_types_proto_rawDesc = "" +
 	"\x06action\x18\x04 \x01(\x0e2\x12.arbiter.v1.ActionR\x06action\x12!\n" +
 	"\freason_codes\x18\x05 \x03(\tR\vreasonCodes\x129\n" +
 	"\n" +
-	"decided_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\"\x85\x04\n" +
+	"decided_at\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\"\xb6\x04\n" +
 	"\rStateSnapshot\x12C\n" +
 	"\bfeatures\x18\x01 \x03(\v2'.arbiter.v1.StateSnapshot.FeaturesEntryR\bfeatures\x123\n" +
 	"\bmessages\x18\x02 \x03(\v2\x17.arbiter.v1.SentMessageR\bmessages\x12/\n" +
 	"\x06ledger\x18\x03 \x03(\v2\x17.arbiter.v1.LedgerEntryR\x06ledger\x12+\n" +
 	"\x05stops\x18\x04 \x03(\v2\x15.arbiter.v1.RetryStopR\x05stops\x12E\n" +
 	"\x10failing_channels\x18\x05 \x03(\v2\x1a.arbiter.v1.ChannelFailureR\x0ffailingChannels\x123\n" +
-	"\x06recent\x18\x06 \x03(\v2\x1b.arbiter.v1.DecisionSummaryR\x06recent\x123\n" +
-	"\x13ledger_declines_30d\x18\a \x01(\rH\x00R\x11ledgerDeclines30d\x88\x01\x01\x1aS\n" +
+	"\x06recent\x18\x06 \x03(\v2\x1b.arbiter.v1.DecisionSummaryR\x06recent\x12.\n" +
+	"\x13ledger_declines_30d\x18\a \x01(\rR\x11ledgerDeclines30d\x120\n" +
+	"\x14recent_decisions_24h\x18\b \x01(\rR\x12recentDecisions24h\x12\x1a\n" +
+	"\bnarrowed\x18\t \x01(\bR\bnarrowed\x1aS\n" +
 	"\rFeaturesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01B\x16\n" +
-	"\x14_ledger_declines_30d\"{\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"{\n" +
 	"\aTimings\x12\x17\n" +
 	"\aread_us\x18\x01 \x01(\x03R\x06readUs\x12\x1f\n" +
 	"\vevaluate_us\x18\x02 \x01(\x03R\n" +
@@ -2609,7 +2629,6 @@ func file_arbiter_v1_types_proto_init() {
 	if File_arbiter_v1_types_proto != nil {
 		return
 	}
-	file_arbiter_v1_types_proto_msgTypes[21].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
