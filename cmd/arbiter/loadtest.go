@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -45,6 +46,7 @@ type loadtestConfig struct {
 	watchAdmin  string
 	watchRedis  string
 	watchEvery  time.Duration
+	cpuProfile  string
 }
 
 // runLoadtest is the "loadtest" command: seed synthetic customers, drive Decide at a constant
@@ -79,6 +81,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.StringVar(&c.watchAdmin, "watch-admin", "", "sample the server's goroutines and heap from this admin URL's /debug/pprof during the run (serve --pprof), e.g. http://127.0.0.1:8080")
 	fs.StringVar(&c.watchRedis, "watch-redis", "", "with --watch-admin: also sample this Redis's connected clients (INFO clients)")
 	fs.DurationVar(&c.watchEvery, "watch-every", 5*time.Second, "interval of --watch-admin samples")
+	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (go tool pprof), to see what the client spends")
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -115,6 +118,14 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		if err := seedCustomers(ctx, c, cis, stderr, live); err != nil {
 			return fmt.Errorf("loadtest: seed: %w", err)
 		}
+	}
+
+	if c.cpuProfile != "" {
+		stop, err := startCPUProfile(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("loadtest: %w", err)
+		}
+		defer stop()
 	}
 
 	// Load.
@@ -405,4 +416,20 @@ func (p *progressBar) done(count int64) {
 	if p.live {
 		fmt.Fprintln(p.w)
 	}
+}
+
+// startCPUProfile profiles this process into path until the returned stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

@@ -2,8 +2,10 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -80,7 +82,7 @@ func TestLoadtestCommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"loadtest", "--addr", addr, "--rate", "400", "--duration", "500ms", "--warmup", "100ms",
 		"--customers", "30", "--zipf-s", "1.5", "--zipf-v", "2", "--baseline", "--max-step", "200ms", "--out", dir,
-		"--watch-admin", admin.URL, "--watch-every", "50ms"}, noEnv, nil, &stdout, &stderr)
+		"--watch-admin", admin.URL, "--watch-every", "50ms", "--cpuprofile", filepath.Join(dir, "client.prof")}, noEnv, nil, &stdout, &stderr)
 	if err != nil {
 		t.Fatalf("arbiter loadtest: %v\nstderr:\n%s", err, stderr.String())
 	}
@@ -117,6 +119,21 @@ func TestLoadtestCommand(t *testing.T) {
 	for _, want := range []string{"p99.9", "ratio to the empty-handler baseline", "action mix: MESSAGE 200 (100.0%)"} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("stdout lacks %q; got:\n%s", want, stdout.String())
+		}
+	}
+
+	// The load generator's own CPU profile: gzip'ed pprof, with its sample types.
+	if prof, err := os.Open(filepath.Join(dir, "client.prof")); err != nil {
+		t.Errorf("--cpuprofile: %v", err)
+	} else {
+		defer prof.Close()
+		zr, err := gzip.NewReader(prof)
+		if err != nil {
+			t.Fatalf("--cpuprofile wrote no gzip'ed profile: %v", err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil || !bytes.Contains(b, []byte("nanoseconds")) {
+			t.Errorf("--cpuprofile: %d bytes, err %v; want a CPU profile (sample unit nanoseconds)", len(b), err)
 		}
 	}
 
