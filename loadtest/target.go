@@ -9,6 +9,7 @@ import (
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -36,10 +37,10 @@ func CheckLoopback(hostport string) error {
 // clientWindow is the fixed HTTP/2 flow-control window of the load tester's connections.
 const clientWindow = 1 << 20
 
-// Dial opens n separate gRPC connections (each its own HTTP/2 transport) to a loopback addr,
-// sending token as a bearer token on every call when it is not empty. The caller closes them
-// with CloseAll.
-func Dial(addr string, n int, token string) ([]*grpc.ClientConn, error) {
+// Dial opens n separate gRPC connections (each its own HTTP/2 transport) to a loopback addr
+// with creds (nil: plaintext), sending token as a bearer token on every call when it is not
+// empty. The caller closes them with CloseAll.
+func Dial(addr string, n int, token string, creds credentials.TransportCredentials) ([]*grpc.ClientConn, error) {
 	if err := CheckLoopback(addr); err != nil {
 		return nil, err
 	}
@@ -49,7 +50,10 @@ func Dial(addr string, n int, token string) ([]*grpc.ClientConn, error) {
 	// Fixed flow-control windows, as the server has: a dynamic window makes the client send
 	// a bandwidth-probing PING after most reads, which costs the generator CPU that the
 	// server and Redis share on one machine (the generator's CPU per call fell 5-15%).
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials()),
+	if creds == nil {
+		creds = insecure.NewCredentials()
+	}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithInitialWindowSize(clientWindow), grpc.WithInitialConnWindowSize(clientWindow)}
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(bearer{"Bearer " + token}))

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -39,6 +38,7 @@ func runDecide(ctx context.Context, args []string, env func(string) string, stdi
 	dryRun := fs.Bool("dry-run", false, "evaluate only: reserve and record nothing (sets options.dry_run)")
 	token := fs.String("token", "", "bearer token, when the server requires authentication")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
+	ctls := clientTLSFlags(fs, env)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -71,7 +71,11 @@ func runDecide(ctx context.Context, args []string, env func(string) string, stdi
 		req.Options.DryRun = req.Options.DryRun || *dryRun
 	}
 
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	creds, err := ctls.credentials()
+	if err != nil {
+		return fmt.Errorf("decide: %w", err)
+	}
+	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		return fmt.Errorf("decide: %w", err)
 	}

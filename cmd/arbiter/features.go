@@ -38,6 +38,7 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	token := fs.String("token", "", "with --addr: bearer token of a client with the admin role, when the server requires one (ARBITER_TOKEN)")
 	batch := fs.Int("batch", 2000, "records per pipelined batch")
 	writers := fs.Int("writers", 8, "batches parsed and written at once")
+	ctls := clientTLSFlags(fs, env)
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
 	}
@@ -69,7 +70,11 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 		defer closeSink()
 		sink = rs
 	} else {
-		conns, err := loadtest.Dial(*addr, *connections, *token)
+		creds, err := ctls.credentials()
+		if err != nil {
+			return fmt.Errorf("features import: %w", err)
+		}
+		conns, err := loadtest.Dial(*addr, *connections, *token, creds)
 		if err != nil {
 			return fmt.Errorf("features import: %w", err)
 		}

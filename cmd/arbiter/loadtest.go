@@ -47,6 +47,7 @@ type loadtestConfig struct {
 	watchRedis  string
 	watchEvery  time.Duration
 	cpuProfile  string
+	tls         *clientTLS
 }
 
 // runLoadtest is the "loadtest" command: seed synthetic customers, drive Decide at a constant
@@ -81,6 +82,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.StringVar(&c.watchAdmin, "watch-admin", "", "sample the server's goroutines and heap from this admin URL's /debug/pprof during the run (serve --pprof), e.g. http://127.0.0.1:8080")
 	fs.StringVar(&c.watchRedis, "watch-redis", "", "with --watch-admin: also sample this Redis's connected clients (INFO clients)")
 	fs.DurationVar(&c.watchEvery, "watch-every", 5*time.Second, "interval of --watch-admin samples")
+	c.tls = clientTLSFlags(fs, env)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (go tool pprof), to see what the client spends")
 	if err := parseToolFlags(fs, args, env); err != nil {
 		return err
@@ -103,7 +105,11 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	live := isTerminal(stderr)
 
 	// Connections, once the server answers its health check.
-	conns, err := loadtest.Dial(c.addr, c.connections, c.token)
+	creds, err := c.tls.credentials()
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	conns, err := loadtest.Dial(c.addr, c.connections, c.token, creds)
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,8 +18,6 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -129,7 +126,7 @@ func adminParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
 type policyAdminConn struct {
 	addr    string
 	token   string
-	tls     bool
+	tls     *clientTLS
 	timeout time.Duration
 }
 
@@ -137,7 +134,7 @@ func policyAdminConnFlags(fs *flag.FlagSet, env func(string) string) *policyAdmi
 	c := &policyAdminConn{}
 	fs.StringVar(&c.addr, "addr", adminEnvOr(env, "ARBITER_ADDR", "127.0.0.1:50051"), "server gRPC address (ARBITER_ADDR)")
 	fs.StringVar(&c.token, "token", "", "bearer token of a client with the admin role (ARBITER_TOKEN)")
-	fs.BoolVar(&c.tls, "tls", env("ARBITER_TLS") == "true", "use TLS with the system's roots (ARBITER_TLS)")
+	c.tls = clientTLSFlags(fs, env)
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline of the call")
 	return c
 }
@@ -157,9 +154,9 @@ type policyAdminClient struct {
 }
 
 func (c *policyAdminConn) dial() (*policyAdminClient, error) {
-	creds := insecure.NewCredentials()
-	if c.tls {
-		creds = credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12})
+	creds, err := c.tls.credentials()
+	if err != nil {
+		return nil, err
 	}
 	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
