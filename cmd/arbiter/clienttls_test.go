@@ -10,7 +10,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,10 +18,6 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-
-	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
 // testPKI writes a CA (ca.pem), a server certificate for the name arbiter.test only
@@ -87,19 +82,8 @@ func startTLSFake(t *testing.T, dir string) (*fakeArbiter, string) {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fakeArbiter{puts: map[string]*arbiterv1.PutFeaturesRequest{}}
-	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12,
+	return startFake(t, grpc.Creds(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS12,
 		Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool})))
-	arbiterv1.RegisterDecisionServiceServer(gs, f)
-	arbiterv1.RegisterFeatureServiceServer(gs, f)
-	healthpb.RegisterHealthServer(gs, health.NewServer())
-	go gs.Serve(lis) //nolint:errcheck // returns when stopped
-	t.Cleanup(gs.Stop)
-	return f, lis.Addr().String()
 }
 
 // TestClientTLS drives a server that requires mutual TLS with the load tester, the feature

@@ -52,14 +52,14 @@ func (f *fakeArbiter) PutFeatures(ctx context.Context, req *arbiterv1.PutFeature
 }
 
 // startFake serves a fakeArbiter and the health service on a loopback port.
-func startFake(t *testing.T) (*fakeArbiter, string) {
+func startFake(t *testing.T, opts ...grpc.ServerOption) (*fakeArbiter, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	f := &fakeArbiter{puts: map[string]*arbiterv1.PutFeaturesRequest{}}
-	gs := grpc.NewServer()
+	gs := grpc.NewServer(opts...)
 	arbiterv1.RegisterDecisionServiceServer(gs, f)
 	arbiterv1.RegisterFeatureServiceServer(gs, f)
 	healthpb.RegisterHealthServer(gs, health.NewServer())
