@@ -7,10 +7,12 @@
 //  1. validate the request (INVALID_ARGUMENT names the field);
 //  2. Load the customer's state in one store round trip; an event id seen before returns the
 //     stored answer with replayed set;
-//  3. evaluate it under the active policy (package decision), with the server's clock;
-//  4. Commit the decision record and its effects in one atomic store round trip; a lost
-//     idempotency race replays the winner, a conflict (the state moved) loads and decides
-//     again, at most three times, then fails closed with SUPPRESS and STORE_CONFLICT;
+//  3. narrow the state to what a decision on the event reads (decision.Narrow), and
+//     evaluate it under the active policy (package decision), with the server's clock;
+//  4. Commit the decision record (with the narrowed state as its snapshot) and its effects
+//     in one atomic store round trip; a lost idempotency race replays the winner, a conflict
+//     (the state moved) loads and decides again, at most three times, then fails closed with
+//     SUPPRESS and STORE_CONFLICT;
 //  5. respond.
 //
 // When the store is unavailable Decide still answers: the engine evaluates with
