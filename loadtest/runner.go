@@ -307,6 +307,12 @@ const maxStepShift = 32
 // load). When no step is sustainable it returns the fastest step with a warning. Deadline and
 // Progress are taken from base.
 func MaxThroughput(ctx context.Context, target Target, base Config, concurrencies []int, step time.Duration) (Result, error) {
+	return MaxThroughputWith(func(cfg Config) (Result, error) { return Run(ctx, target, cfg) }, base, concurrencies, step)
+}
+
+// MaxThroughputWith is MaxThroughput with each step run by run, which may measure around Run
+// (the CPU time each step cost, say) and add to its Result.
+func MaxThroughputWith(run func(Config) (Result, error), base Config, concurrencies []int, step time.Duration) (Result, error) {
 	if len(concurrencies) == 0 {
 		return Result{}, errors.New("max throughput: no concurrency given")
 	}
@@ -321,7 +327,7 @@ func MaxThroughput(ctx context.Context, target Target, base Config, concurrencie
 		cfg.Duration = step
 		cfg.Warmup = step / 5
 		cfg.Name = fmt.Sprintf("%s c=%d", base.Name, c)
-		res, err := Run(ctx, target, cfg)
+		res, err := run(cfg)
 		if err != nil {
 			return Result{}, err
 		}

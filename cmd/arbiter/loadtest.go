@@ -186,7 +186,11 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		}{{"decide max", decide, &rep.MaxDecide}, {"baseline max", health, &rep.MaxBaseline}} {
 			cfg := base
 			cfg.Name = m.name
-			res, err := loadtest.MaxThroughput(ctx, m.target, cfg, steps, c.maxStep)
+			// Each step measures its own CPU time per call: at the maximum, it says which
+			// process ran out of CPU.
+			res, err := loadtest.MaxThroughputWith(func(cfg loadtest.Config) (loadtest.Result, error) {
+				return measure(m.target, cfg)
+			}, cfg, steps, c.maxStep)
 			if err != nil {
 				return fmt.Errorf("loadtest: %s: %w", m.name, err)
 			}

@@ -112,6 +112,16 @@ func TestLoadtestCommand(t *testing.T) {
 	if c := rep.Decide.CPU; c == nil || c.Calls != 240 || c.ServerUs <= 0 || c.ClientUs <= 0 || c.RedisUs != -1 {
 		t.Errorf("decide CPU = %+v, want 240 calls, server and client CPU > 0, redis unknown (-1)", c)
 	}
+	// The maximum-throughput steps measure their CPU too: the best step's calls, warm-up
+	// included, at 10 ms of server CPU per pair of /metrics reads.
+	for _, m := range []*loadtest.Result{rep.MaxDecide, rep.MaxBaseline} {
+		if c := m.CPU; c == nil || c.Calls != m.Calls || c.ServerUs <= 0 || c.ClientUs <= 0 {
+			t.Errorf("%s CPU = %+v, want the step's %d calls and server and client CPU > 0", m.Name, c, m.Calls)
+		}
+	}
+	if !strings.Contains(stdout.String(), "CPU per call, decide max (closed)") {
+		t.Errorf("stdout lacks the CPU per call of the maximum-throughput step:\n%s", stdout.String())
+	}
 	html, err := os.ReadFile(filepath.Join(dir, "report.html"))
 	if err != nil || !bytes.Contains(html, []byte("<svg")) {
 		t.Errorf("report.html: err %v, has chart %v", err, bytes.Contains(html, []byte("<svg")))
