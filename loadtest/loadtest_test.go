@@ -471,6 +471,44 @@ func TestComputeRatios(t *testing.T) {
 	}
 }
 
+// TestCPUAtMax checks the machine-wide CPU ratio at the maximum throughput: summed over the
+// processes measured in both runs, and stated in the summary as a throughput ratio.
+func TestCPUAtMax(t *testing.T) {
+	rep := sampleReport()
+	// The figures of a 2,000/s run with Redis on the 2-core VM: the server's CPU per call
+	// alone would predict 298/40, but the generator and Redis share the CPUs.
+	rep.MaxDecide.CPU = &CPUCost{Calls: 100, ClientUs: 90, ServerUs: 298, RedisUs: 187}
+	rep.MaxBaseline.CPU = &CPUCost{Calls: 100, ClientUs: 39, ServerUs: 40, RedisUs: 0}
+	rep.ComputeRatios()
+	if got, want := rep.Ratios.CPUAtMax, 575.0/79; math.Abs(got-want) > 0.005 { // ratios are rounded to 2 decimals
+		t.Errorf("CPUAtMax = %v, want (90+298+187)/(39+40+0) = %v", got, want)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteSummary(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if want := "Decide / health Check ×7.28, a CPU-bound throughput ratio of about 14% (measured: 50%)"; !strings.Contains(buf.String(), want) {
+		t.Errorf("WriteSummary() lacks %q; got:\n%s", want, buf.String())
+	}
+
+	// A process not measured in one of the runs (-1) is left out of both sums.
+	rep.MaxBaseline.CPU.RedisUs = -1
+	rep.ComputeRatios()
+	if got, want := rep.Ratios.CPUAtMax, 388.0/79; math.Abs(got-want) > 0.005 {
+		t.Errorf("CPUAtMax without Redis's baseline = %v, want (90+298)/(39+40) = %v", got, want)
+	}
+	// Without CPU figures there is no ratio, and no line.
+	rep.MaxDecide.CPU = nil
+	rep.ComputeRatios()
+	buf.Reset()
+	if err := rep.WriteSummary(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Ratios.CPUAtMax != 0 || strings.Contains(buf.String(), "at the maximum throughput") {
+		t.Errorf("without CPU figures: CPUAtMax %v, summary:\n%s", rep.Ratios.CPUAtMax, buf.String())
+	}
+}
+
 func TestReportHTML(t *testing.T) {
 	var buf bytes.Buffer
 	if err := sampleReport().WriteHTML(&buf); err != nil {
