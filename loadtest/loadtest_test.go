@@ -487,16 +487,23 @@ func TestCPUAtMax(t *testing.T) {
 	if err := rep.WriteSummary(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if want := "Decide / health Check ×7.28, a CPU-bound throughput ratio of about 14% (measured: 50%)"; !strings.Contains(buf.String(), want) {
+	if want := "generator + server + Redis: Decide / health Check ×7.28, a CPU-bound throughput ratio of about 14% (measured: 50%)"; !strings.Contains(buf.String(), want) {
 		t.Errorf("WriteSummary() lacks %q; got:\n%s", want, buf.String())
 	}
 
 	// A process not measured in one of the runs (-1) is left out of both sums.
 	rep.MaxBaseline.CPU.RedisUs = -1
 	rep.ComputeRatios()
-	if got, want := rep.Ratios.CPUAtMax, 388.0/79; math.Abs(got-want) > 0.005 {
-		t.Errorf("CPUAtMax without Redis's baseline = %v, want (90+298)/(39+40) = %v", got, want)
+	if got, want := rep.Ratios.CPUAtMax, 388.0/79; math.Abs(got-want) > 0.005 || rep.Ratios.CPUAtMaxOf != "generator + server" {
+		t.Errorf("CPUAtMax without Redis's baseline = %v of %q, want (90+298)/(39+40) = %v of generator + server", got, rep.Ratios.CPUAtMaxOf, want)
 	}
+	// Without the server's, none: the generator's alone predicts nothing of the server.
+	rep.MaxDecide.CPU.ServerUs = -1
+	rep.ComputeRatios()
+	if rep.Ratios.CPUAtMax != 0 {
+		t.Errorf("CPUAtMax without the server's CPU = %v, want none", rep.Ratios.CPUAtMax)
+	}
+	rep.MaxDecide.CPU.ServerUs = 298
 	// Without CPU figures there is no ratio, and no line.
 	rep.MaxDecide.CPU = nil
 	rep.ComputeRatios()

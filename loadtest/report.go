@@ -117,10 +117,11 @@ type Ratios struct {
 	// each call, so it does not predict the throughput ratio; CPUAtMax does.
 	ServerCPU float64 `json:"server_cpu,omitempty"`
 	// CPUAtMax is the CPU time per call at the maximum throughput, summed over the processes
-	// measured in both (load generator, server, Redis), of Decide divided by that of the
-	// health Check. When they share the machine's CPUs and those run out, the throughput
-	// ratio is about its inverse.
-	CPUAtMax float64 `json:"cpu_at_max,omitempty"`
+	// measured in both (load generator, server, Redis; the server's is needed), of Decide
+	// divided by that of the health Check. When they share the machine's CPUs and those run
+	// out, the throughput ratio is about its inverse. CPUAtMaxOf names the processes summed.
+	CPUAtMax   float64 `json:"cpu_at_max,omitempty"`
+	CPUAtMaxOf string  `json:"cpu_at_max_of,omitempty"`
 }
 
 // Report is the outcome of one `arbiter loadtest` invocation.
@@ -177,15 +178,20 @@ func (r *Report) ComputeRatios() {
 	}
 	if r.MaxDecide != nil && r.MaxBaseline != nil {
 		r.Ratios.MaxThroughput = ratio(r.MaxDecide.AchievedRate, r.MaxBaseline.AchievedRate)
-		if d, b := r.MaxDecide.CPU, r.MaxBaseline.CPU; d != nil && b != nil {
+		// Without the server's CPU (no --watch-admin) the sum would say nothing about it.
+		if d, b := r.MaxDecide.CPU, r.MaxBaseline.CPU; d != nil && b != nil && d.ServerUs >= 0 && b.ServerUs >= 0 {
 			var sd, sb float64
-			for _, p := range [][2]float64{{d.ClientUs, b.ClientUs}, {d.ServerUs, b.ServerUs}, {d.RedisUs, b.RedisUs}} {
-				if p[0] >= 0 && p[1] >= 0 { // -1: not measured
-					sd, sb = sd+p[0], sb+p[1]
+			var of []string
+			for _, p := range []struct {
+				name string
+				d, b float64
+			}{{"generator", d.ClientUs, b.ClientUs}, {"server", d.ServerUs, b.ServerUs}, {"Redis", d.RedisUs, b.RedisUs}} {
+				if p.d >= 0 && p.b >= 0 { // -1: not measured
+					sd, sb, of = sd+p.d, sb+p.b, append(of, p.name)
 				}
 			}
 			if sd > 0 && sb > 0 {
-				r.Ratios.CPUAtMax = ratio(sd, sb)
+				r.Ratios.CPUAtMax, r.Ratios.CPUAtMaxOf = ratio(sd, sb), strings.Join(of, " + ")
 			}
 		}
 	}
@@ -272,9 +278,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		}
 	}
 	if r.Ratios != nil && r.Ratios.CPUAtMax > 0 {
-		fmt.Fprintf(w, "CPU per call at the maximum throughput, all processes measured: Decide / health Check ×%.2f, "+
+		fmt.Fprintf(w, "CPU per call at the maximum throughput, %s: Decide / health Check ×%.2f, "+
 			"a CPU-bound throughput ratio of about %.0f%% (measured: %.0f%%)\n",
-			r.Ratios.CPUAtMax, 100/r.Ratios.CPUAtMax, 100*r.Ratios.MaxThroughput)
+			r.Ratios.CPUAtMaxOf, r.Ratios.CPUAtMax, 100/r.Ratios.CPUAtMax, 100*r.Ratios.MaxThroughput)
 	}
 	if r.Ratios != nil && r.Ratios.ServerCPU > 0 {
 		fmt.Fprintf(w, "server CPU per Decide / per health Check at the open-loop rate: ×%.2f\n", r.Ratios.ServerCPU)
