@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,7 +27,8 @@ type clientTLS struct {
 
 func clientTLSFlags(fs *flag.FlagSet, env func(string) string) *clientTLS {
 	c := &clientTLS{}
-	fs.BoolVar(&c.on, "tls", env("ARBITER_TLS") == "true", "use TLS, verifying the server with the system's roots (ARBITER_TLS)")
+	on, _ := strconv.ParseBool(env("ARBITER_TLS")) // as the flag parses it: true, 1, t...
+	fs.BoolVar(&c.on, "tls", on, "use TLS, verifying the server with the system's roots (ARBITER_TLS)")
 	fs.StringVar(&c.ca, "tls-ca", env("ARBITER_TLS_CA"), "PEM bundle of the CAs to verify the server with, instead of the system's roots; implies --tls (ARBITER_TLS_CA)")
 	fs.StringVar(&c.serverName, "tls-server-name", env("ARBITER_TLS_SERVER_NAME"), "name the server's certificate must hold (default: the host of --addr); implies --tls (ARBITER_TLS_SERVER_NAME)")
 	fs.StringVar(&c.cert, "client-cert", env("ARBITER_CLIENT_CERT"), "PEM client certificate chain for mutual TLS, with --client-key; implies --tls (ARBITER_CLIENT_CERT)")

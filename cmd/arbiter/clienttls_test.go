@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"flag"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -192,5 +193,13 @@ func TestClientTLSFlagErrors(t *testing.T) {
 	}
 	if cfg, err := (&clientTLS{}).config(); cfg != nil || err != nil {
 		t.Errorf("config() with no flags = %v, %v; want nil (plaintext)", cfg, err)
+	}
+	// ARBITER_TLS takes what the flag takes.
+	for v, want := range map[string]bool{"true": true, "1": true, "false": false, "": false, "yes": false} {
+		fs := flag.NewFlagSet("t", flag.ContinueOnError)
+		c := clientTLSFlags(fs, func(k string) string { return map[string]string{"ARBITER_TLS": v}[k] })
+		if err := fs.Parse(nil); err != nil || c.on != want {
+			t.Errorf("ARBITER_TLS=%q: --tls %v (%v), want %v", v, c.on, err, want)
+		}
 	}
 }
