@@ -259,10 +259,11 @@ func (w *Watcher) Result() Resources {
 	return res
 }
 
-// growth compares the mean of the first and the last quarter of the samples of each resource.
-// It needs at least 8 samples. A resource grew when the last mean exceeds the first by more
-// than 20% and by more than a floor (50 goroutines, 16 MiB of heap, 8 Redis clients), so that
-// noise around small numbers is not called growth.
+// growth compares the mean of the second and the last quarter of the samples of each
+// resource: the first quarter is the warm-up, where connection pools fill and the heap finds
+// its size. It needs at least 8 samples. A resource grew when the last mean exceeds the
+// second quarter's by more than 20% and by more than a floor (50 goroutines, 16 MiB of heap,
+// 8 Redis clients), so that noise around small numbers is not called growth.
 func growth(s []ResourceSample) []string {
 	if len(s) < 8 {
 		return nil
@@ -285,12 +286,12 @@ func growth(s []ResourceSample) []string {
 		{"heap_inuse_bytes", func(x ResourceSample) int64 { return x.HeapInuse }, 16 << 20},
 		{"redis_clients", func(x ResourceSample) int64 { return x.RedisClients }, 8},
 	} {
-		first, last := mean(s[:q], r.get), mean(s[len(s)-q:], r.get)
+		first, last := mean(s[q:2*q], r.get), mean(s[len(s)-q:], r.get)
 		if first < 0 || last < 0 {
 			continue
 		}
 		if last > 1.2*first && last-first > r.floor {
-			out = append(out, fmt.Sprintf("%s grew from %.0f to %.0f (mean of the first and last quarter)", r.name, first, last))
+			out = append(out, fmt.Sprintf("%s grew from %.0f to %.0f (mean of the second and last quarter)", r.name, first, last))
 		}
 	}
 	return out

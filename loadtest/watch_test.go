@@ -27,6 +27,12 @@ func TestGrowth(t *testing.T) {
 		{"goroutine leak", func(i int) ResourceSample { return flat(int64(40+20*i), 30<<20, 10) }, 1},
 		{"heap and connections grow", func(i int) ResourceSample { return flat(40, int64(30+10*i)<<20, int64(10+5*i)) }, 2},
 		{"redis not watched", func(i int) ResourceSample { return flat(40, 30<<20, -1) }, 0},
+		// A connection pool and the heap filling up in the warm-up quarter, then flat: the
+		// first 5-minute runs and most short ones looked like this.
+		{"pool and heap warming up", func(i int) ResourceSample {
+			return flat(94, int64(min(10+12*i, 50))<<20, int64(min(28+20*i, 93)))
+		}, 0},
+		{"growth after the warm-up", func(i int) ResourceSample { return flat(94, 30<<20, int64(28+4*max(0, i-5))) }, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
