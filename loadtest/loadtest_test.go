@@ -503,7 +503,6 @@ func TestCPUAtMax(t *testing.T) {
 	if rep.Ratios.CPUAtMax != 0 {
 		t.Errorf("CPUAtMax without the server's CPU = %v, want none", rep.Ratios.CPUAtMax)
 	}
-	rep.MaxDecide.CPU.ServerUs = 298
 	// Without CPU figures there is no ratio, and no line.
 	rep.MaxDecide.CPU = nil
 	rep.ComputeRatios()
