@@ -44,3 +44,10 @@ func (m *Memory) SetRawForTest(key string, v any, replace bool) {
 
 // Sep is the field separator of stored members.
 const Sep = sep
+
+// BenchCommit, BenchFeatures and CPUTimes serve the benchmarks of package featurestore_test.
+var (
+	BenchCommit   = benchCommit
+	BenchFeatures = benchFeatures
+	CPUTimes      = cpuTimes
+)

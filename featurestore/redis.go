@@ -354,41 +354,61 @@ func (r *Redis) State(ctx context.Context, customerID string, now time.Time) (de
 	return l.State, err
 }
 
+// loadCmds are the reads of a Load, in the order queueLoad queues them: the event's decision
+// id (nil unless checked), features, messages, ledger, stops, failing, recent, version.
+type loadCmds [8]*redis.Cmd
+
+// queueLoad queues a Load's reads on p.
+func (r *Redis) queueLoad(ctx context.Context, p redis.Pipeliner, k *customerKeys, eventKey string, checkEvent bool, now time.Time) loadCmds {
+	since := strconv.FormatInt(ms(now.Add(-loadWindow)), 10)
+	var cmds loadCmds
+	if checkEvent {
+		cmds[0] = p.Do(ctx, "GET", eventKey)
+	}
+	cmds[1] = p.Do(ctx, "HGETALL", k.features)
+	// One member more than the decoders accept, so that too many is seen.
+	cmds[2] = p.Do(ctx, "ZRANGEBYSCORE", k.messages, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
+	cmds[3] = p.Do(ctx, "ZRANGEBYSCORE", k.ledger, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
+	cmds[4] = p.Do(ctx, "HGETALL", k.stops)
+	cmds[5] = p.Do(ctx, "HGETALL", k.failing)
+	cmds[6] = p.Do(ctx, "LRANGE", k.recent, 0, recentLen-1)
+	cmds[7] = p.Do(ctx, "GET", k.version)
+	return cmds
+}
+
 // load reads a customer's state in one MULTI/EXEC of plain reads (a consistent snapshot),
 // and first the event's decision id when checkEvent. Plain commands cost Redis half of what
 // the same reads cost in a Lua script, which copies every reply into Lua and back. Only an
 // event decided before takes a second round trip, to read its record.
 func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey string, checkEvent bool, now time.Time) (Loaded, error) {
-	since := strconv.FormatInt(ms(now.Add(-loadWindow)), 10)
-	var cmds [8]*redis.Cmd
+	var cmds loadCmds
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		if checkEvent {
-			cmds[0] = p.Do(ctx, "GET", eventKey)
-		}
-		cmds[1] = p.Do(ctx, "HGETALL", k.features)
-		// One member more than the decoders accept, so that too many is seen.
-		cmds[2] = p.Do(ctx, "ZRANGEBYSCORE", k.messages, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
-		cmds[3] = p.Do(ctx, "ZRANGEBYSCORE", k.ledger, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
-		cmds[4] = p.Do(ctx, "HGETALL", k.stops)
-		cmds[5] = p.Do(ctx, "HGETALL", k.failing)
-		cmds[6] = p.Do(ctx, "LRANGE", k.recent, 0, recentLen-1)
-		cmds[7] = p.Do(ctx, "GET", k.version)
+		cmds = r.queueLoad(ctx, p, k, eventKey, checkEvent, now)
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Loaded{}, storeErr(op, k.features, err)
 	}
+	return r.loaded(ctx, op, k, eventKey, &cmds, now)
+}
+
+// loaded reads the replies of a Load's reads (queueLoad): the record of an event decided
+// before, which takes another round trip, else the decoded state.
+func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey string, cmds *loadCmds, now time.Time) (Loaded, error) {
 	for _, c := range cmds {
 		if c != nil && c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
 			return Loaded{}, storeErr(op, c.Args()[1].(string), c.Err())
 		}
 	}
-	if checkEvent {
+	if cmds[0] != nil {
 		if id, err := cmds[0].Text(); err == nil {
 			return r.replay(ctx, op, k, eventKey, id)
 		}
 	}
-	var raw rawState
+	var (
+		raw rawState
+		err error
+	)
 	for i, dst := range []struct {
 		p   *[]string
 		key string
@@ -431,14 +451,27 @@ func (r *Redis) replay(ctx context.Context, op string, k *customerKeys, eventKey
 // Commit implements the store's Commit: replay, checks, then every effect, atomically, in one
 // round trip.
 func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
-	a, err := prepareCommit(c)
+	event, keys, args, err := r.commitArgs(c)
 	if err != nil {
 		return Committed{}, err
 	}
+	arr, status, err := r.runStatus(ctx, commitScript, "commit", event, keys, args...)
+	if err != nil {
+		return Committed{}, err
+	}
+	return committed(event, arr, status)
+}
+
+// commitArgs returns the keys and arguments of commitScript for c, and c's event key.
+func (r *Redis) commitArgs(c *Commit) (event string, keys []string, args []any, err error) {
+	a, err := prepareCommit(c)
+	if err != nil {
+		return "", nil, nil, err
+	}
 	k := &a.keys
 	e := &c.Effects
-	keys := []string{a.event, a.record, k.messages, k.ledger, k.stops, k.features, k.recent, key(keyAudit, k.bucket, "", ""), k.version}
-	args := make([]any, 0, 20+5*len(e.CapChecks)+10*len(e.LedgerChecks)+4*len(e.StopChecks)+2*len(a.ledger)+
+	keys = []string{a.event, a.record, k.messages, k.ledger, k.stops, k.features, k.recent, key(keyAudit, k.bucket, "", ""), k.version}
+	args = make([]any, 0, 20+5*len(e.CapChecks)+10*len(e.LedgerChecks)+4*len(e.StopChecks)+2*len(a.ledger)+
 		2*len(a.stops)+3*len(a.features))
 	var msgScore int64
 	if e.Message != nil {
@@ -483,21 +516,22 @@ func (r *Redis) Commit(ctx context.Context, c *Commit) (Committed, error) {
 		}
 		args = append(args, fv[0], fv[1], del)
 	}
-	arr, status, err := r.runStatus(ctx, commitScript, "commit", a.event, keys, args...)
-	if err != nil {
-		return Committed{}, err
-	}
+	return a.event, keys, args, nil
+}
+
+// committed reads commitScript's reply.
+func committed(event string, arr []any, status int64) (Committed, error) {
 	switch status {
 	case 0:
 		return Committed{}, nil
 	case 1:
-		rec, err := replayed("commit", a.event, arr)
+		rec, err := replayed("commit", event, arr)
 		return Committed{Record: rec}, err
 	case 2:
 		name, _ := elem(arr, 1).(string)
 		return Committed{Conflict: name}, nil
 	}
-	return Committed{}, fmt.Errorf("commit %s: unexpected status %d", a.event, status)
+	return Committed{}, fmt.Errorf("commit %s: unexpected status %d", event, status)
 }
 
 // GetDecision implements the store's GetDecision: the record and the outcomes, oldest first.

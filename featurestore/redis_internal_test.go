@@ -17,7 +17,7 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 )
 
-func newTestRedis(t *testing.T, opts ...Option) (*Redis, *redis.Client) {
+func newTestRedis(t testing.TB, opts ...Option) (*Redis, *redis.Client) {
 	t.Helper()
 	addr := redistest.Start(t)
 	client, err := Dial("redis://" + addr)
