@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,6 +88,46 @@ func BenchmarkRedisLoadCommit(b *testing.B) {
 	raw := redis.NewClient(&redis.Options{Addr: addr})
 	defer raw.Close()
 	benchLoadCommit(b, s, raw)
+}
+
+// BenchmarkRedisLoadCommitParallel is BenchmarkRedisLoadCommit from 32 goroutines at once:
+// the same customers and history per b.N, but with many calls in flight, Redis and the client
+// serve several per wake-up.
+func BenchmarkRedisLoadCommitParallel(b *testing.B) {
+	s, addr := benchRedisAddr(b)
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	ctx := context.Background()
+	const customers = 1000 // as in benchLoadCommit
+	if err := s.PutFeaturesBatch(ctx, featurestore.BenchFeatures(customers)); err != nil {
+		b.Fatal(err)
+	}
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	self0, server0 := featurestore.CPUTimes(b, raw)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := next.Add(1)
+			cust := "cust-" + strconv.Itoa(int(i%customers))
+			event := "ev-" + strconv.Itoa(int(i))
+			t := now.Add(time.Duration(i) * time.Millisecond)
+			l, err := s.Load(ctx, cust, event, t)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if got, err := s.Commit(ctx, featurestore.BenchCommit(cust, event, t, l.Version)); err != nil || got.Conflict != "" || got.Record != nil {
+				b.Errorf("Commit() = %+v, %v, want applied", got, err)
+				return
+			}
+		}
+	})
+	self1, server1 := featurestore.CPUTimes(b, raw)
+	n := float64(next.Load())
+	b.ReportMetric(float64((self1-self0).Microseconds())/n, "client-cpu-µs/op")
+	b.ReportMetric(float64((server1-server0).Microseconds())/n, "redis-cpu-µs/op")
 }
 
 func BenchmarkMemoryLoadCommit(b *testing.B) { benchLoadCommit(b, featurestore.NewMemory(), nil) }
