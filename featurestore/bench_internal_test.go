@@ -2,6 +2,7 @@ package featurestore
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"syscall"
@@ -76,7 +77,7 @@ func benchCommit(cust, event string, t time.Time, version string) *Commit {
 // cost if concurrent decisions shared round trips: each iteration sends the Loads of batch
 // customers in one MULTI/EXEC and their Commits in one pipeline. Its figures are per decision.
 // Against batch=1 it shows what coalescing round trips could save of Redis's and the client's
-// CPU, and what it could not: the commands themselves (docs/performance.md, "The floor").
+// CPU, and what it could not: the commands themselves (docs/performance.md, "the throughput target's floor").
 func BenchmarkRedisLoadCommitBatched(b *testing.B) {
 	for _, batch := range []int{1, 8, 32} {
 		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) { benchLoadCommitBatched(b, batch) })
@@ -118,7 +119,7 @@ func benchLoadCommitBatched(b *testing.B, batch int) {
 				loads[j] = s.queueLoad(ctx, p, &keys[j], events[j], true, t)
 			}
 			return nil
-		}); err != nil && err != redis.Nil {
+		}); err != nil && !errors.Is(err, redis.Nil) {
 			b.Fatal(err)
 		}
 		cs := make([]*Commit, batch)
