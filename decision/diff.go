@@ -133,3 +133,19 @@ func writeCounts(b *strings.Builder, m map[string]int) {
 		fmt.Fprintf(b, "  %6d  %s\n", m[k], k)
 	}
 }
+
+// CodeChanges returns the distinct reason codes of after that are not in before (added) and
+// those of before that are not in after (removed), each in order of first appearance.
+func CodeChanges(before, after []string) (added, removed []string) {
+	return codesNotIn(after, before), codesNotIn(before, after)
+}
+
+func codesNotIn(a, b []string) []string {
+	var out []string
+	for _, c := range a {
+		if !slices.Contains(b, c) && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	"github.com/arbiter-dev/arbiter/featurestore/storetest"
+	"github.com/arbiter-dev/arbiter/policystore"
 )
 
 // TestCluster runs on one real six-node Redis Cluster: the store conformance suite through the
@@ -126,28 +127,28 @@ func TestCluster(t *testing.T) {
 	t.Run("PolicyStore", func(t *testing.T) {
 		ctx := t.Context()
 		open(t) // empty the cluster
-		dial := func() *featurestore.RedisPolicyStore {
+		dial := func() *policystore.Redis {
 			client, err := featurestore.Dial(url)
 			if err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { client.Close() })
-			return featurestore.NewRedisPolicyStore(client)
+			return policystore.NewRedis(client)
 		}
 		admin, replica := dial(), dial()
 		ch, err := replica.WatchPolicy(ctx)
 		if err != nil {
 			t.Fatalf("WatchPolicy() = %v", err)
 		}
-		b := featurestore.PolicyBundle{
-			PolicyVersion: featurestore.PolicyVersion{ID: "default", Version: "7", Digest: "d7", Author: "alice",
+		b := policystore.Bundle{
+			PolicyVersion: policystore.PolicyVersion{ID: "default", Version: "7", Digest: "d7", Author: "alice",
 				CreatedAt: time.Date(2026, 12, 3, 9, 0, 0, 0, time.UTC), TestCases: 1},
 			Files: map[string][]byte{"policy.yaml": []byte("version: 7\n")},
 		}
 		if _, _, err := admin.PublishPolicy(ctx, b); err != nil {
 			t.Fatalf("PublishPolicy() = %v", err)
 		}
-		if _, err := admin.ActivatePolicy(ctx, featurestore.PolicyChange{To: "7", Actor: "ops", At: b.CreatedAt, Comment: "go"}); err != nil {
+		if _, err := admin.ActivatePolicy(ctx, policystore.Change{To: "7", Actor: "ops", At: b.CreatedAt, Comment: "go"}); err != nil {
 			t.Fatalf("ActivatePolicy() = %v", err)
 		}
 		select {
@@ -158,9 +159,9 @@ func TestCluster(t *testing.T) {
 		if v, err := replica.ActivePolicy(ctx); err != nil || v != "7" {
 			t.Errorf("replica ActivePolicy() = %q, %v; want 7", v, err)
 		}
-		got, err := replica.PolicyBundle(ctx, "7")
+		got, err := replica.Bundle(ctx, "7")
 		if err != nil || string(got.Files["policy.yaml"]) != "version: 7\n" {
-			t.Errorf("replica PolicyBundle(7) = %q, %v; want the published files", got.Files["policy.yaml"], err)
+			t.Errorf("replica Bundle(7) = %q, %v; want the published files", got.Files["policy.yaml"], err)
 		}
 	})
 }

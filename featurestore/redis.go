@@ -204,13 +204,16 @@ func splitAddrs(list string) ([]string, error) {
 }
 
 // storeErr wraps an error of the client for op on key: a wrong key type is ErrCorrupt, any
-// connectivity failure, timeout, cancellation or server-side unavailability is ErrUnavailable.
+// connectivity failure, timeout, cancellation or server-side unavailability is ErrUnavailable,
+// and a wait in vain for a pooled connection is ErrBusy too.
 func storeErr(op, key string, err error) error {
 	var rerr redis.Error
 	switch {
 	case redis.HasErrorPrefix(err, "WRONGTYPE"):
 		return fmt.Errorf("%s %s: %w: %w", op, key, ErrCorrupt, err)
-	case errors.As(err, &rerr) && !errors.Is(err, redis.ErrPoolTimeout) && !unavailableReply(err):
+	case errors.Is(err, redis.ErrPoolTimeout):
+		return fmt.Errorf("%s %s: %w: %w: %w", op, key, ErrUnavailable, ErrBusy, err)
+	case errors.As(err, &rerr) && !unavailableReply(err):
 		return fmt.Errorf("%s %s: %w", op, key, err)
 	default:
 		return fmt.Errorf("%s %s: %w: %w", op, key, ErrUnavailable, err)

@@ -14,6 +14,11 @@ var ErrNotFound = errors.New("not found")
 // answer in time. Callers degrade on it.
 var ErrUnavailable = errors.New("store unavailable")
 
+// ErrBusy wraps, together with ErrUnavailable, a call that waited in vain for a free
+// connection of the client's pool: the calling process is busy, which says nothing about the
+// store's health (a circuit breaker does not count it as a failure).
+var ErrBusy = errors.New("no free store connection")
+
 // ErrCorrupt wraps errors about malformed data found in the store.
 var ErrCorrupt = errors.New("malformed stored data")
 

@@ -3,8 +3,8 @@ package loadtest_test
 import (
 	"testing"
 
+	"github.com/arbiter-dev/arbiter/cardnumber"
 	"github.com/arbiter-dev/arbiter/loadtest"
-	"github.com/arbiter-dev/arbiter/server"
 )
 
 // TestEventIDsNeverLookLikeCardNumbers guards the load tester's own traffic against the
@@ -19,7 +19,7 @@ func TestEventIDsNeverLookLikeCardNumbers(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i := uint64(0); i < 20000; i++ {
-			if id := mix.Request(i).GetEvent().GetId(); server.ContainsCardNumber(id) {
+			if id := mix.Request(i).GetEvent().GetId(); cardnumber.Contains(id) {
 				t.Fatalf("Request(%d) with run id %q: event id %q looks like a card number", i, runID, id)
 			}
 		}

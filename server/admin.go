@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"time"
+
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // AdminConfig configures the HTTP admin endpoints.
@@ -84,9 +86,9 @@ func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 // readyError says why the server is not ready, without internals.
 func readyError(err error) string {
 	switch {
-	case errors.Is(err, errDraining):
+	case errors.Is(err, rpcstatus.ErrDraining):
 		return "draining"
-	case errors.Is(err, errNoPolicy):
+	case errors.Is(err, rpcstatus.ErrNoPolicy):
 		return "no policy loaded"
 	}
 	return "store unavailable"

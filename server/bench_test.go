@@ -8,6 +8,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
 
 // BenchmarkDecide measures the whole Decide pipeline (validate, load, evaluate, commit) without
@@ -17,7 +18,7 @@ func BenchmarkDecide(b *testing.B) {
 		b.Run(sf.name, func(b *testing.B) {
 			c := newClock(testNow)
 			store := sf.make(b, c)
-			srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now))
+			srv := New(store, rollout.NewHolder(decision.DefaultPolicy()), WithClock(c.Now))
 			reqs := make([]*arbiterv1.DecideRequest, 1000)
 			for i := range reqs {
 				reqs[i] = overdue("", "cust-"+strconv.Itoa(i))
@@ -57,7 +58,7 @@ func BenchmarkDecideHistory(b *testing.B) {
 					custs[k] = "cust-history-" + strconv.Itoa(k)
 					seedLedger(b, store, custs[k], n)
 				}
-				srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now))
+				srv := New(store, rollout.NewHolder(decision.DefaultPolicy()), WithClock(c.Now))
 				req := overdue("", "")
 				if event == "decline" {
 					// A do-not-honour decline on a card the ledger holds.

@@ -14,6 +14,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // Reason codes the server itself adds.
@@ -62,7 +63,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 	}
 	pol := s.policies.Load()
 	if pol == nil {
-		return nil, errNoPolicy
+		return nil, rpcstatus.ErrNoPolicy
 	}
 	now := s.opts.clock()
 	in := decision.Input{Now: now, Explain: req.GetOptions().GetExplain()}

@@ -18,6 +18,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
 
 func TestDecideRoundTrip(t *testing.T) {
@@ -309,7 +310,7 @@ func TestDecideDegraded(t *testing.T) {
 
 func TestDecideNoPolicy(t *testing.T) {
 	c := newClock(testNow)
-	srv := New(memoryStore(t, c), NewPolicyHolder(nil), WithClock(c.Now))
+	srv := New(memoryStore(t, c), rollout.NewHolder(nil), WithClock(c.Now))
 	_, err := srv.Decide(t.Context(), overdue("ev-1", "cust-1"))
 	if status.Code(err) != codes.Unavailable {
 		t.Errorf("Decide() with no policy error = %v, want Unavailable", err)
@@ -320,7 +321,7 @@ func TestDecideNoPolicy(t *testing.T) {
 // degrading it.
 func TestDecideCanceled(t *testing.T) {
 	c := newClock(testNow)
-	srv := New(memoryStore(t, c), NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now))
+	srv := New(memoryStore(t, c), rollout.NewHolder(decision.DefaultPolicy()), WithClock(c.Now))
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	_, err := srv.Decide(ctx, overdue("ev-1", "cust-1"))

@@ -8,6 +8,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
@@ -15,7 +16,7 @@ import (
 // decision directly (in production, register it with NewGRPCServer and serve).
 func ExampleNew() {
 	noon := func() time.Time { return time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC) }
-	srv := server.New(featurestore.NewMemory(), server.NewPolicyHolder(decision.DefaultPolicy()), server.WithClock(noon))
+	srv := server.New(featurestore.NewMemory(), rollout.NewHolder(decision.DefaultPolicy()), server.WithClock(noon))
 
 	resp, err := srv.Decide(context.Background(), &arbiterv1.DecideRequest{
 		Event: &arbiterv1.Event{Id: "evt-1", Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE},

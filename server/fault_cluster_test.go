@@ -15,10 +15,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/arbiter-dev/arbiter/breaker"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
 
 // serveOn starts an Arbiter server on store over a loopback gRPC listener and returns a
@@ -26,7 +28,7 @@ import (
 func serveOn(t *testing.T, store Store, opts ...Option) arbiterv1.DecisionServiceClient {
 	t.Helper()
 	opts = append([]Option{WithClock(func() time.Time { return faultNow }), WithAuditSpool(openTestSpool(t))}, opts...)
-	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
+	srv := New(store, rollout.NewHolder(decision.DefaultPolicy()), opts...)
 	conn := serveLoopback(t, srv)
 	return arbiterv1.NewDecisionServiceClient(conn)
 }
@@ -102,8 +104,8 @@ func TestCluster(t *testing.T) {
 	c := redistest.StartCluster(t)
 	store := dialStore(t, "redis+cluster://"+strings.Join(c.Addrs(), ","))
 	reader := sdkmetric.NewManualReader()
-	br, err := NewBreakerSet(WithBreakerThreshold(5), WithBreakerCoolDown(200*time.Millisecond),
-		WithBreakerMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	br, err := breaker.NewSet(breaker.WithThreshold(5), breaker.WithCoolDown(200*time.Millisecond),
+		breaker.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,7 +236,7 @@ func TestCluster(t *testing.T) {
 		if err != nil || res[killed] == nil || len(res) != 3 {
 			t.Errorf("PingShards() with %s killed = %v, %v; want 3 masters, %s failing", killed, res, err, killed)
 		}
-		if _, err := New(store, NewPolicyHolder(decision.DefaultPolicy())).Ready(ctx); err != nil {
+		if _, err := New(store, rollout.NewHolder(decision.DefaultPolicy())).Ready(ctx); err != nil {
 			t.Errorf("Ready() with one master of three lost = %v, want ready", err)
 		}
 		_, err = c.WaitFailover(ctx, bucketTag(victim)+":x", 20*time.Second)
@@ -289,7 +291,7 @@ func TestCluster(t *testing.T) {
 		}
 		// After the failover the victim lives on the promoted replica, with a closed breaker.
 		promoted := store.ShardOf(ctx, victim)
-		if promoted == killed || promoted == "" || br.State(promoted) != BreakerClosed {
+		if promoted == killed || promoted == "" || br.State(promoted) != breaker.Closed {
 			t.Errorf("after the failover ShardOf(victim) = %q, breaker %v; want the promoted replica, not %s, closed", promoted, br.State(promoted), killed)
 		}
 	})

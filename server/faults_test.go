@@ -17,10 +17,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/arbiter-dev/arbiter/breaker"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/guard"
+	"github.com/arbiter-dev/arbiter/rollout"
+	"github.com/arbiter-dev/arbiter/spool"
 )
 
 // Fault-test settings: callers give every Decide faultDeadline; the store budget is at most
@@ -48,8 +52,8 @@ type faultEnv struct {
 	proxy    *faultProxy
 	rdb      redis.UniversalClient
 	store    *featurestore.Redis
-	breakers *BreakerSet
-	spool    *Spool
+	breakers *breaker.Set
+	spool    *spool.Spool
 	srv      *Server
 	dc       arbiterv1.DecisionServiceClient
 	seq      atomic.Int64
@@ -80,13 +84,13 @@ func newFaultEnv(t *testing.T, grpcOpts ...grpc.ServerOption) (*faultEnv, *fault
 	e.rdb = rdb
 	e.store = featurestore.NewRedis(rdb)
 	t.Cleanup(func() { _ = e.store.Close() })
-	e.breakers, err = NewBreakerSet(WithBreakerThreshold(3), WithBreakerCoolDown(200*time.Millisecond))
+	e.breakers, err = breaker.NewSet(breaker.WithThreshold(3), breaker.WithCoolDown(200*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	fs := &faultStore{Store: e.store} // not a ShardedStore: one breaker, shard ""
 	e.spool = openTestSpool(t)
-	e.srv = New(fs, NewPolicyHolder(decision.DefaultPolicy()),
+	e.srv = New(fs, rollout.NewHolder(decision.DefaultPolicy()),
 		WithClock(func() time.Time { return faultNow }),
 		WithStoreBudget(Budget{Max: faultBudget}),
 		WithBreakers(e.breakers),
@@ -358,7 +362,7 @@ func TestFaults(t *testing.T) {
 			during := e.breakers.State("")
 			// The breaker, not the budget, answers most calls during the fault: each call that
 			// waited for Redis costs the whole budget, an open breaker costs microseconds.
-			if during == BreakerClosed {
+			if during == breaker.Closed {
 				t.Errorf("breaker during the fault = %v, want open or half-open", during)
 			}
 			if p50 := faultQuantile(times, 0.5); p50 >= faultBudget/2 {
@@ -501,7 +505,7 @@ func TestFaultShedding(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server")
 	}
-	shed, err := NewShedder(4)
+	shed, err := guard.NewShedder(4)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -573,7 +577,7 @@ func BenchmarkDecideStoreDownParallel(b *testing.B) {
 
 // storeDownServer returns a server whose Redis is down and whose breaker is open, and a request.
 func storeDownServer(b *testing.B) (*Server, *arbiterv1.DecideRequest) {
-	br, err := NewBreakerSet(WithBreakerThreshold(1), WithBreakerCoolDown(time.Hour))
+	br, err := breaker.NewSet(breaker.WithThreshold(1), breaker.WithCoolDown(time.Hour))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -584,14 +588,14 @@ func storeDownServer(b *testing.B) (*Server, *arbiterv1.DecideRequest) {
 	}
 	store := featurestore.NewRedis(rdb)
 	b.Cleanup(func() { store.Close() })
-	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()),
+	srv := New(store, rollout.NewHolder(decision.DefaultPolicy()),
 		WithClock(func() time.Time { return faultNow }), WithBreakers(br), WithAuditSpool(openTestSpool(b)))
 	e := &faultEnv{}
 	req := e.request()
 	if resp, err := srv.Decide(b.Context(), req); err != nil || !resp.GetDegraded() {
 		b.Fatalf("Decide with Redis down = degraded %v, %v; want degraded", resp.GetDegraded(), err)
 	}
-	if br.State(addr) != BreakerOpen {
+	if br.State(addr) != breaker.Open {
 		b.Fatalf("breaker of %s = %v after a failure, want open", addr, br.State(addr))
 	}
 	return srv, req

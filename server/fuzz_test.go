@@ -7,6 +7,7 @@ import (
 
 	"github.com/arbiter-dev/arbiter/decision"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // FuzzDecideRequest decodes arbitrary bytes as a DecideRequest, validates it and, when valid,
@@ -27,8 +28,8 @@ func FuzzDecideRequest(f *testing.F) {
 			return
 		}
 		if err := validateDecide(&req); err != nil {
-			if _, ok := err.(*FieldError); !ok {
-				t.Fatalf("validateDecide() error %T %v, want *FieldError", err, err)
+			if _, ok := err.(*rpcstatus.FieldError); !ok {
+				t.Fatalf("validateDecide() error %T %v, want *rpcstatus.FieldError", err, err)
 			}
 			return
 		}

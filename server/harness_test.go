@@ -15,6 +15,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
 
 // testNow is a weekday noon in London: outside every quiet period of the default policy.
@@ -73,7 +74,7 @@ func newHarness(t *testing.T, store Store, c *clock, opts ...Option) *harness {
 	// slow store, and a loaded 2-core machine under -race can take tens of milliseconds to
 	// open 20 Redis connections.
 	opts = append([]Option{WithClock(c.Now), WithStoreBudget(Budget{Max: 10 * time.Second}), WithAuditSpool(openTestSpool(t))}, opts...)
-	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), opts...)
+	srv := New(store, rollout.NewHolder(decision.DefaultPolicy()), opts...)
 	gs := srv.NewGRPCServer()
 	lis := bufconn.Listen(1 << 20)
 	done := make(chan struct{})

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"google.golang.org/protobuf/proto"
@@ -9,6 +10,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // RecordOutcome reports what happened after a decision was executed. The active policy works
@@ -29,7 +31,7 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 	}
 	pol := s.policies.Load()
 	if pol == nil {
-		return false, errNoPolicy
+		return false, rpcstatus.ErrNoPolicy
 	}
 	rec, _, err := s.getDecision(ctx, req.GetDecisionId())
 	if err != nil {
@@ -87,6 +89,9 @@ func (s *Server) getDecision(ctx context.Context, id string) (*arbiterv1.Decisio
 		raw, outs, err = s.store.GetDecision(ctx, id)
 		return err
 	})
+	if errors.Is(err, featurestore.ErrNotFound) {
+		return nil, nil, rpcstatus.NotFound("decision", id)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,32 +11,32 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/arbiter-dev/arbiter/decision"
-	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/guard"
+	"github.com/arbiter-dev/arbiter/policystore"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // PolicyAdminStore is what the PolicyService needs from the policy store; both featurestore
 // policy stores satisfy it.
 type PolicyAdminStore interface {
-	PublishPolicy(ctx context.Context, b featurestore.PolicyBundle) (featurestore.PolicyVersion, bool, error)
-	PolicyVersions(ctx context.Context) ([]featurestore.PolicyVersion, error)
-	PolicyBundle(ctx context.Context, version string) (featurestore.PolicyBundle, error)
+	PublishPolicy(ctx context.Context, b policystore.Bundle) (policystore.PolicyVersion, bool, error)
+	PolicyVersions(ctx context.Context) ([]policystore.PolicyVersion, error)
+	Bundle(ctx context.Context, version string) (policystore.Bundle, error)
 	ActivePolicy(ctx context.Context) (string, error)
-	ActivatePolicy(ctx context.Context, c featurestore.PolicyChange) (featurestore.PolicyChange, error)
-	RollbackPolicy(ctx context.Context, c featurestore.PolicyChange) (featurestore.PolicyChange, error)
-	SetShadowPolicy(ctx context.Context, c featurestore.PolicyChange) (featurestore.PolicyChange, error)
-	ShadowPolicy(ctx context.Context) (featurestore.ShadowConfig, error)
-	PolicyChanges(ctx context.Context, limit int) ([]featurestore.PolicyChange, error)
-	ShadowReport(ctx context.Context) (featurestore.ShadowReport, error)
+	ActivatePolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
+	RollbackPolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
+	SetShadowPolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
+	ShadowPolicy(ctx context.Context) (policystore.ShadowConfig, error)
+	PolicyChanges(ctx context.Context, limit int) ([]policystore.Change, error)
+	ShadowReport(ctx context.Context) (policystore.ShadowReport, error)
 }
 
 var (
-	_ PolicyAdminStore = (*featurestore.RedisPolicyStore)(nil)
-	_ PolicyAdminStore = (*featurestore.MemoryPolicyStore)(nil)
+	_ PolicyAdminStore = (*policystore.Redis)(nil)
+	_ PolicyAdminStore = (*policystore.Memory)(nil)
 )
 
 // Limits of PolicyService requests.
@@ -49,7 +49,7 @@ const (
 )
 
 // errNoTestCases refuses a bundle that ships no test case.
-var errNoTestCases = errors.New("bundle has no test cases")
+var errNoTestCases = rpcstatus.FailedPrecondition("policy refused: the bundle has no test cases (add tests/*.yaml)")
 
 // PolicyService implements arbiterv1.PolicyServiceServer over a policy store: publish
 // (compile and test before storing), list, activate, roll back, show, the change log and
@@ -94,25 +94,25 @@ func (p *PolicyService) Register(r grpc.ServiceRegistrar) {
 // PublishPolicy compiles the bundle, runs its own test cases and stores it as a new version.
 func (p *PolicyService) PublishPolicy(ctx context.Context, req *arbiterv1.PublishPolicyRequest) (*arbiterv1.PublishPolicyResponse, error) {
 	if len(req.GetFiles()) == 0 {
-		return nil, p.toStatus(ctx, "PublishPolicy", &FieldError{Field: "files", Problem: "required"})
+		return nil, p.toStatus(ctx, "PublishPolicy", rpcstatus.Invalid("files", "required"))
 	}
 	if err := checkComment(req.GetComment()); err != nil {
 		return nil, p.toStatus(ctx, "PublishPolicy", err)
 	}
 	pol, err := decision.ParsePolicy(req.GetFiles())
 	if err != nil {
-		return nil, p.toStatus(ctx, "PublishPolicy", &bundleRefused{err: err})
+		return nil, p.toStatus(ctx, "PublishPolicy", bundleRefused(err))
 	}
 	ref := pol.Ref()
 	if ref.Version == "" || len(ref.Version) > maxVersionBytes || strings.ContainsAny(ref.Version, " \t\n:{}") {
-		return nil, p.toStatus(ctx, "PublishPolicy", &FieldError{Field: "files", Problem: "the bundle's version must be 1 to 128 characters without spaces, ':' or braces"})
+		return nil, p.toStatus(ctx, "PublishPolicy", rpcstatus.Invalid("files", "the bundle's version must be 1 to 128 characters without spaces, ':' or braces"))
 	}
 	n, err := runBundleTests(ctx, pol)
 	if err != nil {
 		return nil, p.toStatus(ctx, "PublishPolicy", err)
 	}
-	v, created, err := p.store.PublishPolicy(ctx, featurestore.PolicyBundle{
-		PolicyVersion: featurestore.PolicyVersion{
+	v, created, err := p.store.PublishPolicy(ctx, policystore.Bundle{
+		PolicyVersion: policystore.PolicyVersion{
 			ID: ref.ID, Version: ref.Version, Digest: ref.Digest, Author: actor(ctx),
 			CreatedAt: p.clock(), Comment: req.GetComment(), TestCases: n,
 		},
@@ -148,7 +148,7 @@ func runBundleTests(ctx context.Context, pol *decision.Policy) (int, error) {
 		}
 	}
 	if n := countFailed(results); n > 0 {
-		return 0, &testsFailed{failed: n, total: len(results), details: failed}
+		return 0, testsFailed(n, len(results), failed)
 	}
 	return len(results), nil
 }
@@ -187,15 +187,16 @@ func (p *PolicyService) ListPolicies(ctx context.Context, _ *arbiterv1.ListPolic
 // ActivatePolicy makes a published version the one every replica serves.
 func (p *PolicyService) ActivatePolicy(ctx context.Context, req *arbiterv1.ActivatePolicyRequest) (*arbiterv1.ActivatePolicyResponse, error) {
 	if req.GetVersion() == "" {
-		return nil, p.toStatus(ctx, "ActivatePolicy", &FieldError{Field: "version", Problem: "required"})
+		return nil, p.toStatus(ctx, "ActivatePolicy", rpcstatus.Invalid("version", "required"))
 	}
 	if err := checkComment(req.GetComment()); err != nil {
 		return nil, p.toStatus(ctx, "ActivatePolicy", err)
 	}
-	c, err := p.store.ActivatePolicy(ctx, featurestore.PolicyChange{
+	c, err := p.store.ActivatePolicy(ctx, policystore.Change{
 		To: req.GetVersion(), Actor: actor(ctx), At: p.clock(), Comment: req.GetComment(),
 	})
 	if err != nil {
+		err = versionNotFound(err, req.GetVersion())
 		return nil, p.toStatus(ctx, "ActivatePolicy", err)
 	}
 	p.logChange(ctx, c)
@@ -207,7 +208,7 @@ func (p *PolicyService) RollbackPolicy(ctx context.Context, req *arbiterv1.Rollb
 	if err := checkComment(req.GetComment()); err != nil {
 		return nil, p.toStatus(ctx, "RollbackPolicy", err)
 	}
-	c, err := p.store.RollbackPolicy(ctx, featurestore.PolicyChange{Actor: actor(ctx), At: p.clock(), Comment: req.GetComment()})
+	c, err := p.store.RollbackPolicy(ctx, policystore.Change{Actor: actor(ctx), At: p.clock(), Comment: req.GetComment()})
 	if err != nil {
 		return nil, p.toStatus(ctx, "RollbackPolicy", err)
 	}
@@ -218,10 +219,11 @@ func (p *PolicyService) RollbackPolicy(ctx context.Context, req *arbiterv1.Rollb
 // GetPolicy returns a published version with its files.
 func (p *PolicyService) GetPolicy(ctx context.Context, req *arbiterv1.GetPolicyRequest) (*arbiterv1.GetPolicyResponse, error) {
 	if req.GetVersion() == "" {
-		return nil, p.toStatus(ctx, "GetPolicy", &FieldError{Field: "version", Problem: "required"})
+		return nil, p.toStatus(ctx, "GetPolicy", rpcstatus.Invalid("version", "required"))
 	}
-	b, err := p.store.PolicyBundle(ctx, req.GetVersion())
+	b, err := p.store.Bundle(ctx, req.GetVersion())
 	if err != nil {
+		err = versionNotFound(err, req.GetVersion())
 		return nil, p.toStatus(ctx, "GetPolicy", err)
 	}
 	return &arbiterv1.GetPolicyResponse{Version: toPolicyVersion(b.PolicyVersion), Files: b.Files}, nil
@@ -230,7 +232,7 @@ func (p *PolicyService) GetPolicy(ctx context.Context, req *arbiterv1.GetPolicyR
 // ListPolicyChanges returns the change log, newest first.
 func (p *PolicyService) ListPolicyChanges(ctx context.Context, req *arbiterv1.ListPolicyChangesRequest) (*arbiterv1.ListPolicyChangesResponse, error) {
 	if req.GetLimit() < 0 || req.GetLimit() > maxPolicyChanges {
-		return nil, p.toStatus(ctx, "ListPolicyChanges", &FieldError{Field: "limit", Problem: fmt.Sprintf("must be 0 to %d", maxPolicyChanges)})
+		return nil, p.toStatus(ctx, "ListPolicyChanges", rpcstatus.Invalid("limit", fmt.Sprintf("must be 0 to %d", maxPolicyChanges)))
 	}
 	cs, err := p.store.PolicyChanges(ctx, int(req.GetLimit()))
 	if err != nil {
@@ -247,15 +249,16 @@ func (p *PolicyService) ListPolicyChanges(ctx context.Context, req *arbiterv1.Li
 func (p *PolicyService) SetShadowPolicy(ctx context.Context, req *arbiterv1.SetShadowPolicyRequest) (*arbiterv1.SetShadowPolicyResponse, error) {
 	share := req.GetShare()
 	if req.GetVersion() != "" && (math.IsNaN(share) || share <= 0 || share > 1) {
-		return nil, p.toStatus(ctx, "SetShadowPolicy", &FieldError{Field: "share", Problem: "must be above 0 and at most 1"})
+		return nil, p.toStatus(ctx, "SetShadowPolicy", rpcstatus.Invalid("share", "must be above 0 and at most 1"))
 	}
 	if err := checkComment(req.GetComment()); err != nil {
 		return nil, p.toStatus(ctx, "SetShadowPolicy", err)
 	}
-	c, err := p.store.SetShadowPolicy(ctx, featurestore.PolicyChange{
+	c, err := p.store.SetShadowPolicy(ctx, policystore.Change{
 		To: req.GetVersion(), ShadowShare: share, Actor: actor(ctx), At: p.clock(), Comment: req.GetComment(),
 	})
 	if err != nil {
+		err = versionNotFound(err, req.GetVersion())
 		return nil, p.toStatus(ctx, "SetShadowPolicy", err)
 	}
 	p.logChange(ctx, c)
@@ -271,106 +274,88 @@ func (p *PolicyService) GetShadowReport(ctx context.Context, _ *arbiterv1.GetSha
 	return toShadowReport(rep), nil
 }
 
-func (p *PolicyService) logChange(ctx context.Context, c featurestore.PolicyChange) {
+func (p *PolicyService) logChange(ctx context.Context, c policystore.Change) {
 	p.logger.LogAttrs(ctx, slog.LevelInfo, "policy change", slog.String("kind", string(c.Kind)),
 		slog.String("from", c.From), slog.String("to", c.To), slog.String("actor", c.Actor), slog.String("id", c.ID))
 }
 
-// bundleRefused is a bundle that does not compile.
-type bundleRefused struct{ err error }
-
-func (e *bundleRefused) Error() string { return "bundle does not compile: " + e.err.Error() }
-func (e *bundleRefused) Unwrap() error { return e.err }
-
-// testsFailed is a bundle whose own test cases fail.
-type testsFailed struct {
-	failed, total int
-	details       []string
+// bundleRefused is the error of a bundle that does not compile.
+func bundleRefused(err error) error {
+	return rpcstatus.Invalid("files", "bundle does not compile: "+err.Error())
 }
 
-func (e *testsFailed) Error() string {
-	return fmt.Sprintf("%d of %d policy test cases failed: %s", e.failed, e.total, strings.Join(e.details, " | "))
+// testsFailed is the error of a bundle whose own test cases fail.
+func testsFailed(failed, total int, details []string) error {
+	return rpcstatus.FailedPrecondition(fmt.Sprintf("policy refused: %d of %d policy test cases failed: %s", failed, total, strings.Join(details, " | ")))
 }
 
-// toStatus turns an error of a PolicyService call into its gRPC status: the one place that
-// does for this service. Messages name fields, versions and failing policy test cases (the
-// caller's own bundle), never internals.
-func (p *PolicyService) toStatus(ctx context.Context, method string, err error) error {
-	var fe *FieldError
-	var br *bundleRefused
-	var tf *testsFailed
-	switch {
-	case errors.As(err, &fe):
-		return status.Error(codes.InvalidArgument, "invalid "+fe.Error())
-	case errors.As(err, &br):
-		return status.Error(codes.InvalidArgument, "invalid files: "+br.Error())
-	case errors.As(err, &tf):
-		return status.Error(codes.FailedPrecondition, "policy refused: "+tf.Error())
-	case errors.Is(err, errNoTestCases):
-		return status.Error(codes.FailedPrecondition, "policy refused: the bundle has no test cases (add tests/*.yaml)")
-	case errors.Is(err, featurestore.ErrVersionExists):
-		return status.Error(codes.AlreadyExists, "this version is already published with different content: bump the bundle's version")
-	case errors.Is(err, featurestore.ErrAlreadyActive):
-		return status.Error(codes.FailedPrecondition, "this version is already active")
-	case errors.Is(err, featurestore.ErrNoPrevious):
-		return status.Error(codes.FailedPrecondition, "no previously active version to roll back to")
-	case errors.Is(err, featurestore.ErrNotFound):
-		return status.Error(codes.NotFound, "policy version not found")
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "deadline exceeded")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "call canceled")
-	case errors.Is(err, featurestore.ErrUnavailable):
-		p.logger.LogAttrs(ctx, slog.LevelWarn, "policy store unavailable", slog.String("method", method), slog.Any("err", err))
-		return status.Error(codes.Unavailable, "policy store unavailable; retry with back-off")
-	case errors.Is(err, featurestore.ErrCorrupt):
-		p.logger.LogAttrs(ctx, slog.LevelError, "malformed policy data", slog.String("method", method), slog.Any("err", err))
-		return status.Error(codes.DataLoss, "stored policy data is malformed")
+// versionNotFound names version in a policystore.ErrNotFound.
+func versionNotFound(err error, version string) error {
+	if errors.Is(err, policystore.ErrNotFound) {
+		return rpcstatus.NotFound("policy version", version)
 	}
-	p.logger.LogAttrs(ctx, slog.LevelError, "internal error", slog.String("method", method), slog.Any("err", err))
-	return status.Error(codes.Internal, "internal error")
+	return err
+}
+
+// storeRefusal turns the policy store's refusals into errors with their public messages.
+func storeRefusal(err error) error {
+	switch {
+	case errors.Is(err, policystore.ErrVersionExists):
+		return rpcstatus.AlreadyExists("this version is already published with different content: bump the bundle's version")
+	case errors.Is(err, policystore.ErrAlreadyActive):
+		return rpcstatus.FailedPrecondition("this version is already active")
+	case errors.Is(err, policystore.ErrNoPrevious):
+		return rpcstatus.FailedPrecondition("no previously active version to roll back to")
+	}
+	return err
+}
+
+// toStatus turns the error of a PolicyService call into its gRPC status, through
+// rpcstatus.Convert.
+func (p *PolicyService) toStatus(ctx context.Context, method string, err error) error {
+	return rpcstatus.Convert(ctx, p.logger, method, storeRefusal(err))
 }
 
 func checkComment(c string) error {
 	switch {
 	case strings.TrimSpace(c) == "":
-		return &FieldError{Field: "comment", Problem: "required: say why"}
+		return rpcstatus.Invalid("comment", "required: say why")
 	case len(c) > maxCommentBytes:
-		return &FieldError{Field: "comment", Problem: fmt.Sprintf("longer than %d bytes", maxCommentBytes)}
+		return rpcstatus.Invalid("comment", fmt.Sprintf("longer than %d bytes", maxCommentBytes))
 	}
 	return nil
 }
 
 // actor is the identity of the caller, for the change log.
 func actor(ctx context.Context) string {
-	if id, ok := ClientFromContext(ctx); ok && id.Name != "" {
+	if id, ok := guard.ClientFromContext(ctx); ok && id.Name != "" {
 		return id.Name
 	}
 	return anonymousActor
 }
 
-func toPolicyVersion(v featurestore.PolicyVersion) *arbiterv1.PolicyVersion {
+func toPolicyVersion(v policystore.PolicyVersion) *arbiterv1.PolicyVersion {
 	return &arbiterv1.PolicyVersion{
 		Id: v.ID, Version: v.Version, Digest: v.Digest, Author: v.Author,
 		CreatedAt: ts(v.CreatedAt), Comment: v.Comment, TestCases: int32(v.TestCases),
 	}
 }
 
-var changeKinds = map[featurestore.PolicyChangeKind]arbiterv1.PolicyChangeKind{
-	featurestore.ChangePublish:  arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_PUBLISH,
-	featurestore.ChangeActivate: arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_ACTIVATE,
-	featurestore.ChangeRollback: arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_ROLLBACK,
-	featurestore.ChangeShadow:   arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW,
+var changeKinds = map[policystore.ChangeKind]arbiterv1.PolicyChangeKind{
+	policystore.ChangePublish:  arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_PUBLISH,
+	policystore.ChangeActivate: arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_ACTIVATE,
+	policystore.ChangeRollback: arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_ROLLBACK,
+	policystore.ChangeShadow:   arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW,
 }
 
-func toPolicyChange(c featurestore.PolicyChange) *arbiterv1.PolicyChange {
+func toPolicyChange(c policystore.Change) *arbiterv1.PolicyChange {
 	return &arbiterv1.PolicyChange{
 		Id: c.ID, Kind: changeKinds[c.Kind], Actor: c.Actor, At: ts(c.At),
 		FromVersion: c.From, ToVersion: c.To, Comment: c.Comment, ShadowShare: c.ShadowShare,
 	}
 }
 
-func toShadowReport(rep featurestore.ShadowReport) *arbiterv1.GetShadowReportResponse {
+func toShadowReport(rep policystore.ShadowReport) *arbiterv1.GetShadowReportResponse {
 	resp := &arbiterv1.GetShadowReportResponse{
 		ShadowVersion: rep.Config.Version, Share: rep.Config.Share,
 		Evaluated: rep.Counts.Evaluated, Different: rep.Counts.Different, Errors: rep.Counts.Errors,

@@ -11,8 +11,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/guard"
+	"github.com/arbiter-dev/arbiter/policystore"
 )
 
 // govNow dates the governance tests' changes.
@@ -60,11 +61,11 @@ func newTestPolicyService(store PolicyAdminStore) *PolicyService {
 }
 
 func asClient(name string) context.Context {
-	return ContextWithClient(context.Background(), Identity{Name: name, Roles: []Role{RoleAdmin}})
+	return guard.ContextWithClient(context.Background(), guard.Identity{Name: name, Roles: []guard.Role{guard.RoleAdmin}})
 }
 
 func TestPublishPolicy(t *testing.T) {
-	svc := newTestPolicyService(featurestore.NewMemoryPolicyStore())
+	svc := newTestPolicyService(policystore.NewMemory())
 	ctx := asClient("alice")
 	brokenCEL := govBundle("2", "message")
 	brokenCEL["bundle.yaml"] = []byte(strings.Replace(string(brokenCEL["bundle.yaml"]), "priority: 100", "priority: 100\n    when: features.days_past_due >", 1))
@@ -125,7 +126,7 @@ func TestPublishPolicy(t *testing.T) {
 }
 
 func TestPolicyLifecycle(t *testing.T) {
-	svc := newTestPolicyService(featurestore.NewMemoryPolicyStore())
+	svc := newTestPolicyService(policystore.NewMemory())
 	for _, v := range []string{"1", "2", "3"} {
 		if _, err := svc.PublishPolicy(asClient("author"), &arbiterv1.PublishPolicyRequest{Files: govBundle(v, "message"), Comment: "v" + v}); err != nil {
 			t.Fatalf("PublishPolicy(%s): %v", v, err)
@@ -223,7 +224,7 @@ func TestPolicyLifecycle(t *testing.T) {
 }
 
 func TestSetShadowPolicyValidation(t *testing.T) {
-	svc := newTestPolicyService(featurestore.NewMemoryPolicyStore())
+	svc := newTestPolicyService(policystore.NewMemory())
 	if _, err := svc.PublishPolicy(asClient("a"), &arbiterv1.PublishPolicyRequest{Files: govBundle("1", "message"), Comment: "c"}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
 )
 
 // AuditScanner reads the audit trail; both featurestore stores satisfy it.
@@ -33,7 +34,7 @@ type ReplayReport struct {
 	// gave (STORE_CONFLICT) and degraded answers.
 	Skipped int
 	// Actions counts changed decisions by recorded and replayed action.
-	Actions map[featurestore.ActionPair]int
+	Actions map[policystore.ActionPair]int
 	// ReasonsAdded and ReasonsRemoved count changed decisions where a reason code appears or
 	// disappears under the replayed version.
 	ReasonsAdded, ReasonsRemoved map[string]int
@@ -71,7 +72,7 @@ func Replay(ctx context.Context, audit AuditScanner, pol *decision.Policy, opts 
 		opts.Examples = 10
 	}
 	rep := &ReplayReport{
-		Policy: pol.Ref(), Actions: map[featurestore.ActionPair]int{},
+		Policy: pol.Ref(), Actions: map[policystore.ActionPair]int{},
 		ReasonsAdded: map[string]int{}, ReasonsRemoved: map[string]int{},
 	}
 	err := audit.ScanAudit(ctx, func(decisionID string, raw []byte) error {
@@ -115,8 +116,8 @@ func replayOne(ctx context.Context, rec *arbiterv1.DecisionRecord, pol *decision
 	}
 	rep.Changed++
 	before, after := responseCodes(recorded), responseCodes(replayed)
-	added, removed := codeDiff(after, before), codeDiff(before, after)
-	rep.Actions[featurestore.ActionPair{Active: decision.Action(recorded.GetAction()), Shadow: res.Action}]++
+	added, removed := decision.CodeChanges(before, after)
+	rep.Actions[policystore.ActionPair{Active: decision.Action(recorded.GetAction()), Shadow: res.Action}]++
 	for _, c := range added {
 		rep.ReasonsAdded[c]++
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
@@ -17,7 +18,7 @@ func ExampleReplay() {
 	now := func() time.Time { return time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC) }
 	store := featurestore.NewMemory(featurestore.WithClock(now))
 	defer store.Close()
-	srv := server.New(store, server.NewPolicyHolder(decision.DefaultPolicy()), server.WithClock(now))
+	srv := server.New(store, rollout.NewHolder(decision.DefaultPolicy()), server.WithClock(now))
 	for i := range 3 {
 		_, err := srv.Decide(ctx, &arbiterv1.DecideRequest{
 			Event: &arbiterv1.Event{Id: fmt.Sprintf("evt-%d", i), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE},

@@ -12,6 +12,8 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
 
 // replayStore is a store with an audit trail.
@@ -91,7 +93,7 @@ func TestReplayDeterminism(t *testing.T) {
 			clk := newClock(govNow)
 			store := st.open(t, clk)
 			made := decision.DefaultPolicy()
-			srv := New(store, NewPolicyHolder(made), WithClock(clk.Now), WithStoreBudget(slowMachineBudget))
+			srv := New(store, rollout.NewHolder(made), WithClock(clk.Now), WithStoreBudget(slowMachineBudget))
 			recorded := recordTraffic(t, srv, clk)
 			actions := map[arbiterv1.Action]int{}
 			for _, r := range recorded {
@@ -132,7 +134,7 @@ func TestReplayDeterminism(t *testing.T) {
 					wantMsgToEsc++
 				}
 			}
-			pair := featurestore.ActionPair{Active: decision.ActionMessage, Shadow: decision.ActionEscalate}
+			pair := policystore.ActionPair{Active: decision.ActionMessage, Shadow: decision.ActionEscalate}
 			if wantMsgToEsc == 0 || rep.Actions[pair] < wantMsgToEsc {
 				t.Errorf("Replay(other version).Actions[MESSAGE→ESCALATE] = %d, want at least the %d overdue reminders", rep.Actions[pair], wantMsgToEsc)
 			}

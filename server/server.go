@@ -20,9 +20,13 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/arbiter-dev/arbiter/breaker"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
+	"github.com/arbiter-dev/arbiter/spool"
 )
 
 // Store is what the server needs from the customer-state store: one round trip to read a
@@ -68,7 +72,7 @@ type Server struct {
 
 	store    Store
 	sharded  ShardedStore // store, when it is sharded
-	policies *PolicyHolder
+	policies *rollout.Holder
 	opts     options
 	metrics  *metrics
 	tracer   trace.Tracer
@@ -85,12 +89,12 @@ type options struct {
 	meterProvider  metric.MeterProvider
 	tracerProvider trace.TracerProvider
 	budget         Budget
-	breakers       *BreakerSet
+	breakers       *breaker.Set
 	maxAttempts    int
 	grpcOptions    []grpc.ServerOption
-	shadow         *Shadow     // WithShadow: candidate policy evaluated beside the active one
-	policySync     *PolicySync // WithPolicySync: fleet policy status for /readyz
-	spool          *Spool      // WithAuditSpool: records of degraded decisions
+	shadow         *rollout.Shadow // WithShadow: candidate policy evaluated beside the active one
+	policySync     *rollout.Sync   // WithPolicySync: fleet policy status for /readyz
+	spool          *spool.Spool    // WithAuditSpool: records of degraded decisions
 }
 
 func defaultOptions() options {
@@ -129,7 +133,7 @@ func WithStoreBudget(b Budget) Option { return func(o *options) { o.budget = b }
 // WithBreakers puts a circuit breaker in front of every store call (default: none), one per
 // shard of a ShardedStore, so a dead store or a lost cluster master degrades the decisions it
 // holds in microseconds instead of a timeout, and no others.
-func WithBreakers(b *BreakerSet) Option { return func(o *options) { o.breakers = b } }
+func WithBreakers(b *breaker.Set) Option { return func(o *options) { o.breakers = b } }
 
 // WithMaxAttempts sets how many times Decide loads and decides again when its commit
 // conflicts with a concurrent change (default 3); then it fails closed with STORE_CONFLICT.
@@ -151,7 +155,7 @@ func WithGRPCOptions(opts ...grpc.ServerOption) Option {
 // New returns a Server that reads and writes customer state in store and decides under the
 // policy policies holds. A nil policy in policies makes Decide answer UNAVAILABLE and /readyz
 // fail until one is stored.
-func New(store Store, policies *PolicyHolder, opts ...Option) *Server {
+func New(store Store, policies *rollout.Holder, opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
@@ -232,11 +236,11 @@ func (s *Server) setHealth(serving bool) {
 // error says why not.
 func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
 	if s.draining.Load() {
-		return decision.PolicyRef{}, errDraining
+		return decision.PolicyRef{}, rpcstatus.ErrDraining
 	}
 	p := s.policies.Load()
 	if p == nil {
-		return decision.PolicyRef{}, errNoPolicy
+		return decision.PolicyRef{}, rpcstatus.ErrNoPolicy
 	}
 	return p.Ref(), s.ping(ctx)
 }
@@ -281,7 +285,7 @@ func (s *Server) ping(ctx context.Context) error {
 }
 
 // breaker returns the breaker of shard, nil without breakers.
-func (s *Server) breaker(shard string) *Breaker {
+func (s *Server) breaker(shard string) *breaker.Breaker {
 	if s.opts.breakers == nil {
 		return nil
 	}
@@ -308,7 +312,7 @@ func (s *Server) storeDoDecision(ctx context.Context, op storeOp, decisionID str
 }
 
 // storeCall runs one store call with a span, its latency metric and breaker b (nil: none).
-func (s *Server) storeCall(ctx context.Context, op storeOp, b *Breaker, call func(ctx context.Context) error) error {
+func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, call func(ctx context.Context) error) error {
 	if b != nil {
 		if err := b.Allow(ctx); err != nil {
 			s.metrics.recordStore(ctx, op, 0, err)
@@ -338,3 +342,13 @@ const (
 	// above the largest request (--max-recv-bytes) times the calls in flight on a connection.
 	flowWindow = 1 << 20
 )
+
+// WithPolicySync makes /readyz report the version the fleet should serve (policy_active) and,
+// when this replica does not serve it, why (policy_error). Readiness itself is unchanged: a
+// replica that keeps serving its last good version still serves.
+func WithPolicySync(ps *rollout.Sync) Option { return func(o *options) { o.policySync = ps } }
+
+// WithShadow makes Decide show every committed decision to sh, which evaluates its candidate
+// policy on a share of them (default: no shadow). The answer and the store never see the
+// candidate's result.
+func WithShadow(sh *rollout.Shadow) Option { return func(o *options) { o.shadow = sh } }

@@ -10,24 +10,10 @@ import (
 	"google.golang.org/protobuf/testing/protocmp"
 
 	"github.com/arbiter-dev/arbiter/decision"
-	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
-
-func mustParse(t testing.TB, files map[string][]byte) *decision.Policy {
-	t.Helper()
-	p, err := decision.ParsePolicy(files)
-	if err != nil {
-		t.Fatalf("ParsePolicy: %v", err)
-	}
-	return p
-}
-
-func newMemoryFeatureStore(t *testing.T, now func() time.Time) *featurestore.Memory {
-	m := featurestore.NewMemory(featurestore.WithClock(now))
-	t.Cleanup(func() { m.Close() })
-	return m
-}
 
 // TestShadowIsolation runs the same traffic through two servers with the same active policy,
 // one of them with a candidate in shadow on all of it. The candidate answers MESSAGE where the
@@ -40,13 +26,13 @@ func TestShadowIsolation(t *testing.T) {
 	active := mustParse(t, govBundle("A", "escalate"))
 	candidate := mustParse(t, govBundle("B", "message"))
 
-	policies := featurestore.NewMemoryPolicyStore()
+	policies := policystore.NewMemory()
 	for _, v := range []string{"A", "B"} {
-		if _, _, err := policies.PublishPolicy(ctx, featurestore.PolicyBundle{PolicyVersion: featurestore.PolicyVersion{Version: v, Digest: v}}); err != nil {
+		if _, _, err := policies.PublishPolicy(ctx, policystore.Bundle{PolicyVersion: policystore.PolicyVersion{Version: v, Digest: v}}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	change, err := policies.SetShadowPolicy(ctx, featurestore.PolicyChange{To: "B", ShadowShare: 1, Actor: "ops", At: govNow, Comment: "try B"})
+	change, err := policies.SetShadowPolicy(ctx, policystore.Change{To: "B", ShadowShare: 1, Actor: "ops", At: govNow, Comment: "try B"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,11 +40,11 @@ func TestShadowIsolation(t *testing.T) {
 	if err != nil || cfg.Epoch != change.ID {
 		t.Fatalf("ShadowPolicy() = %+v, %v", cfg, err)
 	}
-	sh := NewShadow(nil)
+	sh := rollout.NewShadow(nil)
 	sh.Set(cfg, candidate)
 
-	shadowed := New(newMemoryFeatureStore(t, now), NewPolicyHolder(active), WithClock(now), WithShadow(sh), WithStoreBudget(slowMachineBudget))
-	plain := New(newMemoryFeatureStore(t, now), NewPolicyHolder(active), WithClock(now), WithStoreBudget(slowMachineBudget))
+	shadowed := New(newMemoryFeatureStore(t, now), rollout.NewHolder(active), WithClock(now), WithShadow(sh), WithStoreBudget(slowMachineBudget))
+	plain := New(newMemoryFeatureStore(t, now), rollout.NewHolder(active), WithClock(now), WithStoreBudget(slowMachineBudget))
 
 	const n = 30
 	ignoreIDs := protocmp.IgnoreFields(&arbiterv1.DecideResponse{}, "decision_id")
@@ -106,19 +92,19 @@ func TestShadowIsolation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCounts := featurestore.ShadowCounts{
+	wantCounts := policystore.ShadowCounts{
 		Evaluated: n, Different: n,
-		Actions:        map[featurestore.ActionPair]int64{{Active: decision.ActionEscalate, Shadow: decision.ActionMessage}: n},
+		Actions:        map[policystore.ActionPair]int64{{Active: decision.ActionEscalate, Shadow: decision.ActionMessage}: n},
 		ReasonsAdded:   map[string]int64{"OVERDUE_REMINDER": n},
 		ReasonsRemoved: map[string]int64{"COLLECTIONS_REFERRAL": n},
 	}
 	if diff := cmp.Diff(wantCounts, rep.Counts); diff != "" {
 		t.Errorf("ShadowReport().Counts mismatch (-want +got):\n%s", diff)
 	}
-	if len(rep.Samples) != featurestore.ShadowSamplesKept || rep.Samples[0].EventID != fmt.Sprintf("evt-%d", n-1) {
-		t.Errorf("ShadowReport().Samples = %d, newest %+v; want %d, newest evt-%d", len(rep.Samples), rep.Samples[0], featurestore.ShadowSamplesKept, n-1)
+	if len(rep.Samples) != policystore.ShadowSamplesKept || rep.Samples[0].EventID != fmt.Sprintf("evt-%d", n-1) {
+		t.Errorf("ShadowReport().Samples = %d, newest %+v; want %d, newest evt-%d", len(rep.Samples), rep.Samples[0], policystore.ShadowSamplesKept, n-1)
 	}
-	want := featurestore.ShadowSample{
+	want := policystore.ShadowSample{
 		EventID: fmt.Sprintf("evt-%d", n-1), EventType: decision.EventInvoiceOverdue,
 		ActiveAction: decision.ActionEscalate, ActiveReasons: []string{"COLLECTIONS_REFERRAL"},
 		ShadowAction: decision.ActionMessage, ShadowReasons: []string{"OVERDUE_REMINDER"}, At: govNow,
@@ -142,45 +128,12 @@ func TestShadowIsolation(t *testing.T) {
 	}
 }
 
-func TestShadowShare(t *testing.T) {
-	candidate := mustParse(t, govBundle("B", "message"))
-	active := &decision.Result{Action: decision.ActionMessage, Reasons: []decision.Reason{{Code: "OVERDUE_REMINDER"}}}
-	tests := []struct {
-		name  string
-		share float64
-		min   int64 // of 2000 events
-		max   int64
-	}{
-		{"none", 0, 0, 0},
-		{"a tenth", 0.1, 150, 250},
-		{"half", 0.5, 900, 1100},
-		{"all", 1, 2000, 2000},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			sh := NewShadow(nil)
-			sh.Set(featurestore.ShadowConfig{Version: "B", Share: tc.share, Epoch: "e"}, candidate)
-			in := decision.Input{Now: govNow}
-			for i := range 2000 {
-				in.Event = decision.Event{ID: fmt.Sprintf("evt-%d", i), Type: decision.EventInvoiceOverdue}
-				sh.Observe(context.Background(), &in, active)
-			}
-			sh.mu.Lock()
-			got := sh.counts.Evaluated
-			sh.mu.Unlock()
-			if got < tc.min || got > tc.max {
-				t.Errorf("Observe() on 2000 events with share %v evaluated %d, want %d to %d", tc.share, got, tc.min, tc.max)
-			}
-		})
-	}
-}
-
 // BenchmarkShadowObserve is the cost a shadow adds to one decision it evaluates: the
 // candidate's evaluation and the comparison, with no I/O.
 func BenchmarkShadowObserve(b *testing.B) {
 	candidate := mustParse(b, govBundle("B", "message"))
-	sh := NewShadow(nil)
-	sh.Set(featurestore.ShadowConfig{Version: "B", Share: 1, Epoch: "e"}, candidate)
+	sh := rollout.NewShadow(nil)
+	sh.Set(policystore.ShadowConfig{Version: "B", Share: 1, Epoch: "e"}, candidate)
 	in := decision.Input{Now: govNow, Event: decision.Event{ID: "evt-1", Type: decision.EventInvoiceOverdue},
 		Customer: decision.Customer{ID: "c-1", Timezone: "Europe/London", PreferredChannels: []decision.Channel{decision.ChannelEmail},
 			Consents: []decision.Consent{{Channel: decision.ChannelEmail, Purpose: decision.PurposeCollections, Granted: true}}}}

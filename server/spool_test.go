@@ -11,88 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/spool"
 )
-
-// openTestSpool opens a spool in a new temporary directory, closed when the test ends.
-func openTestSpool(t testing.TB, opts ...SpoolOption) *Spool {
-	t.Helper()
-	sp, err := OpenSpool(t.TempDir(), opts...)
-	if err != nil {
-		t.Fatalf("OpenSpool() = %v", err)
-	}
-	t.Cleanup(func() { _ = sp.Close() })
-	return sp
-}
-
-// spooled reads the records in the spool's segments, oldest first, as the drain would.
-func spooled(t *testing.T, dir string) []*arbiterv1.DecisionRecord {
-	t.Helper()
-	names, err := filepath.Glob(filepath.Join(dir, "*"+spoolSegmentExt))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []*arbiterv1.DecisionRecord
-	for _, name := range names {
-		data, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		frames, _ := parseFrames(data)
-		for _, f := range frames {
-			var rec arbiterv1.DecisionRecord
-			if err := proto.Unmarshal(f, &rec); err != nil {
-				t.Fatalf("spooled record in %s: %v", name, err)
-			}
-			out = append(out, &rec)
-		}
-	}
-	return out
-}
-
-// countingSink is an audit export sink that counts every delivery of each decision id (it
-// does not deduplicate, so a record in the trail twice shows as 2) and keeps the records.
-type countingSink struct {
-	mu   sync.Mutex
-	got  map[string]int
-	recs map[string]*arbiterv1.DecisionRecord
-}
-
-func newCountingSink() *countingSink {
-	return &countingSink{got: map[string]int{}, recs: map[string]*arbiterv1.DecisionRecord{}}
-}
-
-func (s *countingSink) WriteAudit(_ context.Context, entries []featurestore.AuditEntry) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range entries {
-		var rec arbiterv1.DecisionRecord
-		if err := proto.Unmarshal(e.Record, &rec); err != nil || rec.GetDecisionId() != e.DecisionID {
-			return fmt.Errorf("entry %s: record %s, %v", e.DecisionID, rec.GetDecisionId(), err)
-		}
-		s.got[e.DecisionID]++
-		s.recs[e.DecisionID] = &rec
-	}
-	return nil
-}
-
-// export runs the audit exporter of "arbiter audit export" over the Redis at addr into sink.
-func export(t *testing.T, addr string, sink featurestore.AuditSink) {
-	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	defer rdb.Close()
-	if _, err := featurestore.NewAuditExporter(rdb, sink).Drain(t.Context()); err != nil {
-		t.Fatalf("audit export = %v", err)
-	}
-}
 
 // TestSpoolDegradedDrainedAndExported: with Redis down, every degraded answer is in the spool
 // before it is returned; once Redis is back the server's drain stores them, and the audit
@@ -204,239 +129,6 @@ func faultHasReasonRec(rec *arbiterv1.DecisionRecord, code string) bool {
 	return faultHasReason(rec.GetResponse(), code)
 }
 
-// TestSpoolDrainIdempotent drains the same spooled records twice, as after a crash between
-// storing them and removing the segment: the audit trail holds each once, and an event that was
-// decided anew in between keeps that decision.
-func TestSpoolDrainIdempotent(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts redis-server")
-	}
-	e, _ := newFaultEnv(t)
-	e.proxy.Down()
-	var reqs []*arbiterv1.DecideRequest
-	ids := map[string]bool{}
-	for range 6 {
-		req := e.overdue()
-		resp, _, err := e.decide(req)
-		if err != nil || !resp.GetDegraded() {
-			t.Fatalf("Decide(%s) with Redis down = degraded %v, %v", req.GetEvent().GetId(), resp.GetDegraded(), err)
-		}
-		reqs = append(reqs, req)
-		ids[resp.GetDecisionId()] = true
-	}
-	e.proxy.Up()
-	e.waitRecovery(time.Now())
-	// The first event is decided anew before the drain: a MESSAGE from the store.
-	fresh, err := e.decideStored(reqs[0])
-	if err != nil || fresh.GetDegraded() || fresh.GetReplayed() || fresh.GetAction() != arbiterv1.Action_ACTION_MESSAGE {
-		t.Fatalf("Decide(%s) after recovery = %v degraded %v replayed %v, %v; want a new MESSAGE", reqs[0].GetEvent().GetId(), fresh.GetAction(), fresh.GetDegraded(), fresh.GetReplayed(), err)
-	}
-	if ids[fresh.GetDecisionId()] {
-		t.Fatalf("the new decision has a spooled decision's id")
-	}
-	// Keep a copy of the segments: a crash after the store took them but before their removal.
-	dir := e.spool.Dir()
-	want := len(spooled(t, dir)) // with any warm-up call that degraded
-	copies := map[string][]byte{}
-	names, _ := filepath.Glob(filepath.Join(dir, "*"+spoolSegmentExt))
-	for _, name := range names {
-		b, err := os.ReadFile(name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		copies[name] = b
-	}
-	if len(copies) == 0 {
-		t.Fatal("no spool segment after degraded decisions")
-	}
-	for round := range 2 {
-		if round == 1 {
-			if err := e.spool.Close(); err != nil {
-				t.Fatal(err)
-			}
-			for name, b := range copies {
-				if err := os.WriteFile(name, b, 0o600); err != nil {
-					t.Fatal(err)
-				}
-			}
-			sp, err := OpenSpool(dir)
-			if err != nil {
-				t.Fatalf("OpenSpool(after crash) = %v", err)
-			}
-			t.Cleanup(func() { _ = sp.Close() })
-			e.spool = sp
-		}
-		n, err := e.spool.Drain(t.Context(), e.store)
-		if err != nil || n != want {
-			t.Fatalf("Drain() round %d = %d, %v; want %d, nil", round+1, n, err, want)
-		}
-	}
-
-	sink := newCountingSink()
-	export(t, e.redis, sink)
-	for id := range ids {
-		if sink.got[id] != 1 {
-			t.Errorf("decision %s exported %d times after two drains, want 1", id, sink.got[id])
-		}
-	}
-	if sink.got[fresh.GetDecisionId()] != 1 {
-		t.Errorf("the new decision %s exported %d times, want 1", fresh.GetDecisionId(), sink.got[fresh.GetDecisionId()])
-	}
-	// The event decided anew keeps its new decision.
-	again, err := e.decideStored(reqs[0])
-	if err != nil || !again.GetReplayed() || again.GetDecisionId() != fresh.GetDecisionId() {
-		t.Errorf("Decide(%s) after the drains = %s replayed %v, %v; want the new decision %s replayed", reqs[0].GetEvent().GetId(), again.GetDecisionId(), again.GetReplayed(), err, fresh.GetDecisionId())
-	}
-}
-
-// TestSpoolTornTail cuts the last record of a segment short, as a crash in the middle of a
-// write does: the spool opens, keeps the records before it, and appends after them.
-func TestSpoolTornTail(t *testing.T) {
-	dir := t.TempDir()
-	sp, err := OpenSpool(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx := t.Context()
-	var want []string
-	for i := range 3 {
-		id := featurestore.NewDecisionID(fmt.Sprint("cust-", i), testNow)
-		want = append(want, id)
-		if err := sp.Append(ctx, testRecord(id, fmt.Sprint("cust-", i))); err != nil {
-			t.Fatalf("Append(%d) = %v", i, err)
-		}
-	}
-	if err := sp.Close(); err != nil {
-		t.Fatal(err)
-	}
-	names, _ := filepath.Glob(filepath.Join(dir, "*"+spoolSegmentExt))
-	if len(names) != 1 {
-		t.Fatalf("segments = %v, want 1", names)
-	}
-	whole, err := os.ReadFile(names[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	torn := testRecord(featurestore.NewDecisionID("cust-torn", testNow), "cust-torn")
-	for _, tail := range []struct {
-		name  string
-		bytes []byte
-	}{
-		{"header cut", appendFrame(nil, torn)[:5]},
-		{"record cut", appendFrame(nil, torn)[:spoolFrameHeader+len(torn)/2]},
-		{"checksum wrong", func() []byte { f := appendFrame(nil, torn); f[len(f)-1] ^= 0xff; return f }()},
-		{"zeros", make([]byte, 64)},
-	} {
-		t.Run(tail.name, func(t *testing.T) {
-			if err := os.WriteFile(names[0], append(append([]byte(nil), whole...), tail.bytes...), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			sp, err := OpenSpool(dir)
-			if err != nil {
-				t.Fatalf("OpenSpool(torn tail) = %v", err)
-			}
-			defer sp.Close()
-			if info, err := os.Stat(names[0]); err != nil || info.Size() != int64(len(whole)) {
-				t.Errorf("segment after open = %v bytes, %v; want the torn tail cut to %d", info.Size(), err, len(whole))
-			}
-			if got := sp.PendingBytes(); got != int64(len(whole)) {
-				t.Errorf("PendingBytes() = %d, want %d", got, len(whole))
-			}
-			var got []string
-			for _, r := range spooled(t, dir) {
-				got = append(got, r.GetDecisionId())
-			}
-			if strings.Join(got, ",") != strings.Join(want, ",") {
-				t.Errorf("records after the torn tail = %v, want %v", got, want)
-			}
-		})
-	}
-
-	// The reopened spool appends after the kept records, and drains them all.
-	sp, err = OpenSpool(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sp.Close()
-	id := featurestore.NewDecisionID("cust-after", testNow)
-	if err := sp.Append(ctx, testRecord(id, "cust-after")); err != nil {
-		t.Fatal(err)
-	}
-	store := featurestore.NewMemory()
-	defer store.Close()
-	n, err := sp.Drain(ctx, store)
-	if err != nil || n != 4 {
-		t.Errorf("Drain() = %d, %v; want 4, nil", n, err)
-	}
-	seen := map[string]int{}
-	if err := store.ScanAudit(ctx, func(id string, _ []byte) error { seen[id]++; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range append(want, id) {
-		if seen[id] != 1 {
-			t.Errorf("decision %s in the audit trail %d times, want 1", id, seen[id])
-		}
-	}
-	if left, _ := filepath.Glob(filepath.Join(dir, "*"+spoolSegmentExt)); len(left) != 0 || sp.PendingBytes() != 0 {
-		t.Errorf("after the drain: segments %v, pending %d bytes; want none", left, sp.PendingBytes())
-	}
-}
-
-// testRecord is an encoded degraded decision record.
-func testRecord(decisionID, customerID string) []byte {
-	b, err := proto.Marshal(&arbiterv1.DecisionRecord{
-		DecisionId: decisionID, EventId: "ev-" + decisionID, CustomerId: customerID,
-		Response: &arbiterv1.DecideResponse{DecisionId: decisionID, Degraded: true, Action: arbiterv1.Action_ACTION_SUPPRESS},
-	})
-	if err != nil {
-		panic(err)
-	}
-	return b
-}
-
-// TestSpoolUnwritable: a degraded decision that cannot be recorded is not answered OK.
-func TestSpoolUnwritable(t *testing.T) {
-	closedStore := func(t *testing.T) Store {
-		m := featurestore.NewMemory()
-		m.Close() // every store call fails with featurestore.ErrUnavailable
-		return m
-	}
-	tests := []struct {
-		name  string
-		spool func(t *testing.T) *Spool
-	}{
-		{"no spool", func(*testing.T) *Spool { return nil }},
-		{"spool directory removed", func(t *testing.T) *Spool {
-			sp := openTestSpool(t)
-			if err := os.RemoveAll(sp.Dir()); err != nil {
-				t.Fatal(err)
-			}
-			return sp
-		}},
-		{"spool closed", func(t *testing.T) *Spool {
-			sp := openTestSpool(t)
-			sp.Close()
-			return sp
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			c := newClock(testNow)
-			h := newHarness(t, closedStore(t), c, WithAuditSpool(tt.spool(t)))
-			resp, err := h.dc.Decide(t.Context(), overdue("ev-1", "cust-1"))
-			if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "could not be recorded") {
-				t.Errorf("Decide(store down, %s) = %v, %v; want Unavailable: could not be recorded", tt.name, resp, err)
-			}
-			// A dry run records nothing, so it is answered.
-			req := overdue("ev-2", "cust-1")
-			req.Options = &arbiterv1.DecideOptions{DryRun: true}
-			if resp, err := h.dc.Decide(t.Context(), req); err != nil || !resp.GetDegraded() || !resp.GetDryRun() {
-				t.Errorf("Decide(store down, dry run, %s) = degraded %v dry run %v, %v; want a degraded dry run", tt.name, resp.GetDegraded(), resp.GetDryRun(), err)
-			}
-		})
-	}
-}
-
 // TestSpoolDryRunNotSpooled: a degraded dry run is answered and leaves nothing in the spool;
 // a degraded decision does.
 func TestSpoolDryRunNotSpooled(t *testing.T) {
@@ -460,54 +152,6 @@ func TestSpoolDryRunNotSpooled(t *testing.T) {
 	}
 	if recs := spooled(t, sp.Dir()); len(recs) != 1 || recs[0].GetDecisionId() != resp.GetDecisionId() {
 		t.Errorf("spool after a degraded decision = %d records, want the decision %s", len(recs), resp.GetDecisionId())
-	}
-}
-
-// TestSpoolConcurrentAppends: appends from many goroutines all reach the disk, each once, and
-// the metrics count them.
-func TestSpoolConcurrentAppends(t *testing.T) {
-	reader := sdkmetric.NewManualReader()
-	sp := openTestSpool(t, WithSpoolMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))),
-		WithSpoolSegmentBytes(4<<10)) // several segments
-	const workers, each = 16, 25
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				cust := fmt.Sprintf("cust-%d-%d", w, i)
-				if err := sp.Append(t.Context(), testRecord(featurestore.NewDecisionID(cust, testNow), cust)); err != nil {
-					t.Errorf("Append(%s) = %v", cust, err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	recs := spooled(t, sp.Dir())
-	ids := map[string]bool{}
-	for _, r := range recs {
-		ids[r.GetDecisionId()] = true
-	}
-	if len(recs) != workers*each || len(ids) != workers*each {
-		t.Errorf("spool holds %d records, %d distinct; want %d", len(recs), len(ids), workers*each)
-	}
-	if m, ok := collect(t, reader, "arbiter.audit.spool.records"); !ok || m.Data.(metricdata.Sum[int64]).DataPoints[0].Value != workers*each {
-		t.Errorf("arbiter.audit.spool.records = %v, want %d", m.Data, workers*each)
-	}
-	pending, ok := collect(t, reader, "arbiter.audit.spool.pending")
-	if !ok || pending.Data.(metricdata.Gauge[int64]).DataPoints[0].Value != sp.PendingBytes() || sp.PendingBytes() == 0 {
-		t.Errorf("arbiter.audit.spool.pending = %v, want %d (non-zero)", pending.Data, sp.PendingBytes())
-	}
-
-	store := featurestore.NewMemory()
-	defer store.Close()
-	if n, err := sp.Drain(t.Context(), store); err != nil || n != workers*each {
-		t.Errorf("Drain() = %d, %v; want %d", n, err, workers*each)
-	}
-	if m, ok := collect(t, reader, "arbiter.audit.spool.drained"); !ok || m.Data.(metricdata.Sum[int64]).DataPoints[0].Value != workers*each {
-		t.Errorf("arbiter.audit.spool.drained = %v, want %d", m.Data, workers*each)
-	}
-	if sp.PendingBytes() != 0 {
-		t.Errorf("PendingBytes() after the drain = %d, want 0", sp.PendingBytes())
 	}
 }
 
@@ -553,41 +197,9 @@ func TestSpoolDrainStopsAndResumes(t *testing.T) {
 	if n, err := sp.Drain(ctx, store); err != nil || n != 1 {
 		t.Errorf("Drain(one invalid record) = %d, %v; want 1, nil", n, err)
 	}
-	rejected, _ := filepath.Glob(filepath.Join(sp.Dir(), "*"+spoolRejectedExt))
+	rejected, _ := filepath.Glob(filepath.Join(sp.Dir(), "*"+spool.RejectedExt))
 	if len(rejected) != 1 || sp.PendingBytes() != 0 {
 		t.Errorf("rejected segments = %v, pending %d bytes; want 1 kept aside, nothing pending", rejected, sp.PendingBytes())
-	}
-}
-
-// flakyAppender fails its failAt-th call once with ErrUnavailable.
-type flakyAppender struct {
-	DecisionAppender
-	calls, failAt int
-}
-
-func (f *flakyAppender) AppendDecision(ctx context.Context, d *featurestore.Decided) (bool, error) {
-	f.calls++
-	if f.calls == f.failAt {
-		return false, fmt.Errorf("append decision: %w (test)", featurestore.ErrUnavailable)
-	}
-	return f.DecisionAppender.AppendDecision(ctx, d)
-}
-
-// TestOpenSpoolErrors: a directory that cannot be created or is in use stops the start-up.
-func TestOpenSpoolErrors(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "file")
-	if err := os.WriteFile(file, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := OpenSpool(filepath.Join(file, "spool")); err == nil {
-		t.Errorf("OpenSpool(under a file) = nil error, want one")
-	}
-	if _, err := OpenSpool(""); err == nil {
-		t.Errorf("OpenSpool(\"\") = nil error, want one")
-	}
-	sp := openTestSpool(t)
-	if _, err := OpenSpool(sp.Dir()); err == nil || !strings.Contains(err.Error(), "in use") {
-		t.Errorf("OpenSpool(a spool already open) = %v, want in use", err)
 	}
 }
 
@@ -622,31 +234,130 @@ func TestDegradedWithoutSpoolRecordedInStore(t *testing.T) {
 	}
 }
 
-// TestSpoolFull: a spool at its size limit refuses records, and takes them again once the
-// drain has moved its records into the store.
-func TestSpoolFull(t *testing.T) {
-	ctx := t.Context()
-	rec := func(i int) []byte {
-		cust := fmt.Sprint("cust-full-", i)
-		return testRecord(featurestore.NewDecisionID(cust, testNow), cust)
+// TestSpoolDrainIdempotent drains the same spooled records twice, as after a crash between
+// storing them and removing the segment: the audit trail holds each once, and an event that was
+// decided anew in between keeps that decision.
+func TestSpoolDrainIdempotent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
 	}
-	one := int64(len(rec(0)) + spoolFrameHeader)
-	sp := openTestSpool(t, WithSpoolMaxBytes(3*one+one/2))
-	for i := range 3 {
-		if err := sp.Append(ctx, rec(i)); err != nil {
-			t.Fatalf("Append(record %d of 3 that fit) = %v", i+1, err)
+	e, _ := newFaultEnv(t)
+	e.proxy.Down()
+	var reqs []*arbiterv1.DecideRequest
+	ids := map[string]bool{}
+	for range 6 {
+		req := e.overdue()
+		resp, _, err := e.decide(req)
+		if err != nil || !resp.GetDegraded() {
+			t.Fatalf("Decide(%s) with Redis down = degraded %v, %v", req.GetEvent().GetId(), resp.GetDegraded(), err)
+		}
+		reqs = append(reqs, req)
+		ids[resp.GetDecisionId()] = true
+	}
+	e.proxy.Up()
+	e.waitRecovery(time.Now())
+	// The first event is decided anew before the drain: a MESSAGE from the store.
+	fresh, err := e.decideStored(reqs[0])
+	if err != nil || fresh.GetDegraded() || fresh.GetReplayed() || fresh.GetAction() != arbiterv1.Action_ACTION_MESSAGE {
+		t.Fatalf("Decide(%s) after recovery = %v degraded %v replayed %v, %v; want a new MESSAGE", reqs[0].GetEvent().GetId(), fresh.GetAction(), fresh.GetDegraded(), fresh.GetReplayed(), err)
+	}
+	if ids[fresh.GetDecisionId()] {
+		t.Fatalf("the new decision has a spooled decision's id")
+	}
+	// Keep a copy of the segments: a crash after the store took them but before their removal.
+	dir := e.spool.Dir()
+	want := len(spooled(t, dir)) // with any warm-up call that degraded
+	copies := map[string][]byte{}
+	names, _ := filepath.Glob(filepath.Join(dir, "*"+spool.SegmentExt))
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies[name] = b
+	}
+	if len(copies) == 0 {
+		t.Fatal("no spool segment after degraded decisions")
+	}
+	for round := range 2 {
+		if round == 1 {
+			if err := e.spool.Close(); err != nil {
+				t.Fatal(err)
+			}
+			for name, b := range copies {
+				if err := os.WriteFile(name, b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sp, err := spool.Open(dir)
+			if err != nil {
+				t.Fatalf("Open(after crash) = %v", err)
+			}
+			t.Cleanup(func() { _ = sp.Close() })
+			e.spool = sp
+		}
+		n, err := e.spool.Drain(t.Context(), e.store)
+		if err != nil || n != want {
+			t.Fatalf("Drain() round %d = %d, %v; want %d, nil", round+1, n, err, want)
 		}
 	}
-	err := sp.Append(ctx, rec(3))
-	if err == nil || !strings.Contains(err.Error(), "full") {
-		t.Fatalf("Append(a 4th record past the limit) = %v, want the spool full", err)
+
+	sink := newCountingSink()
+	export(t, e.redis, sink)
+	for id := range ids {
+		if sink.got[id] != 1 {
+			t.Errorf("decision %s exported %d times after two drains, want 1", id, sink.got[id])
+		}
 	}
-	store := featurestore.NewMemory()
-	defer store.Close()
-	if n, err := sp.Drain(ctx, store); err != nil || n != 3 {
-		t.Fatalf("Drain() = %d, %v; want 3, nil", n, err)
+	if sink.got[fresh.GetDecisionId()] != 1 {
+		t.Errorf("the new decision %s exported %d times, want 1", fresh.GetDecisionId(), sink.got[fresh.GetDecisionId()])
 	}
-	if err := sp.Append(ctx, rec(3)); err != nil {
-		t.Errorf("Append(after the drain) = %v, want room again", err)
+	// The event decided anew keeps its new decision.
+	again, err := e.decideStored(reqs[0])
+	if err != nil || !again.GetReplayed() || again.GetDecisionId() != fresh.GetDecisionId() {
+		t.Errorf("Decide(%s) after the drains = %s replayed %v, %v; want the new decision %s replayed", reqs[0].GetEvent().GetId(), again.GetDecisionId(), again.GetReplayed(), err, fresh.GetDecisionId())
+	}
+}
+
+// TestSpoolUnwritable: a degraded decision that cannot be recorded is not answered OK.
+func TestSpoolUnwritable(t *testing.T) {
+	closedStore := func(t *testing.T) Store {
+		m := featurestore.NewMemory()
+		m.Close() // every store call fails with featurestore.ErrUnavailable
+		return m
+	}
+	tests := []struct {
+		name  string
+		spool func(t *testing.T) *spool.Spool
+	}{
+		{"no spool", func(*testing.T) *spool.Spool { return nil }},
+		{"spool directory removed", func(t *testing.T) *spool.Spool {
+			sp := openTestSpool(t)
+			if err := os.RemoveAll(sp.Dir()); err != nil {
+				t.Fatal(err)
+			}
+			return sp
+		}},
+		{"spool closed", func(t *testing.T) *spool.Spool {
+			sp := openTestSpool(t)
+			sp.Close()
+			return sp
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock(testNow)
+			h := newHarness(t, closedStore(t), c, WithAuditSpool(tt.spool(t)))
+			resp, err := h.dc.Decide(t.Context(), overdue("ev-1", "cust-1"))
+			if status.Code(err) != codes.Unavailable || !strings.Contains(status.Convert(err).Message(), "could not be recorded") {
+				t.Errorf("Decide(store down, %s) = %v, %v; want Unavailable: could not be recorded", tt.name, resp, err)
+			}
+			// A dry run records nothing, so it is answered.
+			req := overdue("ev-2", "cust-1")
+			req.Options = &arbiterv1.DecideOptions{DryRun: true}
+			if resp, err := h.dc.Decide(t.Context(), req); err != nil || !resp.GetDegraded() || !resp.GetDryRun() {
+				t.Errorf("Decide(store down, dry run, %s) = degraded %v dry run %v, %v; want a degraded dry run", tt.name, resp.GetDegraded(), resp.GetDryRun(), err)
+			}
+		})
 	}
 }

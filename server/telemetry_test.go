@@ -17,10 +17,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/arbiter-dev/arbiter/breaker"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rollout"
 )
 
 // collect returns the metric called name from reader.
@@ -114,7 +116,7 @@ func TestMetricsDegraded(t *testing.T) {
 		Store
 		Close() error
 	})
-	srv := New(store, NewPolicyHolder(decision.DefaultPolicy()), WithClock(c.Now), WithAuditSpool(openTestSpool(t)),
+	srv := New(store, rollout.NewHolder(decision.DefaultPolicy()), WithClock(c.Now), WithAuditSpool(openTestSpool(t)),
 		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	store.Close()
 	if _, err := srv.Decide(t.Context(), overdue("ev-1", "cust-1")); err != nil {
@@ -133,7 +135,7 @@ func TestMetricsDegraded(t *testing.T) {
 func TestAdminHandler(t *testing.T) {
 	c := newClock(testNow)
 	pol := decision.DefaultPolicy()
-	srv := New(memoryStore(t, c), NewPolicyHolder(pol), WithClock(c.Now))
+	srv := New(memoryStore(t, c), rollout.NewHolder(pol), WithClock(c.Now))
 	h := srv.AdminHandler(AdminConfig{Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("metrics\n"))
 	})})
@@ -165,7 +167,7 @@ func TestAdminHandler(t *testing.T) {
 		t.Errorf("GET /readyz after Drain = %d %q, want 503 draining", code, body)
 	}
 
-	noPolicy := New(memoryStore(t, c), NewPolicyHolder(nil)).AdminHandler(AdminConfig{Pprof: true})
+	noPolicy := New(memoryStore(t, c), rollout.NewHolder(nil)).AdminHandler(AdminConfig{Pprof: true})
 	rec := httptest.NewRecorder()
 	noPolicy.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 	if rec.Code != http.StatusServiceUnavailable {
@@ -193,17 +195,17 @@ func TestReadyzRedis(t *testing.T) {
 	for _, tt := range []struct {
 		name, addr string
 		wantCode   int
-		wantState  BreakerState
+		wantState  breaker.State
 	}{
-		{"up", redistest.Start(t), http.StatusOK, BreakerClosed},
-		{"down", down, http.StatusServiceUnavailable, BreakerOpen},
+		{"up", redistest.Start(t), http.StatusOK, breaker.Closed},
+		{"down", down, http.StatusServiceUnavailable, breaker.Open},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			br, err := NewBreakerSet(WithBreakerThreshold(1))
+			br, err := breaker.NewSet(breaker.WithThreshold(1))
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := New(dialStore(t, tt.addr), NewPolicyHolder(decision.DefaultPolicy()), WithBreakers(br))
+			srv := New(dialStore(t, tt.addr), rollout.NewHolder(decision.DefaultPolicy()), WithBreakers(br))
 			rec := httptest.NewRecorder()
 			srv.AdminHandler(AdminConfig{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
 			if rec.Code != tt.wantCode {
@@ -244,7 +246,7 @@ func TestMetricsSpoolDrain(t *testing.T) {
 	ctx := t.Context()
 	reader := sdkmetric.NewManualReader()
 	sp := openTestSpool(t)
-	srv := New(featurestore.NewMemory(), NewPolicyHolder(decision.DefaultPolicy()), WithAuditSpool(sp),
+	srv := New(featurestore.NewMemory(), rollout.NewHolder(decision.DefaultPolicy()), WithAuditSpool(sp),
 		WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
 	rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: featurestore.NewDecisionID("cust-1", testNow),
 		EventId: "ev-1", CustomerId: "cust-1"})

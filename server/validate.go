@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // Input limits. A request over a limit gets INVALID_ARGUMENT naming the field.
@@ -36,17 +37,8 @@ const (
 	MaxFeatureTTL = 10 * 365 * 24 * time.Hour
 )
 
-// FieldError is a request field that is missing or invalid. It becomes INVALID_ARGUMENT with
-// a message naming the field and the problem, never the value.
-type FieldError struct {
-	Field   string // for example "event.payment.currency"
-	Problem string // for example "must be 3 upper-case letters (ISO 4217)"
-}
-
-// Error returns "FIELD: PROBLEM".
-func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
-
-func invalid(field, problem string) error { return &FieldError{Field: field, Problem: problem} }
+// invalid returns the *rpcstatus.FieldError for field.
+func invalid(field, problem string) error { return rpcstatus.Invalid(field, problem) }
 
 // checkID checks a required or optional identifier: at most MaxIDLen bytes of valid UTF-8
 // without control characters.

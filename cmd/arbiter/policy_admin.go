@@ -22,6 +22,8 @@ import (
 
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
+	"github.com/arbiter-dev/arbiter/rollout"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
@@ -472,8 +474,8 @@ func adminOneLine(s string) string { return strings.Join(strings.Fields(s), " ")
 // evaluator. "arbiter serve" wires it.
 type serveGovernance struct {
 	service *server.PolicyService
-	sync    *server.PolicySync
-	shadow  *server.Shadow
+	sync    *rollout.Sync
+	shadow  *rollout.Shadow
 	close   func() error
 }
 
@@ -481,25 +483,25 @@ type serveGovernance struct {
 // for the embedded mode), and syncs holder once before returning, so a replica that starts
 // after an activation serves the active version from its first request. A store that does not
 // answer is not fatal: the replica serves what holder has and the sync retries.
-func newServeGovernance(ctx context.Context, redisURL string, holder *server.PolicyHolder, logger *slog.Logger, mp metric.MeterProvider) (*serveGovernance, error) {
+func newServeGovernance(ctx context.Context, redisURL string, holder *rollout.Holder, logger *slog.Logger, mp metric.MeterProvider) (*serveGovernance, error) {
 	var store interface {
-		server.PolicySource
+		rollout.Source
 		server.PolicyAdminStore
 	}
 	closeStore := func() error { return nil }
 	if redisURL == "" {
-		store = featurestore.NewMemoryPolicyStore()
+		store = policystore.NewMemory()
 	} else {
 		rdb, err := featurestore.Dial(redisURL)
 		if err != nil {
 			return nil, fmt.Errorf("policy store: %w", err)
 		}
-		store, closeStore = featurestore.NewRedisPolicyStore(rdb), rdb.Close
+		store, closeStore = policystore.NewRedis(rdb), rdb.Close
 	}
-	shadow := server.NewShadow(mp)
+	shadow := rollout.NewShadow(mp)
 	g := &serveGovernance{
 		service: server.NewPolicyService(store, server.WithPolicyLogger(logger)),
-		sync:    server.NewPolicySync(store, holder, shadow, server.WithSyncLogger(logger), server.WithSyncMeterProvider(mp)),
+		sync:    rollout.NewSync(store, holder, shadow, rollout.WithSyncLogger(logger), rollout.WithSyncMeterProvider(mp)),
 		shadow:  shadow,
 		close:   closeStore,
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
+	"github.com/arbiter-dev/arbiter/rollout"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
@@ -65,7 +67,7 @@ func startPolicyServer(t *testing.T) string {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	server.NewPolicyService(featurestore.NewMemoryPolicyStore()).Register(gs)
+	server.NewPolicyService(policystore.NewMemory()).Register(gs)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -141,7 +143,7 @@ func TestReplayCommand(t *testing.T) {
 	t.Cleanup(func() { rdb.Close() })
 
 	// Publish two versions and record decisions under the first.
-	policies := featurestore.NewRedisPolicyStore(rdb)
+	policies := policystore.NewRedis(rdb)
 	var made *decision.Policy
 	for _, v := range []string{"1", "2"} {
 		files := adminTestBundle(v, v == "2")
@@ -153,13 +155,13 @@ func TestReplayCommand(t *testing.T) {
 			made = p
 		}
 		ref := p.Ref()
-		if _, _, err := policies.PublishPolicy(ctx, featurestore.PolicyBundle{
-			PolicyVersion: featurestore.PolicyVersion{ID: ref.ID, Version: ref.Version, Digest: ref.Digest}, Files: files}); err != nil {
+		if _, _, err := policies.PublishPolicy(ctx, policystore.Bundle{
+			PolicyVersion: policystore.PolicyVersion{ID: ref.ID, Version: ref.Version, Digest: ref.Digest}, Files: files}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	now := func() time.Time { return time.Date(2026, time.March, 10, 12, 0, 0, 0, time.UTC) }
-	srv := server.New(featurestore.NewRedis(rdb, featurestore.WithClock(now)), server.NewPolicyHolder(made), server.WithClock(now),
+	srv := server.New(featurestore.NewRedis(rdb, featurestore.WithClock(now)), rollout.NewHolder(made), server.WithClock(now),
 		server.WithStoreBudget(server.Budget{Max: 5 * time.Second, Fraction: 1}))
 	const n = 5
 	for i := range n {
@@ -214,7 +216,7 @@ func TestPolicyAdminToken(t *testing.T) {
 		}
 		return h(ctx, req)
 	}))
-	server.NewPolicyService(featurestore.NewMemoryPolicyStore()).Register(gs)
+	server.NewPolicyService(policystore.NewMemory()).Register(gs)
 	go gs.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(gs.Stop)
 	env := func(name string) string {

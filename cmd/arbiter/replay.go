@@ -14,6 +14,7 @@ import (
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
@@ -70,7 +71,7 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 			return fmt.Errorf("replay: %w", err)
 		}
 	} else {
-		policies := featurestore.NewRedisPolicyStore(rdb)
+		policies := policystore.NewRedis(rdb)
 		v := *version
 		if v == "active" {
 			if v, err = policies.ActivePolicy(ctx); err != nil {
@@ -80,7 +81,7 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 				return errors.New("replay: no version is active")
 			}
 		}
-		b, err := policies.PolicyBundle(ctx, v)
+		b, err := policies.Bundle(ctx, v)
 		if err != nil {
 			return fmt.Errorf("replay: %w", err)
 		}

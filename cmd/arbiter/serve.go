@@ -33,9 +33,13 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 	"google.golang.org/grpc"
 
+	"github.com/arbiter-dev/arbiter/breaker"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
+	"github.com/arbiter-dev/arbiter/guard"
+	"github.com/arbiter-dev/arbiter/rollout"
 	"github.com/arbiter-dev/arbiter/server"
+	"github.com/arbiter-dev/arbiter/spool"
 )
 
 // serveConfig is the configuration of "arbiter serve".
@@ -55,7 +59,7 @@ type serveConfig struct {
 	auditSpool      string
 	auditSpoolMiB   int
 	retention       time.Duration
-	security        server.SecurityConfig
+	security        guard.Config
 }
 
 func parseServeConfig(args []string, env func(string) string, stderr io.Writer) (serveConfig, error) {
@@ -75,11 +79,11 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, how long to keep serving new calls after readiness went false, so that load balancers stop routing here first (for example 5s behind a Kubernetes Service)")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
-	fs.IntVar(&c.breakerFailures, "breaker-failures", server.DefaultBreakerThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
-	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", server.DefaultBreakerCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
-	fs.IntVar(&c.maxInFlight, "max-in-flight", server.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
+	fs.IntVar(&c.breakerFailures, "breaker-failures", breaker.DefaultThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
+	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", breaker.DefaultCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
+	fs.IntVar(&c.maxInFlight, "max-in-flight", guard.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
-	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", server.DefaultSpoolMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
+	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", spool.DefaultMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
 	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays), outcomes and audit entries stay in the store; at least 1m")
 	c.security.RegisterFlags(fs)
 	if err := parseToolFlags(fs, args, env); err != nil {
@@ -159,7 +163,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 
 	// Security: the loopback rule, tokens, TLS, rate limits, the card guard and input limits
 	// (docs/security.md). Their interceptors run before any other.
-	sec, err := server.NewSecurity(cfg.security, mp, logger)
+	sec, err := guard.New(cfg.security, mp, logger)
 	if err != nil {
 		return err
 	}
@@ -187,16 +191,16 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// Audit spool: with Redis, a degraded decision (Redis down or too slow) is recorded on
 	// local disk before it is answered, and drained into Redis's audit trail once Redis is
 	// back. The embedded store needs none.
-	var spool *server.Spool
+	var auditSpool *spool.Spool
 	switch {
 	case cfg.redisURL != "" && cfg.auditSpool != "":
-		spool, err = server.OpenSpool(cfg.auditSpool, server.WithSpoolMeterProvider(mp), server.WithSpoolLogger(logger),
-			server.WithSpoolMaxBytes(int64(cfg.auditSpoolMiB)<<20))
+		auditSpool, err = spool.Open(cfg.auditSpool, spool.WithMeterProvider(mp), spool.WithLogger(logger),
+			spool.WithMaxBytes(int64(cfg.auditSpoolMiB)<<20))
 		if err != nil {
 			return err
 		}
-		cleanup = append(cleanup, func(context.Context) { _ = spool.Close() })
-		logger.Info("audit spool open", "dir", cfg.auditSpool, "pending_bytes", spool.PendingBytes())
+		cleanup = append(cleanup, func(context.Context) { _ = auditSpool.Close() })
+		logger.Info("audit spool open", "dir", cfg.auditSpool, "pending_bytes", auditSpool.PendingBytes())
 	case cfg.redisURL != "":
 		logger.Warn("no audit spool: decisions that degrade are answered UNAVAILABLE, as they cannot be recorded")
 	}
@@ -206,7 +210,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return err
 	}
-	policies := server.NewPolicyHolder(pol)
+	policies := rollout.NewHolder(pol)
 	// Governance: published versions in the store; the fleet's active version wins over pol.
 	gov, err := newServeGovernance(ctx, cfg.redisURL, policies, logger, mp)
 	if err != nil {
@@ -216,13 +220,13 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 
 	// Server. Extra gRPC options (TLS, authentication, card guard, rate limits, shedding) are
 	// added to grpcOpts.
-	breakers, err := server.NewBreakerSet(server.WithBreakerMeterProvider(mp),
-		server.WithBreakerThreshold(cfg.breakerFailures), server.WithBreakerCoolDown(cfg.breakerCoolDown))
+	breakers, err := breaker.NewSet(breaker.WithMeterProvider(mp),
+		breaker.WithThreshold(cfg.breakerFailures), breaker.WithCoolDown(cfg.breakerCoolDown))
 	if err != nil {
 		return err
 	}
 	// Load shedding comes first, so an overload costs as little as possible.
-	shed, err := server.NewShedder(cfg.maxInFlight, server.WithShedMeterProvider(mp))
+	shed, err := guard.NewShedder(cfg.maxInFlight, guard.WithShedMeterProvider(mp))
 	if err != nil {
 		return err
 	}
@@ -237,7 +241,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget}),
 		server.WithBreakers(breakers),
 		server.WithShadow(gov.shadow), server.WithPolicySync(gov.sync),
-		server.WithAuditSpool(spool),
+		server.WithAuditSpool(auditSpool),
 		server.WithGRPCOptions(grpcOpts...),
 	)
 	gs := srv.NewGRPCServer()
@@ -280,7 +284,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 			return err
 		}
 		wg.Go(func() {
-			if err := server.WatchPolicy(watchCtx, cfg.policyPath, policies, logger, reloads); err != nil {
+			if err := rollout.Watch(watchCtx, cfg.policyPath, policies, logger, reloads); err != nil {
 				logger.Error("policy watcher stopped: reloads are off", "err", err)
 			}
 		})

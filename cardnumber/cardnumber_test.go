@@ -1,0 +1,135 @@
+package cardnumber
+
+import (
+	"testing"
+
+	"github.com/google/uuid"
+)
+
+func TestContainsCardNumber(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"empty", "", false},
+		{"short", "4111", false},
+		{"visa", "4111111111111111", true},
+		{"visa spaces", "4111 1111 1111 1111", true},
+		{"visa dashes", "4111-1111-1111-1111", true},
+		{"visa mixed separators", "4111 1111-1111 1111", true},
+		{"embedded in text", "card:4111111111111111,exp", true},
+		{"after other digit groups", "ref 12 4111 1111 1111 1111", true},
+		{"followed by cvv", "4111 1111 1111 1111 123", true},
+		{"amex 15", "378282246310005", true},
+		{"13 digits", "4222222222222", true},
+		{"19 digits", "4000000000000000006", true},
+		{"luhn fails", "4111111111111112", false},
+		{"12 digits luhn ok", "411111111116", false},
+		{"20 contiguous digits", "41111111111111111113", false},
+		{"double space breaks the run", "4111  1111  1111  1111", false},
+		{"dot separator breaks the run", "4111.1111.1111.1111", false},
+		{"letters break the run", "4111a1111b1111c1111", false},
+		{"uuid", "123e4567-e89b-12d3-a456-426614174000", false},
+		{"trailing separator", "4111111111111111-", true},
+		{"leading separator", "-4111111111111111", true},
+		{"plain words", "the customer called about a late fee", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Contains(tt.in); got != tt.want {
+				t.Errorf("Contains(%q) = %v, want %v", tt.in, got, tt.want)
+			}
+			if got := Contains([]byte(tt.in)); got != tt.want {
+				t.Errorf("Contains([]byte(%q)) = %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+	for _, pan := range TestNumbers {
+		if !Contains(pan) {
+			t.Errorf("Contains(%q) = false, want true", pan)
+		}
+	}
+}
+
+func TestContainsCardNumberAgreesWithLuhn(t *testing.T) {
+	// Every contiguous 13..19 digit string is a card number exactly when it passes Luhn.
+	base := "8763490127365498127"
+	for n := 13; n <= 19; n++ {
+		for last := '0'; last <= '9'; last++ {
+			s := base[:n-1] + string(last)
+			if got, want := Contains(s), luhnValid(s); got != want {
+				t.Errorf("Contains(%q) = %v, want %v", s, got, want)
+			}
+		}
+	}
+}
+
+func BenchmarkContainsCardNumber(b *testing.B) {
+	s := "customer called about invoice 2026-11-25 ref 12345678 and asked for a payment plan"
+	b.ReportAllocs()
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		Contains(s)
+	}
+}
+
+func TestContainsCardNumberUUIDs(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		// UUIDs holding a Luhn-valid span of digit groups (found by sampling): ids.
+		{"d7756140-0002-41f9-b2ee-853c4c2669a2", false},
+		{"12244734-2957-4ff2-a099-be752aa21a56", false},
+		{"evt-12244734-2957-4ff2-a099-be752aa21a56", false},
+		{"3f-01a2119e-3b20-7675-9781-923b7dd7ea47", false},
+		// A card number beside a UUID is still found.
+		{"12244734-2957-4ff2-a099-be752aa21a56 4111 1111 1111 1111", true},
+		// Not a UUID: one hex digit too many on either side.
+		{"000000000-0000-4000-8000-000000000000", true},
+		{"00000000-0000-4000-8000-0000000000000", true},
+		// A card number in 4-4-4-4 form is not UUID-shaped.
+		{"4111-1111-1111-1111", true},
+	}
+	for _, tt := range tests {
+		if got := Contains(tt.in); got != tt.want {
+			t.Errorf("Contains(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+		if !naiveCardScan(tt.in, false) {
+			t.Errorf("naiveCardScan(%q, no UUID rule) = false: the case does not test the UUID rule", tt.in)
+		}
+	}
+	// Random UUIDs: without the UUID rule about 1 in 350 would match; with it none does.
+	withoutRule := 0
+	for range 20000 {
+		id := uuid.NewString()
+		if naiveCardScan(id, false) {
+			withoutRule++
+		}
+		if Contains(id) {
+			t.Fatalf("Contains(uuid %q) = true, want false", id)
+		}
+	}
+	if withoutRule == 0 {
+		t.Errorf("no random UUID had a Luhn-valid digit span: the test no longer exercises the UUID rule")
+	}
+}
+
+// luhnValid is an independent, obviously correct Luhn check used to test the scanner.
+func luhnValid(digits string) bool {
+	sum := 0
+	double := false
+	for i := len(digits) - 1; i >= 0; i-- {
+		d := int(digits[i] - '0')
+		if double {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+		double = !double
+	}
+	return sum%10 == 0
+}
