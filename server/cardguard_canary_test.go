@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/arbiter-dev/arbiter/auditfile"
 	"github.com/arbiter-dev/arbiter/cardnumber"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -266,7 +267,7 @@ func dumpRedis(t *testing.T, rdb redis.UniversalClient) string {
 func dumpAuditExport(t *testing.T, rdb redis.UniversalClient) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	sink, err := featurestore.OpenJSONLSink(path)
+	sink, err := auditfile.OpenJSONLSink(path)
 	if err != nil {
 		t.Fatal(err)
 	}

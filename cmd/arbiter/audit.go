@@ -8,6 +8,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/arbiter-dev/arbiter/auditfile"
 	"github.com/arbiter-dev/arbiter/featurestore"
 )
 
@@ -64,7 +65,7 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	}
 
 	// Sink.
-	sink, err := featurestore.OpenJSONLSink(*to)
+	sink, err := auditfile.OpenJSONLSink(*to)
 	if err != nil {
 		return fmt.Errorf("audit export: %w", err)
 	}

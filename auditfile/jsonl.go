@@ -1,4 +1,6 @@
-package featurestore
+// Package auditfile writes the audit export file: one JSON line per decision record, fsynced,
+// deduplicated by decision id across runs (see `arbiter audit export`).
+package auditfile
 
 import (
 	"bufio"
@@ -13,10 +15,11 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
-// JSONLSink is an AuditSink that appends one JSON line per decision to a file: the protojson
+// JSONLSink is a featurestore.AuditSink that appends one JSON line per decision to a file: the protojson
 // form of the arbiterv1.DecisionRecord (field names as in the .proto file). It deduplicates by
 // decision id across runs: on open it reads the ids already in the file, and it never writes a
 // decision twice. Each WriteAudit ends with fsync, so what it acknowledged survives a crash; a
@@ -87,7 +90,7 @@ var auditJSON = protojson.MarshalOptions{UseProtoNames: true}
 
 // WriteAudit implements AuditSink: it appends the entries not yet in the file, in one write,
 // and syncs the file. A record that does not decode is an error wrapping ErrCorrupt.
-func (s *JSONLSink) WriteAudit(_ context.Context, entries []AuditEntry) error {
+func (s *JSONLSink) WriteAudit(_ context.Context, entries []featurestore.AuditEntry) error {
 	s.buf.Reset()
 	var added []string
 	batch := map[string]struct{}{}
@@ -102,7 +105,7 @@ func (s *JSONLSink) WriteAudit(_ context.Context, entries []AuditEntry) error {
 		}
 		var rec arbiterv1.DecisionRecord
 		if err := proto.Unmarshal(e.Record, &rec); err != nil {
-			return fmt.Errorf("%w: audit record of decision %s: %w", ErrCorrupt, e.DecisionID, err)
+			return fmt.Errorf("%w: audit record of decision %s: %w", featurestore.ErrCorrupt, e.DecisionID, err)
 		}
 		if rec.GetDecisionId() == "" {
 			rec.DecisionId = e.DecisionID
@@ -145,3 +148,5 @@ func (s *JSONLSink) WriteAudit(_ context.Context, entries []AuditEntry) error {
 
 // Close closes the file.
 func (s *JSONLSink) Close() error { return s.f.Close() }
+
+var _ featurestore.AuditSink = (*JSONLSink)(nil)
