@@ -12,7 +12,7 @@ import (
 )
 
 // declineCodesCSV is the card-network reference table (ISO 8583 field 39 codes with their Visa
-// category and default class), a copy of shared/reference/card-network-decline-codes.csv.
+// category and default class); the project's one copy of the reference table.
 //
 //go:embed declinecodes.csv
 var declineCodesCSV string
@@ -37,6 +37,28 @@ var declineTable = sync.OnceValue(func() *[codeSlots]codeInfo {
 	}
 	return t
 })
+
+// DeclineCode is one row of the card networks' decline-code reference table.
+type DeclineCode struct {
+	Code    string       // ISO 8583 field 39 response code, such as "51"
+	Class   DeclineClass // what the engine may do next
+	Meaning string
+}
+
+// DeclineCodes returns the rows of the reference table that Classify uses, in table order:
+// for tools that need realistic declines, such as the load tester.
+func DeclineCodes() []DeclineCode {
+	rows, err := readDeclineRows(declineCodesCSV)
+	if err != nil {
+		// The table is embedded at build time and tested; a bad row is a build defect.
+		panic(err)
+	}
+	out := make([]DeclineCode, len(rows))
+	for i, r := range rows {
+		out[i] = DeclineCode{Code: r.code, Class: r.class, Meaning: r.meaning}
+	}
+	return out
+}
 
 // declineRow is one row of the reference table as written.
 type declineRow struct {
@@ -315,7 +337,7 @@ type NetworkLimits struct {
 	MastercardAttempts30d *int `yaml:"mastercard_attempts_30d"`
 }
 
-// Network limits from the schemes' rules (shared/reference/card-network-rules.md).
+// Network limits from the schemes' rules (docs/payments.md, "The retry ledger").
 const (
 	visaReattemptsMax = 20
 	mcDeclines24hMax  = 10

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/arbiter-dev/arbiter/decision"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
@@ -161,7 +162,7 @@ func TestMixDistribution(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	codes, _ := DeclineCodes()
+	codes := decision.DeclineCodes()
 	known := map[string]bool{}
 	for _, c := range codes {
 		known[c.Code] = true
@@ -613,17 +614,14 @@ func TestWriteCompare(t *testing.T) {
 }
 
 func TestDeclineCodesEmbedded(t *testing.T) {
-	codes, err := DeclineCodes()
-	if err != nil {
-		t.Fatal(err)
-	}
+	codes := decision.DeclineCodes()
 	byCode := map[string]string{}
 	for _, c := range codes {
-		byCode[c.Code] = c.EngineClass
+		byCode[c.Code] = c.Class.String()
 	}
 	for code, class := range map[string]string{"05": "GENERIC", "51": "LATER", "54": "FIX_DATA", "04": "NEVER"} {
 		if byCode[code] != class {
-			t.Errorf("DeclineCodes()[%q] = %q, want %q", code, byCode[code], class)
+			t.Errorf("decision.DeclineCodes()[%q] = %q, want %q", code, byCode[code], class)
 		}
 	}
 }

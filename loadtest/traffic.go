@@ -1,45 +1,16 @@
 package loadtest
 
 import (
-	"bytes"
 	_ "embed"
-	"encoding/csv"
 	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"sync/atomic"
 
+	"github.com/arbiter-dev/arbiter/decision"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
-
-// declineCodesCSV is a copy of the card-network decline code reference table
-// (shared/reference/card-network-decline-codes.csv).
-//
-//go:embed card-network-decline-codes.csv
-var declineCodesCSV []byte
-
-// DeclineCode is one row of the reference table that the traffic draws from.
-type DeclineCode struct {
-	Code        string
-	EngineClass string
-}
-
-// DeclineCodes parses the embedded reference table.
-func DeclineCodes() ([]DeclineCode, error) {
-	rows, err := csv.NewReader(bytes.NewReader(declineCodesCSV)).ReadAll()
-	if err != nil {
-		return nil, fmt.Errorf("read decline code table: %w", err)
-	}
-	if len(rows) < 2 || len(rows[0]) < 3 || rows[0][0] != "code" || rows[0][2] != "engine_class" {
-		return nil, fmt.Errorf("read decline code table: unexpected header %v", rows[0])
-	}
-	codes := make([]DeclineCode, 0, len(rows)-1)
-	for _, r := range rows[1:] {
-		codes = append(codes, DeclineCode{Code: r[0], EngineClass: r[2]})
-	}
-	return codes, nil
-}
 
 // declineWeight is how often a code is drawn relative to others: do-not-honor and
 // insufficient funds dominate real decline traffic; a few others are common; the rest rare.
@@ -192,7 +163,7 @@ type Mix struct {
 	// cache holds each customer's request message, built once and shared by the requests
 	// (read-only), when there are at most maxCachedCustomers.
 	cache      []atomic.Pointer[arbiterv1.Customer]
-	declines   []DeclineCode
+	declines   []decision.DeclineCode
 	declineCum []int // cumulative weights of declines
 	eventCum   []int // cumulative weights of eventWeights
 }
@@ -234,16 +205,12 @@ func NewMix(seed uint64, runID string, customers int, opts ...MixOption) (*Mix, 
 	if m.zipfS <= 1 || m.zipfV < 1 {
 		return nil, fmt.Errorf("zipf s = %v, v = %v, want s > 1 and v ≥ 1", m.zipfS, m.zipfV)
 	}
-	codes, err := DeclineCodes()
-	if err != nil {
-		return nil, err
-	}
-	m.declines = codes
+	m.declines = decision.DeclineCodes()
 	if customers <= maxCachedCustomers {
 		m.cache = make([]atomic.Pointer[arbiterv1.Customer], customers)
 	}
 	sum := 0
-	for _, c := range codes {
+	for _, c := range m.declines {
 		sum += declineWeight(c.Code)
 		m.declineCum = append(m.declineCum, sum)
 	}
