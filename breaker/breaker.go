@@ -175,7 +175,7 @@ func NewSet(opts ...Option) (*Set, error) {
 	}
 	s := &Set{opts: o, idle: int64(breakerIdle), max: maxBreakers}
 	s.breakers.Store(&map[string]*Breaker{})
-	m := o.meter.Meter("github.com/arbiter-dev/arbiter/server")
+	m := o.meter.Meter(instrumentationName)
 	var err error
 	s.transitions, err = m.Int64Counter("arbiter.store.breaker.transitions",
 		metric.WithDescription("Store circuit breaker state changes, by shard and new state."))

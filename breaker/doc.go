@@ -4,3 +4,6 @@
 // classifies its own errors (featurestore.ErrUnavailable, featurestore.ErrBusy); the breaker
 // only counts them.
 package breaker
+
+// instrumentationName names the meter of this package.
+const instrumentationName = "github.com/arbiter-dev/arbiter/breaker"

@@ -7,5 +7,7 @@
 //
 // A Policy is a compiled policy bundle: rules written in CEL that propose candidate actions,
 // and parameters for the guardrails. Guardrails are Go code that no rule can switch off:
-// every candidate passes through them before arbitration picks the winner.
+// rules are evaluated in arbitration order, and each candidate a rule proposes passes through
+// the guardrails at once; the first candidate they let through wins, so guardrails and
+// arbitration interleave and no later rule is evaluated (unless an explanation is asked for).
 package decision

@@ -123,28 +123,13 @@ func (p *Policy) consider(in *Input, s *scratch, i int, tr *Explanation) bool {
 	if c.Blocked {
 		return false
 	}
-	switch c.Action {
-	case ActionEscalate:
-		if c.Escalate == nil {
-			c.Escalate = &Escalate{Queue: c.Queue, Priority: c.EscalatePriority}
-		}
-	case ActionSuppress:
-		if c.Suppress == nil {
-			c.Suppress = &Suppress{}
-			if c.SuppressFor > 0 {
-				c.Suppress.Until = in.Now.Add(c.SuppressFor)
-			}
-		}
-	case ActionRetry:
-		if c.Retry == nil {
-			c.Blocked, c.Why = true, "retry not resolved by the guardrails"
-		}
-	case ActionMessage:
-		if c.Message == nil {
-			c.Blocked, c.Why = true, "message not resolved by the guardrails"
-		}
-	default:
-		c.Blocked, c.Why = true, "no action"
+	// The guardrails resolve every action they let through: ESCALATE and SUPPRESS always, and
+	// RETRY and MESSAGE unless something is missing, which fails closed here.
+	switch {
+	case c.Action == ActionRetry && c.Retry == nil:
+		c.Blocked, c.Why = true, "retry not resolved by the guardrails"
+	case c.Action == ActionMessage && c.Message == nil:
+		c.Blocked, c.Why = true, "message not resolved by the guardrails"
 	}
 	return !c.Blocked
 }

@@ -4,8 +4,9 @@ import (
 	"time"
 )
 
-// guardrails are the compliance and card-network rules that no policy can switch off. They run
-// after the policy's rules and before arbitration: every candidate action passes through apply,
+// guardrails are the compliance and card-network rules that no policy can switch off. They
+// interleave with arbitration: rules are evaluated in arbitration order, and each candidate
+// action a rule proposes passes through apply at once (the first one left unblocked wins),
 // which resolves its detail (channel, send time, retry time, acquirer) and blocks or modifies it
 // with a stable reason code. A policy tunes them only within the bounds GuardrailConfig and
 // PaymentConfig document. A *guardrails is immutable after newGuardrails except for its zone

@@ -359,8 +359,6 @@ type payments struct {
 	stopFor       time.Duration
 }
 
-var networkNames = [NetworkOther + 1]string{"", "visa", "mastercard", "amex", "other"}
-
 func compilePayments(c PaymentConfig) (payments, error) {
 	p := payments{visaMax: visaReattemptsMax, mc24Max: mcDeclines24hMax, mc30Max: mcAttempts30dMax}
 	p.retryLimit[ClassLater], p.retryLimit[ClassGeneric] = 4, 2
@@ -407,8 +405,8 @@ func compilePayments(c PaymentConfig) (payments, error) {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
-		n := slices.Index(networkNames[:], k)
-		if n <= 0 {
+		n := slices.Index(bundleNetworkNames[:], strings.ToUpper(k))
+		if n <= 0 || k != strings.ToLower(k) {
 			return p, cfgErr("payments.acquirers."+k, "unknown network (use visa, mastercard, amex or other)")
 		}
 		list := c.Acquirers[k]

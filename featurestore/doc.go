@@ -1,6 +1,7 @@
 // Package featurestore holds every customer's state: features, reserved message slots, the
 // retry ledger, retry stops, failing channels, recent decisions, and the decision records with
-// their outcomes and audit trail.
+// their outcomes and audit trail. It holds no policy state (package policystore) and imports
+// no generated API code: records are bytes to it.
 //
 // There are two implementations with the same behaviour, proved by one conformance suite
 // (package storetest): Redis, over a go-redis UniversalClient (a single node or a Redis
@@ -35,8 +36,9 @@
 //
 // # Errors
 //
-// Every connectivity failure, timeout or context deadline satisfies
-// errors.Is(err, ErrUnavailable), and callers degrade on it. Stored values are untrusted:
+// The store classifies its own errors, so that callers need no Redis types. Every
+// connectivity failure, timeout or context deadline satisfies errors.Is(err, ErrUnavailable),
+// and callers degrade on it; a wait in vain for a pooled connection satisfies ErrBusy too. Stored values are untrusted:
 // malformed data (wrong key types, unparsable or huge values) satisfies
 // errors.Is(err, ErrCorrupt) and never panics. Arguments the store cannot write satisfy
 // errors.Is(err, ErrInvalid).

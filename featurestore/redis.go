@@ -18,7 +18,8 @@ import (
 )
 
 // Redis is the feature store on Redis: a single node or a Redis Cluster, through a go-redis
-// UniversalClient. Load and Commit are one round trip each (one Lua script), and every script
+// UniversalClient. Load and Commit are one round trip each (Load a MULTI/EXEC of plain reads, Commit one Lua
+// script), and every script
 // touches one bucket's keys, so one cluster slot. It is safe for concurrent use.
 type Redis struct {
 	client redis.UniversalClient

@@ -338,7 +338,7 @@ func NewAuthenticator(cfg *AuthConfig, mp metric.MeterProvider, opts ...AuthOpti
 	for _, opt := range opts {
 		opt(&o)
 	}
-	failures, err := mp.Meter("github.com/arbiter-dev/arbiter/server").Int64Counter("arbiter.auth.failures",
+	failures, err := mp.Meter(instrumentationName).Int64Counter("arbiter.auth.failures",
 		metric.WithDescription("RPCs refused by authentication or authorisation"),
 		metric.WithUnit("{request}"))
 	if err != nil {

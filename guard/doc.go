@@ -6,3 +6,6 @@
 // the order docs/security.md gives; their refusals are rpcstatus errors, so the gRPC status
 // of every refusal is chosen in one place.
 package guard
+
+// instrumentationName names the meter of this package.
+const instrumentationName = "github.com/arbiter-dev/arbiter/guard"

@@ -71,7 +71,7 @@ func NewRateLimiter(def RateLimit, mp metric.MeterProvider, opts ...RateLimitOpt
 	}
 	r.entries = make(map[string]*list.Element, min(r.maxKeys, 1024))
 	var err error
-	r.rejected, err = mp.Meter("github.com/arbiter-dev/arbiter/server").Int64Counter("arbiter.ratelimit.rejected",
+	r.rejected, err = mp.Meter(instrumentationName).Int64Counter("arbiter.ratelimit.rejected",
 		metric.WithDescription("RPCs refused because the client was over its rate limit"),
 		metric.WithUnit("{request}"))
 	if err != nil {

@@ -78,7 +78,7 @@ func NewShedder(maxInFlight int, opts ...ShedOption) (*Shedder, error) {
 	for _, m := range o.exempt {
 		s.exempt[m] = true
 	}
-	m := o.meter.Meter("github.com/arbiter-dev/arbiter/server")
+	m := o.meter.Meter(instrumentationName)
 	var err error
 	s.shed, err = m.Int64Counter("arbiter.requests.shed",
 		metric.WithDescription("Requests refused with RESOURCE_EXHAUSTED because too many were in flight."))

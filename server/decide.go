@@ -56,6 +56,18 @@ type timings struct {
 	read, evaluate time.Duration
 }
 
+// call is one Decide call as its steps share it: the request, the engine's input built from
+// it, the policy it is decided under, and what has been measured so far.
+type call struct {
+	req    *arbiterv1.DecideRequest
+	in     decision.Input
+	pol    *decision.Policy
+	id     string // the decision id of the answer
+	dryRun bool
+	start  time.Time // when the call arrived, for the record's total time
+	t      timings
+}
+
 func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start time.Time) (*arbiterv1.DecideResponse, error) {
 	// Validate.
 	if err := validateDecide(req); err != nil {
@@ -66,80 +78,81 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		return nil, rpcstatus.ErrNoPolicy
 	}
 	now := s.opts.clock()
-	in := decision.Input{Now: now, Explain: req.GetOptions().GetExplain()}
-	toInput(req, &in)
-	dryRun := req.GetOptions().GetDryRun()
-	id := featurestore.NewDecisionID(in.Customer.ID, now)
+	c := &call{req: req, pol: pol, dryRun: req.GetOptions().GetDryRun(), start: start,
+		in: decision.Input{Now: now, Explain: req.GetOptions().GetExplain()}}
+	toInput(req, &c.in)
+	c.id = featurestore.NewDecisionID(c.in.Customer.ID, now)
 
 	// The store calls share one budget derived from the caller's deadline.
 	sctx, cancel := s.opts.budget.Context(ctx, start)
 	defer cancel()
 
-	var t timings
 	for attempt := 1; ; attempt++ {
 		// Read the customer's state, or the stored answer to this event id.
 		var loaded featurestore.Loaded
 		t0 := time.Now()
-		err := s.storeDo(sctx, opLoad, in.Customer.ID, func(ctx context.Context) (err error) {
-			loaded, err = s.store.Load(ctx, in.Customer.ID, in.Event.ID, now)
+		err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
+			loaded, err = s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
 			return err
 		})
-		t.read += time.Since(t0)
+		c.t.read += time.Since(t0)
 		if err != nil {
-			return s.degradeOn(ctx, err, pol, req, &in, id, dryRun, t, start)
+			return s.degradeOn(ctx, c, err)
 		}
 		if loaded.Record != nil {
 			return replay(loaded.Record)
 		}
-		in.State = loaded.State
+		c.in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.
-		decision.Narrow(&in)
+		decision.Narrow(&c.in)
 
 		// Evaluate.
 		t1 := time.Now()
-		res, err := pol.Decide(ctx, &in)
-		t.evaluate += time.Since(t1)
+		res, err := pol.Decide(ctx, &c.in)
+		c.t.evaluate += time.Since(t1)
 		if err != nil {
 			return nil, fmt.Errorf("evaluate: %w", err)
 		}
-		resp, err := toResponse(id, res, now)
+		resp, err := toResponse(c.id, res, now)
 		if err != nil {
 			return nil, err
 		}
-		if dryRun {
+		if c.dryRun {
 			resp.DryRun = true
 			return resp, nil
 		}
 
 		// Commit the record and the effects atomically.
-		c, err := s.newCommit(req, &in, res, resp, t, start)
+		w, err := s.newCommit(c, res, resp)
 		if err != nil {
 			return nil, err
 		}
-		c.Version = loaded.Version
-		committed, err := s.commit(sctx, c)
+		w.Version = loaded.Version
+		committed, err := s.commit(sctx, w)
 		switch {
 		case err != nil:
 			// The commit may have been applied (its reply lost): the degraded answer is another
 			// decision, with its own id and record.
-			return s.degradeOn(ctx, err, pol, req, &in, featurestore.NewDecisionID(in.Customer.ID, now), false, t, start)
+			c.id = featurestore.NewDecisionID(c.in.Customer.ID, now)
+			return s.degradeOn(ctx, c, err)
 		case committed.Record != nil:
 			return replay(committed.Record)
 		case committed.Conflict == "":
-			s.opts.shadow.Observe(ctx, &in, res) // never changes resp or the store
+			s.opts.shadow.Observe(ctx, &c.in, res) // never changes resp or the store
 			return resp, nil
 		}
 		s.metrics.conflicts.Add(ctx, 1)
 		if attempt >= s.opts.maxAttempts {
-			return s.conflicted(ctx, sctx, req, &in, res, id, t, start, committed.Conflict)
+			return s.conflicted(ctx, sctx, c, res, committed.Conflict)
 		}
 	}
 }
 
-// newCommit builds the atomic write of a decision: its record and its effects.
-func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res *decision.Result,
-	resp *arbiterv1.DecideResponse, t timings, start time.Time) (*featurestore.Commit, error) {
-	b, err := newRecord(req, in, resp, t, start)
+// newCommit builds the atomic write of c's decision res, answered resp: its record and its
+// effects.
+func (s *Server) newCommit(c *call, res *decision.Result, resp *arbiterv1.DecideResponse) (*featurestore.Commit, error) {
+	in := &c.in
+	b, err := newRecord(c, resp)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +184,8 @@ func (s *Server) newCommit(req *arbiterv1.DecideRequest, in *decision.Input, res
 // newRecord encodes the audit record of an answered decision: the request, the response, the
 // state it was decided on and the phase timings. A commit stores it, and so does the audit
 // spool for a degraded decision.
-func newRecord(req *arbiterv1.DecideRequest, in *decision.Input, resp *arbiterv1.DecideResponse, t timings, start time.Time) ([]byte, error) {
+func newRecord(c *call, resp *arbiterv1.DecideResponse) ([]byte, error) {
+	in, req, t := &c.in, c.req, c.t
 	snap, err := toSnapshot(&in.State)
 	if err != nil {
 		return nil, err
@@ -188,7 +202,7 @@ func newRecord(req *arbiterv1.DecideRequest, in *decision.Input, resp *arbiterv1
 		Timings: &arbiterv1.Timings{
 			ReadUs:     t.read.Microseconds(),
 			EvaluateUs: t.evaluate.Microseconds(),
-			TotalUs:    time.Since(start).Microseconds(),
+			TotalUs:    time.Since(c.start).Microseconds(),
 		},
 		RecordedAt: ts(in.Now),
 	}
@@ -225,8 +239,7 @@ func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (committed
 // degradeOn handles a store error of Decide: the caller's own deadline or cancellation ends
 // the call; an unavailable store, a spent store budget or malformed stored state give a
 // degraded decision; anything else is an error.
-func (s *Server) degradeOn(ctx context.Context, err error, pol *decision.Policy, req *arbiterv1.DecideRequest,
-	in *decision.Input, id string, dryRun bool, t timings, start time.Time) (*arbiterv1.DecideResponse, error) {
+func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.DecideResponse, error) {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return nil, ctxErr
 	}
@@ -239,19 +252,19 @@ func (s *Server) degradeOn(ctx context.Context, err error, pol *decision.Policy,
 		return nil, err
 	}
 	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision degraded",
-		slog.String("decision_id", id), slog.String("reason", reason), slog.Any("err", err))
-	return s.degraded(ctx, pol, req, in, id, dryRun, reason, msg, t, start)
+		slog.String("decision_id", c.id), slog.String("reason", reason), slog.Any("err", err))
+	return s.degraded(ctx, c, reason, msg)
 }
 
 // degraded decides without the customer's state: the engine fails closed, and the server
 // makes sure of it by never answering MESSAGE or RETRY in this mode. Nothing is committed; the
 // record goes to the audit spool before the answer (the store takes it later), and a decision
 // that cannot be recorded is not answered.
-func (s *Server) degraded(ctx context.Context, pol *decision.Policy, req *arbiterv1.DecideRequest, in *decision.Input,
-	id string, dryRun bool, reason, msg string, t timings, start time.Time) (*arbiterv1.DecideResponse, error) {
+func (s *Server) degraded(ctx context.Context, c *call, reason, msg string) (*arbiterv1.DecideResponse, error) {
+	in := &c.in
 	in.Degraded = true
 	in.State = decision.State{}
-	res, err := pol.Decide(ctx, in)
+	res, err := c.pol.Decide(ctx, in)
 	if err != nil {
 		return nil, fmt.Errorf("evaluate degraded: %w", err)
 	}
@@ -262,13 +275,13 @@ func (s *Server) degraded(ctx context.Context, pol *decision.Policy, req *arbite
 	if !hasReason(res.Reasons, reason) {
 		res.Reasons = append(res.Reasons, decision.Reason{Code: reason, Message: msg, RuleID: ruleServer})
 	}
-	resp, err := toResponse(id, res, in.Now)
+	resp, err := toResponse(c.id, res, in.Now)
 	if err != nil {
 		return nil, err
 	}
-	resp.Degraded, resp.DryRun = true, dryRun
-	if !dryRun {
-		if err := s.spoolDegraded(ctx, req, in, resp, t, start); err != nil {
+	resp.Degraded, resp.DryRun = true, c.dryRun
+	if !c.dryRun {
+		if err := s.spoolDegraded(ctx, c, resp); err != nil {
 			return nil, err
 		}
 	}
@@ -278,10 +291,9 @@ func (s *Server) degraded(ctx context.Context, pol *decision.Policy, req *arbite
 
 // conflicted answers SUPPRESS with STORE_CONFLICT after the commit kept conflicting, and
 // records that answer (with no effects, so it cannot conflict) so that the event id replays it.
-func (s *Server) conflicted(ctx, sctx context.Context, req *arbiterv1.DecideRequest, in *decision.Input,
-	lost *decision.Result, id string, t timings, start time.Time, check string) (*arbiterv1.DecideResponse, error) {
+func (s *Server) conflicted(ctx, sctx context.Context, c *call, lost *decision.Result, check string) (*arbiterv1.DecideResponse, error) {
 	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision failed closed after commit conflicts",
-		slog.String("decision_id", id), slog.String("check", check))
+		slog.String("decision_id", c.id), slog.String("check", check))
 	res := &decision.Result{
 		Action:   decision.ActionSuppress,
 		Suppress: &decision.Suppress{},
@@ -289,19 +301,19 @@ func (s *Server) conflicted(ctx, sctx context.Context, req *arbiterv1.DecideRequ
 		Reasons: []decision.Reason{{Code: ReasonStoreConflict, RuleID: ruleServer,
 			Message: "the customer's state kept changing under concurrent decisions"}},
 	}
-	resp, err := toResponse(id, res, in.Now)
+	resp, err := toResponse(c.id, res, c.in.Now)
 	if err != nil {
 		return nil, err
 	}
-	c, err := s.newCommit(req, in, res, resp, t, start)
+	w, err := s.newCommit(c, res, resp)
 	if err != nil {
 		return nil, err
 	}
-	committed, err := s.commit(sctx, c)
+	committed, err := s.commit(sctx, w)
 	switch {
 	case err != nil:
-		pol := s.policies.Load()
-		return s.degradeOn(ctx, err, pol, req, in, featurestore.NewDecisionID(in.Customer.ID, in.Now), false, t, start)
+		c.id = featurestore.NewDecisionID(c.in.Customer.ID, c.in.Now)
+		return s.degradeOn(ctx, c, err)
 	case committed.Record != nil:
 		return replay(committed.Record)
 	}

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/rpcstatus"
@@ -65,9 +64,9 @@ func (s *Server) RunSpoolDrain(ctx context.Context) {
 }
 
 // spoolDegraded records a degraded decision in the audit spool before it is answered.
-func (s *Server) spoolDegraded(ctx context.Context, req *arbiterv1.DecideRequest, in *decision.Input,
-	resp *arbiterv1.DecideResponse, t timings, start time.Time) error {
-	rec, err := newRecord(req, in, resp, t, start)
+func (s *Server) spoolDegraded(ctx context.Context, c *call, resp *arbiterv1.DecideResponse) error {
+	in := &c.in
+	rec, err := newRecord(c, resp)
 	if err != nil {
 		return err
 	}

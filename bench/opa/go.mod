@@ -1,4 +1,4 @@
-module github.com/arbiter-dev/arbiter/decision/peers/opa
+module github.com/arbiter-dev/arbiter/bench/opa
 
 go 1.26.8
 
@@ -42,4 +42,4 @@ require (
 	google.golang.org/protobuf v1.36.13-0.20261016172727-e9ee2a76ab8e // indirect
 )
 
-replace github.com/arbiter-dev/arbiter => ../../..
+replace github.com/arbiter-dev/arbiter => ../..

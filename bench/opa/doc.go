@@ -3,7 +3,7 @@
 // query over the same test cases as Arbiter's own benchmark. It is a separate Go module so
 // that OPA is not a dependency of the service.
 //
-//	cd decision/peers/opa && go test -run '^$' -bench . -benchtime 2000x
+//	cd bench/opa && go test -run '^$' -bench . -benchtime 2000x
 //
 // The comparison is conservative in OPA's favour: the Rego policy has no guardrails (Arbiter's
 // Decide runs them), the decline class is computed beforehand and handed to OPA in its input,
