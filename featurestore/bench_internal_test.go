@@ -77,7 +77,8 @@ func benchCommit(cust, event string, t time.Time, version string) *Commit {
 // cost if concurrent decisions shared round trips: each iteration sends the Loads of batch
 // customers in one MULTI/EXEC and their Commits in one pipeline. Its figures are per decision.
 // Against batch=1 it shows what coalescing round trips could save of Redis's and the client's
-// CPU, and what it could not: the commands themselves (docs/performance.md, "the throughput target's floor").
+// CPU, and what it could not: the commands themselves (docs/perf-log/2026-12.md, "the
+// throughput target's floor").
 func BenchmarkRedisLoadCommitBatched(b *testing.B) {
 	for _, batch := range []int{1, 8, 32} {
 		b.Run("batch="+strconv.Itoa(batch), func(b *testing.B) { benchLoadCommitBatched(b, batch) })
