@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
@@ -370,15 +369,10 @@ func openStore(redisURL string, tp trace.TracerProvider, mp metric.MeterProvider
 	}
 	// A span per Redis command costs an allocation-heavy hook on the hot path; it is only
 	// worth it when spans are exported (the server's own store spans remain either way).
-	if _, exported := tp.(*sdktrace.TracerProvider); exported {
-		if err := redisotel.InstrumentTracing(client, redisotel.WithTracerProvider(tp), redisotel.WithDBStatement(false), redisotel.WithCallerEnabled(false)); err != nil {
-			client.Close()
-			return nil, "", fmt.Errorf("redis tracing: %w", err)
-		}
-	}
-	if err := redisotel.InstrumentMetrics(client, redisotel.WithMeterProvider(mp)); err != nil {
+	_, exported := tp.(*sdktrace.TracerProvider)
+	if err := featurestore.Instrument(client, mp, tp, exported); err != nil {
 		client.Close()
-		return nil, "", fmt.Errorf("redis metrics: %w", err)
+		return nil, "", err
 	}
 	return featurestore.NewRedis(client, opts...), "redis", nil
 }
