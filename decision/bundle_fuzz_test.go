@@ -2,14 +2,29 @@ package decision
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/arbiter-dev/arbiter/policies"
 )
 
 // FuzzLoadPolicy feeds arbitrary bytes to the bundle loader as one bundle file and as a test
 // file: it must never panic, and a bundle it accepts must decide without panicking.
 func FuzzLoadPolicy(f *testing.F) {
+	// Seeds: every file of the default bundle, and the broken bundles under testdata.
+	err := fs.WalkDir(policies.Default, ".", func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := fs.ReadFile(policies.Default, path)
+		f.Add(b)
+		return err
+	})
+	if err != nil {
+		f.Fatal(err)
+	}
 	seeds, _ := filepath.Glob(filepath.Join("testdata", "bundles", "*.yaml"))
 	for _, s := range seeds {
 		b, err := os.ReadFile(s)
