@@ -74,7 +74,7 @@ FROM arbiter.outcomes WHERE decision_id = $1 ORDER BY recorded_at, outcome`, dec
 }
 
 // Scan calls fn with every archived decision decided in [from, to), in decided_at order
-// (ties by decision id), for audit exports and for replays past the Redis window. It stops at
+// (ties by decision id, byte by byte), for audit exports and for replays past the Redis window. It stops at
 // the first error of fn and returns it unwrapped.
 //
 // Scan reads pages of 1,000 records, each its own query, and calls fn between queries: fn may
@@ -85,7 +85,8 @@ func (a *Archive) Scan(ctx context.Context, from, to time.Time, fn func(Record) 
 	if err := a.usable("scan decisions"); err != nil {
 		return err
 	}
-	// The first page starts at from; every next one after the last record of the previous.
+	// The first page starts at from; every next one after the last record of the previous
+	// (decided_at >= $1 repeats the row comparison in a form that prunes partitions).
 	rows, _ := a.pool.Query(ctx, "SELECT "+recordColumns+` FROM arbiter.decisions
 WHERE decided_at >= $1 AND decided_at < $2 ORDER BY decided_at, decision_id LIMIT $3`, from, to, scanPage)
 	for {
@@ -103,7 +104,8 @@ WHERE decided_at >= $1 AND decided_at < $2 ORDER BY decided_at, decision_id LIMI
 		}
 		last := page[len(page)-1]
 		rows, _ = a.pool.Query(ctx, "SELECT "+recordColumns+` FROM arbiter.decisions
-WHERE (decided_at, decision_id) > ($1, $2) AND decided_at < $3 ORDER BY decided_at, decision_id LIMIT $4`,
+WHERE decided_at >= $1 AND (decided_at, decision_id) > ($1, $2) AND decided_at < $3
+ORDER BY decided_at, decision_id LIMIT $4`,
 			last.DecidedAt, last.DecisionID, to, scanPage)
 	}
 }

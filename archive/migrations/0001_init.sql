@@ -1,5 +1,8 @@
 -- 0001: the decision archive. Applied by archive.Open inside one transaction, under an
 -- advisory lock, after CREATE SCHEMA arbiter and arbiter.schema_migrations exist.
+--
+-- Ids are compared byte by byte (COLLATE "C"), whatever the database's locale: their order
+-- is then the same on every server, and index inserts skip the locale's costlier comparison.
 
 -- decisions holds every archived decision, one partition per UTC day: decisions_YYYYMMDD,
 -- FOR VALUES FROM (day 00:00 UTC) TO (next day 00:00 UTC). The archive creates partitions
@@ -7,8 +10,8 @@
 -- retention; rows are never deleted one by one. There is no default partition, so a row
 -- without a partition fails loudly instead of landing where no retention reaches it.
 CREATE TABLE arbiter.decisions (
-    decision_id    text        NOT NULL,
-    customer_id    text        NOT NULL,
+    decision_id    text        COLLATE "C" NOT NULL,
+    customer_id    text        COLLATE "C" NOT NULL,
     event_id       text        NOT NULL,
     event_type     text        NOT NULL,
     action         text        NOT NULL,
@@ -37,7 +40,7 @@ CREATE INDEX decisions_customer_idx ON arbiter.decisions (customer_id, decided_a
 -- of one probe per partition (about 2,190 for six years). DropExpired deletes the rows of
 -- dropped days, in batches, by decided_at.
 CREATE TABLE arbiter.decision_ids (
-    decision_id text        PRIMARY KEY,
+    decision_id text        COLLATE "C" PRIMARY KEY,
     decided_at  timestamptz NOT NULL
 );
 CREATE INDEX decision_ids_decided_at_idx ON arbiter.decision_ids (decided_at);
@@ -49,8 +52,8 @@ CREATE INDEX decision_ids_decided_at_idx ON arbiter.decision_ids (decided_at);
 -- never leaves before the decision does). An outcome may arrive before its decision: no
 -- foreign key.
 CREATE TABLE arbiter.outcomes (
-    decision_id text        NOT NULL,
-    outcome     text        NOT NULL,
+    decision_id text        COLLATE "C" NOT NULL,
+    outcome     text        COLLATE "C" NOT NULL,
     occurred_at timestamptz NOT NULL,
     recorded_at timestamptz NOT NULL,
     record      bytea       NOT NULL,
@@ -64,7 +67,7 @@ CREATE INDEX outcomes_recorded_at_idx ON arbiter.outcomes (recorded_at);
 -- small, and every archived decision names the policy version it ran.
 CREATE TABLE arbiter.policy_changes (
     id        bigserial   PRIMARY KEY,
-    change_id text        NOT NULL UNIQUE,
+    change_id text        COLLATE "C" NOT NULL UNIQUE,
     kind      text        NOT NULL,
     version   text        NOT NULL,
     actor     text        NOT NULL,
