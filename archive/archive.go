@@ -108,6 +108,12 @@ func Open(ctx context.Context, dsn string, opts ...Option) (*Archive, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open archive: %w: %w", ErrInvalid, err)
 	}
+	if _, set := cfg.ConnConfig.RuntimeParams["plan_cache_mode"]; !set {
+		// Plan every execution with its values. pgx prepares statements, and PostgreSQL may
+		// switch a prepared statement to a generic plan, which must lock and consider every
+		// partition (about 2,190 for six years) where a custom plan prunes to the days asked.
+		cfg.ConnConfig.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, dbErr("open archive", err)

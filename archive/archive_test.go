@@ -118,6 +118,18 @@ func TestOpenMigratesOnce(t *testing.T) {
 	}
 }
 
+// Every query on decisions names its days, so a plan pruned to them is always the cheaper one.
+func TestOpenPlansEachExecution(t *testing.T) {
+	a := open(t, archivetest.NewDB(t))
+	var mode string
+	if err := archive.QueryRowForTest(a, t.Context(), "SHOW plan_cache_mode").Scan(&mode); err != nil {
+		t.Fatalf("SHOW plan_cache_mode = %v", err)
+	}
+	if mode != "force_custom_plan" {
+		t.Errorf("plan_cache_mode of the archive's connections = %q, want force_custom_plan", mode)
+	}
+}
+
 func TestOpenConcurrent(t *testing.T) {
 	dsn := archivetest.NewDB(t)
 	const replicas = 4
