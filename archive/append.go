@@ -38,8 +38,8 @@ type Record struct {
 // Outcome is one outcome reported for a decision. Outcomes arrive independently of their
 // decision, also before it is archived.
 type Outcome struct {
-	DecisionID string // required
-	Outcome    string // required; at most one of each per decision
+	DecisionID string    // required
+	Outcome    string    // required; at most one of each per decision
 	OccurredAt time.Time // required
 	RecordedAt time.Time // required: retention counts from it
 	Body       []byte    // optional encoded arbiterv1.OutcomeRecord
@@ -86,8 +86,8 @@ var decisionColumns = []string{"decision_id", "customer_id", "event_id", "event_
 // Append archives recs and returns how many were new. It is idempotent per DecisionID: a
 // record whose id the archive holds, or that appears earlier in recs, is skipped, so the same
 // batch appended twice inserts its records once and returns 0 the second time, and batches
-// that overlap, also appended at once by two relays, insert each record once. Records that
-// lie entirely in days past the retention are skipped too: DropExpired would drop them.
+// that overlap, also appended at once by two relays, insert each record once. Records of
+// days past the retention are skipped too: DropExpired would drop them.
 //
 // The batch is one transaction that commits all of its new records or none, so a relay may
 // trim a batch from its outbox once Append returned nil, and must keep it otherwise.
@@ -130,8 +130,8 @@ func (a *Archive) Append(ctx context.Context, recs []Record) (inserted int, err 
 		var pgErr *pgconn.PgError
 		if attempt == 0 && errors.As(err, &pgErr) && pgErr.Code == "23514" {
 			// "no partition of relation found for row": a partition this Archive had seen
-			// was dropped since (by hand: DropExpired drops only days that Append skips).
-			// Forget the days and try once more, which creates them again.
+			// was dropped since, by hand or by a replica with a shorter retention or a clock
+			// ahead. Forget the days and try once more, which creates them again.
 			a.forgetDays(days)
 			continue
 		}
