@@ -46,8 +46,41 @@ redis-server: ## Install redis-server (Debian package) when it is missing; the t
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends redis-server; \
 	fi
 
+# The archive's tests use the PostgreSQL at 127.0.0.1:POSTGRES_PORT, user postgres, trust
+# authentication (archive/archivetest; ARBITER_TEST_POSTGRES names another).
+POSTGRES_PORT ?= 5432
+
+.PHONY: postgres
+postgres: ## Make sure a PostgreSQL answers on 127.0.0.1:5432; start a throwaway cluster when none does.
+	@if (exec 3<>/dev/tcp/127.0.0.1/$(POSTGRES_PORT)) 2>/dev/null; then \
+		if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p $(POSTGRES_PORT); then \
+			echo "postgres: 127.0.0.1:$(POSTGRES_PORT) is taken, but no PostgreSQL there is ready"; exit 1; \
+		fi; \
+		exit 0; \
+	fi; \
+	bindir=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); \
+	if [ -z "$$bindir" ]; then \
+		echo "postgres: PostgreSQL not found: installing the Debian package, without its default cluster"; \
+		sudo=""; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+		$$sudo mkdir -p /etc/postgresql-common; \
+		[ -e /etc/postgresql-common/createcluster.conf ] || \
+			echo "create_main_cluster = false" | $$sudo tee /etc/postgresql-common/createcluster.conf >/dev/null; \
+		$$sudo apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends \
+			-o Dpkg::Options::=--force-confold postgresql; \
+		bindir=$$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1); \
+	fi; \
+	dir=$$(mktemp -d /tmp/arbiter-postgres.XXXXXX); as=""; \
+	if [ "$$(id -u)" = 0 ]; then chown postgres: "$$dir"; as="runuser -u postgres --"; fi; \
+	$$as "$$bindir/initdb" -D "$$dir/data" -U postgres --auth=trust >"$$dir/initdb.log"; \
+	$$as "$$bindir/pg_ctl" -D "$$dir/data" -l "$$dir/postgres.log" -w \
+		-o "-c listen_addresses=127.0.0.1 -p $(POSTGRES_PORT) -k $$dir" start >/dev/null || \
+		{ cat "$$dir/postgres.log"; echo "postgres: the throwaway cluster did not start"; exit 1; }; \
+	echo "postgres: started a throwaway cluster on 127.0.0.1:$(POSTGRES_PORT) in $$dir" \
+		"(stop it with: $$as $$bindir/pg_ctl -D $$dir/data stop)"
+
 .PHONY: test
-test: redis-server ## Run every test with the race detector, then each fuzz target briefly.
+test: redis-server postgres ## Run every test with the race detector, then each fuzz target briefly.
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
