@@ -88,13 +88,17 @@ func (s *JSONLSink) Len() int { return len(s.seen) }
 
 var auditJSON = protojson.MarshalOptions{UseProtoNames: true}
 
-// WriteAudit implements AuditSink: it appends the entries not yet in the file, in one write,
-// and syncs the file. A record that does not decode is an error wrapping ErrCorrupt.
+// WriteAudit implements AuditSink: it appends the decisions not yet in the file, in one
+// write, and syncs the file; outcome entries are not part of the file. A record that does not
+// decode is an error wrapping ErrCorrupt.
 func (s *JSONLSink) WriteAudit(_ context.Context, entries []featurestore.AuditEntry) error {
 	s.buf.Reset()
 	var added []string
 	batch := map[string]struct{}{}
 	for _, e := range entries {
+		if e.Outcome != nil {
+			continue
+		}
 		if _, dup := s.seen[e.DecisionID]; dup {
 			s.Duplicates++
 			continue

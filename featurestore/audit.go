@@ -14,9 +14,15 @@ import (
 // The audit stream entry fields. The commit script writes the decision id only: the record
 // itself is the decision key's value, written in the same script, so Redis holds each record
 // once. Entries written by earlier versions also carry the record ("r").
+//
+// An outcome reported for a decision is an entry of its own, with the outcome ("o") and its
+// times ("v", as the outcomes hash stores them): the archive takes outcomes from the same
+// outbox.
 const (
 	auditFieldDecisionID = "d"
 	auditFieldRecord     = "r"
+	auditFieldOutcome    = "o"
+	auditFieldOutcomeAt  = "v"
 )
 
 // Audit export defaults.
@@ -39,10 +45,12 @@ const (
 const auditBuckets = 256
 
 // AuditEntry is one entry of the audit trail: the decision id and the encoded
-// arbiterv1.DecisionRecord that the decision's commit wrote.
+// arbiterv1.DecisionRecord that the decision's commit wrote, or, for an outcome reported
+// later, the decision id and the Outcome (Record is then nil).
 type AuditEntry struct {
 	DecisionID string
 	Record     []byte
+	Outcome    *StoredOutcome
 }
 
 // AuditSink receives exported audit entries. WriteAudit must have made the entries durable
@@ -145,9 +153,24 @@ func WithAuditRetention(d time.Duration) AuditOption {
 	return func(o *auditOptions) { o.retention = max(d, 0) }
 }
 
+// WithAuditClaimIdle sets how long entries delivered to another consumer of the group stay
+// unacknowledged before this exporter claims them (default DefaultAuditClaimIdle).
+func WithAuditClaimIdle(d time.Duration) AuditOption {
+	return func(o *auditOptions) {
+		if d > 0 {
+			o.claimIdle = d
+		}
+	}
+}
+
 // WithAuditClock sets the clock used for retention (default time.Now).
 func WithAuditClock(now func() time.Time) AuditOption {
 	return func(o *auditOptions) { o.now = now }
+}
+
+// AuditExporter returns an exporter of r's audit trail into sink (see NewAuditExporter).
+func (r *Redis) AuditExporter(sink AuditSink, opts ...AuditOption) *AuditExporter {
+	return NewAuditExporter(r.client, sink, opts...)
 }
 
 // NewAuditExporter returns an exporter reading the audit streams through rdb (a *redis.Client
@@ -499,6 +522,15 @@ func auditEntryOf(m redis.XMessage) (AuditEntry, error) {
 		return AuditEntry{}, fmt.Errorf("%w: audit entry %s: no decision id", ErrCorrupt, m.ID)
 	}
 	e := AuditEntry{DecisionID: id}
+	if o, ok := m.Values[auditFieldOutcome].(string); ok {
+		v, _ := m.Values[auditFieldOutcomeAt].(string)
+		outs, err := decodeOutcomes("audit entry "+m.ID, []string{o, v})
+		if err != nil {
+			return AuditEntry{}, err
+		}
+		e.Outcome = &outs[0]
+		return e, nil
+	}
 	if rec, ok := m.Values[auditFieldRecord].(string); ok {
 		if len(rec) > maxRecordBytes {
 			return AuditEntry{}, fmt.Errorf("%w: audit entry %s: record of %d bytes", ErrCorrupt, m.ID, len(rec))
@@ -517,7 +549,7 @@ func auditEntryOf(m redis.XMessage) (AuditEntry, error) {
 func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []AuditEntry, st *AuditStats) ([]AuditEntry, error) {
 	var need []int
 	for i := range entries {
-		if entries[i].Record == nil {
+		if entries[i].Record == nil && entries[i].Outcome == nil {
 			need = append(need, i)
 		}
 	}
@@ -549,7 +581,7 @@ func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []Audi
 	}
 	out := entries[:0]
 	for _, e := range entries {
-		if e.Record != nil {
+		if e.Record != nil || e.Outcome != nil {
 			out = append(out, e)
 		}
 	}

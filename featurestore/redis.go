@@ -581,9 +581,9 @@ func (r *Redis) RecordOutcome(ctx context.Context, o *OutcomeCommit) (bool, erro
 		return false, err
 	}
 	k := &a.keys
-	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger}
+	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger, auditStreamKey(int(k.bucket))}
 	_, status, err := r.runStatus(ctx, outcomeScript, "record outcome", a.outcomes, keys, a.field, a.value,
-		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef)
+		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef, o.DecisionID, r.retentionArg)
 	if err != nil {
 		return false, err
 	}

@@ -85,6 +85,13 @@ local function audit_add(key, keep, id)
   local below = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(keep)
   redis.call('XADD', key, 'MINID', '~', string.format('%d', below), '*', 'd', id)
 end
+-- audit_outcome appends an outcome of a decision to an audit stream, as audit_add does a
+-- decision: the outbox of the archive.
+local function audit_outcome(key, keep, id, outcome, value)
+  local t = redis.call('TIME')
+  local below = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(keep)
+  redis.call('XADD', key, 'MINID', '~', string.format('%d', below), '*', 'd', id, 'o', outcome, 'v', value)
+end
 -- valid_hash reports the first field whose until does not parse.
 local function valid_hash(key, stops)
   local all = redis.call('HGETALL', key)
@@ -280,14 +287,14 @@ return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 
 // outcomeScript is RecordOutcome.
 //
-// KEYS: decision, outcomes, messages, failing, ledger.
+// KEYS: decision, outcomes, messages, failing, ledger, audit.
 // ARGV: 1 outcome field, 2 outcome value, 3 retention (ms), 4 now (ms), 5 message member to
 // release ("" for none), 6 failing channel ("" for none), 7 failing until (ms),
-// 8 card_ref whose ledger to reset ("" for none).
+// 8 card_ref whose ledger to reset ("" for none), 9 decision id, 10 audit entries kept (ms).
 // Reply: {0} applied, {1} duplicate, {2} no such decision, {3, what} corrupt data.
 var outcomeScript = redis.NewScript(luaCommon + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
-local types = {{2, 'hash'}, {3, 'zset'}, {4, 'hash'}, {5, 'zset'}}
+local types = {{2, 'hash'}, {3, 'zset'}, {4, 'hash'}, {5, 'zset'}, {6, 'stream'}}
 for _, kt in ipairs(types) do
   if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
 end
@@ -312,6 +319,7 @@ end
 for i = 1, #resets, 1000 do
   redis.call('ZREM', KEYS[5], unpack(resets, i, math.min(i + 999, #resets)))
 end
+audit_outcome(KEYS[6], ARGV[10], ARGV[9], ARGV[1], ARGV[2])
 return {0}
 `)
 

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/policystore"
 )
@@ -158,6 +159,10 @@ func classify(err error) (codes.Code, string, slog.Level) {
 		return codes.InvalidArgument, "invalid request: refused by the store", slog.LevelError
 	case errors.Is(err, featurestore.ErrCorrupt):
 		return codes.DataLoss, "stored data is malformed", slog.LevelError
+	case errors.Is(err, archive.ErrNotFound):
+		return codes.NotFound, "not found", quiet
+	case errors.Is(err, archive.ErrUnavailable):
+		return codes.Unavailable, "decision archive unavailable; retry with back-off", slog.LevelWarn
 	case errors.Is(err, policystore.ErrCorrupt):
 		return codes.DataLoss, "stored policy data is malformed", slog.LevelError
 	}

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
@@ -89,7 +90,11 @@ func (s *Server) getDecision(ctx context.Context, id string) (*arbiterv1.Decisio
 		raw, outs, err = s.store.GetDecision(ctx, id)
 		return err
 	})
-	if errors.Is(err, featurestore.ErrNotFound) {
+	if errors.Is(err, featurestore.ErrNotFound) && s.opts.archive != nil {
+		// Past the store's replay window, the archive has it.
+		raw, outs, err = s.archivedDecision(ctx, id)
+	}
+	if errors.Is(err, featurestore.ErrNotFound) || errors.Is(err, archive.ErrNotFound) {
 		return nil, nil, rpcstatus.NotFound("decision", id)
 	}
 	if err != nil {
@@ -100,4 +105,22 @@ func (s *Server) getDecision(ctx context.Context, id string) (*arbiterv1.Decisio
 		return nil, nil, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
 	}
 	return rec, outs, nil
+}
+
+// archivedDecision reads a decision and its outcomes from the archive.
+func (s *Server) archivedDecision(ctx context.Context, id string) ([]byte, []featurestore.StoredOutcome, error) {
+	rec, err := s.opts.archive.Get(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	aouts, err := s.opts.archive.Outcomes(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	outs := make([]featurestore.StoredOutcome, 0, len(aouts))
+	for _, o := range aouts {
+		outs = append(outs, featurestore.StoredOutcome{Outcome: decision.Outcome(arbiterv1.Outcome_value[o.Outcome]),
+			OccurredAt: o.OccurredAt, RecordedAt: o.RecordedAt})
+	}
+	return rec.Body, outs, nil
 }

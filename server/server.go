@@ -20,6 +20,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/breaker"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -95,6 +96,7 @@ type options struct {
 	shadow         *rollout.Shadow // WithShadow: candidate policy evaluated beside the active one
 	policySync     *rollout.Sync   // WithPolicySync: fleet policy status for /readyz
 	spool          *spool.Spool    // WithAuditSpool: records of degraded decisions
+	archive        Archive         // WithArchive: decisions past the store's replay window
 }
 
 func defaultOptions() options {
@@ -124,6 +126,16 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(o *options) { o.tracerProvider = tp }
 }
+
+// Archive is what the server reads from the decision archive: *archive.Archive satisfies it.
+type Archive interface {
+	Get(ctx context.Context, decisionID string) (archive.Record, error)
+	Outcomes(ctx context.Context, decisionID string) ([]archive.Outcome, error)
+}
+
+// WithArchive makes GetDecision read the decisions that the store no longer holds (past its
+// replay window) from the archive (default: none; such decisions are NOT_FOUND).
+func WithArchive(a Archive) Option { return func(o *options) { o.archive = a } }
 
 // WithStoreBudget sets the time budget of a Decide call's store calls, derived from the
 // caller's deadline (default: the zero Budget, 50 ms at most). When it is spent, the decision
