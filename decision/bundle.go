@@ -497,13 +497,14 @@ func yamlLine(msg string) (int, string) {
 
 // yamlSyntaxScanBytes bounds the bytes yamlSyntaxLine re-parses in all, so that a large
 // bundle costs a bounded time; past it the decoder's own line is reported.
-const yamlSyntaxScanBytes = 16 << 20
+const yamlSyntaxScanBytes = 64 << 20
 
-// yamlSyntaxLine returns the line of the syntax error err in data, and false when err is not
-// a syntax error. The decoder reports the line where the enclosing block starts (counted from
+// yamlSyntaxLine returns the line of the syntax error in data, and false when data has no
+// syntax error. The decoder reports the line where the enclosing block starts (counted from
 // zero), not the line of the problem: the problem is on the first line at which data, cut
-// after that line, fails with the same error. The search starts at the reported line, which
-// is never after the problem. Past yamlSyntaxScanBytes, the reported line is returned.
+// after that line, fails with the same error. Cut before it, data parses or fails otherwise
+// (an unclosed bracket); cut after it, it fails the same way; so the line is found by
+// bisection, from the reported line, which is never after the problem.
 func yamlSyntaxLine(data []byte) (int, bool) {
 	var doc yaml.Node
 	perr := yaml.Unmarshal(data, &doc)
@@ -511,21 +512,32 @@ func yamlSyntaxLine(data []byte) (int, bool) {
 		return 0, false // the document parses: a type error, not a syntax error
 	}
 	reported, _ := yamlLine(strings.TrimPrefix(perr.Error(), "yaml: "))
+	// ends[k] is the length of data cut after line k+1.
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	start := min(max(reported, 1), len(lines))
-	end := 0
-	for _, l := range lines[:start-1] {
-		end += len(l)
+	ends := make([]int, len(lines))
+	for i, n := 0, 0; i < len(lines); i++ {
+		n += len(lines[i])
+		ends[i] = n
 	}
-	for k, scanned := start, 0; k <= len(lines) && scanned < yamlSyntaxScanBytes; k++ {
-		end += len(lines[k-1])
-		scanned += end
+	same := func(k int) bool { // cut after line k, data fails as a whole does
 		var prefix yaml.Node
-		if e := yaml.Unmarshal(data[:end], &prefix); e != nil && e.Error() == perr.Error() {
-			return k, true
+		e := yaml.Unmarshal(data[:ends[k-1]], &prefix)
+		return e != nil && e.Error() == perr.Error()
+	}
+	lo, hi := min(max(reported, 1), len(lines)), len(lines) // same(hi) holds: hi is all of data
+	for scanned := 0; lo < hi; {
+		if scanned > yamlSyntaxScanBytes {
+			return reported, true
+		}
+		mid := lo + (hi-lo)/2
+		scanned += ends[mid-1]
+		if same(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
 	}
-	return reported, true
+	return hi, true
 }
 
 // decodeStrict decodes one YAML document, rejecting unknown fields.
