@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -112,6 +113,7 @@ func TestExitCodes(t *testing.T) {
 		code int
 		want string // in what main prints to stderr
 	}{
+		{[]string{"version"}, 0, ""},
 		{[]string{"policy", "lint", "default"}, 0, ""},
 		{[]string{"policy", "lint", invalid}, 1, "the bundle is invalid"},
 		{[]string{"decide", "--addr", down, event}, 1, "no Arbiter server answers at " + down},
@@ -130,6 +132,7 @@ func TestExitCodes(t *testing.T) {
 		{[]string{"audit", "export", "--to", filepath.Join(dir, "a.jsonl")}, 2, "--redis"},
 		{[]string{"loadtest", "--compare", "a.json"}, 2, "want two report files"},
 		{[]string{"replay"}, 2, "exactly one of --version and --policy"},
+		{[]string{"version", "extra"}, 2, "unexpected arguments"},
 	}
 	for _, tc := range tests {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -144,6 +147,52 @@ func TestExitCodes(t *testing.T) {
 			}
 			if tc.code == 2 && strings.Contains(stderr.String(), "Flags:") {
 				t.Errorf("arbiter %s printed the whole usage on a usage error:\n%s", strings.Join(tc.args, " "), stderr.String())
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"version"}, {"--version"}} {
+		var out bytes.Buffer
+		if err := run(t.Context(), args, noEnv, nil, &out, &out); err != nil {
+			t.Fatalf("arbiter %s = %v", args[0], err)
+		}
+		for _, want := range []string{"arbiter ", "\ncommit:", "\ngo:                    go1.", "\npolicy schema version: v1\n"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("arbiter %s printed:\n%s\nwant it to contain %q", args[0], out.String(), want)
+			}
+		}
+	}
+	tests := []struct {
+		name    string
+		release string
+		info    *debug.BuildInfo
+		want    buildVersion
+	}{
+		{"no build information", "", nil, buildVersion{Version: "(devel)", Commit: "unknown"}},
+		{"checkout without VCS stamp", "", &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"}},
+			buildVersion{Version: "(devel)", Commit: "unknown", GoVersion: "go1.26.0"}},
+		{"VCS stamp, modified tree", "", &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "(devel)"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "4330b18"}, {Key: "vcs.modified", Value: "true"}}},
+			buildVersion{Version: "(devel)", Commit: "4330b18-dirty", GoVersion: "go1.26.0"}},
+		{"release set by the linker", "v1.2.0", &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "v1.1.9"},
+			Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "false"}}},
+			buildVersion{Version: "v1.2.0", Commit: "abc", GoVersion: "go1.26.0"}},
+		{"module version", "", &debug.BuildInfo{GoVersion: "go1.26.0", Main: debug.Module{Version: "v1.1.9"}},
+			buildVersion{Version: "v1.1.9", Commit: "unknown", GoVersion: "go1.26.0"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func(v string) { version = v }(version)
+			version = tc.release
+			got := readBuildVersion(tc.info)
+			tc.want.Schema = "v1"
+			if tc.want.GoVersion == "" {
+				tc.want.GoVersion = got.GoVersion // the runtime's
+			}
+			if got != tc.want {
+				t.Errorf("readBuildVersion() = %+v, want %+v", got, tc.want)
 			}
 		})
 	}

@@ -7,6 +7,7 @@
 //	arbiter audit ...        export the audit trail
 //	arbiter loadtest         drive load against a server and report latency
 //	arbiter replay           re-evaluate recorded decisions under a policy version
+//	arbiter version          print the version, commit, Go version and policy schema version
 //
 // Run "arbiter COMMAND --help" for the description, flags and examples of a command. Every
 // flag can also be set with an ARBITER_* environment variable (for example --grpc-addr as
@@ -66,6 +67,7 @@ func commands() []command {
 		}},
 		{name: "loadtest", help: loadtestHelp, run: runLoadtest},
 		{name: "replay", help: replayHelp, run: runReplay},
+		{name: "version", help: versionHelp, run: runVersion},
 	}
 	for i := range cmds {
 		cmds[i].section = "Commands"
@@ -77,7 +79,7 @@ func commands() []command {
 func arbiterHelp() help {
 	return help{
 		summary: "Arbiter's real-time decisioning service and the tools around it",
-		usage:   []string{"COMMAND [SUBCOMMAND] [flags]"},
+		usage:   []string{"COMMAND [SUBCOMMAND] [flags]", "--version"},
 		detail: `Every flag can also be set with an ARBITER_* environment variable: --grpc-addr as
 ARBITER_GRPC_ADDR. A flag on the command line wins.`,
 		examples: []string{
@@ -93,6 +95,9 @@ ARBITER_GRPC_ADDR. A flag on the command line wins.`,
 // request for help returns nil.
 func run(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	root := command{name: "arbiter", help: arbiterHelp, subs: commands()}
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version") {
+		return runVersion(ctx, args[1:], env, stdin, stdout, stderr)
+	}
 	err := runParent(ctx, "arbiter", root, args, env, stdin, stdout, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
