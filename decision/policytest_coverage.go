@@ -27,7 +27,10 @@ type RuleCoverage struct {
 // Covered reports whether some case matched the rule.
 func (r RuleCoverage) Covered() bool { return r.Matched > 0 }
 
-// GuardrailCoverage is how often the cases exercised one guardrail.
+// GuardrailCoverage is how often the cases exercised one guardrail, as the explanations
+// record it: a guardrail that rules out some of a message's channels but not all (consent,
+// failing channels, a cap on one channel) shows as guardrail:channels changing the channel;
+// it counts for itself when it blocks the candidate.
 type GuardrailCoverage struct {
 	Guardrail string // "guardrail:quiet_hours", ...
 	// Blocked counts the cases in which the guardrail blocked a candidate, Modified those in
