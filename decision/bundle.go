@@ -62,20 +62,30 @@ func (e *BundleError) Error() string {
 // *BundleError values inside.
 var ErrInvalidBundle = errors.New("invalid policy bundle")
 
+// BundleSchemaVersion is the version of the bundle format this package reads: the fields,
+// their meaning and the CEL inputs of docs/policies.md. Bundles do not declare it; it changes
+// only when a bundle written for an older version would no longer load or would decide
+// differently.
+const BundleSchemaVersion = "v1"
+
 // bundleDuration is a duration in a bundle: Go syntax ("90m", "24h") or whole days ("7d").
 type bundleDuration time.Duration
 
-// UnmarshalYAML implements yaml.Unmarshaler.
+// UnmarshalYAML implements yaml.Unmarshaler. A bad duration is a type error, so decoding goes
+// on and reports the bundle's other problems too.
 func (d *bundleDuration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := parseBundleDuration(n.Value)
+	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
 	}
 	*d = bundleDuration(v)
 	return nil
 }
 
-func parseBundleDuration(s string) (time.Duration, error) {
+// ParseDuration parses a duration as bundles write them: Go syntax ("90m", "4h") or whole
+// days ("7d", at most 3650). Leading and trailing spaces are ignored; negative durations are
+// refused.
+func ParseDuration(s string) (time.Duration, error) {
 	s = strings.TrimSpace(s)
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
@@ -296,12 +306,15 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 	var merged bundleFile
 	var guardNode, payNode *yaml.Node
 	setIn := map[string]string{}
+	// undecoded is set when a bundle file could not be read: what it sets is unknown, so the
+	// checks that need the whole bundle (id and version required) are skipped.
+	undecoded := false
 	for fi, name := range names {
 		data := files[name]
 		if strings.HasPrefix(name, "tests/") {
 			var tf testFile
 			if err := decodeStrict(data, &tf); err != nil {
-				fail(name, 0, "", "%s", yamlMsg(err))
+				errs = append(errs, decodeErrors(name, data, err)...)
 				continue
 			}
 			for i := range tf.Tests {
@@ -312,7 +325,8 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 		}
 		var bf bundleFile
 		if err := decodeStrict(data, &bf); err != nil {
-			fail(name, 0, "", "%s", yamlMsg(err))
+			errs = append(errs, decodeErrors(name, data, err)...)
+			undecoded = true
 			continue
 		}
 		for _, kv := range []struct {
@@ -352,10 +366,10 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 		merged.Tests = append(merged.Tests, bf.Tests...)
 	}
 	first := names[0]
-	if merged.ID == "" {
+	if merged.ID == "" && !undecoded {
 		fail(first, 0, "", "id: required")
 	}
-	if merged.Version == "" {
+	if merged.Version == "" && !undecoded {
 		fail(first, 0, "", "version: required")
 	}
 	if len(merged.Rules) > maxBundleRules {
@@ -417,6 +431,113 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 
 func joinBundleErrors(errs []error) error {
 	return fmt.Errorf("%w:\n%w", ErrInvalidBundle, errors.Join(errs...))
+}
+
+// BundleErrors returns every *BundleError that err holds, in order: the problems ParsePolicy
+// and LoadPolicy found. It returns nil for an error that holds none (a file that cannot be
+// read, for example).
+func BundleErrors(err error) []*BundleError {
+	var out []*BundleError
+	var walk func(error)
+	walk = func(e error) {
+		if be, ok := e.(*BundleError); ok {
+			out = append(out, be)
+			return
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() []error }:
+			for _, x := range u.Unwrap() {
+				walk(x)
+			}
+		case interface{ Unwrap() error }:
+			if x := u.Unwrap(); x != nil {
+				walk(x)
+			}
+		}
+	}
+	if err != nil {
+		walk(err)
+	}
+	return out
+}
+
+// decodeErrors turns the error of decoding the bundle file name (content data) into
+// BundleErrors with their lines: one per problem for type and field errors, and one at the
+// line of the problem for a syntax error.
+func decodeErrors(name string, data []byte, err error) []error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		out := make([]error, 0, len(te.Errors))
+		for _, msg := range te.Errors {
+			line, rest := yamlLine(msg)
+			out = append(out, &BundleError{File: name, Line: line, Msg: yamlMsg(errors.New(rest))})
+		}
+		return out
+	}
+	if line, ok := yamlSyntaxLine(data); ok {
+		_, msg := yamlLine(strings.TrimPrefix(err.Error(), "yaml: "))
+		return []error{&BundleError{File: name, Line: line, Msg: "YAML syntax error: " + msg}}
+	}
+	line, msg := yamlLine(strings.TrimPrefix(err.Error(), "yaml: "))
+	return []error{&BundleError{File: name, Line: line, Msg: yamlMsg(errors.New(msg))}}
+}
+
+// yamlLine splits "line N: message", the YAML decoder's way to place a problem, into N and
+// the message; N is 0 when msg does not start so.
+func yamlLine(msg string) (int, string) {
+	if rest, ok := strings.CutPrefix(msg, "line "); ok {
+		if num, after, ok := strings.Cut(rest, ": "); ok {
+			if n, err := strconv.Atoi(num); err == nil && n > 0 {
+				return n, after
+			}
+		}
+	}
+	return 0, msg
+}
+
+// yamlSyntaxScanBytes bounds the bytes yamlSyntaxLine re-parses in all, so that a large
+// bundle costs a bounded time; past it the decoder's own line is reported.
+const yamlSyntaxScanBytes = 64 << 20
+
+// yamlSyntaxLine returns the line of the syntax error in data, and false when data has no
+// syntax error. The decoder reports the line where the enclosing block starts (counted from
+// zero), not the line of the problem: the problem is on the first line at which data, cut
+// after that line, fails with the same error. Cut before it, data parses or fails otherwise
+// (an unclosed bracket); cut after it, it fails the same way; so the line is found by
+// bisection, from the reported line, which is never after the problem.
+func yamlSyntaxLine(data []byte) (int, bool) {
+	var doc yaml.Node
+	perr := yaml.Unmarshal(data, &doc)
+	if perr == nil {
+		return 0, false // the document parses: a type error, not a syntax error
+	}
+	reported, _ := yamlLine(strings.TrimPrefix(perr.Error(), "yaml: "))
+	// ends[k] is the length of data cut after line k+1.
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	ends := make([]int, len(lines))
+	for i, n := 0, 0; i < len(lines); i++ {
+		n += len(lines[i])
+		ends[i] = n
+	}
+	same := func(k int) bool { // cut after line k, data fails as a whole does
+		var prefix yaml.Node
+		e := yaml.Unmarshal(data[:ends[k-1]], &prefix)
+		return e != nil && e.Error() == perr.Error()
+	}
+	lo, hi := min(max(reported, 1), len(lines)), len(lines) // same(hi) holds: hi is all of data
+	for scanned := 0; lo < hi; {
+		if scanned > yamlSyntaxScanBytes {
+			return reported, true
+		}
+		mid := lo + (hi-lo)/2
+		scanned += ends[mid-1]
+		if same(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
+	}
+	return hi, true
 }
 
 // decodeStrict decodes one YAML document, rejecting unknown fields.

@@ -1,20 +1,47 @@
 package decision
 
-import "fmt"
+import (
+	"fmt"
 
-// Lint returns warnings about a compiled bundle: things that compile but are probably not
-// what the author meant. Today: rules that can never win because a rule that always matches
-// and that the guardrails never block (ESCALATE or SUPPRESS without a condition) outranks
-// them on every event type they apply to, and a bundle without test cases.
+	"cel.dev/cel-go/cel"
+	celast "cel.dev/cel-go/common/ast"
+	"cel.dev/cel-go/common/types"
+)
+
+// Lint returns warnings about a compiled bundle as text, "file:line: message" (see
+// LintFindings).
 func (p *Policy) Lint() []string {
-	var warns []string
-	if len(p.tests) == 0 {
-		warns = append(warns, "the bundle has no test cases")
+	fs := p.LintFindings()
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		if f.File == "" {
+			out[i] = f.Msg
+			continue
+		}
+		out[i] = fmt.Sprintf("%s:%d: %s", f.File, f.Line, f.Msg)
 	}
+	return out
+}
+
+// LintFindings returns warnings about a compiled bundle: things that compile but are probably
+// not what the author meant, each with the file and line of the rule it is about (File is
+// empty for a warning about the whole bundle). Today:
+//
+//   - a rule that can never win: on every event type it applies to, a rule that always
+//     matches and that the guardrails never block outranks it in arbitration (see
+//     docs/policies.md: priority, then action, then position). A rule always matches when
+//     it has no `when`, or when its `when` folds to the constant true ("true", "1 == 1",
+//     "true || features.x"); only ESCALATE and SUPPRESS candidates are never blocked;
+//   - a bundle without test cases.
+func (p *Policy) LintFindings() []BundleError {
+	var out []BundleError
+	if len(p.tests) == 0 {
+		out = append(out, BundleError{Msg: "the bundle has no test cases"})
+	}
+	always := p.alwaysMatching()
 	for _, r := range p.rules {
 		var shadow *rule
-		applies := 0
-		shadowedOn := 0
+		applies, shadowedOn := 0, 0
 		for t := EventType(1); t < eventTypeCount; t++ {
 			slots := p.byEvent[t]
 			idx := -1
@@ -30,7 +57,7 @@ func (p *Policy) Lint() []string {
 			applies++
 			for i := range idx {
 				s := slots[i].r
-				if s.when == nil && (s.cand.Action == ActionEscalate || s.cand.Action == ActionSuppress) {
+				if always[s] && (s.cand.Action == ActionEscalate || s.cand.Action == ActionSuppress) {
 					shadow = s
 					shadowedOn++
 					break
@@ -38,9 +65,54 @@ func (p *Policy) Lint() []string {
 			}
 		}
 		if applies > 0 && shadowedOn == applies {
-			warns = append(warns, fmt.Sprintf("%s:%d: rule %s can never win: rule %s always matches, ranks higher and is never blocked",
-				r.file, r.line, r.id, shadow.id))
+			out = append(out, BundleError{File: r.file, Line: r.line, Rule: r.id,
+				Msg: fmt.Sprintf("rule %s can never win: rule %s always matches, ranks higher and is never blocked", r.id, shadow.id)})
 		}
 	}
-	return warns
+	return out
+}
+
+// alwaysMatching returns the rules whose condition is always true: no `when`, or a `when`
+// that constant folding reduces to true. Lint compiles the conditions again to fold them;
+// evaluation never does.
+func (p *Policy) alwaysMatching() map[*rule]bool {
+	out := make(map[*rule]bool, len(p.rules))
+	var env *cel.Env
+	var folder *cel.StaticOptimizer
+	for _, r := range p.rules {
+		if r.when == nil {
+			out[r] = true
+			continue
+		}
+		if env == nil {
+			e, err := newCELEnv()
+			if err != nil {
+				return out // the rules compiled with this environment: not expected
+			}
+			f, err := cel.NewConstantFoldingOptimizer()
+			if err != nil {
+				return out
+			}
+			if folder, err = cel.NewStaticOptimizer(f); err != nil {
+				return out
+			}
+			env = e
+		}
+		out[r] = constantTrue(env, folder, r.when.src)
+	}
+	return out
+}
+
+// constantTrue reports whether the CEL expression src folds to the constant true.
+func constantTrue(env *cel.Env, folder *cel.StaticOptimizer, src string) bool {
+	checked, iss := env.Compile(src)
+	if iss.Err() != nil {
+		return false
+	}
+	folded, iss := folder.Optimize(env, checked)
+	if iss.Err() != nil {
+		return false
+	}
+	e := folded.NativeRep().Expr()
+	return e.Kind() == celast.LiteralKind && e.AsLiteral() == types.True
 }

@@ -199,8 +199,8 @@ func TestParsePolicyErrors(t *testing.T) {
 		files map[string]string
 		want  []string // substrings of the error
 	}{
-		{"unknown field", map[string]string{"a.yaml": "id: t\nversion: \"1\"\nrulez: []\n"}, []string{"a.yaml: ", "line 3: field rulez not found"}},
-		{"unknown rule field", map[string]string{"a.yaml": "id: t\nversion: \"1\"\nrules:\n  - id: r\n    action: SUPPRESS\n    colour: red\n"}, []string{"line 6: field colour not found in type rule"}},
+		{"unknown field", map[string]string{"a.yaml": "id: t\nversion: \"1\"\nrulez: []\n"}, []string{"a.yaml:3: field rulez not found"}},
+		{"unknown rule field", map[string]string{"a.yaml": "id: t\nversion: \"1\"\nrules:\n  - id: r\n    action: SUPPRESS\n    colour: red\n"}, []string{"a.yaml:6: field colour not found in type rule"}},
 		{"missing id and version", map[string]string{"a.yaml": "rules: []\n"}, []string{"a.yaml: id: required", "a.yaml: version: required"}},
 		{"type error names file, line and rule", map[string]string{"b.yaml": "id: t\nversion: \"1\"\nrules:\n  - id: bad-type\n    action: SUPPRESS\n    when: customer.vulnerable == \"yes\"\n"},
 			[]string{"b.yaml:6: rule bad-type: when: line 1", "no matching overload"}},

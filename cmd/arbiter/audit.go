@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -12,24 +10,41 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore"
 )
 
-// runAudit is the "audit" command. Its one subcommand, export, ships the audit trail from
-// Redis to a JSON-lines file.
-func runAudit(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "export" {
-		fmt.Fprintln(stderr, "usage: arbiter audit export --to FILE.jsonl [--redis URL] [--group NAME] [--follow]")
-		return errors.New("audit: want the subcommand export")
+func auditHelp() help {
+	return help{
+		summary: "export the audit trail from Redis to a JSON-lines file",
+		usage:   []string{"audit SUBCOMMAND [flags]"},
+		examples: []string{
+			"arbiter audit export --to audit.jsonl --redis redis://127.0.0.1:6379",
+		},
 	}
-	return runAuditExport(ctx, args[1:], env, stdout, stderr)
+}
+
+func auditExportHelp() help {
+	return help{
+		summary: "append every recorded decision of the audit trail to a JSON-lines file",
+		usage:   []string{"audit export --to FILE.jsonl --redis URL [--group NAME] [--follow] [flags]"},
+		detail: `Reads every bucket's audit stream with a consumer group and appends one JSON line per
+decision (an arbiter.v1.DecisionRecord in protobuf JSON), skipping decisions already in the
+file. Entries are acknowledged only after the file is synced, so an export that is killed
+loses nothing and the next run resumes where it stopped. Without --follow it exits once every
+record is exported.`,
+		examples: []string{
+			"arbiter audit export --to audit.jsonl --redis redis://127.0.0.1:6379",
+			"arbiter audit export --to audit.jsonl --redis redis+cluster://10.0.0.1:7000,10.0.0.2:7000 --follow",
+			"ARBITER_REDIS=redis://127.0.0.1:6379 arbiter audit export --to audit.jsonl --retention 168h",
+		},
+	}
 }
 
 // runAuditExport reads every bucket's audit stream with a consumer group and appends one JSON
 // line per decision to the file (the protojson form of arbiterv1.DecisionRecord), skipping
 // decisions already in it. Entries are acknowledged only after the file is synced, so an
 // export that is killed loses nothing and the next run resumes where it stopped.
-func runAuditExport(ctx context.Context, args []string, env func(string) string, stdout, stderr io.Writer) error {
+func runAuditExport(ctx context.Context, args []string, env func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
 	// Config.
-	fs := flag.NewFlagSet("audit export", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	const cmd = "arbiter audit export"
+	fs := newFlagSet(cmd)
 	to := fs.String("to", "", "the JSON-lines file to append to (created if missing; decisions already in it are skipped)")
 	redisURL := fs.String("redis", "", "the Redis holding the audit trail: redis://HOST:PORT, or a cluster as redis+cluster://H1:P1,H2:P2")
 	group := fs.String("group", featurestore.DefaultAuditGroup, "consumer group: each group receives every record once it acknowledges it")
@@ -38,17 +53,19 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	poll := fs.Duration("poll", featurestore.DefaultAuditPoll, "with --follow: wait between passes that found nothing")
 	retention := fs.Duration("retention", 0, "remove exported entries older than this from the audit streams (0: keep them until they are older than the record retention of serve)")
 	batch := fs.Int("batch", featurestore.DefaultAuditBatch, "records read per bucket stream per round trip")
-	if err := parseToolFlags(fs, args, env); err != nil {
+	pos, err := parseArgs(fs, auditExportHelp(), args, env, stdout)
+	if err != nil {
 		return err
 	}
-	if *to == "" {
-		return errors.New("audit export: --to is required")
-	}
-	if *redisURL == "" {
-		return errors.New("audit export: --redis (or ARBITER_REDIS) is required: the audit trail lives in Redis")
-	}
-	if *retention < 0 {
-		return errors.New("audit export: --retention must not be negative")
+	switch {
+	case len(pos) > 0:
+		return unexpectedArgs(cmd, pos)
+	case *to == "":
+		return usagef(cmd, "audit export: --to is required")
+	case *redisURL == "":
+		return usagef(cmd, "audit export: --redis (or ARBITER_REDIS) is required: the audit trail lives in Redis")
+	case *retention < 0:
+		return usagef(cmd, "audit export: --retention must not be negative")
 	}
 
 	// Store.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -21,30 +20,52 @@ import (
 // maxEventFile bounds the size of an event file (the server's own limits are lower).
 const maxEventFile = 1 << 20
 
-// runDecide is the "decide" command: it sends one DecideRequest (protojson, from --file or
+func decideHelp() help {
+	return help{
+		summary: "ask a running server for a decision and print it",
+		usage:   []string{"decide [FILE] [flags]", "decide --file FILE [flags]", "decide [flags] < FILE"},
+		detail: `The input is a DecideRequest in protobuf JSON: from FILE (or --file), or from standard input
+when neither is given or FILE is -. The answer is printed for a person: the action, its
+reasons, the policy version; --explain adds the trace (rules, candidates, guardrails), --json
+prints the raw response. The server is "arbiter serve" (or "make run").`,
+		examples: []string{
+			"arbiter decide event.json",
+			"arbiter decide event.json --explain",
+			"arbiter decide event.json --dry-run --json      # evaluate only; print the raw response",
+			"arbiter decide --addr 10.0.0.5:50051 --tls --token \"$TOKEN\" < event.json",
+		},
+	}
+}
+
+// runDecide is the "decide" command: it sends one DecideRequest (protojson, from a file or
 // stdin) to a running server and prints the decision, its reasons and, when asked for, the
 // explanation; --json prints the raw response.
 func runDecide(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("arbiter decide", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: arbiter decide [--file event.json] [flags]\n\nAsk a running server for a decision. The input is a DecideRequest in protobuf JSON\n(from --file, or stdin when --file is - or absent).\n\nFlags:")
-		fs.PrintDefaults()
-	}
+	const cmd = "arbiter decide"
+	fs := newFlagSet(cmd)
 	addr := fs.String("addr", "127.0.0.1:50051", "server gRPC address")
-	file := fs.String("file", "-", "DecideRequest JSON file; - reads stdin")
+	file := fs.String("file", "", "DecideRequest JSON file (the same as the FILE argument); - reads stdin (default: stdin)")
 	raw := fs.Bool("json", false, "print the raw response as protobuf JSON")
 	explain := fs.Bool("explain", false, "ask for the explanation (sets options.explain)")
 	dryRun := fs.Bool("dry-run", false, "evaluate only: reserve and record nothing (sets options.dry_run)")
 	token := fs.String("token", "", "bearer token, when the server requires authentication")
 	timeout := fs.Duration("timeout", 5*time.Second, "deadline of the call")
 	ctls := clientTLSFlags(fs, env)
-	if err := parseToolFlags(fs, args, env); err != nil {
+	pos, err := parseArgs(fs, decideHelp(), args, env, stdout)
+	if err != nil {
 		return err
+	}
+	switch {
+	case len(pos) > 1:
+		return usagef(cmd, "decide: want one event FILE, got %d arguments %q", len(pos), pos)
+	case len(pos) == 1 && *file != "" && *file != pos[0]:
+		return usagef(cmd, "decide: give the event file as FILE or as --file, not both (%q and %q)", pos[0], *file)
+	case len(pos) == 1:
+		*file = pos[0]
 	}
 
 	in := stdin
-	if *file != "-" {
+	if *file != "" && *file != "-" {
 		f, err := os.Open(*file)
 		if err != nil {
 			return fmt.Errorf("decide: %w", err)
@@ -60,7 +81,7 @@ func runDecide(ctx context.Context, args []string, env func(string) string, stdi
 		return fmt.Errorf("decide: event larger than %d bytes", maxEventFile)
 	}
 	req := &arbiterv1.DecideRequest{}
-	if err := protojson.Unmarshal(data, req); err != nil {
+	if err := unmarshalRequest(data, req); err != nil {
 		return fmt.Errorf("decide: parse event (a DecideRequest in protobuf JSON): %w", err)
 	}
 	if *explain || *dryRun {
@@ -87,7 +108,7 @@ func runDecide(ctx context.Context, args []string, env func(string) string, stdi
 	}
 	resp, err := arbiterv1.NewDecisionServiceClient(conn).Decide(ctx, req)
 	if err != nil {
-		return fmt.Errorf("decide: %w", err)
+		return fmt.Errorf("decide: %w", callError(ctx, *addr, "", err))
 	}
 	if *raw {
 		b, err := protojson.MarshalOptions{Multiline: true, Indent: "  "}.Marshal(resp)

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -16,21 +14,41 @@ import (
 	"github.com/arbiter-dev/arbiter/loadtest"
 )
 
-// runFeatures is the "features" command. Its one subcommand, import, loads customer features
-// from a JSON-lines file into the store: directly into Redis with pipelined writes (--redis) or
-// through a running server's PutFeatures (--addr).
-func runFeatures(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "import" {
-		fmt.Fprintln(stderr, "usage: arbiter features import --file customers.jsonl [--redis redis://HOST:PORT | --addr HOST:PORT]")
-		return errors.New("features: want the subcommand import")
+func featuresHelp() help {
+	return help{
+		summary: "import customer features into the store",
+		usage:   []string{"features SUBCOMMAND [flags]"},
+		examples: []string{
+			"arbiter features import --file customers.jsonl --redis redis://127.0.0.1:6379",
+			"arbiter features import --file customers.jsonl --addr 127.0.0.1:50051",
+		},
 	}
-	return runFeaturesImport(ctx, args[1:], env, stdin, stdout, stderr)
+}
+
+func featuresImportHelp() help {
+	return help{
+		summary: "load customer features from a JSON-lines file into the store",
+		usage:   []string{"features import --file FILE [--redis URL | --addr HOST:PORT] [--atomic] [flags]"},
+		detail: `Each line is {"customer_id": "...", "features": {...}, "ttl": "720h"}: the features merge into the
+customer's stored ones; ttl (optional) expires them, in Go syntax (90m, 720h) or whole days
+(30d), as in policies. Blank lines are skipped. The features go directly into Redis with
+pipelined writes (--redis), or through a running server's PutFeatures (--addr).
+
+Every bad line is reported with its line number, and the good lines are imported; with
+--atomic, nothing is imported unless every line is good (the parsed file is then held in
+memory until it is all checked). Exit status 1 when a line was bad or a write failed.`,
+		examples: []string{
+			"arbiter features import --file customers.jsonl --redis redis://127.0.0.1:6379",
+			"arbiter features import --file customers.jsonl --atomic --addr 127.0.0.1:50051 --token \"$TOKEN\"",
+			"gunzip -c customers.jsonl.gz | arbiter features import --file - --redis redis://127.0.0.1:6379",
+		},
+	}
 }
 
 func runFeaturesImport(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	// Config.
-	fs := flag.NewFlagSet("features import", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	const cmd = "arbiter features import"
+	fs := newFlagSet(cmd)
 	file := fs.String("file", "", `JSON lines: {"customer_id": "...", "features": {...}, "ttl": "720h"} ("-" for standard input)`)
 	redisURL := fs.String("redis", "", "write directly to this Redis (redis://HOST:PORT/DB) with pipelined writes")
 	addr := fs.String("addr", "127.0.0.1:50051", "without --redis: the server whose PutFeatures to call")
@@ -38,16 +56,23 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	token := fs.String("token", "", "with --addr: bearer token of a client with the admin role, when the server requires one (ARBITER_TOKEN)")
 	batch := fs.Int("batch", 2000, "records per pipelined batch")
 	writers := fs.Int("writers", 8, "batches parsed and written at once")
+	allOrNothing := fs.Bool("atomic", false, "import nothing unless every line is good")
 	ctls := clientTLSFlags(fs, env)
-	if err := parseToolFlags(fs, args, env); err != nil {
+	pos, err := parseArgs(fs, featuresImportHelp(), args, env, stdout)
+	if err != nil {
 		return err
 	}
-	if *file == "" {
-		return errors.New("features import: --file is required")
+	switch {
+	case len(pos) > 0:
+		return unexpectedArgs(cmd, pos)
+	case *file == "":
+		return usagef(cmd, "features import: --file is required")
+	case *batch < 1 || *writers < 1:
+		return usagef(cmd, "features import: --batch and --writers must be at least 1")
 	}
 
 	// Input.
-	in, total := io.Reader(stdin), int64(0)
+	in, total, name := io.Reader(stdin), int64(0), "line "
 	if *file != "-" {
 		f, err := os.Open(*file)
 		if err != nil {
@@ -57,7 +82,7 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 		if st, err := f.Stat(); err == nil {
 			total = st.Size()
 		}
-		in = f
+		in, name = f, *file+":"
 	}
 
 	// Store.
@@ -87,15 +112,36 @@ func runFeaturesImport(ctx context.Context, args []string, env func(string) stri
 	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	bar := newProgressBar(stderr, "import", total, isTerminal(stderr))
 	start := time.Now()
-	n, err := loadtest.Import(ctx, in, sink, loadtest.SeedOptions{
-		Batch: *batch, Writers: *writers,
-		Progress: func(records, bytes int64) { bar.update(bytes, records) },
+	res, err := importFeatures(ctx, in, sink, importOptions{
+		batch: *batch, writers: *writers, atomic: *allOrNothing,
+		progress: func(records, bytes int64) { bar.update(bytes, records) },
 	})
-	bar.done(n)
+	bar.done(res.written)
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "imported %d customers in %s (%.0f/s)\n", n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
+	for _, le := range res.bad {
+		fmt.Fprintf(stderr, "%s%d: %v\n", name, le.Line, le.Err)
+	}
+	switch {
+	case *allOrNothing && len(res.bad) > 0:
+		fmt.Fprintf(stdout, "imported nothing (--atomic): %d of %d lines are bad\n", len(res.bad), res.lines)
+	default:
+		fmt.Fprintf(stdout, "imported %d customers in %s (%.0f/s)", res.written, elapsed.Round(time.Millisecond), float64(res.written)/elapsed.Seconds())
+		if len(res.bad) > 0 {
+			fmt.Fprintf(stdout, "; %d of %d lines were bad and skipped", len(res.bad), res.lines)
+		}
+		fmt.Fprintln(stdout)
+	}
 	if err != nil {
+		if *redisURL == "" {
+			err = callError(ctx, *addr, "", err)
+		}
 		return fmt.Errorf("features import: %w", err)
+	}
+	switch n := len(res.bad); {
+	case n == 1:
+		return fmt.Errorf("features import: %w", &res.bad[0])
+	case n > 1:
+		return fmt.Errorf("features import: %d bad lines, the first %v (each is listed above)", n, &res.bad[0])
 	}
 	return nil
 }

@@ -84,11 +84,67 @@ func BenchmarkFeaturesImportRedis(b *testing.B) {
 	var total int64
 	start := time.Now()
 	for b.Loop() {
-		got, err := loadtest.Import(b.Context(), bytes.NewReader(file.Bytes()), sink, loadtest.SeedOptions{Batch: 2000, Writers: 8})
-		if err != nil || got != n {
-			b.Fatalf("Import = %d, %v; want %d, nil", got, err, n)
+		res, err := importFeatures(b.Context(), bytes.NewReader(file.Bytes()), sink, importOptions{batch: 2000, writers: 8})
+		if err != nil || res.written != n {
+			b.Fatalf("importFeatures() = %d, %v; want %d, nil", res.written, err, n)
 		}
-		total += got
+		total += res.written
 	}
 	b.ReportMetric(float64(total)/time.Since(start).Seconds(), "customers/s")
+}
+
+// TestFeaturesImportBadLines: every bad line is reported with the file and its number, the
+// good lines are imported and the command exits 1; with --atomic nothing is imported.
+func TestFeaturesImportBadLines(t *testing.T) {
+	addr := redistest.Start(t)
+	file := filepath.Join(t.TempDir(), "customers.jsonl")
+	content := `{"customer_id": "g1", "features": {"days_past_due": 3}, "ttl": "7d"}
+{"customer_id": "b2", "features": {"days_past_due": 3}, "ttl": "a week"}
+{"customer_id": "g3", "features": {"risk_score": 0.5}}
+{"features": {"risk_score": 0.5}}
+`
+	if err := os.WriteFile(file, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	client, err := featurestore.Dial("redis://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := featurestore.NewRedis(client)
+	defer store.Close()
+	stored := func(id string) bool {
+		st, err := store.State(t.Context(), id, time.Now())
+		if err != nil {
+			t.Fatalf("State(%s): %v", id, err)
+		}
+		return len(st.Features) > 0
+	}
+
+	var stdout, stderr bytes.Buffer
+	args := []string{"features", "import", "--file", file, "--redis", "redis://" + addr, "--atomic"}
+	err = run(t.Context(), args, noEnv, nil, &stdout, &stderr)
+	if exitCode(err) != 1 || !strings.Contains(stdout.String(), "imported nothing (--atomic): 2 of 4 lines are bad") {
+		t.Errorf("arbiter %s = %v, printed %q; want nothing imported and exit 1", strings.Join(args, " "), err, stdout.String())
+	}
+	if stored("g1") || stored("g3") {
+		t.Errorf("features stored after an --atomic import with bad lines")
+	}
+
+	stdout.Reset()
+	stderr.Reset()
+	args = args[:len(args)-1]
+	err = run(t.Context(), args, noEnv, nil, &stdout, &stderr)
+	if exitCode(err) != 1 || err == nil || !strings.Contains(err.Error(), "2 bad lines, the first line 2:") {
+		t.Errorf("arbiter %s = %v, want 2 bad lines and exit 1", strings.Join(args, " "), err)
+	}
+	want := file + `:2: ttl "a week" is not a positive duration such as "720h" or "30d"` + "\n" + file + ":4: customer_id is required\n"
+	if stderr.String() != want {
+		t.Errorf("arbiter %s reported:\n%s\nwant every bad line:\n%s", strings.Join(args, " "), stderr.String(), want)
+	}
+	if !strings.Contains(stdout.String(), "imported 2 customers") || !strings.Contains(stdout.String(), "2 of 4 lines were bad and skipped") {
+		t.Errorf("arbiter %s printed %q, want 2 imported and 2 skipped", strings.Join(args, " "), stdout.String())
+	}
+	if !stored("g1") || !stored("g3") {
+		t.Errorf("the good lines were not imported")
+	}
 }

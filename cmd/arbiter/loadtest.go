@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -50,14 +48,31 @@ type loadtestConfig struct {
 	tls         *clientTLS
 }
 
+func loadtestHelp() help {
+	return help{
+		summary: "drive load against a server and report latency",
+		usage:   []string{"loadtest [flags]", "loadtest --compare A.json B.json"},
+		detail: `Seeds synthetic customers (through PutFeatures, or directly into Redis with --seed-redis),
+drives Decide at a constant arrival rate (or with --concurrency workers in a closed loop),
+optionally measures the empty health check as a baseline, prints a summary and writes
+report.json and report.html to --out. The target must be a loopback address. See
+docs/performance.md.`,
+		examples: []string{
+			"arbiter loadtest --rate 1000 --duration 10s",
+			"arbiter loadtest --rate 2000 --baseline --out run-1",
+			"arbiter loadtest --compare run-1/report.json run-2/report.json",
+		},
+	}
+}
+
 // runLoadtest is the "loadtest" command: seed synthetic customers, drive Decide at a constant
 // arrival rate, optionally measure the empty-handler baseline, print a summary and write the
 // JSON and HTML reports. With --compare A.json B.json it prints two reports side by side.
 func runLoadtest(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	// Config.
+	const cmd = "arbiter loadtest"
 	var c loadtestConfig
-	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet(cmd)
 	fs.StringVar(&c.addr, "addr", "127.0.0.1:50051", "gRPC address of the server under test (loopback only)")
 	fs.StringVar(&c.token, "token", "", "bearer token of a client with the decide role (and admin, to seed through PutFeatures), when the server requires one (ARBITER_TOKEN)")
 	fs.Float64Var(&c.rate, "rate", 2000, "open-loop arrival rate, Decide calls per second")
@@ -84,14 +99,18 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.DurationVar(&c.watchEvery, "watch-every", 5*time.Second, "interval of --watch-admin samples")
 	c.tls = clientTLSFlags(fs, env)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (go tool pprof), to see what the client spends")
-	if err := parseToolFlags(fs, args, env); err != nil {
+	pos, err := parseArgs(fs, loadtestHelp(), args, env, stdout)
+	if err != nil {
 		return err
 	}
 	if c.compare {
-		return compareReports(fs.Args(), stdout)
+		if len(pos) != 2 {
+			return usagef(cmd, "loadtest --compare: want two report files, got %d", len(pos))
+		}
+		return compareReports(pos, stdout)
 	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("loadtest: unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return unexpectedArgs(cmd, pos)
 	}
 	if c.runID == "" {
 		// Base 36 keeps decimal digits in the run id rare (see loadtest.Mix.Request).
@@ -116,6 +135,9 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	defer loadtest.CloseAll(conns)
 	cis := loadtest.Interfaces(conns)
 	if err := waitHealthy(ctx, conns[0], 10*time.Second); err != nil {
+		if err = callError(ctx, c.addr, "", err); isServerDown(err) {
+			return fmt.Errorf("loadtest: %w", err)
+		}
 		return fmt.Errorf("loadtest: server %s: %w", c.addr, err)
 	}
 
@@ -347,29 +369,6 @@ func compareReports(files []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "A: %s\nB: %s\n\n", files[0], files[1])
 	return loadtest.WriteCompare(stdout, a, b)
-}
-
-// parseToolFlags parses args into fs; a flag not given on the command line takes its value
-// from the environment variable ARBITER_<NAME> (upper case, dashes as underscores), if set.
-func parseToolFlags(fs *flag.FlagSet, args []string, env func(string) string) error {
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	var errs []error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
-			return
-		}
-		name := "ARBITER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v := env(name); v != "" {
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			}
-		}
-	})
-	return errors.Join(errs...)
 }
 
 // isTerminal reports whether w is a terminal (then progress is drawn in place).

@@ -4,153 +4,221 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
-
-	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
-// runPolicy is the "policy" command: local tools (lint, test, diff) that work on bundle files,
-// and the governance subcommands that talk to a running server.
-func runPolicy(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		policyUsage(stdout)
-		if len(args) == 0 {
-			return errors.New("policy: no subcommand given")
-		}
-		return nil
+func policyHelp() help {
+	return help{
+		summary: "lint, test and diff policy bundles; publish, activate and shadow versions on a server",
+		usage:   []string{"policy SUBCOMMAND [flags]"},
+		detail: `PATH, OLD and NEW are a bundle file or folder, or "default" for the bundled default policy.
+The governance subcommands talk to a running server's PolicyService with the admin role
+(docs/governance.md).`,
+		examples: []string{
+			"arbiter policy lint policies/default",
+			"arbiter policy test policies/default --coverage",
+			"arbiter policy diff default ./next --events events.jsonl",
+			"arbiter policy publish ./next --comment \"refer arrears at 30 days\"",
+		},
 	}
-	switch args[0] {
-	case "lint":
-		return runPolicyLint(args[1:], stdout, stderr)
-	case "test":
-		return runPolicyTest(ctx, args[1:], stdout, stderr)
-	case "diff":
-		return runPolicyDiff(ctx, args[1:], stdin, stdout, stderr)
-	}
-	if handled, err := runPolicyAdmin(ctx, args, env, stdout, stderr); handled {
-		return err
-	}
-	policyUsage(stderr)
-	return fmt.Errorf("policy: unknown subcommand %q", args[0])
 }
 
-func policyUsage(w io.Writer) {
-	fmt.Fprintln(w, "usage: arbiter policy SUBCOMMAND [flags]")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "  lint PATH                        compile a bundle (file or folder); report every problem and warning")
-	fmt.Fprintln(w, "  test PATH [-run RE] [-v]         run the bundle's test cases; exit 1 on a failure")
-	fmt.Fprintln(w, "  diff OLD NEW --events FILE       decide the events under both bundles and report the changes")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "PATH, OLD and NEW are a bundle file or folder, or \"default\" for the bundled default policy.")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "governance (against a running server):")
-	policyAdminUsage(w)
+// policyCommands are the subcommands of "arbiter policy": the local tools on bundle files,
+// then the governance commands.
+func policyCommands() []command {
+	const local = "Local tools (on bundle files)"
+	cmds := []command{
+		{name: "lint", help: policyLintHelp, run: runPolicyLint, section: local},
+		{name: "test", help: policyTestHelp, run: runPolicyTest, section: local},
+		{name: "diff", help: policyDiffHelp, run: runPolicyDiff, section: local},
+	}
+	for _, ac := range policyAdminCommands() {
+		name := ac.name
+		cmds = append(cmds, command{name: name, help: ac.help, section: "Governance (against a running server)",
+			run: func(ctx context.Context, args []string, env func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
+				_, err := runPolicyAdmin(ctx, append([]string{name}, args...), env, stdout, stderr)
+				return err
+			}})
+	}
+	return cmds
+}
+
+// readBundle reads the files of a bundle path, or of the embedded default for "default"
+// (unless a file or folder of that name exists).
+func readBundle(path string) (map[string][]byte, error) {
+	if path == "default" {
+		if _, err := os.Stat(path); err != nil {
+			return decision.DefaultPolicy().Files(), nil
+		}
+	}
+	return readPolicyBundleFiles(path)
 }
 
 // loadBundle loads a bundle path, or the embedded default for "default".
 func loadBundle(path string) (*decision.Policy, error) {
-	if path == "default" {
-		if _, err := os.Stat(path); err != nil {
-			return decision.DefaultPolicy(), nil
-		}
+	files, err := readBundle(path)
+	if err != nil {
+		return nil, err
 	}
-	return decision.LoadPolicy(path)
+	return decision.ParsePolicy(files)
 }
 
-func runPolicyLint(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("policy lint", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprintln(stderr, "usage: arbiter policy lint PATH") }
-	pos, err := adminParseArgs(fs, args)
+// bundleProblems returns the problems of a bundle that did not load: its *BundleError values,
+// or the error itself as one problem without a file.
+func bundleProblems(err error) []decision.BundleError {
+	var out []decision.BundleError
+	for _, be := range decision.BundleErrors(err) {
+		out = append(out, *be)
+	}
+	if len(out) == 0 {
+		out = append(out, decision.BundleError{Msg: err.Error()})
+	}
+	return out
+}
+
+func policyLintHelp() help {
+	return help{
+		summary: "compile a bundle and report every problem and warning",
+		usage:   []string{"policy lint PATH [--format text|json|junit]"},
+		detail: `Every problem is reported with its file, line and rule, and the other files of the bundle
+are checked too. Warnings (the bundle still loads): a rule that can never win because an
+always-true ESCALATE or SUPPRESS rule outranks it on every event type it applies to, and a
+bundle without test cases. Exit status 1 when the bundle is invalid; warnings alone exit 0.`,
+		examples: []string{
+			"arbiter policy lint policies/default",
+			"arbiter policy lint ./next --format junit > lint.xml   # for CI test reports",
+			"arbiter policy lint ./next --format json | jq '.errors[]'",
+		},
+	}
+}
+
+func runPolicyLint(_ context.Context, args []string, _ func(string) string, _ io.Reader, stdout, _ io.Writer) error {
+	const cmd = "arbiter policy lint"
+	fs := newFlagSet(cmd)
+	format := formatText
+	fs.Var(&format, "format", "output: text, json or junit")
+	pos, err := parseArgs(fs, policyLintHelp(), args, nil, stdout)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return errors.New("policy lint: want one PATH")
+		return usagef(cmd, "policy lint: want one PATH, got %d arguments", len(pos))
 	}
-	p, err := loadBundle(pos[0])
+	files, err := readBundle(pos[0])
 	if err != nil {
-		fmt.Fprintln(stdout, err)
+		return fmt.Errorf("policy lint: %w", err)
+	}
+	rep := lintReport{Path: pos[0], Files: slices.Sorted(maps.Keys(files))}
+	p, perr := decision.ParsePolicy(files)
+	if perr != nil {
+		rep.Errors = bundleProblems(perr)
+	} else {
+		rep.Policy, rep.Rules, rep.Tests = p.Ref(), p.RuleCount(), len(p.Tests())
+		rep.Warnings = p.LintFindings()
+	}
+	if err := rep.write(stdout, format); err != nil {
+		return err
+	}
+	if perr != nil {
 		return fmt.Errorf("policy lint %s: the bundle is invalid", pos[0])
 	}
-	for _, w := range p.Lint() {
-		fmt.Fprintf(stdout, "warning: %s\n", w)
-	}
-	ref := p.Ref()
-	fmt.Fprintf(stdout, "ok: %s version %s (%s): %d rules, %d test cases\n", ref.ID, ref.Version, ref.Digest, p.RuleCount(), len(p.Tests()))
 	return nil
 }
 
-func runPolicyTest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("policy test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	runRE := fs.String("run", "", "run only the cases whose name matches this regular expression")
-	verbose := fs.Bool("v", false, "print the decision and its explanation for every failing case")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: arbiter policy test PATH [-run RE] [-v]")
-		fs.PrintDefaults()
+func policyTestHelp() help {
+	return help{
+		summary: "run a bundle's test cases",
+		usage:   []string{"policy test PATH [-run RE] [-v] [--coverage] [--format text|json|junit]"},
+		detail: `Decides each test case of the bundle (its tests: and the files under tests/) and compares
+the answer with the case's expect:. --coverage decides with the explanation on and reports
+which rules the cases matched and won, and which guardrails they made block or change a
+candidate; what no case exercised is listed at the end. Exit status 1 when a case fails, when
+no case ran, or when the bundle is invalid.`,
+		examples: []string{
+			"arbiter policy test policies/default",
+			"arbiter policy test policies/default -run overdue -v   # the explanation of each failing case",
+			"arbiter policy test ./next --coverage",
+			"arbiter policy test ./next --format junit > policy-tests.xml",
+		},
 	}
-	pos, err := adminParseArgs(fs, args)
+}
+
+func runPolicyTest(ctx context.Context, args []string, _ func(string) string, _ io.Reader, stdout, _ io.Writer) error {
+	const cmd = "arbiter policy test"
+	fs := newFlagSet(cmd)
+	runRE := fs.String("run", "", "run only the cases whose name matches this regular expression")
+	verbose := fs.Bool("v", false, "text: print the decision and its explanation for every failing case")
+	coverage := fs.Bool("coverage", false, "report which rules and guardrails the cases exercised, and which none did")
+	format := formatText
+	fs.Var(&format, "format", "output: text, json or junit")
+	pos, err := parseArgs(fs, policyTestHelp(), args, nil, stdout)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 1 {
-		fs.Usage()
-		return errors.New("policy test: want one PATH")
+		return usagef(cmd, "policy test: want one PATH, got %d arguments", len(pos))
 	}
 	var match *regexp.Regexp
 	if *runRE != "" {
 		if match, err = regexp.Compile(*runRE); err != nil {
-			return fmt.Errorf("policy test: -run: %w", err)
+			return usagef(cmd, "policy test: -run: %w", err)
 		}
 	}
-	p, err := loadBundle(pos[0])
+	files, err := readBundle(pos[0])
 	if err != nil {
-		fmt.Fprintln(stdout, err)
+		return fmt.Errorf("policy test: %w", err)
+	}
+	p, perr := decision.ParsePolicy(files)
+	if perr != nil {
+		rep := testReport{Path: pos[0], Errors: bundleProblems(perr)}
+		if err := rep.write(stdout, format, false); err != nil {
+			return err
+		}
 		return fmt.Errorf("policy test %s: the bundle is invalid", pos[0])
 	}
-	passed, failed := 0, 0
+	rep := testReport{Path: pos[0], Policy: p.Ref(), verbose: *verbose}
+	start := time.Now()
 	for i := range p.Tests() {
 		tc := &p.Tests()[i]
 		if match != nil && !match.MatchString(tc.Name) {
 			continue
 		}
-		if *verbose {
+		if *verbose || *coverage {
 			tc = withExplain(tc)
 		}
+		t0 := time.Now()
 		r := p.RunTest(ctx, tc)
+		rep.Results = append(rep.Results, r)
+		rep.Durations = append(rep.Durations, time.Since(t0))
 		if r.Passed() {
-			passed++
-			fmt.Fprintf(stdout, "PASS  %s\n", tc.Name)
-			continue
-		}
-		failed++
-		fmt.Fprintf(stdout, "FAIL  %s (%s)\n", tc.Name, tc.File)
-		for _, f := range r.Failures {
-			fmt.Fprintf(stdout, "      %s\n", f)
-		}
-		if *verbose && r.Result != nil {
-			for _, line := range strings.Split(strings.TrimRight(decision.RenderExplanation(r.Result), "\n"), "\n") {
-				fmt.Fprintf(stdout, "      | %s\n", line)
-			}
+			rep.Passed++
+		} else {
+			rep.Failed++
 		}
 	}
-	fmt.Fprintf(stdout, "%d passed, %d failed\n", passed, failed)
-	if failed > 0 {
-		return fmt.Errorf("policy test: %d of %d cases failed", failed, passed+failed)
+	rep.Duration = time.Since(start)
+	if *coverage {
+		cov := p.Coverage(rep.Results)
+		rep.Coverage = &cov
 	}
-	if passed == 0 {
+	if err := rep.write(stdout, format, *coverage); err != nil {
+		return err
+	}
+	if rep.Failed > 0 {
+		return fmt.Errorf("policy test: %d of %d cases failed", rep.Failed, rep.Passed+rep.Failed)
+	}
+	if rep.Passed == 0 {
 		return errors.New("policy test: no test case ran")
 	}
 	return nil
@@ -163,28 +231,38 @@ func withExplain(tc *decision.TestCase) *decision.TestCase {
 	return &c
 }
 
-func runPolicyDiff(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("policy diff", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func policyDiffHelp() help {
+	return help{
+		summary: "decide recorded events under two bundles and report what changes",
+		usage:   []string{"policy diff OLD NEW --events FILE [--examples N] [--now TIME]"},
+		detail: `FILE holds DecideRequest messages in protobuf JSON, one per line ("-": standard input).
+Each is decided under both bundles without stored state, at the event's occurred_at or --now;
+the report gives the changed decisions, the action transitions, the reason codes added and
+removed, and examples.`,
+		examples: []string{
+			"arbiter policy diff default ./next --events events.jsonl",
+			"arbiter policy diff ./v1 ./v2 --events - --now 2026-03-10T12:00:00Z < events.jsonl",
+		},
+	}
+}
+
+func runPolicyDiff(ctx context.Context, args []string, _ func(string) string, stdin io.Reader, stdout, _ io.Writer) error {
+	const cmd = "arbiter policy diff"
+	fs := newFlagSet(cmd)
 	events := fs.String("events", "", "file of DecideRequest messages in protojson, one per line (\"-\": standard input)")
 	examples := fs.Int("examples", 10, "most changed decisions to show")
 	nowFlag := fs.String("now", "", "decision time (RFC 3339) for events without occurred_at; default: the current time")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: arbiter policy diff OLD NEW --events FILE [--examples N] [--now TIME]")
-		fs.PrintDefaults()
-	}
-	pos, err := adminParseArgs(fs, args)
+	pos, err := parseArgs(fs, policyDiffHelp(), args, nil, stdout)
 	if err != nil {
 		return err
 	}
 	if len(pos) != 2 || *events == "" {
-		fs.Usage()
-		return errors.New("policy diff: want OLD, NEW and --events")
+		return usagef(cmd, "policy diff: want OLD, NEW and --events")
 	}
 	now := time.Now().UTC()
 	if *nowFlag != "" {
 		if now, err = time.Parse(time.RFC3339, *nowFlag); err != nil {
-			return fmt.Errorf("policy diff: --now: %w", err)
+			return usagef(cmd, "policy diff: --now: %w", err)
 		}
 	}
 	oldP, err := loadBundle(pos[0])
@@ -232,7 +310,7 @@ func readDecideRequests(r io.Reader, now time.Time) ([]*decision.Input, error) {
 			continue
 		}
 		var req arbiterv1.DecideRequest
-		if err := protojson.Unmarshal([]byte(text), &req); err != nil {
+		if err := unmarshalRequest([]byte(text), &req); err != nil {
 			return nil, fmt.Errorf("line %d: %w", line, err)
 		}
 		in := requestInput(&req, now)

@@ -30,22 +30,50 @@ import (
 // policyAdminCommand is one governance subcommand of "arbiter policy": it talks to a running
 // server's PolicyService (admin role).
 type policyAdminCommand struct {
-	usage   string
-	summary string
+	name     string
+	usage    string
+	summary  string
+	examples []string
+	// version is set for the commands whose first argument is a policy version: a NotFound
+	// answer names it.
+	version bool
 	run     func(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, args []string, stdout io.Writer) error
 	flags   func(fs *flag.FlagSet)
 }
 
-// policyAdminCommands are the governance subcommands, by name.
-var policyAdminCommands = map[string]policyAdminCommand{
-	"publish":       {"publish PATH --comment WHY", "upload a bundle (file or folder); it must compile and pass its own test cases", runPolicyPublish, adminCommentFlag},
-	"list":          {"list", "list published versions, newest first; * marks the active one, s the shadow", runPolicyList, nil},
-	"activate":      {"activate VERSION --comment WHY", "make a published version the one every replica serves", runPolicyActivate, adminCommentFlag},
-	"rollback":      {"rollback --comment WHY", "re-activate the version active before the current one", runPolicyRollback, adminCommentFlag},
-	"show":          {"show VERSION [--files]", "show a version's metadata (and its files)", runPolicyShow, func(fs *flag.FlagSet) { fs.Bool("files", false, "print the files too") }},
-	"log":           {"log [--limit N]", "show the change log, newest first", runPolicyLog, func(fs *flag.FlagSet) { fs.Int("limit", 20, "most changes to show") }},
-	"shadow":        {"shadow VERSION --share S --comment WHY | shadow --stop --comment WHY", "evaluate a version beside the active one on a share of live traffic", runPolicyShadow, adminShadowFlags},
-	"shadow-report": {"shadow-report", "how the shadow version's answers differ from the active one's", runPolicyShadowReport, nil},
+// help is the command's help.
+func (c policyAdminCommand) help() help {
+	return help{
+		summary:  c.summary,
+		usage:    []string{"policy " + c.usage + " [flags]"},
+		detail:   "The server is a running \"arbiter serve\" (--addr, ARBITER_ADDR); the call needs a token with the\nadmin role when the server requires tokens (--token, ARBITER_TOKEN). See docs/governance.md.",
+		examples: c.examples,
+	}
+}
+
+// policyAdminCommands are the governance subcommands, in the order the help lists them.
+func policyAdminCommands() []policyAdminCommand {
+	return []policyAdminCommand{
+		{name: "publish", usage: "publish PATH --comment WHY", summary: "upload a bundle (file or folder); it must compile and pass its own test cases",
+			examples: []string{`arbiter policy publish ./next --comment "refer arrears at 30 days"`}, run: runPolicyPublish, flags: adminCommentFlag},
+		{name: "list", usage: "list", summary: "list published versions, newest first; * marks the active one, s the shadow",
+			examples: []string{"arbiter policy list", "ARBITER_ADDR=10.0.0.5:50051 arbiter policy list --tls"}, run: runPolicyList},
+		{name: "show", usage: "show VERSION [--files]", summary: "show a version's metadata (and its files)", version: true,
+			examples: []string{"arbiter policy show 2026.11.1", "arbiter policy show 2026.11.1 --files"}, run: runPolicyShow,
+			flags: func(fs *flag.FlagSet) { fs.Bool("files", false, "print the files too") }},
+		{name: "activate", usage: "activate VERSION --comment WHY", summary: "make a published version the one every replica serves", version: true,
+			examples: []string{`arbiter policy activate 2026.11.2 --comment "refer arrears at 30 days"`}, run: runPolicyActivate, flags: adminCommentFlag},
+		{name: "rollback", usage: "rollback --comment WHY", summary: "re-activate the version active before the current one",
+			examples: []string{`arbiter policy rollback --comment "too many referrals"`}, run: runPolicyRollback, flags: adminCommentFlag},
+		{name: "shadow", usage: "shadow VERSION --share S --comment WHY | shadow --stop --comment WHY", summary: "evaluate a version beside the active one on a share of live traffic", version: true,
+			run: runPolicyShadow, flags: adminShadowFlags,
+			examples: []string{`arbiter policy shadow 2026.11.2 --share 0.1 --comment "compare before activating"`, `arbiter policy shadow --stop --comment "seen enough"`}},
+		{name: "shadow-report", usage: "shadow-report", summary: "how the shadow version's answers differ from the active one's",
+			examples: []string{"arbiter policy shadow-report"}, run: runPolicyShadowReport},
+		{name: "log", usage: "log [--limit N]", summary: "show the change log, newest first",
+			examples: []string{"arbiter policy log", "arbiter policy log --limit 100"}, run: runPolicyLog,
+			flags: func(fs *flag.FlagSet) { fs.Int("limit", 20, "most changes to show") }},
+	}
 }
 
 func adminCommentFlag(fs *flag.FlagSet) {
@@ -64,26 +92,24 @@ func runPolicyAdmin(ctx context.Context, args []string, env func(string) string,
 	if len(args) == 0 {
 		return false, nil
 	}
-	cmd, ok := policyAdminCommands[args[0]]
-	if !ok {
+	cmds := policyAdminCommands()
+	i := slices.IndexFunc(cmds, func(c policyAdminCommand) bool { return c.name == args[0] })
+	if i < 0 {
 		return false, nil
 	}
-	fs := flag.NewFlagSet("arbiter policy "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	cmd := cmds[i]
+	path := "arbiter policy " + cmd.name
+	fs := newFlagSet(path)
 	conn := policyAdminConnFlags(fs, env)
 	if cmd.flags != nil {
 		cmd.flags(fs)
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: arbiter policy %s\n\n%s\n\n", cmd.usage, cmd.summary)
-		fs.PrintDefaults()
-	}
-	pos, err := adminParseArgs(fs, args[1:])
+	pos, err := parseArgs(fs, cmd.help(), args[1:], nil, stdout)
 	if err != nil {
 		return true, err
 	}
 	if conn.token == "" {
-		// Read after parsing, not as the flag's default: usage would print the default.
+		// Read after parsing, not as the flag's default: the help would print the default.
 		conn.token = env("ARBITER_TOKEN")
 	}
 	c, err := conn.dial()
@@ -93,35 +119,21 @@ func runPolicyAdmin(ctx context.Context, args []string, env func(string) string,
 	defer c.close()
 	ctx, cancel := context.WithTimeout(ctx, conn.timeout)
 	defer cancel()
-	return true, cmd.run(c.outgoing(ctx), c, fs, pos, stdout)
-}
-
-// policyAdminUsage lists the governance subcommands, for the usage of "arbiter policy".
-func policyAdminUsage(w io.Writer) {
-	names := make([]string, 0, len(policyAdminCommands))
-	for n := range policyAdminCommands {
-		names = append(names, n)
+	err = cmd.run(c.outgoing(ctx), c, fs, pos, stdout)
+	var ue *adminUsageError
+	if errors.As(err, &ue) {
+		return true, usagef(path, "policy %s: %s", cmd.name, ue.msg)
 	}
-	slices.Sort(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-14s %s\n", n, policyAdminCommands[n].summary)
+	what := ""
+	if cmd.version && len(pos) > 0 {
+		what = fmt.Sprintf("policy version %q", pos[0])
 	}
-}
-
-// adminParseArgs parses flags that may come before, between or after the positional
-// arguments, and returns the positional ones.
-func adminParseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			return nil, err
-		}
-		if fs.NArg() == 0 {
-			return pos, nil
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
+	err = callError(ctx, conn.addr, what, err)
+	var nf *notFoundError
+	if isServerDown(err) || errors.As(err, &nf) {
+		return true, fmt.Errorf("policy %s: %w", cmd.name, err)
 	}
+	return true, err
 }
 
 // policyAdminConn are the connection flags of the governance subcommands.
@@ -183,9 +195,15 @@ func adminFlagBool(fs *flag.FlagSet, name string) bool {
 	return ok && g.Get() == true
 }
 
+// adminUsageError is a governance command called with the wrong arguments; runPolicyAdmin
+// makes it a usage error of the command.
+type adminUsageError struct{ msg string }
+
+func (e *adminUsageError) Error() string { return e.msg }
+
 func adminWantArgs(pos []string, n int, what string) error {
 	if len(pos) != n {
-		return fmt.Errorf("want %s, got %d arguments", what, len(pos))
+		return &adminUsageError{msg: fmt.Sprintf("want %s, got %d arguments", what, len(pos))}
 	}
 	return nil
 }

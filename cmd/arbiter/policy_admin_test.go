@@ -235,7 +235,7 @@ func TestPolicyAdminToken(t *testing.T) {
 	out.Reset()
 	errOut.Reset()
 	_, _ = runPolicyAdmin(context.Background(), []string{"list", "--help"}, env, &out, &errOut)
-	if !strings.Contains(errOut.String(), "-token") || strings.Contains(out.String()+errOut.String(), token) {
-		t.Errorf("arbiter policy list --help printed:\n%s\nwant the -token flag, and not ARBITER_TOKEN's value", errOut.String())
+	if !strings.Contains(out.String(), "-token") || strings.Contains(out.String()+errOut.String(), token) {
+		t.Errorf("arbiter policy list --help printed:\n%s\nwant the -token flag, and not ARBITER_TOKEN's value", out.String()+errOut.String())
 	}
 }

@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -18,41 +19,51 @@ import (
 	"github.com/arbiter-dev/arbiter/server"
 )
 
+func replayHelp() help {
+	return help{
+		summary: "re-evaluate recorded decisions under a policy version and report what would change",
+		usage:   []string{"replay --version V [--redis URL] [--examples N] [--event-type T] [--json]", "replay --policy PATH [flags]"},
+		detail: `Each decision of the audit trail is decided again with the request, state snapshot and
+decision time it was recorded with, under a published version (--version; "active" for the
+active one) or a local bundle (--policy). It reads only.`,
+		examples: []string{
+			"arbiter replay --redis redis://127.0.0.1:6379 --version 2026.11.2",
+			"arbiter replay --redis redis://127.0.0.1:6379 --policy ./next --event-type PAYMENT_FAILED",
+			"ARBITER_REDIS=redis://127.0.0.1:6379 arbiter replay --version active --json",
+		},
+	}
+}
+
 // runReplay is the "replay" command: re-evaluate the recorded decisions of the audit trail
 // under a policy version, each with the request, state snapshot and decision time it was
 // recorded with, and report what would have changed. It reads only.
-func runReplay(ctx context.Context, args []string, env func(string) string, _ io.Reader, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("arbiter replay", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func runReplay(ctx context.Context, args []string, env func(string) string, _ io.Reader, stdout, _ io.Writer) error {
+	const cmd = "arbiter replay"
+	fs := newFlagSet(cmd)
 	redisURL := fs.String("redis", env("ARBITER_REDIS"), "Redis holding the audit trail and the published policies (ARBITER_REDIS)")
 	version := fs.String("version", "", `published policy version to replay under ("active" for the active one)`)
 	bundle := fs.String("policy", "", "replay under a local bundle (file or folder) instead of a published version")
 	examples := fs.Int("examples", 10, "how many changed decisions to show")
 	eventType := fs.String("event-type", "", "replay only events of this type, e.g. PAYMENT_FAILED")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: arbiter replay --version V [--redis URL] [--examples N] [--event-type T] [--json]")
-		fmt.Fprintln(stderr, "       arbiter replay --policy PATH ...")
-		fmt.Fprintln(stderr, "\nRe-evaluate recorded decisions under a policy version and report what would change.")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	pos, err := parseArgs(fs, replayHelp(), args, nil, stdout)
+	if err != nil {
 		return err
 	}
 	switch {
-	case fs.NArg() > 0:
-		return fmt.Errorf("replay: unexpected argument %q", fs.Arg(0))
+	case len(pos) > 0:
+		return unexpectedArgs(cmd, pos)
 	case (*version == "") == (*bundle == ""):
-		return errors.New("replay: give exactly one of --version and --policy")
+		return usagef(cmd, "replay: give exactly one of --version and --policy")
 	case *redisURL == "":
-		return errors.New("replay: --redis (or ARBITER_REDIS) is required: the audit trail lives in Redis")
+		return usagef(cmd, "replay: --redis (or ARBITER_REDIS) is required: the audit trail lives in Redis")
 	}
 	var filter func(*arbiterv1.DecisionRecord) bool
 	if *eventType != "" {
 		name := "EVENT_TYPE_" + strings.TrimPrefix(strings.ToUpper(*eventType), "EVENT_TYPE_")
 		et, ok := arbiterv1.EventType_value[name]
 		if !ok {
-			return fmt.Errorf("replay: unknown --event-type %q", *eventType)
+			return usagef(cmd, "replay: unknown --event-type %q; valid values: %s", *eventType, eventTypeNames())
 		}
 		filter = func(rec *arbiterv1.DecisionRecord) bool { return int32(rec.GetEventType()) == et }
 	}
@@ -241,4 +252,16 @@ func replayAnswerText(r *arbiterv1.DecideResponse) string {
 	codes, _ := m["reasons"].([]string)
 	fmt.Fprintf(&b, " [%s]", strings.Join(codes, ","))
 	return b.String()
+}
+
+// eventTypeNames lists the event types as --event-type takes them.
+func eventTypeNames() string {
+	var names []string
+	for _, i := range slices.Sorted(maps.Keys(arbiterv1.EventType_name)) {
+		n := arbiterv1.EventType_name[i]
+		if i != 0 {
+			names = append(names, strings.TrimPrefix(n, "EVENT_TYPE_"))
+		}
+	}
+	return strings.Join(names, ", ")
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -61,19 +60,50 @@ type serveConfig struct {
 	security        guard.Config
 }
 
-func parseServeConfig(args []string, env func(string) string, stderr io.Writer) (serveConfig, error) {
-	var c serveConfig
-	fs := flag.NewFlagSet("arbiter serve", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: arbiter serve [flags]\n\nRun the gRPC decision service. Every flag can be set with ARBITER_<FLAG> (for example ARBITER_GRPC_ADDR).\n\nFlags:")
-		fs.PrintDefaults()
+func serveHelp() help {
+	return help{
+		summary: "run the gRPC decision service",
+		usage:   []string{"serve [flags]"},
+		detail: `Serves Decide, RecordOutcome, GetDecision, the feature and policy services and gRPC health
+on --grpc-addr, and /healthz, /readyz and /metrics on --http-addr, until SIGINT or SIGTERM;
+then it stops gracefully. Without --redis the store is embedded in the process (state is lost
+on exit); without --policy it serves the bundled default policy. Every flag can be set with
+ARBITER_<FLAG> (for example ARBITER_GRPC_ADDR); the command line wins.`,
+		examples: []string{
+			"arbiter serve                                   # embedded store, default policy, loopback only",
+			"arbiter serve --redis redis://127.0.0.1:6379 --policy policies/default",
+			"ARBITER_LOG_LEVEL=debug arbiter serve --pprof",
+		},
 	}
+}
+
+// logLevel is the value of --log-level: slog's level names (and their offsets, "info+2"),
+// with an error that lists the names.
+type logLevel struct{ level *slog.Level }
+
+func (l logLevel) String() string {
+	if l.level == nil {
+		return ""
+	}
+	return strings.ToLower(l.level.String())
+}
+
+func (l logLevel) Set(s string) error {
+	if err := l.level.UnmarshalText([]byte(s)); err != nil {
+		return errors.New("want debug, info, warn or error")
+	}
+	return nil
+}
+
+func parseServeConfig(args []string, env func(string) string, stdout io.Writer) (serveConfig, error) {
+	const cmd = "arbiter serve"
+	c := serveConfig{logLevel: slog.LevelInfo}
+	fs := newFlagSet(cmd)
 	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP admin listen address: /healthz, /readyz, /metrics")
 	fs.StringVar(&c.redisURL, "redis", "", "Redis: redis://host:port[/db], rediss://..., redis+cluster://h1:p1,h2:p2 or h1:p1,h2:p2; empty: the embedded in-process store")
 	fs.StringVar(&c.policyPath, "policy", "", "policy bundle file or folder, reloaded on change and SIGHUP; empty: the bundled default policy")
-	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn or error")
+	fs.Var(logLevel{&c.logLevel}, "log-level", "log level: debug, info, warn or error")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, how long to keep serving new calls after readiness went false, so that load balancers stop routing here first (for example 5s behind a Kubernetes Service)")
@@ -85,20 +115,21 @@ func parseServeConfig(args []string, env func(string) string, stderr io.Writer) 
 	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", spool.DefaultMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
 	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays), outcomes and audit entries stay in the store; at least 1m")
 	c.security.RegisterFlags(fs)
-	if err := parseToolFlags(fs, args, env); err != nil {
+	pos, err := parseArgs(fs, serveHelp(), args, env, stdout)
+	if err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return c, unexpectedArgs(cmd, pos)
 	}
 	if c.retention < time.Minute {
-		return c, fmt.Errorf("serve: --record-retention %v: must be at least 1m", c.retention)
+		return c, usagef(cmd, "serve: --record-retention %v: must be at least 1m", c.retention)
 	}
 	if c.shutdownDelay < 0 || c.shutdownTimeout < 0 {
-		return c, fmt.Errorf("serve: --shutdown-delay %v, --shutdown-timeout %v: must not be negative", c.shutdownDelay, c.shutdownTimeout)
+		return c, usagef(cmd, "serve: --shutdown-delay %v, --shutdown-timeout %v: must not be negative", c.shutdownDelay, c.shutdownTimeout)
 	}
 	if c.auditSpoolMiB < 1 {
-		return c, fmt.Errorf("serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
+		return c, usagef(cmd, "serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
 	}
 	c.security.GRPCAddr = c.grpcAddr
 	return c, nil
@@ -122,7 +153,7 @@ const serveGCPercent = 400
 // SIGTERM), then shuts down gracefully.
 func runServe(ctx context.Context, args []string, env func(string) string, stdin io.Reader, stdout, stderr io.Writer) (err error) {
 	// Config.
-	cfg, err := parseServeConfig(args, env, stderr)
+	cfg, err := parseServeConfig(args, env, stdout)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,77 @@
+package decision
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// TestLintNeverWins: a rule ranked below an always-true ESCALATE or SUPPRESS rule on every
+// event type it applies to can never win, whether the higher rule has no `when` or one that is
+// constantly true; a higher rule the guardrails can block, one that does not always match, or
+// one that covers only some of the lower rule's event types leaves it a chance.
+func TestLintNeverWins(t *testing.T) {
+	const head = "id: t\nversion: \"1\"\ntests:\n  - {name: a, now: 2026-03-10T12:00:00Z, event: {type: INBOUND_CONTACT}, expect: {action: ESCALATE}}\nrules:\n"
+	tests := []struct {
+		name  string
+		rules string
+		want  []BundleError
+	}{
+		{
+			name: "constant true condition",
+			rules: `  - {id: catch-all, on: [INBOUND_CONTACT], when: "true", priority: 10, action: ESCALATE, escalate: {queue: general}, reasons: [A]}
+  - {id: fraud, on: [INBOUND_CONTACT], when: 'features.?fraud.orValue(false) == true', priority: 5, action: ESCALATE, escalate: {queue: fraud}, reasons: [B]}
+`,
+			want: []BundleError{{File: "bundle.yaml", Line: 7, Rule: "fraud",
+				Msg: "rule fraud can never win: rule catch-all always matches, ranks higher and is never blocked"}},
+		},
+		{
+			name: "condition that folds to true",
+			rules: `  - {id: quiet, when: "1 < 2 || customer.vulnerable", action: SUPPRESS, reasons: [A]}
+  - {id: later, when: "customer.vulnerable", action: SUPPRESS, reasons: [B]}
+`,
+			want: []BundleError{{File: "bundle.yaml", Line: 7, Rule: "later",
+				Msg: "rule later can never win: rule quiet always matches, ranks higher and is never blocked"}},
+		},
+		{
+			name: "same priority, higher action rank",
+			rules: `  - {id: msg, on: [INBOUND_CONTACT], action: MESSAGE, message: {template: t, purpose: SERVICE}, reasons: [B]}
+  - {id: human, on: [INBOUND_CONTACT], action: ESCALATE, escalate: {queue: q}, reasons: [A]}
+`,
+			want: []BundleError{{File: "bundle.yaml", Line: 6, Rule: "msg",
+				Msg: "rule msg can never win: rule human always matches, ranks higher and is never blocked"}},
+		},
+		{
+			name: "the higher rule can be blocked",
+			rules: `  - {id: retry, on: [PAYMENT_FAILED], priority: 10, action: RETRY, reasons: [A]}
+  - {id: tell, on: [PAYMENT_FAILED], priority: 5, action: MESSAGE, message: {template: t, purpose: SERVICE}, reasons: [B]}
+`,
+		},
+		{
+			name: "the higher rule does not always match",
+			rules: `  - {id: maybe, on: [INBOUND_CONTACT], when: "customer.vulnerable || false", priority: 10, action: ESCALATE, escalate: {queue: q}, reasons: [A]}
+  - {id: other, on: [INBOUND_CONTACT], priority: 5, action: ESCALATE, escalate: {queue: r}, reasons: [B]}
+`,
+		},
+		{
+			name: "the higher rule covers only some event types",
+			rules: `  - {id: contact, on: [INBOUND_CONTACT], priority: 10, action: ESCALATE, escalate: {queue: q}, reasons: [A]}
+  - {id: both, on: [INBOUND_CONTACT, RISKY_LOGIN], priority: 5, action: ESCALATE, escalate: {queue: r}, reasons: [B]}
+`,
+		},
+		{
+			name: "the lower rule ranks higher after all",
+			rules: `  - {id: low, on: [INBOUND_CONTACT], priority: 1, action: SUPPRESS, reasons: [A]}
+  - {id: high, on: [INBOUND_CONTACT], when: "customer.vulnerable", priority: 2, action: MESSAGE, message: {template: t, purpose: SERVICE}, reasons: [B]}
+`,
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustParse(t, head+tc.rules)
+			if diff := cmp.Diff(tc.want, p.LintFindings()); diff != "" {
+				t.Errorf("LintFindings() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
