@@ -21,6 +21,10 @@ type AdminConfig struct {
 	Pprof bool
 	// ReadyTimeout bounds the store ping of /readyz (default 1 s).
 	ReadyTimeout time.Duration
+	// Archive, when set, reports the archive relay's lag and its last error for /readyz. A
+	// lagging or failing archive does not make the server unready: decisions go on, and the
+	// outbox keeps the records.
+	Archive func() (lag time.Duration, err error)
 }
 
 // readiness is the JSON body of /readyz.
@@ -34,6 +38,9 @@ type readiness struct {
 	// and why this replica does not.
 	Active      string `json:"policy_active,omitempty"`
 	PolicyError string `json:"policy_error,omitempty"`
+	// ArchiveLag and ArchiveError come from AdminConfig.Archive.
+	ArchiveLag   *float64 `json:"archive_lag_seconds,omitempty"`
+	ArchiveError string   `json:"archive_error,omitempty"`
 }
 
 // AdminHandler returns the HTTP admin endpoints:
@@ -60,6 +67,14 @@ func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 		if ps := s.opts.policySync; ps != nil {
 			st := ps.Status()
 			body.Active, body.PolicyError = st.Active, st.Problem()
+		}
+		if cfg.Archive != nil {
+			lag, aerr := cfg.Archive()
+			secs := lag.Seconds()
+			body.ArchiveLag = &secs
+			if aerr != nil {
+				body.ArchiveError = "archive unavailable; the outbox keeps the records"
+			}
 		}
 		code := http.StatusOK
 		if err != nil {

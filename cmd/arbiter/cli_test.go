@@ -12,8 +12,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/policystore"
 	"github.com/arbiter-dev/arbiter/server"
 )
 
@@ -294,7 +294,7 @@ func TestPolicyNotFoundNamesVersion(t *testing.T) {
 		t.Fatal(err)
 	}
 	gs := grpc.NewServer()
-	server.NewPolicyService(featurestore.NewMemoryPolicyStore()).Register(gs)
+	server.NewPolicyService(policystore.NewMemory()).Register(gs)
 	go gs.Serve(lis) //nolint:errcheck // returns when stopped
 	t.Cleanup(gs.Stop)
 	addr := lis.Addr().String()

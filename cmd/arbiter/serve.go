@@ -57,6 +57,7 @@ type serveConfig struct {
 	auditSpool      string
 	auditSpoolMiB   int
 	retention       time.Duration
+	archive         archiveConfig
 	security        guard.Config
 }
 
@@ -114,6 +115,7 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
 	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", spool.DefaultMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
 	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays), outcomes and audit entries stay in the store; at least 1m")
+	c.archive.registerFlags(fs)
 	c.security.RegisterFlags(fs)
 	pos, err := parseArgs(fs, serveHelp(), args, env, stdout)
 	if err != nil {
@@ -130,6 +132,9 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	}
 	if c.auditSpoolMiB < 1 {
 		return c, usagef(cmd, "serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
+	}
+	if err := c.archive.check(c.redisURL); err != nil {
+		return c, usagef(cmd, "%v", err)
 	}
 	c.security.GRPCAddr = c.grpcAddr
 	return c, nil
@@ -203,9 +208,15 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		logger.Info(sec.Notice)
 	}
 
-	// Store.
-	store, storeName, err := openStore(cfg.redisURL, tp, mp,
-		featurestore.WithRetention(cfg.retention))
+	// Store. With an archive, Redis keeps decision records only for the replay window.
+	retention := cfg.retention
+	if cfg.archive.dsn != "" {
+		retention = cfg.archive.replayWindow
+	} else if cfg.redisURL != "" {
+		logger.Warn("no --archive: decision records live only in Redis, for --record-retention; configure --archive for a durable history",
+			"record_retention", cfg.retention.String())
+	}
+	store, storeName, err := openStore(cfg.redisURL, tp, mp, featurestore.WithRetention(retention))
 	if err != nil {
 		return err
 	}
@@ -264,7 +275,9 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		grpc.ChainUnaryInterceptor(shed.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(shed.StreamServerInterceptor()),
 	}, sec.ServerOptions(nil)...)
-	srv := server.New(store, policies,
+	// Archive: opened and relayed into in the background, so that PostgreSQL being down at
+	// start stops nothing.
+	srvOpts := []server.Option{
 		server.WithLogger(logger),
 		server.WithMeterProvider(mp),
 		server.WithTracerProvider(tp),
@@ -273,11 +286,20 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithShadow(gov.shadow), server.WithPolicySync(gov.sync),
 		server.WithAuditSpool(auditSpool),
 		server.WithGRPCOptions(grpcOpts...),
-	)
+	}
+	adminCfg := server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof}
+	var arch *archiving
+	if cfg.archive.dsn != "" {
+		rs, _ := store.(*featurestore.Redis) // --archive needs --redis
+		arch = &archiving{cfg: cfg.archive, store: rs, logger: logger, mp: mp}
+		srvOpts = append(srvOpts, server.WithArchive(arch))
+		adminCfg.Archive = arch.status
+	}
+	srv := server.New(store, policies, srvOpts...)
 	gs := srv.NewGRPCServer()
 	gov.service.Register(gs)
 	admin := &http.Server{
-		Handler:           srv.AdminHandler(server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof}),
+		Handler:           srv.AdminHandler(adminCfg),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
@@ -307,6 +329,13 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	defer stopWatch()
 	wg.Go(func() { _ = gov.sync.Run(watchCtx) })
 	wg.Go(func() { srv.RunSpoolDrain(watchCtx) }) // returns at once without a spool
+	if arch != nil {
+		// The relay stops last: it gets what the last calls committed.
+		relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
+		var relayDone sync.WaitGroup
+		relayDone.Go(func() { arch.run(relayCtx) })
+		defer func() { stopRelay(); relayDone.Wait() }()
+	}
 	if cfg.policyPath != "" {
 		reloads, err := mp.Meter("github.com/arbiter-dev/arbiter/cmd/arbiter").Int64Counter("arbiter.policy.reloads",
 			metric.WithDescription("Policy reloads from disk, by result."), metric.WithUnit("{reload}"))

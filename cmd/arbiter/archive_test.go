@@ -1,0 +1,237 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/arbiter-dev/arbiter/archive"
+	"github.com/arbiter-dev/arbiter/archive/archivetest"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// TestArchiveExactlyOnce runs two "arbiter serve" replicas on one Redis with --archive, each
+// with its relay, under load. It kills each replica with SIGKILL once and restarts it, cuts
+// PostgreSQL off for two seconds in between (through a proxy), and checks that every decision
+// answered OK, and every outcome recorded, is in the archive exactly once; and that GetDecision
+// reads a decision from the archive once Redis no longer has it.
+func TestArchiveExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes and a database")
+	}
+	redisAddr := redistest.Start(t)
+	redisURL := "redis://" + redisAddr
+	dsn := archivetest.NewDB(t)
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PostgreSQL behind a proxy that the test can cut.
+	tp := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	proxy := toxiproxy.NewProxy(tp, "postgres", "127.0.0.1:0", net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port))))
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Stop)
+	proxied := fmt.Sprintf("postgres://%s@%s/%s?sslmode=disable", cfg.User, proxy.Listen, cfg.Database)
+
+	var replicas []*reconcileServer
+	var clients []arbiterv1.DecisionServiceClient
+	var health []healthpb.HealthClient
+	for range 2 {
+		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(freeLoopbackPort(t)))
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = conn.Close() })
+		hc := healthpb.NewHealthClient(conn)
+		srv := &reconcileServer{t: t, addr: addr, redis: redisURL, spool: t.TempDir(),
+			args: []string{"--archive", proxied, "--replay-window", "1h", "--store-budget", "2s"}}
+		srv.start(hc)
+		t.Cleanup(func() {
+			select {
+			case <-srv.done:
+			default:
+				srv.kill()
+			}
+		})
+		replicas = append(replicas, srv)
+		clients = append(clients, arbiterv1.NewDecisionServiceClient(conn))
+		health = append(health, hc)
+	}
+
+	var (
+		mu       sync.Mutex
+		ok       = map[string]bool{}   // decision ids of OK answers
+		outcomes = map[string]string{} // decision id -> outcome recorded OK
+		seq      atomic.Int64
+		stop     atomic.Bool
+		wg       sync.WaitGroup
+	)
+	zone := daytimeZone(t, time.Now())
+	for w := range 4 {
+		wg.Go(func() {
+			for !stop.Load() {
+				n := seq.Add(1)
+				dc := clients[(int(n)+w)%2]
+				req := &arbiterv1.DecideRequest{
+					Event: &arbiterv1.Event{Id: fmt.Sprintf("ar-ev-%d", n), Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
+					Customer: &arbiterv1.Customer{Id: fmt.Sprintf("ar-cust-%d", n%200), Timezone: zone,
+						Consents: []*arbiterv1.Consent{{Channel: arbiterv1.Channel_CHANNEL_EMAIL, Purpose: arbiterv1.Purpose_PURPOSE_COLLECTIONS, Granted: true}}},
+				}
+				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+				resp, err := dc.Decide(ctx, req)
+				cancel()
+				if err != nil {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				ok[resp.GetDecisionId()] = true
+				mu.Unlock()
+				if resp.GetAction() == arbiterv1.Action_ACTION_MESSAGE && n%3 == 0 {
+					ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+					_, err := dc.RecordOutcome(ctx, &arbiterv1.RecordOutcomeRequest{DecisionId: resp.GetDecisionId(),
+						Outcome: arbiterv1.Outcome_OUTCOME_DELIVERED})
+					cancel()
+					if err == nil {
+						mu.Lock()
+						outcomes[resp.GetDecisionId()] = arbiterv1.Outcome_OUTCOME_DELIVERED.String()
+						mu.Unlock()
+					}
+				}
+			}
+		})
+	}
+	count := func() int { mu.Lock(); defer mu.Unlock(); return len(ok) }
+	waitProgress := func(n int) {
+		t.Helper()
+		target := count() + n
+		for deadline := time.Now().Add(30 * time.Second); count() < target; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no progress: %d OK answers, want %d", count(), target)
+			}
+		}
+	}
+
+	waitProgress(100)
+	replicas[0].kill()
+	t.Logf("kill -9 of replica 1 after %d OK answers", count())
+	replicas[0].start(health[0])
+	waitProgress(100)
+	proxy.Stop()
+	t.Logf("PostgreSQL cut off after %d OK answers", count())
+	waitProgress(100) // decisions go on while the archive is down
+	if err := proxy.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL back after %d OK answers", count())
+	waitProgress(100)
+	replicas[1].kill()
+	t.Logf("kill -9 of replica 2 after %d OK answers", count())
+	replicas[1].start(health[1])
+	waitProgress(100)
+	stop.Store(true)
+	wg.Wait()
+
+	// The relays catch up: every OK decision reaches the archive. The killed replicas' pending
+	// entries are claimed after relay.DefaultClaimIdle.
+	db, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(context.Background())
+	ids := make([]string, 0, len(ok))
+	for id := range ok {
+		ids = append(ids, id)
+	}
+	archived := func() (rows, distinct int) {
+		t.Helper()
+		err := db.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT decision_id) FROM arbiter.decisions WHERE decision_id = ANY($1)`, ids).
+			Scan(&rows, &distinct)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows, distinct
+	}
+	start := time.Now()
+	for deadline := start.Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		rows, distinct := archived()
+		if rows != distinct {
+			t.Fatalf("the archive holds %d rows for %d distinct decisions: some are archived twice", rows, distinct)
+		}
+		if distinct == len(ids) {
+			t.Logf("%d OK answers all archived once, %v after the load stopped", len(ids), time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d OK decisions archived 60s after the load stopped", distinct, len(ids))
+		}
+	}
+	var total int
+	if err := db.QueryRow(t.Context(), `SELECT count(*) FROM arbiter.decisions`).Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	if total < len(ids) {
+		t.Errorf("the archive holds %d decisions, fewer than the %d OK answers", total, len(ids))
+	}
+	// Outcomes, each once.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		var n, distinct int
+		outIDs := make([]string, 0, len(outcomes))
+		for id := range outcomes {
+			outIDs = append(outIDs, id)
+		}
+		if err := db.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT decision_id) FROM arbiter.outcomes WHERE decision_id = ANY($1)`, outIDs).
+			Scan(&n, &distinct); err != nil {
+			t.Fatal(err)
+		}
+		if n == len(outIDs) && distinct == n {
+			t.Logf("%d outcomes archived once each", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d outcome rows (%d distinct) for %d recorded outcomes", n, distinct, len(outIDs))
+		}
+	}
+
+	// GetDecision past Redis's window: remove one decision from Redis; the archive answers.
+	a, err := archive.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	var some string
+	for id := range outcomes {
+		some = id
+		break
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	keys, err := rdb.Keys(t.Context(), "*"+some+"*").Result()
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("Redis keys of decision %s = %v, %v", some, keys, err)
+	}
+	if err := rdb.Del(t.Context(), keys...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := clients[0].GetDecision(t.Context(), &arbiterv1.GetDecisionRequest{DecisionId: some})
+	if err != nil || got.GetRecord().GetDecisionId() != some || len(got.GetRecord().GetOutcomes()) != 1 {
+		t.Errorf("GetDecision(%s) once Redis forgot it = %v, %v; want the archived record with its outcome", some, got, err)
+	}
+}
