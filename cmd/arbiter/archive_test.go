@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -208,6 +210,26 @@ func TestArchiveExactlyOnce(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d outcome rows (%d distinct) for %d recorded outcomes", n, distinct, len(outIDs))
 		}
+	}
+
+	// The audit export reads the archive: every archived decision, once, also when run twice.
+	file := filepath.Join(t.TempDir(), "archive.jsonl")
+	for range 2 {
+		var out, errOut bytes.Buffer
+		if err := run(t.Context(), []string{"audit", "export", "--to", file, "--archive", dsn},
+			func(string) string { return "" }, nil, &out, &errOut); err != nil {
+			t.Fatalf("arbiter audit export --archive = %v (%s)", err, errOut.String())
+		}
+	}
+	exported := exportedIDs(t, file)
+	for _, id := range ids {
+		if exported[id] != 1 {
+			t.Errorf("decision %s is in the archive export %d times, want 1", id, exported[id])
+			break
+		}
+	}
+	if len(exported) != total {
+		t.Errorf("the archive export holds %d decisions, the archive %d", len(exported), total)
 	}
 
 	// GetDecision past Redis's window: remove one decision from Redis; the archive answers.

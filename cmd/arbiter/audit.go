@@ -6,6 +6,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/auditfile"
 	"github.com/arbiter-dev/arbiter/featurestore"
 )
@@ -23,16 +24,22 @@ func auditHelp() help {
 func auditExportHelp() help {
 	return help{
 		summary: "append every recorded decision of the audit trail to a JSON-lines file",
-		usage:   []string{"audit export --to FILE.jsonl --redis URL [--group NAME] [--follow] [flags]"},
+		usage: []string{"audit export --to FILE.jsonl --redis URL [--group NAME] [--follow] [flags]",
+			"audit export --to FILE.jsonl --archive POSTGRES_URL [--since TIME] [--until TIME]"},
 		detail: `Reads every bucket's audit stream with a consumer group and appends one JSON line per
 decision (an arbiter.v1.DecisionRecord in protobuf JSON), skipping decisions already in the
 file. Entries are acknowledged only after the file is synced, so an export that is killed
 loses nothing and the next run resumes where it stopped. Without --follow it exits once every
-record is exported.`,
+record is exported.
+
+With --archive, the records come from the decision archive in PostgreSQL instead (the system
+of record when serve runs with --archive; Redis then keeps records only for the replay
+window), in decision time order, between --since and --until.`,
 		examples: []string{
 			"arbiter audit export --to audit.jsonl --redis redis://127.0.0.1:6379",
 			"arbiter audit export --to audit.jsonl --redis redis+cluster://10.0.0.1:7000,10.0.0.2:7000 --follow",
 			"ARBITER_REDIS=redis://127.0.0.1:6379 arbiter audit export --to audit.jsonl --retention 168h",
+			"arbiter audit export --to 2026-11.jsonl --archive postgres://arbiter@db:5432/arbiter --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z",
 		},
 	}
 }
@@ -53,6 +60,9 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	poll := fs.Duration("poll", featurestore.DefaultAuditPoll, "with --follow: wait between passes that found nothing")
 	retention := fs.Duration("retention", 0, "remove exported entries older than this from the audit streams (0: keep them until they are older than the record retention of serve)")
 	batch := fs.Int("batch", featurestore.DefaultAuditBatch, "records read per bucket stream per round trip")
+	archiveDSN := fs.String("archive", "", "read the records from this decision archive (PostgreSQL URL) instead of Redis")
+	since := fs.String("since", "", "with --archive: the first decision time to export (RFC 3339; default: the archive's beginning)")
+	until := fs.String("until", "", "with --archive: the decision time to stop before (RFC 3339; default: now)")
 	pos, err := parseArgs(fs, auditExportHelp(), args, env, stdout)
 	if err != nil {
 		return err
@@ -62,6 +72,12 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 		return unexpectedArgs(cmd, pos)
 	case *to == "":
 		return usagef(cmd, "audit export: --to is required")
+	case *archiveDSN != "":
+		from, to2, err := exportWindow(*since, *until)
+		if err != nil {
+			return usagef(cmd, "audit export: %v", err)
+		}
+		return exportArchive(ctx, *archiveDSN, *to, from, to2, stdout)
 	case *redisURL == "":
 		return usagef(cmd, "audit export: --redis (or ARBITER_REDIS) is required: the audit trail lives in Redis")
 	case *retention < 0:
@@ -110,6 +126,66 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	}
 	if st.Expired > 0 {
 		fmt.Fprintf(stderr, "audit export: warning: %d decision records expired (serve --record-retention) before they were exported; export more often or keep records longer\n", st.Expired)
+	}
+	return nil
+}
+
+// exportWindow parses --since and --until: the archive's beginning and now by default.
+func exportWindow(since, until string) (from, to time.Time, err error) {
+	from, to = time.Unix(0, 0).UTC(), time.Now().UTC()
+	if since != "" {
+		if from, err = time.Parse(time.RFC3339, since); err != nil {
+			return from, to, fmt.Errorf("--since %q: want an RFC 3339 time such as 2026-11-01T00:00:00Z", since)
+		}
+	}
+	if until != "" {
+		if to, err = time.Parse(time.RFC3339, until); err != nil {
+			return from, to, fmt.Errorf("--until %q: want an RFC 3339 time such as 2026-12-01T00:00:00Z", until)
+		}
+	}
+	if !from.Before(to) {
+		return from, to, fmt.Errorf("--since %v is not before --until %v", from, to)
+	}
+	return from, to, nil
+}
+
+// exportArchive appends the archive's decisions decided in [from, to) to the file, in decision
+// time order, skipping those already in it; batches of 500 are synced as they go.
+func exportArchive(ctx context.Context, dsn, file string, from, to time.Time, stdout io.Writer) error {
+	a, err := archive.Open(ctx, dsn)
+	if err != nil {
+		return fmt.Errorf("audit export: archive %s: %w", redactDSN(dsn), err)
+	}
+	defer a.Close()
+	sink, err := auditfile.OpenJSONLSink(file)
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
+	}
+	defer sink.Close()
+	before := sink.Len()
+	batch := make([]featurestore.AuditEntry, 0, 500)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := sink.WriteAudit(ctx, batch)
+		batch = batch[:0]
+		return err
+	}
+	err = a.Scan(ctx, from, to, func(r archive.Record) error {
+		batch = append(batch, featurestore.AuditEntry{DecisionID: r.DecisionID, Record: r.Body})
+		if len(batch) == cap(batch) {
+			return flush()
+		}
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	fmt.Fprintf(stdout, "audit export: %d new records written to %s from the archive (%d in the file before, %d duplicates skipped)\n",
+		sink.Len()-before, file, before, sink.Duplicates)
+	if err != nil {
+		return fmt.Errorf("audit export: %w", err)
 	}
 	return nil
 }
