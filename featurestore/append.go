@@ -19,7 +19,6 @@ type Decided struct {
 // decidedArgs are the keys of a Decided.
 type decidedArgs struct {
 	bucket bucket
-	event  string // event key
 	record string // decision key
 }
 
@@ -41,22 +40,22 @@ func prepareDecided(d *Decided) (decidedArgs, error) {
 	if len(d.Record) == 0 || len(d.Record) > maxRecordBytes {
 		return a, fmt.Errorf("%w: record is %d bytes, want 1 to %d", ErrInvalid, len(d.Record), maxRecordBytes)
 	}
-	return decidedArgs{bucket: b, event: key(keyEvent, b, d.CustomerID, d.EventID), record: key(keyDecision, b, "", d.DecisionID)}, nil
+	return decidedArgs{bucket: b, record: key(keyDecision, b, "", d.DecisionID)}, nil
 }
 
 // AppendDecision records a decision made without the store, atomically: its record (kept for
-// the retention from now, as Commit keeps records), its audit entry in the bucket's audit
-// stream (so the audit exporter delivers it like any other), and its event id, so that a
-// repeat of the event replays it; but only when the event was not decided anew meanwhile: an
-// existing event key is kept. It writes no state (the decision had no effects) and nothing to
-// the customer's recent decisions. When the decision's record is stored already (it was
+// the retention from now, as Commit keeps records) and its audit entry in the bucket's audit
+// stream (so the audit exporter and the archive relay deliver it like any other). It does not
+// make the decision its event's idempotent answer: a degraded answer was made without the
+// customer's state, and the event resent is decided anew. It writes no state (the decision had
+// no effects) and nothing to the customer's recent decisions. When the decision's record is stored already (it was
 // appended before), it writes nothing and returns duplicate true, so appending again is safe.
 func (r *Redis) AppendDecision(ctx context.Context, d *Decided) (duplicate bool, err error) {
 	a, err := prepareDecided(d)
 	if err != nil {
 		return false, fmt.Errorf("append decision: %w", err)
 	}
-	keys := []string{a.event, a.record, key(keyAudit, a.bucket, "", "")}
+	keys := []string{a.record, key(keyAudit, a.bucket, "", "")}
 	_, status, err := r.runStatus(ctx, appendScript, "append decision", a.record, keys, d.Record, d.DecisionID,
 		r.retentionArg, r.retentionArg)
 	if err != nil {
@@ -87,11 +86,6 @@ func (m *Memory) AppendDecision(ctx context.Context, d *Decided) (duplicate bool
 	rv := m.put(a.record, memString)
 	rv.str = string(d.Record)
 	m.expire(rv, m.opts.retention)
-	if !m.exists(a.event) {
-		ev := m.put(a.event, memString)
-		ev.str = d.DecisionID
-		m.expire(ev, m.opts.retention)
-	}
 	m.appendAudit(a.bucket, d.DecisionID, d.Record)
 	return false, nil
 }

@@ -1,6 +1,7 @@
 package featurestore
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"math/rand/v2"
 	"strings"
@@ -175,8 +176,29 @@ func NewDecisionID(customerID string, now time.Time) string {
 	}
 	u[6] = u[6]&0x0f | 0x70 // version 7
 	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return formatDecisionID(bucketOf(customerID), &u)
+}
 
-	b := bucketOf(customerID)
+// DegradedDecisionID returns the decision id of a degraded answer to the event eventID of the
+// customer customerID: the same on every call and every replica, so that an event answered
+// without the store has one decision and one record however often it is resent. It has the
+// form of NewDecisionID's ids, with a UUIDv8 made of a SHA-256 of the two ids.
+func DegradedDecisionID(customerID, eventID string) string {
+	h := sha256.New()
+	h.Write([]byte("arbiter degraded decision\x00"))
+	h.Write([]byte(customerID))
+	h.Write([]byte{0})
+	h.Write([]byte(eventID))
+	var sum [sha256.Size]byte
+	var u [16]byte
+	copy(u[:], h.Sum(sum[:0]))
+	u[6] = u[6]&0x0f | 0x80 // version 8
+	u[8] = u[8]&0x3f | 0x80 // RFC 9562 variant
+	return formatDecisionID(bucketOf(customerID), &u)
+}
+
+// formatDecisionID writes a decision id: bucket b in two hex digits, "-", and the UUID u.
+func formatDecisionID(b bucket, u *[16]byte) string {
 	var out [decisionIDLen]byte
 	out[0], out[1], out[2] = hexDigits[b>>4], hexDigits[b&0xf], '-'
 	dst := out[3:]

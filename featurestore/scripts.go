@@ -323,20 +323,19 @@ audit_outcome(KEYS[6], ARGV[10], ARGV[9], ARGV[1], ARGV[2])
 return {0}
 `)
 
-// appendScript is AppendDecision: the record, idempotency key and audit entry of a decision
-// that was answered without the store. The record key is new for every decision, so its
-// presence means the decision was appended before (the script is atomic): nothing is written
-// twice. The event key is set only when absent: an event decided anew meanwhile keeps that
-// decision.
+// appendScript is AppendDecision: the record and audit entry of a decision that was answered
+// without the store. The record key is the decision's, so its presence means the decision was
+// appended before (the script is atomic): nothing is written twice. The event key is not set:
+// a degraded answer is never an event's idempotent answer, and the event is decided anew when
+// it is resent.
 //
-// KEYS: event, decision, audit.
+// KEYS: decision, audit.
 // ARGV: 1 record, 2 decision id, 3 retention (ms), 4 audit entries kept (ms).
 // Reply: {0} appended, {1} duplicate, {3, what} corrupt data.
 var appendScript = redis.NewScript(luaCommon + `
-if redis.call('EXISTS', KEYS[2]) == 1 then return {1} end
-if wrongtype(KEYS[3], 'stream') then return {3, 'wrong key type: ' .. KEYS[3]} end
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[3])
-redis.call('SET', KEYS[1], ARGV[2], 'NX', 'PX', ARGV[3])
-audit_add(KEYS[3], ARGV[4], ARGV[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return {1} end
+if wrongtype(KEYS[2], 'stream') then return {3, 'wrong key type: ' .. KEYS[2]} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+audit_add(KEYS[2], ARGV[4], ARGV[2])
 return {0}
 `)

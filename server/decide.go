@@ -28,6 +28,10 @@ const (
 	// ReasonStoreConflict: the customer's state kept changing under concurrent decisions;
 	// the answer is SUPPRESS.
 	ReasonStoreConflict = "STORE_CONFLICT"
+	// ReasonStoreOutcomeUnknown: the decision's commit was sent but its result did not come
+	// back, and the store did not answer again in time: the event may have a committed
+	// decision, which a resend of the event returns once the store answers.
+	ReasonStoreOutcomeUnknown = "STORE_OUTCOME_UNKNOWN"
 )
 
 // ruleServer is the rule_id of reasons the server adds.
@@ -66,6 +70,9 @@ type call struct {
 	dryRun bool
 	start  time.Time // when the call arrived, for the record's total time
 	t      timings
+	// unknown is set when a commit of this call may have been applied: its degraded answer
+	// says so (ReasonStoreOutcomeUnknown).
+	unknown bool
 }
 
 func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start time.Time) (*arbiterv1.DecideResponse, error) {
@@ -100,7 +107,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return s.degradeOn(ctx, c, err)
 		}
 		if loaded.Record != nil {
-			return replay(loaded.Record)
+			return replay(c, loaded.Record)
 		}
 		c.in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.
@@ -131,12 +138,12 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		committed, err := s.commit(sctx, w)
 		switch {
 		case err != nil:
-			// The commit may have been applied (its reply lost): the degraded answer is another
-			// decision, with its own id and record.
-			c.id = featurestore.NewDecisionID(c.in.Customer.ID, now)
-			return s.degradeOn(ctx, c, err)
+			// The commit may have been applied (its reply lost, or it outlived the budget):
+			// find out before answering, so that an applied decision is never answered as
+			// another.
+			return s.settle(ctx, c, err)
 		case committed.Record != nil:
-			return replay(committed.Record)
+			return replay(c, committed.Record)
 		case committed.Conflict == "":
 			s.opts.shadow.Observe(ctx, &c.in, res) // never changes resp or the store
 			return resp, nil
@@ -213,8 +220,10 @@ func newRecord(c *call, resp *arbiterv1.DecideResponse) ([]byte, error) {
 	return b, nil
 }
 
-// replay answers with the stored response of an event decided before.
-func replay(raw []byte) (*arbiterv1.DecideResponse, error) {
+// replay answers c with the stored response of its event, decided before. The event id is an
+// idempotency key: a request that differs from the one decided (options aside) is refused,
+// so that a new event sent under a used id is not silently answered with another's decision.
+func replay(c *call, raw []byte) (*arbiterv1.DecideResponse, error) {
 	var rec arbiterv1.DecisionRecord
 	if err := proto.Unmarshal(raw, &rec); err != nil {
 		return nil, fmt.Errorf("%w: decision record: %v", featurestore.ErrCorrupt, err)
@@ -223,8 +232,49 @@ func replay(raw []byte) (*arbiterv1.DecideResponse, error) {
 	if resp == nil {
 		return nil, fmt.Errorf("%w: decision record %s has no response", featurestore.ErrCorrupt, rec.GetDecisionId())
 	}
+	if stored := rec.GetRequest(); stored != nil && !sameRequest(stored, c.req) {
+		return nil, rpcstatus.Invalid("event.id", "already decided for a different request (decision "+
+			rec.GetDecisionId()+"): an event id is an idempotency key, so send a new event with a new id")
+	}
 	resp.Replayed = true
 	return resp, nil
+}
+
+// sameRequest reports whether two requests are the same event for the same customer: equal
+// but for their options (dry_run, explain), which change how an event is answered, not which.
+func sameRequest(a, b *arbiterv1.DecideRequest) bool {
+	if a.GetOptions() == nil && b.GetOptions() == nil {
+		return proto.Equal(a, b)
+	}
+	ac, bc := proto.CloneOf(a), proto.CloneOf(b)
+	ac.Options, bc.Options = nil, nil
+	return proto.Equal(ac, bc)
+}
+
+// settle answers a call whose commit failed without saying whether it was applied: it reads
+// the event again, within the store budget anew (bounded by the caller's deadline). An event
+// that now has a decision is answered with it (replayed), so an applied commit is never
+// answered as another decision; an event without one was not committed, and the call degrades;
+// a store that does not answer leaves the outcome unknown, and the degraded answer says so.
+func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiterv1.DecideResponse, error) {
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	sctx, cancel := s.opts.budget.Context(ctx, time.Now())
+	defer cancel()
+	var loaded featurestore.Loaded
+	err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
+		loaded, err = s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, c.in.Now)
+		return err
+	})
+	switch {
+	case err == nil && loaded.Record != nil:
+		return replay(c, loaded.Record)
+	case err == nil:
+		return s.degradeOn(ctx, c, commitErr)
+	}
+	c.unknown = true
+	return s.degradeOn(ctx, c, commitErr)
 }
 
 // commit writes c through the store within the store budget of sctx.
@@ -251,6 +301,9 @@ func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.
 	default:
 		return nil, err
 	}
+	// Every degraded answer to an event has the same id, on every replica: one decision and
+	// one record per event, however often it is resent while the store is away.
+	c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
 	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision degraded",
 		slog.String("decision_id", c.id), slog.String("reason", reason), slog.Any("err", err))
 	return s.degraded(ctx, c, reason, msg)
@@ -274,6 +327,10 @@ func (s *Server) degraded(ctx context.Context, c *call, reason, msg string) (*ar
 	}
 	if !hasReason(res.Reasons, reason) {
 		res.Reasons = append(res.Reasons, decision.Reason{Code: reason, Message: msg, RuleID: ruleServer})
+	}
+	if c.unknown {
+		res.Reasons = append(res.Reasons, decision.Reason{Code: ReasonStoreOutcomeUnknown, RuleID: ruleServer,
+			Message: "the event may have a committed decision: resend it once the store answers to learn it"})
 	}
 	resp, err := toResponse(c.id, res, in.Now)
 	if err != nil {
@@ -312,10 +369,9 @@ func (s *Server) conflicted(ctx, sctx context.Context, c *call, lost *decision.R
 	committed, err := s.commit(sctx, w)
 	switch {
 	case err != nil:
-		c.id = featurestore.NewDecisionID(c.in.Customer.ID, c.in.Now)
-		return s.degradeOn(ctx, c, err)
+		return s.settle(ctx, c, err)
 	case committed.Record != nil:
-		return replay(committed.Record)
+		return replay(c, committed.Record)
 	}
 	return resp, nil
 }
