@@ -43,6 +43,9 @@ var layers = map[string][]string{
 // every key, script and error of Redis to themselves.
 var redisSpeakers = []string{"featurestore", "featurestore/redistest", "policystore"}
 
+// postgresSpeakers are the only packages whose code may import a PostgreSQL driver.
+var postgresSpeakers = []string{"archive", "archive/archivetest"}
+
 // testRules forbid imports in a package's tests (internal and external) too.
 var testRules = map[string][]string{
 	// The load tester is a client: its tests drive a server through the API, never its code.
@@ -69,6 +72,9 @@ func TestImportRules(t *testing.T) {
 		for _, imp := range p.Imports {
 			if isRedis(imp) && !slices.Contains(redisSpeakers, rel) {
 				t.Errorf("%s imports %s: only %v speak Redis", rel, imp, redisSpeakers)
+			}
+			if strings.HasPrefix(imp, "github.com/jackc/") && !slices.Contains(postgresSpeakers, rel) {
+				t.Errorf("%s imports %s: only %v speak PostgreSQL", rel, imp, postgresSpeakers)
 			}
 			ours, ok := strings.CutPrefix(imp, module+"/")
 			if !ok || rel == "cmd/arbiter" {
