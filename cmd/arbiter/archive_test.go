@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -230,6 +231,20 @@ func TestArchiveExactlyOnce(t *testing.T) {
 	}
 	if len(exported) != total {
 		t.Errorf("the archive export holds %d decisions, the archive %d", len(exported), total)
+	}
+
+	// Replay reads the archive: every archived decision is replayed or skipped (degraded).
+	var out, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"replay", "--policy", "../../policies/default", "--archive", dsn, "--json"},
+		func(string) string { return "" }, nil, &out, &errOut); err != nil {
+		t.Fatalf("arbiter replay --archive = %v (%s)", err, errOut.String())
+	}
+	var rep struct{ Replayed, Skipped int }
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("replay --json output %q: %v", out.String(), err)
+	}
+	if rep.Replayed+rep.Skipped != total || rep.Replayed == 0 {
+		t.Errorf("replay --archive replayed %d and skipped %d, want the archive's %d decisions", rep.Replayed, rep.Skipped, total)
 	}
 
 	// GetDecision past Redis's window: remove one decision from Redis; the archive answers.

@@ -11,7 +11,9 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
+	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
@@ -22,14 +24,18 @@ import (
 func replayHelp() help {
 	return help{
 		summary: "re-evaluate recorded decisions under a policy version and report what would change",
-		usage:   []string{"replay --version V [--redis URL] [--examples N] [--event-type T] [--json]", "replay --policy PATH [flags]"},
+		usage: []string{"replay --version V [--redis URL] [--examples N] [--event-type T] [--json]", "replay --policy PATH [flags]",
+			"replay --policy PATH --archive POSTGRES_URL [--since TIME] [--until TIME] [flags]"},
 		detail: `Each decision of the audit trail is decided again with the request, state snapshot and
 decision time it was recorded with, under a published version (--version; "active" for the
-active one) or a local bundle (--policy). It reads only.`,
+active one) or a local bundle (--policy). It reads only. With --archive, the decisions come
+from the decision archive in PostgreSQL (between --since and --until) instead of Redis, which
+keeps them only for the replay window when serve runs with --archive.`,
 		examples: []string{
 			"arbiter replay --redis redis://127.0.0.1:6379 --version 2026.11.2",
 			"arbiter replay --redis redis://127.0.0.1:6379 --policy ./next --event-type PAYMENT_FAILED",
 			"ARBITER_REDIS=redis://127.0.0.1:6379 arbiter replay --version active --json",
+			"arbiter replay --policy ./next --archive postgres://arbiter@db:5432/arbiter --since 2026-11-01T00:00:00Z",
 		},
 	}
 }
@@ -46,6 +52,9 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 	examples := fs.Int("examples", 10, "how many changed decisions to show")
 	eventType := fs.String("event-type", "", "replay only events of this type, e.g. PAYMENT_FAILED")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	archiveDSN := fs.String("archive", "", "replay the decisions of this decision archive (PostgreSQL URL) instead of Redis's audit trail")
+	since := fs.String("since", "", "with --archive: the first decision time to replay (RFC 3339; default: the archive's beginning)")
+	until := fs.String("until", "", "with --archive: the decision time to stop before (RFC 3339; default: now)")
 	pos, err := parseArgs(fs, replayHelp(), args, nil, stdout)
 	if err != nil {
 		return err
@@ -55,8 +64,21 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 		return unexpectedArgs(cmd, pos)
 	case (*version == "") == (*bundle == ""):
 		return usagef(cmd, "replay: give exactly one of --version and --policy")
-	case *redisURL == "":
-		return usagef(cmd, "replay: --redis (or ARBITER_REDIS) is required: the audit trail lives in Redis")
+	case *redisURL == "" && (*archiveDSN == "" || *version != ""):
+		return usagef(cmd, "replay: --redis (or ARBITER_REDIS) is required: the audit trail and the published versions live in Redis")
+	}
+	var audit server.AuditScanner
+	if *archiveDSN != "" {
+		from, to, err := exportWindow(*since, *until)
+		if err != nil {
+			return usagef(cmd, "replay: %v", err)
+		}
+		a, err := archive.Open(ctx, *archiveDSN)
+		if err != nil {
+			return fmt.Errorf("replay: archive %s: %w", redactDSN(*archiveDSN), err)
+		}
+		defer a.Close()
+		audit = archiveScanner{a: a, from: from, to: to}
 	}
 	var filter func(*arbiterv1.DecisionRecord) bool
 	if *eventType != "" {
@@ -68,13 +90,6 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 		filter = func(rec *arbiterv1.DecisionRecord) bool { return int32(rec.GetEventType()) == et }
 	}
 
-	// Store: the audit trail and the published policies.
-	rdb, err := featurestore.Dial(*redisURL)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
-	}
-	defer rdb.Close()
-
 	// Policy: a published version, or a local bundle.
 	var pol *decision.Policy
 	if *bundle != "" {
@@ -82,6 +97,11 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 			return fmt.Errorf("replay: %w", err)
 		}
 	} else {
+		rdb, err := featurestore.Dial(*redisURL)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer rdb.Close()
 		policies := policystore.NewRedis(rdb)
 		v := *version
 		if v == "active" {
@@ -101,8 +121,16 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 		}
 	}
 
-	// Replay.
-	rep, err := server.Replay(ctx, featurestore.NewRedis(rdb), pol, server.ReplayOptions{Examples: max(*examples, -1), Filter: filter})
+	// Replay: the archive's decisions, or Redis's audit trail.
+	if audit == nil {
+		rdb, err := featurestore.Dial(*redisURL)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		defer rdb.Close()
+		audit = featurestore.NewRedis(rdb)
+	}
+	rep, err := server.Replay(ctx, audit, pol, server.ReplayOptions{Examples: max(*examples, -1), Filter: filter})
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -264,4 +292,14 @@ func eventTypeNames() string {
 		}
 	}
 	return strings.Join(names, ", ")
+}
+
+// archiveScanner is the archive's decisions of [from, to) as a server.AuditScanner.
+type archiveScanner struct {
+	a        *archive.Archive
+	from, to time.Time
+}
+
+func (s archiveScanner) ScanAudit(ctx context.Context, fn func(decisionID string, record []byte) error) error {
+	return s.a.Scan(ctx, s.from, s.to, func(r archive.Record) error { return fn(r.DecisionID, r.Body) })
 }
