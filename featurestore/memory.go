@@ -607,7 +607,7 @@ func (m *Memory) recordOutcome(o *OutcomeCommit, a *outcomeArgs) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if rec == nil {
+	if rec == nil && !o.Archived {
 		return false, ErrNotFound
 	}
 	for _, kk := range []struct {

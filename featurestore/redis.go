@@ -583,7 +583,7 @@ func (r *Redis) RecordOutcome(ctx context.Context, o *OutcomeCommit) (bool, erro
 	k := &a.keys
 	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger, auditStreamKey(int(k.bucket))}
 	_, status, err := r.runStatus(ctx, outcomeScript, "record outcome", a.outcomes, keys, a.field, a.value,
-		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef, o.DecisionID, r.retentionArg)
+		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef, o.DecisionID, r.retentionArg, boolArg(o.Archived))
 	if err != nil {
 		return false, err
 	}
@@ -761,4 +761,12 @@ func (r *Redis) Ping(ctx context.Context) error {
 // Close closes the client.
 func (r *Redis) Close() error {
 	return r.client.Close()
+}
+
+// boolArg is a script argument for b: "1" or "0".
+func boolArg(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }

@@ -290,10 +290,11 @@ return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 // KEYS: decision, outcomes, messages, failing, ledger, audit.
 // ARGV: 1 outcome field, 2 outcome value, 3 retention (ms), 4 now (ms), 5 message member to
 // release ("" for none), 6 failing channel ("" for none), 7 failing until (ms),
-// 8 card_ref whose ledger to reset ("" for none), 9 decision id, 10 audit entries kept (ms).
+// 8 card_ref whose ledger to reset ("" for none), 9 decision id, 10 audit entries kept (ms),
+// 11 "1" when the decision is archived (its record may have left the store), else "0".
 // Reply: {0} applied, {1} duplicate, {2} no such decision, {3, what} corrupt data.
 var outcomeScript = redis.NewScript(luaCommon + `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
+if ARGV[11] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
 local types = {{2, 'hash'}, {3, 'zset'}, {4, 'hash'}, {5, 'zset'}, {6, 'stream'}}
 for _, kt in ipairs(types) do
   if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end

@@ -69,6 +69,9 @@ type OutcomeCommit struct {
 	OccurredAt time.Time
 	Now        time.Time
 	Effects    decision.OutcomeEffects
+	// Archived says the caller found the decision in the archive: the store no longer holds
+	// its record (past the replay window), and records the outcome all the same.
+	Archived bool
 }
 
 // StoredOutcome is an outcome recorded for a decision.

@@ -34,7 +34,7 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 	if pol == nil {
 		return false, rpcstatus.ErrNoPolicy
 	}
-	rec, _, err := s.getDecision(ctx, req.GetDecisionId())
+	rec, _, archived, err := s.getDecision(ctx, req.GetDecisionId())
 	if err != nil {
 		return false, err
 	}
@@ -59,6 +59,7 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 			OccurredAt: occurred,
 			Now:        now,
 			Effects:    eff,
+			Archived:   archived,
 		})
 		return err
 	})
@@ -71,7 +72,7 @@ func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequ
 	if err := checkID("decision_id", req.GetDecisionId(), true); err != nil {
 		return nil, s.toStatus(ctx, "GetDecision", err)
 	}
-	rec, outs, err := s.getDecision(ctx, req.GetDecisionId())
+	rec, outs, _, err := s.getDecision(ctx, req.GetDecisionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetDecision", err)
 	}
@@ -83,28 +84,30 @@ func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequ
 	return &arbiterv1.GetDecisionResponse{Record: rec}, nil
 }
 
-func (s *Server) getDecision(ctx context.Context, id string) (*arbiterv1.DecisionRecord, []featurestore.StoredOutcome, error) {
+// getDecision reads a decision and its outcomes from the store or, past the store's replay
+// window, from the archive (archived is then true).
+func (s *Server) getDecision(ctx context.Context, id string) (rec *arbiterv1.DecisionRecord, outs []featurestore.StoredOutcome, archived bool, err error) {
 	var raw []byte
-	var outs []featurestore.StoredOutcome
-	err := s.storeDoDecision(ctx, opGetDecision, id, func(ctx context.Context) (err error) {
+	err = s.storeDoDecision(ctx, opGetDecision, id, func(ctx context.Context) (err error) {
 		raw, outs, err = s.store.GetDecision(ctx, id)
 		return err
 	})
 	if errors.Is(err, featurestore.ErrNotFound) && s.opts.archive != nil {
 		// Past the store's replay window, the archive has it.
 		raw, outs, err = s.archivedDecision(ctx, id)
+		archived = err == nil
 	}
 	if errors.Is(err, featurestore.ErrNotFound) || errors.Is(err, archive.ErrNotFound) {
-		return nil, nil, rpcstatus.NotFound("decision", id)
+		return nil, nil, false, rpcstatus.NotFound("decision", id)
 	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	rec := &arbiterv1.DecisionRecord{}
+	rec = &arbiterv1.DecisionRecord{}
 	if err := proto.Unmarshal(raw, rec); err != nil {
-		return nil, nil, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+		return nil, nil, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
 	}
-	return rec, outs, nil
+	return rec, outs, archived, nil
 }
 
 // archivedDecision reads a decision and its outcomes from the archive.

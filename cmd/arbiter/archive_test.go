@@ -271,4 +271,18 @@ func TestArchiveExactlyOnce(t *testing.T) {
 	if err != nil || got.GetRecord().GetDecisionId() != some || len(got.GetRecord().GetOutcomes()) != 1 {
 		t.Errorf("GetDecision(%s) once Redis forgot it = %v, %v; want the archived record with its outcome", some, got, err)
 	}
+	// An outcome reported past the window is recorded all the same, and archived.
+	if _, err := clients[1].RecordOutcome(t.Context(), &arbiterv1.RecordOutcomeRequest{DecisionId: some,
+		Outcome: arbiterv1.Outcome_OUTCOME_OPENED}); err != nil {
+		t.Fatalf("RecordOutcome(%s) once Redis forgot the decision = %v", some, err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		outs, err := a.Outcomes(t.Context(), some)
+		if err == nil && len(outs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive Outcomes(%s) = %v, %v; want the late OUTCOME_OPENED too", some, outs, err)
+		}
+	}
 }
