@@ -30,7 +30,7 @@ type importOptions struct {
 type importResult struct {
 	written int64                // records written
 	lines   int64                // lines read, blank ones excepted
-	bad     []loadtest.LineError // every bad line, in line order
+	bad     []lineError // every bad line, in line order
 }
 
 // maxFeatureLine is the longest line importFeatures parses; a longer one is a bad line.
@@ -68,17 +68,17 @@ func importFeatures(ctx context.Context, r io.Reader, sink loadtest.Sink, o impo
 	parsed := make(chan lineBatch, o.writers)
 	var (
 		mu   sync.Mutex
-		bad  []loadtest.LineError
+		bad  []lineError
 		wait sync.WaitGroup
 	)
 	for range o.writers {
 		wait.Go(func() {
 			for b := range raw {
 				b.recs = make([]loadtest.FeatureRecord, 0, len(b.lines))
-				var errs []loadtest.LineError
+				var errs []lineError
 				for i, l := range b.lines {
 					if slices.Contains(b.long, i) {
-						errs = append(errs, loadtest.LineError{Line: b.first + i, Err: fmt.Errorf("longer than %d bytes", maxFeatureLine)})
+						errs = append(errs, lineError{Line: b.first + i, Err: fmt.Errorf("longer than %d bytes", maxFeatureLine)})
 						continue
 					}
 					if len(bytes.TrimSpace(l)) == 0 {
@@ -86,7 +86,7 @@ func importFeatures(ctx context.Context, r io.Reader, sink loadtest.Sink, o impo
 					}
 					rec, err := parseFeatureLine(l)
 					if err != nil {
-						errs = append(errs, loadtest.LineError{Line: b.first + i, Err: err})
+						errs = append(errs, lineError{Line: b.first + i, Err: err})
 						continue
 					}
 					b.recs = append(b.recs, rec)
@@ -135,7 +135,7 @@ func importFeatures(ctx context.Context, r io.Reader, sink loadtest.Sink, o impo
 		res.written, err = writeLineBatches(ctx, cancel, sink, in, o)
 	}
 	// Every goroutine that sets bad or readErr is done: parsed (and raw) are closed.
-	slices.SortFunc(bad, func(a, b loadtest.LineError) int { return a.Line - b.Line })
+	slices.SortFunc(bad, func(a, b lineError) int { return a.Line - b.Line })
 	res.bad, res.lines = bad, lines.Load()
 	if err == nil {
 		err = readErr
@@ -274,3 +274,15 @@ func parseFeatureLine(line []byte) (loadtest.FeatureRecord, error) {
 	}
 	return rec, nil
 }
+
+// lineError is an error in one line of an imported file.
+type lineError struct {
+	Line int
+	Err  error
+}
+
+// Error returns "line N: " and the cause.
+func (e *lineError) Error() string { return fmt.Sprintf("line %d: %v", e.Line, e.Err) }
+
+// Unwrap returns the cause.
+func (e *lineError) Unwrap() error { return e.Err }

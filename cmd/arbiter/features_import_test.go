@@ -133,3 +133,13 @@ func TestParseFeatureLineTTL(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkParseFeatureLine(b *testing.B) {
+	line := []byte(`{"customer_id": "lt-cust-0000042", "features": {"days_past_due": 12, "risk_score": 0.731, "timezone": "Europe/London", "vulnerable": false, "hardship": false, "opted_out": true}, "ttl": "720h"}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := parseFeatureLine(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
