@@ -106,6 +106,7 @@ type auditOptions struct {
 	claimIdle time.Duration
 	retention time.Duration
 	now       func() time.Time
+	drop      bool
 }
 
 // WithAuditGroup sets the consumer group name (default DefaultAuditGroup). Exporters with
@@ -152,6 +153,14 @@ func WithAuditPoll(d time.Duration) AuditOption {
 func WithAuditRetention(d time.Duration) AuditOption {
 	return func(o *auditOptions) { o.retention = max(d, 0) }
 }
+
+// WithAuditDropRecords makes the exporter delete each exported decision's record from the
+// store once the sink has it and the entry is acknowledged: for a sink that is the system of
+// record (the archive), so that Redis keeps, within the replay window, only the event's
+// decision id. Load and Commit then report a repeated event's decision as Loaded.ArchivedID /
+// Committed.ArchivedID, and GetDecision finds no record: the caller reads the archive. Use it
+// with one sink only: another group's exporter would find the records gone.
+func WithAuditDropRecords() AuditOption { return func(o *auditOptions) { o.drop = true } }
 
 // WithAuditClaimIdle sets how long entries delivered to another consumer of the group stay
 // unacknowledged before this exporter claims them (default DefaultAuditClaimIdle).
@@ -396,6 +405,11 @@ func (e *AuditExporter) pass(ctx context.Context, st *AuditStats, until *[auditB
 			return false, err
 		}
 	}
+	if e.o.drop && len(entries) > 0 {
+		if err := e.dropRecords(ctx, entries); err != nil {
+			return false, err
+		}
+	}
 	if !e.ready {
 		if err := e.ensureGroups(ctx); err != nil {
 			return false, err
@@ -407,6 +421,26 @@ func (e *AuditExporter) pass(ctx context.Context, st *AuditStats, until *[auditB
 		}
 	}
 	return false, nil
+}
+
+// dropRecords deletes the records of the decisions among entries, which the sink has and
+// which are acknowledged (a crash before this leaves them to expire with the replay window).
+func (e *AuditExporter) dropRecords(ctx context.Context, entries []AuditEntry) error {
+	_, err := e.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, en := range entries {
+			if en.Outcome != nil {
+				continue
+			}
+			if b, err := bucketOfDecisionID(en.DecisionID); err == nil {
+				p.Unlink(ctx, key(keyDecision, b, "", en.DecisionID))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return auditErr("drop archived records", err)
+	}
+	return nil
 }
 
 // rereadPending makes the next pass read every bucket's unacknowledged entries first.

@@ -443,7 +443,8 @@ func (r *Redis) replay(ctx context.Context, op string, k *customerKeys, eventKey
 	rec, err := r.client.Get(ctx, key(keyDecision, k.bucket, "", id)).Result()
 	switch {
 	case errors.Is(err, redis.Nil):
-		return Loaded{}, fmt.Errorf("%s: %w", op, corrupt(eventKey, "event decided but its record is missing"))
+		// Archived and dropped (WithAuditDropRecords): the caller reads the archive.
+		return Loaded{ArchivedID: id}, nil
 	case err != nil:
 		return Loaded{}, storeErr(op, eventKey, err)
 	case len(rec) > maxRecordBytes:
@@ -529,6 +530,9 @@ func committed(event string, arr []any, status int64) (Committed, error) {
 	case 0:
 		return Committed{}, nil
 	case 1:
+		if id, _ := elem(arr, 2).(string); id != "" && elem(arr, 1) == nil {
+			return Committed{ArchivedID: id}, nil
+		}
 		rec, err := replayed("commit", event, arr)
 		return Committed{Record: rec}, err
 	case 2:

@@ -118,12 +118,13 @@ var luaLedgerCap = fmt.Sprintf("local LEDGER_CAP, LEDGER_STOP_AFTER, LEDGER_FULL
 // merchant_id, amount, any amount "1"/"0", currency, initiator, since, limit), stop checks
 // (name, card_ref, merchant_id, at), ledger entries (member, score), stops (field, value),
 // features (name, JSON value, delete "1"/"0").
-// Reply: {0} applied, {1, record} replay, {2, check name} conflict, {3, what} corrupt data.
+// Reply: {0} applied, {1, record or false, decision id} replay (false: the record was archived
+// and dropped), {2, check name} conflict, {3, what} corrupt data.
 // The ledger keeps LedgerCap entries: the script drops the oldest beyond it and stops their
 // cards (ledgerStop); a stop never shortens one in place (set_stop).
 var commitScript = redis.NewScript(luaCommon + luaLedgerCap + `
 local id = redis.call('GET', KEYS[1])
-if id then return {1, redis.call('GET', ARGV[12] .. id)} end
+if id then return {1, redis.call('GET', ARGV[12] .. id), id} end
 
 local max = tonumber(ARGV[13])
 -- Nothing was added to the messages, ledger or stops since the decision's Load when the

@@ -29,6 +29,10 @@ type Loaded struct {
 	// Record is the encoded arbiterv1.DecisionRecord when the event id was decided before;
 	// the caller then replays it and State is empty.
 	Record []byte
+	// ArchivedID is set, with Record nil and State empty, when the event id was decided before
+	// (decision ArchivedID) but the store no longer holds the record: it was archived and
+	// dropped from the store (WithAuditDropRecords). The caller reads it from the archive.
+	ArchivedID string
 	// Version identifies the state read: the id of the last decision that added to the
 	// customer's messages, ledger or stops, or "" when unknown. Passed back in
 	// Commit.Version, it lets the commit skip re-checking caps, ledgers and stops when
@@ -56,6 +60,9 @@ type Committed struct {
 	// Record is set when the event id had already been decided (for example by a concurrent
 	// call): nothing of this commit was applied and the caller replays Record.
 	Record []byte
+	// ArchivedID is set instead of Record when that decision's record was archived and
+	// dropped from the store (see Loaded.ArchivedID).
+	ArchivedID string
 	// Conflict names the check that failed: nothing was applied; the state moved since Load,
 	// and the caller loads again and re-decides.
 	Conflict string

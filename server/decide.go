@@ -106,8 +106,8 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		if err != nil {
 			return s.degradeOn(ctx, c, err)
 		}
-		if loaded.Record != nil {
-			return replay(c, loaded.Record)
+		if loaded.Record != nil || loaded.ArchivedID != "" {
+			return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
 		}
 		c.in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.
@@ -142,8 +142,8 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			// find out before answering, so that an applied decision is never answered as
 			// another.
 			return s.settle(ctx, c, err)
-		case committed.Record != nil:
-			return replay(c, committed.Record)
+		case committed.Record != nil || committed.ArchivedID != "":
+			return s.replayStored(ctx, c, committed.Record, committed.ArchivedID)
 		case committed.Conflict == "":
 			s.opts.shadow.Observe(ctx, &c.in, res) // never changes resp or the store
 			return resp, nil
@@ -220,6 +220,24 @@ func newRecord(c *call, resp *arbiterv1.DecideResponse) ([]byte, error) {
 	return b, nil
 }
 
+// replayStored answers c with the decision its event already has: raw, the record the store
+// holds, or the record of decision archivedID, which the store archived and dropped (read
+// from the archive: unavailable while the archive is).
+func (s *Server) replayStored(ctx context.Context, c *call, raw []byte, archivedID string) (*arbiterv1.DecideResponse, error) {
+	if raw == nil {
+		if s.opts.archive == nil {
+			return nil, fmt.Errorf("%w: event %s was decided as %s, whose record the store no longer holds, and there is no archive",
+				featurestore.ErrCorrupt, c.in.Event.ID, archivedID)
+		}
+		rec, err := s.opts.archive.Get(ctx, archivedID)
+		if err != nil {
+			return nil, fmt.Errorf("replay decision %s from the archive: %w", archivedID, err)
+		}
+		raw = rec.Body
+	}
+	return replay(c, raw)
+}
+
 // replay answers c with the stored response of its event, decided before. The event id is an
 // idempotency key: a request that differs from the one decided (options aside) is refused,
 // so that a new event sent under a used id is not silently answered with another's decision.
@@ -268,8 +286,8 @@ func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiter
 		return err
 	})
 	switch {
-	case err == nil && loaded.Record != nil:
-		return replay(c, loaded.Record)
+	case err == nil && (loaded.Record != nil || loaded.ArchivedID != ""):
+		return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
 	case err == nil:
 		return s.degradeOn(ctx, c, commitErr)
 	}
@@ -370,8 +388,8 @@ func (s *Server) conflicted(ctx, sctx context.Context, c *call, lost *decision.R
 	switch {
 	case err != nil:
 		return s.settle(ctx, c, err)
-	case committed.Record != nil:
-		return replay(c, committed.Record)
+	case committed.Record != nil || committed.ArchivedID != "":
+		return s.replayStored(ctx, c, committed.Record, committed.ArchivedID)
 	}
 	return resp, nil
 }

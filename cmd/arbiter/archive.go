@@ -141,8 +141,10 @@ func (r *archiving) run(ctx context.Context) {
 		featurestore.WithAuditGroup(relay.Group),
 		featurestore.WithAuditConsumer(host+"-"+fmt.Sprint(os.Getpid())),
 		featurestore.WithAuditClaimIdle(relay.DefaultClaimIdle),
-		// Archived entries leave the outbox within a minute or two.
+		// Archived entries leave the outbox within a minute or two, and archived records leave
+		// Redis at once: within the replay window Redis keeps only the event's decision id.
 		featurestore.WithAuditRetention(time.Minute),
+		featurestore.WithAuditDropRecords(),
 	)
 	rl, err := relay.New(exp, a, relay.WithLogger(r.logger), relay.WithMeterProvider(r.mp))
 	if err != nil {

@@ -80,8 +80,9 @@ func TestArchiveExactlyOnce(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		ok       = map[string]bool{}   // decision ids of OK answers
-		outcomes = map[string]string{} // decision id -> outcome recorded OK
+		ok       = map[string]bool{}                     // decision ids of OK answers
+		requests = map[string]*arbiterv1.DecideRequest{} // decision id -> request, of the answers not degraded
+		outcomes = map[string]string{}                   // decision id -> outcome recorded OK
 		seq      atomic.Int64
 		stop     atomic.Bool
 		wg       sync.WaitGroup
@@ -106,6 +107,9 @@ func TestArchiveExactlyOnce(t *testing.T) {
 				}
 				mu.Lock()
 				ok[resp.GetDecisionId()] = true
+				if !resp.GetDegraded() {
+					requests[resp.GetDecisionId()] = req
+				}
 				mu.Unlock()
 				if resp.GetAction() == arbiterv1.Action_ACTION_MESSAGE && n%3 == 0 {
 					ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -211,6 +215,30 @@ func TestArchiveExactlyOnce(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d outcome rows (%d distinct) for %d recorded outcomes", n, distinct, len(outIDs))
 		}
+	}
+
+	// Archived records leave Redis: within the replay window it keeps only the event's
+	// decision id. An event resent is replayed from the archive.
+	rdbMem := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdbMem.Close()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		records, err := rdbMem.Keys(t.Context(), "{b:*}:d:*").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(records) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d decision records still in Redis after they were archived, e.g. %v", len(records), records[:min(3, len(records))])
+		}
+	}
+	for id, req := range requests {
+		resp, err := clients[1].Decide(t.Context(), req)
+		if err != nil || !resp.GetReplayed() || resp.GetDecisionId() != id {
+			t.Errorf("Decide(event %s resent after its record was archived) = %s replayed %v, %v; want %s replayed", req.GetEvent().GetId(), resp.GetDecisionId(), resp.GetReplayed(), err, id)
+		}
+		break
 	}
 
 	// The audit export reads the archive: every archived decision, once, also when run twice.
