@@ -73,6 +73,29 @@ FROM arbiter.outcomes WHERE decision_id = $1 ORDER BY recorded_at, outcome`, dec
 	return outs, nil
 }
 
+// OutcomesOf returns the outcomes of the decisions ids, in recorded order: one query for a
+// customer's history (see CustomerHistory).
+func (a *Archive) OutcomesOf(ctx context.Context, ids []string) ([]Outcome, error) {
+	if err := a.usable("get outcomes"); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, _ := a.pool.Query(ctx, `SELECT decision_id, outcome, occurred_at, recorded_at, record
+FROM arbiter.outcomes WHERE decision_id = ANY($1) ORDER BY recorded_at, decision_id, outcome`, ids)
+	outs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (Outcome, error) {
+		var o Outcome
+		err := row.Scan(&o.DecisionID, &o.Outcome, &o.OccurredAt, &o.RecordedAt, &o.Body)
+		o.OccurredAt, o.RecordedAt = o.OccurredAt.UTC(), o.RecordedAt.UTC()
+		return o, err
+	})
+	if err != nil {
+		return nil, dbErr("get outcomes", err)
+	}
+	return outs, nil
+}
+
 // Scan calls fn with every archived decision decided in [from, to), in decided_at order
 // (ties by decision id, byte by byte), for audit exports and for replays past the Redis window. It stops at
 // the first error of fn and returns it unwrapped.

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -45,4 +46,20 @@ func (p *Policy) Files() map[string][]byte { return p.files }
 // the decision's input and res its result.
 func (p *Policy) Outcome(rec *Input, res *Result, o Outcome, now time.Time) OutcomeEffects {
 	return p.guards.outcome(rec, res, o, now)
+}
+
+// Effects returns the state changes that the recorded decision res, made from rec, committed:
+// the reserved message slot (without its decision id, which the caller knows), the ledger
+// entries and the stops, as Decide computed them, without the checks that guarded them. It
+// is for rebuilding a customer's state from recorded decisions after the store lost it. A
+// degraded decision committed nothing.
+func (p *Policy) Effects(rec *Input, res *Result) Effects {
+	if rec.Degraded {
+		return Effects{}
+	}
+	f := p.guards.facts(rec)
+	r := Result{Action: res.Action, Retry: res.Retry, Message: res.Message, Escalate: res.Escalate,
+		Suppress: res.Suppress, Reasons: slices.Clone(res.Reasons)}
+	p.guards.effects(rec, &f, &r)
+	return r.Effects
 }

@@ -19,6 +19,7 @@ import (
 //	{b:XX}:c:<customer_id>:x               failing channels hash
 //	{b:XX}:c:<customer_id>:r               recent decisions list, newest first
 //	{b:XX}:c:<customer_id>:v               version: id of the last decision that added to m, l or s
+//	{b:XX}:c:<customer_id>:k               state marker: when the customer's state was last known whole (WithStateMarker)
 //	{b:XX}:c:<customer_id>:e:<event_id>    event id -> decision id (idempotency)
 //	{b:XX}:d:<decision_id>                 encoded decision record
 //	{b:XX}:o:<decision_id>                 outcomes hash
@@ -124,14 +125,14 @@ func escapeKeyPart(s string) string {
 // customerKeys are the keys of one customer's state.
 type customerKeys struct {
 	bucket                                                      bucket
-	features, messages, ledger, stops, failing, recent, version string
+	features, messages, ledger, stops, failing, recent, version, kept string
 }
 
 func keysOf(customerID string) customerKeys {
 	b := bucketOf(customerID)
-	// The seven keys differ only in their last letter: build them in one string and slice
-	// it, one allocation instead of seven (the Decide hot path calls this twice).
-	const kinds = "fmlsxrv"
+	// The eight keys differ only in their last letter: build them in one string and slice
+	// it, one allocation instead of eight (the Decide hot path calls this twice).
+	const kinds = "fmlsxrvk"
 	stem := key(keyFeatures, b, customerID, "")
 	stem = stem[:len(stem)-1]
 	n := len(stem) + 1
@@ -152,6 +153,7 @@ func keysOf(customerID string) customerKeys {
 		failing:  at(4),
 		recent:   at(5),
 		version:  at(6),
+		kept:     at(7),
 	}
 }
 

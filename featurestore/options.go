@@ -21,6 +21,7 @@ type Option func(*options)
 type options struct {
 	clock     func() time.Time
 	retention time.Duration
+	marker    bool
 }
 
 func newOptions(opts []Option) options {
@@ -30,6 +31,14 @@ func newOptions(opts []Option) options {
 	}
 	return o
 }
+
+// WithStateMarker makes the Redis store keep, per customer, a marker saying that the
+// customer's state is whole (set by Rebuild, kept for the state window of 31 days), and Load
+// report Loaded.Unverified while it is missing: after Redis lost its data (a restart without
+// persistence, a failover to a replica that never had the customer), or for a customer Redis
+// has not seen in the window. The caller then rebuilds the state from the decision archive
+// with Rebuild before it decides. It costs one GET per Load. The embedded store ignores it.
+func WithStateMarker() Option { return func(o *options) { o.marker = true } }
 
 // WithClock sets the clock Memory uses to expire keys (default time.Now). Redis expires keys on
 // its own clock and ignores it.

@@ -359,8 +359,9 @@ func (r *Redis) State(ctx context.Context, customerID string, now time.Time) (de
 }
 
 // loadCmds are the reads of a Load, in the order queueLoad queues them: the event's decision
-// id (nil unless checked), features, messages, ledger, stops, failing, recent, version.
-type loadCmds [8]*redis.Cmd
+// id (nil unless checked), features, messages, ledger, stops, failing, recent, version, and
+// the state marker (nil without WithStateMarker).
+type loadCmds [9]*redis.Cmd
 
 // queueLoad queues a Load's reads on p.
 func (r *Redis) queueLoad(ctx context.Context, p redis.Pipeliner, k *customerKeys, eventKey string, checkEvent bool, now time.Time) loadCmds {
@@ -377,6 +378,9 @@ func (r *Redis) queueLoad(ctx context.Context, p redis.Pipeliner, k *customerKey
 	cmds[5] = p.Do(ctx, "HGETALL", k.failing)
 	cmds[6] = p.Do(ctx, "LRANGE", k.recent, 0, recentLen-1)
 	cmds[7] = p.Do(ctx, "GET", k.version)
+	if r.opts.marker {
+		cmds[8] = p.Do(ctx, "EXISTS", k.kept)
+	}
 	return cmds
 }
 
@@ -432,7 +436,12 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 	if err != nil {
 		return Loaded{}, fmt.Errorf("%s: %w", op, err)
 	}
-	return Loaded{State: st, Version: version}, nil
+	unverified := false
+	if c := cmds[8]; c != nil {
+		n, _ := c.Int64()
+		unverified = n == 0
+	}
+	return Loaded{State: st, Version: version, Unverified: unverified}, nil
 }
 
 // replay reads the record of an event that was decided before, whose decision id is id.

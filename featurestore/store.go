@@ -29,6 +29,11 @@ type Loaded struct {
 	// Record is the encoded arbiterv1.DecisionRecord when the event id was decided before;
 	// the caller then replays it and State is empty.
 	Record []byte
+	// Unverified is set (WithStateMarker) when the store cannot vouch that State is the
+	// customer's whole state: its marker is missing, because Redis lost its data or has not
+	// seen the customer within the state window. The caller rebuilds it (Rebuild) and loads
+	// again before it decides.
+	Unverified bool
 	// ArchivedID is set, with Record nil and State empty, when the event id was decided before
 	// (decision ArchivedID) but the store no longer holds the record: it was archived and
 	// dropped from the store (WithAuditDropRecords). The caller reads it from the archive.

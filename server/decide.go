@@ -73,6 +73,8 @@ type call struct {
 	// unknown is set when a commit of this call may have been applied: its degraded answer
 	// says so (ReasonStoreOutcomeUnknown).
 	unknown bool
+	// rebuilt is set once the call rebuilt its customer's state from the archive.
+	rebuilt bool
 }
 
 func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start time.Time) (*arbiterv1.DecideResponse, error) {
@@ -108,6 +110,25 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		}
 		if loaded.Record != nil || loaded.ArchivedID != "" {
 			return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
+		}
+		if loaded.Unverified && s.opts.archive != nil {
+			// Redis cannot vouch for the customer's state (it lost its data): rebuild it from
+			// the archive, once, and read it again; never decide on a state that may have
+			// forgotten a reached cap or a counted retry.
+			if c.rebuilt {
+				c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
+				return s.degraded(ctx, c, ReasonStateUnverified, "customer state not verified after a rebuild: decided without it")
+			}
+			c.rebuilt = true
+			if err := s.rebuild(ctx, c); err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "customer state not rebuilt from the archive", slog.Any("err", err))
+				c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
+				return s.degraded(ctx, c, ReasonStateUnverified, "customer state could not be rebuilt from the archive: decided without it")
+			}
+			continue
 		}
 		c.in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.

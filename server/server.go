@@ -131,10 +131,17 @@ func WithTracerProvider(tp trace.TracerProvider) Option {
 type Archive interface {
 	Get(ctx context.Context, decisionID string) (archive.Record, error)
 	Outcomes(ctx context.Context, decisionID string) ([]archive.Outcome, error)
+	CustomerHistory(ctx context.Context, customerID string, since time.Time) ([]archive.Record, error)
+	OutcomesOf(ctx context.Context, decisionIDs []string) ([]archive.Outcome, error)
 }
 
+var _ Archive = (*archive.Archive)(nil)
+
 // WithArchive makes GetDecision read the decisions that the store no longer holds (past its
-// replay window) from the archive (default: none; such decisions are NOT_FOUND).
+// replay window) from the archive (default: none; such decisions are NOT_FOUND), and Decide
+// replay an event whose record the store archived and dropped. With a store that keeps a
+// state marker (featurestore.WithStateMarker), Decide also rebuilds a customer's state from
+// the archive when the store cannot vouch for it (Redis lost its data), before deciding.
 func WithArchive(a Archive) Option { return func(o *options) { o.archive = a } }
 
 // WithStoreBudget sets the time budget of a Decide call's store calls, derived from the

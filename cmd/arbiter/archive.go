@@ -97,6 +97,24 @@ func (r *archiving) Outcomes(ctx context.Context, id string) ([]archive.Outcome,
 	return a.Outcomes(ctx, id)
 }
 
+// CustomerHistory implements server.Archive.
+func (r *archiving) CustomerHistory(ctx context.Context, customerID string, since time.Time) ([]archive.Record, error) {
+	a := r.a.Load()
+	if a == nil {
+		return nil, fmt.Errorf("%w: not open yet", archive.ErrUnavailable)
+	}
+	return a.CustomerHistory(ctx, customerID, since)
+}
+
+// OutcomesOf implements server.Archive.
+func (r *archiving) OutcomesOf(ctx context.Context, ids []string) ([]archive.Outcome, error) {
+	a := r.a.Load()
+	if a == nil {
+		return nil, fmt.Errorf("%w: not open yet", archive.ErrUnavailable)
+	}
+	return a.OutcomesOf(ctx, ids)
+}
+
 // status reports the relay's lag and its last error, for /readyz.
 func (r *archiving) status() (time.Duration, error) {
 	rl := r.relay.Load()
@@ -106,12 +124,25 @@ func (r *archiving) status() (time.Duration, error) {
 	return rl.Lag(), rl.Err()
 }
 
-// run opens the archive, retrying with back-off while PostgreSQL does not answer, then relays
-// the outbox into it until ctx ends.
+// tryOpen opens the archive once, within d: at start, so that the first decisions can rebuild
+// and replay from it. On failure run keeps trying in the background.
+func (r *archiving) tryOpen(ctx context.Context, d time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	a, err := archive.Open(ctx, r.cfg.dsn, archive.WithLogger(r.logger), archive.WithRetention(r.cfg.retention))
+	if err != nil {
+		return err
+	}
+	r.a.Store(a)
+	return nil
+}
+
+// run opens the archive unless tryOpen did, retrying with back-off while PostgreSQL does not
+// answer, then relays the outbox into it until ctx ends.
 func (r *archiving) run(ctx context.Context) {
 	backoff := 500 * time.Millisecond
-	var a *archive.Archive
-	for {
+	a := r.a.Load()
+	for a == nil {
 		var err error
 		a, err = archive.Open(ctx, r.cfg.dsn, archive.WithLogger(r.logger), archive.WithRetention(r.cfg.retention))
 		if err == nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -312,5 +313,102 @@ func TestArchiveExactlyOnce(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("archive Outcomes(%s) = %v, %v; want the late OUTCOME_OPENED too", some, outs, err)
 		}
+	}
+}
+
+// TestStateRebuiltAfterRedisLoss: a customer reaches the default policy's daily cap of
+// collection messages, and a card its retries; Redis then loses its data (FLUSHALL, as a
+// restart without persistence). The next decisions still see the cap reached and the retries
+// counted: the server rebuilds the customer's state from the archive before deciding.
+func TestStateRebuiltAfterRedisLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and uses PostgreSQL")
+	}
+	redisAddr := redistest.Start(t)
+	dsn := archivetest.NewDB(t)
+	grpcAddr, _, _, logs := startServe(t, "--redis", "redis://"+redisAddr, "--archive", dsn, "--audit-spool", t.TempDir())
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dc := arbiterv1.NewDecisionServiceClient(conn)
+	zone := daytimeZone(t, time.Now())
+	overdueReq := func(id string) *arbiterv1.DecideRequest {
+		return &arbiterv1.DecideRequest{
+			Event: &arbiterv1.Event{Id: id, Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
+			Customer: &arbiterv1.Customer{Id: "rebuild-cust", Timezone: zone,
+				Consents:          []*arbiterv1.Consent{{Channel: arbiterv1.Channel_CHANNEL_EMAIL, Purpose: arbiterv1.Purpose_PURPOSE_COLLECTIONS, Granted: true}},
+				PreferredChannels: []arbiterv1.Channel{arbiterv1.Channel_CHANNEL_EMAIL}},
+		}
+	}
+	decide := func(req *arbiterv1.DecideRequest) *arbiterv1.DecideResponse {
+		t.Helper()
+		resp, err := dc.Decide(t.Context(), req)
+		if err != nil {
+			t.Fatalf("Decide(%s) = %v", req.GetEvent().GetId(), err)
+		}
+		return resp
+	}
+	// Until the cap: MESSAGEs, then none.
+	var messages int
+	var capped *arbiterv1.DecideResponse
+	for i := range 6 {
+		resp := decide(overdueReq(fmt.Sprintf("rb-ev-%d", i)))
+		if resp.GetDegraded() {
+			t.Fatalf("Decide(rb-ev-%d) degraded: %v", i, resp.GetReasons())
+		}
+		if resp.GetAction() == arbiterv1.Action_ACTION_MESSAGE {
+			messages++
+			continue
+		}
+		capped = resp
+		break
+	}
+	if capped == nil || messages == 0 {
+		t.Fatalf("%d MESSAGEs and no capped answer in 6 overdue events: the test needs the default cap", messages)
+	}
+	reasons := func(r *arbiterv1.DecideResponse) []string {
+		var out []string
+		for _, x := range r.GetReasons() {
+			out = append(out, x.GetCode())
+		}
+		return out
+	}
+	t.Logf("%d MESSAGEs, then %v %v", messages, capped.GetAction(), reasons(capped))
+
+	// The relay archives them; Redis then loses everything.
+	a, err := archive.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		hist, err := a.CustomerHistory(t.Context(), "rebuild-cust", time.Now().Add(-time.Hour))
+		if err == nil && len(hist) == messages+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive holds %d decisions of the customer, want %d", len(hist), messages+1)
+		}
+	}
+	const rebuiltLog = "customer state rebuilt from the archive"
+	before := strings.Count(logs.String(), rebuiltLog) // the customer was new to Redis: rebuilt once, from nothing
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	if err := rdb.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The cap holds after the loss.
+	after := decide(overdueReq("rb-ev-after"))
+	if after.GetAction() == arbiterv1.Action_ACTION_MESSAGE || after.GetDegraded() {
+		t.Errorf("Decide(overdue after Redis lost its data) = %v degraded %v %v; want the cap to hold, as before the loss (%v %v)",
+			after.GetAction(), after.GetDegraded(), reasons(after), capped.GetAction(), reasons(capped))
+	}
+	// Rebuilt once after the loss; once rebuilt, the state is whole: no rebuild for the next.
+	decide(overdueReq("rb-ev-after-2"))
+	if n := strings.Count(logs.String(), rebuiltLog) - before; n != 1 {
+		t.Errorf("state rebuilt %d times after the loss, want once", n)
 	}
 }

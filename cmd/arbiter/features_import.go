@@ -28,8 +28,8 @@ type importOptions struct {
 
 // importResult is what importFeatures did.
 type importResult struct {
-	written int64                // records written
-	lines   int64                // lines read, blank ones excepted
+	written int64       // records written
+	lines   int64       // lines read, blank ones excepted
 	bad     []lineError // every bad line, in line order
 }
 

@@ -216,7 +216,14 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		logger.Warn("no --archive: decision records live only in Redis, for --record-retention; configure --archive for a durable history",
 			"record_retention", cfg.retention.String())
 	}
-	store, storeName, err := openStore(cfg.redisURL, tp, mp, featurestore.WithRetention(retention))
+	storeOpts := []featurestore.Option{featurestore.WithRetention(retention)}
+	if cfg.archive.dsn != "" {
+		// Redis keeps a marker of each customer's whole state, so that a Redis that lost its
+		// data is seen, and the state rebuilt from the archive before the customer's next
+		// decision.
+		storeOpts = append(storeOpts, featurestore.WithStateMarker())
+	}
+	store, storeName, err := openStore(cfg.redisURL, tp, mp, storeOpts...)
 	if err != nil {
 		return err
 	}
@@ -292,6 +299,10 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if cfg.archive.dsn != "" {
 		rs, _ := store.(*featurestore.Redis) // --archive needs --redis
 		arch = &archiving{cfg: cfg.archive, store: rs, logger: logger, mp: mp}
+		if err := arch.tryOpen(ctx, 5*time.Second); err != nil {
+			logger.Warn("archive not open at start: decisions of customers whose state Redis cannot vouch for degrade until it is",
+				"archive", redactDSN(cfg.archive.dsn), "err", err)
+		}
 		srvOpts = append(srvOpts, server.WithArchive(arch))
 		adminCfg.Archive = arch.status
 	}

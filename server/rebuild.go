@@ -1,0 +1,108 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/arbiter-dev/arbiter/decision"
+	"github.com/arbiter-dev/arbiter/featurestore"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+)
+
+// ReasonStateUnverified: the store could not vouch for the customer's state (Redis lost its
+// data) and it could not be rebuilt from the archive in time: the decision was made without
+// it and fails closed.
+const ReasonStateUnverified = "STATE_UNVERIFIED"
+
+// stateWindow is how far back a customer's state reaches: the store keeps reserved messages
+// and ledger entries for 31 days.
+const stateWindow = 31 * 24 * time.Hour
+
+// rebuilder is a store that rebuilds a customer's state (featurestore.Redis with
+// featurestore.WithStateMarker).
+type rebuilder interface {
+	Rebuild(ctx context.Context, customerID string, st *featurestore.Rebuilt, now time.Time) error
+}
+
+var _ rebuilder = (*featurestore.Redis)(nil)
+
+// rebuild recomputes c's customer's state from the archive (the decisions of the state window
+// and their outcomes, through the policy's own effects) and merges it into the store, so that
+// a cap reached, a retry counted or a stop set before Redis lost its data holds after it.
+func (s *Server) rebuild(ctx context.Context, c *call) error {
+	rb, ok := s.store.(rebuilder)
+	if !ok {
+		return fmt.Errorf("%w: the store cannot rebuild state", featurestore.ErrUnavailable)
+	}
+	start := time.Now()
+	cust := c.in.Customer.ID
+	hist, err := s.opts.archive.CustomerHistory(ctx, cust, c.in.Now.Add(-stateWindow))
+	if err != nil {
+		return err
+	}
+	type decided struct {
+		in  decision.Input
+		res *decision.Result
+	}
+	byID := make(map[string]decided, len(hist))
+	ids := make([]string, 0, len(hist))
+	var st featurestore.Rebuilt
+	for _, r := range hist {
+		var rec arbiterv1.DecisionRecord
+		if err := proto.Unmarshal(r.Body, &rec); err != nil {
+			return fmt.Errorf("%w: archived record %s: %v", featurestore.ErrCorrupt, r.DecisionID, err)
+		}
+		if rec.GetResponse() == nil || rec.GetResponse().GetDegraded() || rec.GetResponse().GetDryRun() {
+			continue // committed nothing
+		}
+		in := inputFromRecord(&rec)
+		res := fromResponse(rec.GetResponse())
+		eff := c.pol.Effects(&in, res)
+		if m := eff.Message; m != nil {
+			slot := *m
+			slot.DecisionID = r.DecisionID
+			st.Messages = append(st.Messages, slot)
+		}
+		st.Ledger = append(st.Ledger, eff.Ledger...)
+		st.Stops = append(st.Stops, eff.Stops...)
+		byID[r.DecisionID] = decided{in: in, res: res}
+		ids = append(ids, r.DecisionID)
+	}
+	outs, err := s.opts.archive.OutcomesOf(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for _, o := range outs {
+		d, ok := byID[o.DecisionID]
+		if !ok {
+			continue
+		}
+		oe := c.pol.Outcome(&d.in, d.res, decision.Outcome(arbiterv1.Outcome_value[o.Outcome]), o.RecordedAt)
+		if m := oe.ReleaseMessage; m != nil {
+			st.Messages = slices.DeleteFunc(st.Messages, func(x decision.SentMessage) bool { return x.DecisionID == o.DecisionID })
+		}
+		if f := oe.FailChannel; f != nil {
+			if st.Failing == nil {
+				st.Failing = map[decision.Channel]time.Time{}
+			}
+			if f.Until.After(st.Failing[f.Channel]) {
+				st.Failing[f.Channel] = f.Until
+			}
+		}
+		if r := oe.ResetLedger; r != nil {
+			st.Ledger = slices.DeleteFunc(st.Ledger, func(e decision.LedgerEntry) bool {
+				return e.CardRef == r.CardRef && !e.At.After(o.RecordedAt)
+			})
+		}
+	}
+	err = s.storeDo(ctx, opLoad, cust, func(ctx context.Context) error { return rb.Rebuild(ctx, cust, &st, c.in.Now) })
+	s.opts.logger.LogAttrs(ctx, slog.LevelInfo, "customer state rebuilt from the archive",
+		slog.Int("decisions", len(ids)), slog.Int("messages", len(st.Messages)), slog.Int("ledger_entries", len(st.Ledger)),
+		slog.Int("stops", len(st.Stops)), slog.Duration("took", time.Since(start)), slog.Any("err", err))
+	return err
+}
