@@ -124,7 +124,7 @@ func escapeKeyPart(s string) string {
 
 // customerKeys are the keys of one customer's state.
 type customerKeys struct {
-	bucket                                                      bucket
+	bucket                                                            bucket
 	features, messages, ledger, stops, failing, recent, version, kept string
 }
 
