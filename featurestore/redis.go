@@ -358,6 +358,11 @@ func (r *Redis) State(ctx context.Context, customerID string, now time.Time) (de
 	return l.State, err
 }
 
+// noVersion is the version of a state to which nothing was ever added (no version key): a
+// commit on it needs no re-check while there is still none. Versions are decision ids
+// otherwise, so it is never one.
+const noVersion = "0"
+
 // loadCmds are the reads of a Load, in the order queueLoad queues them: the event's decision
 // id (nil unless checked), features, messages, ledger, stops, failing, recent, version, and
 // the state marker (nil without WithStateMarker).
@@ -429,7 +434,10 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 		return Loaded{}, fmt.Errorf("%s: %w", op, corrupt(k.features, "too many fields"))
 	}
 	version, err := cmds[7].Text()
-	if err != nil && !errors.Is(err, redis.Nil) {
+	switch {
+	case errors.Is(err, redis.Nil):
+		version = noVersion
+	case err != nil:
 		return Loaded{}, fmt.Errorf("%s: %w", op, corrupt(k.version, "%v", err))
 	}
 	st, err := raw.decode(k, now)

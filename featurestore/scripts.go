@@ -130,7 +130,9 @@ local max = tonumber(ARGV[13])
 -- Nothing was added to the messages, ledger or stops since the decision's Load when the
 -- version is still the one it read (versions are decision ids, so never reused): the
 -- engine's own cap, ledger and stop checks still hold, and are not repeated here.
-local fresh = ARGV[14] ~= '' and redis.call('GET', KEYS[9]) == ARGV[14]
+-- A Load that found no version key (version "0") is fresh too while there is still none.
+local cur = redis.call('GET', KEYS[9])
+local fresh = ARGV[14] ~= '' and (cur == ARGV[14] or (ARGV[14] == '0' and not cur))
 local p = 15
 -- The checks are parsed only when they will run.
 local ncap = tonumber(ARGV[p]); p = p + 1
@@ -156,18 +158,21 @@ local nstop = tonumber(ARGV[p]); local pstop = p + 1; p = pstop + 2 * nstop
 local nfeat = tonumber(ARGV[p]); local pfeat = p + 1
 
 -- The type of every key a type-specific command will write (reads fail with WRONGTYPE by
--- themselves, before any write; SET overwrites any type).
-local writes = {{7, 'list'}, {8, 'stream'}}
-if ARGV[7] ~= '' then writes[#writes + 1] = {3, 'zset'} end
-if nent > 0 then writes[#writes + 1] = {4, 'zset'} end
-if nstop > 0 then writes[#writes + 1] = {5, 'hash'} end
-if nfeat > 0 then writes[#writes + 1] = {6, 'hash'} end
-for _, kt in ipairs(writes) do
-  if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
-end
--- A commit that may take the ledger past its cap writes stops for the entries it drops.
+-- themselves, before any write; SET overwrites any type). A fresh commit skips the checks: its
+-- Load read the messages, ledger, stops, features and recent keys with commands of their
+-- types and nothing was added since, and the audit stream is written first, so a wrong type
+-- there fails the script before any other write.
 local trimming = nent > 0 and redis.call('ZCARD', KEYS[4]) + nent > LEDGER_CAP
-if trimming and nstop == 0 and wrongtype(KEYS[5], 'hash') then return {3, 'wrong key type: ' .. KEYS[5]} end
+if not fresh then
+  local writes = {{7, 'list'}}
+  if ARGV[7] ~= '' then writes[#writes + 1] = {3, 'zset'} end
+  if nent > 0 then writes[#writes + 1] = {4, 'zset'} end
+  if nstop > 0 or trimming then writes[#writes + 1] = {5, 'hash'} end
+  if nfeat > 0 then writes[#writes + 1] = {6, 'hash'} end
+  for _, kt in ipairs(writes) do
+    if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
+  end
+end
 
 -- Cap checks against the messages zset.
 if ncap > 0 and not fresh then
@@ -230,8 +235,9 @@ for i = 0, nsc - 1 do
   end
 end
 
--- Apply.
+-- Apply: the audit entry first (see the type checks above).
 local now = tonumber(ARGV[3])
+audit_add(KEYS[8], ARGV[5], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[4])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
 if ARGV[7] ~= '' then
@@ -275,7 +281,6 @@ end
 redis.call('LPUSH', KEYS[7], ARGV[6])
 redis.call('LTRIM', KEYS[7], 0, 19)
 redis.call('PEXPIRE', KEYS[7], ARGV[11])
-audit_add(KEYS[8], ARGV[5], ARGV[2])
 return {0}
 `)
 
