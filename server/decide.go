@@ -112,23 +112,10 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
 		}
 		if loaded.Unverified && s.opts.archive != nil {
-			// Redis cannot vouch for the customer's state (it lost its data): rebuild it from
-			// the archive, once, and read it again; never decide on a state that may have
-			// forgotten a reached cap or a counted retry.
-			if c.rebuilt {
-				c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
-				return s.degraded(ctx, c, ReasonStateUnverified, "customer state not verified after a rebuild: decided without it")
+			if resp, err := s.verify(ctx, c); resp != nil || err != nil {
+				return resp, err
 			}
-			c.rebuilt = true
-			if err := s.rebuild(ctx, c); err != nil {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
-				}
-				s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "customer state not rebuilt from the archive", slog.Any("err", err))
-				c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
-				return s.degraded(ctx, c, ReasonStateUnverified, "customer state could not be rebuilt from the archive: decided without it")
-			}
-			continue
+			continue // rebuilt: read it again
 		}
 		c.in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.
@@ -340,11 +327,9 @@ func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.
 	default:
 		return nil, err
 	}
-	// Every degraded answer to an event has the same id, on every replica: one decision and
-	// one record per event, however often it is resent while the store is away.
-	c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
 	s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "decision degraded",
-		slog.String("decision_id", c.id), slog.String("reason", reason), slog.Any("err", err))
+		slog.String("decision_id", featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)),
+		slog.String("reason", reason), slog.Any("err", err))
 	return s.degraded(ctx, c, reason, msg)
 }
 
@@ -353,6 +338,9 @@ func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.
 // record goes to the audit spool before the answer (the store takes it later), and a decision
 // that cannot be recorded is not answered.
 func (s *Server) degraded(ctx context.Context, c *call, reason, msg string) (*arbiterv1.DecideResponse, error) {
+	// Every degraded answer to an event has the same id, on every replica: one decision and
+	// one record per event, however often it is resent while the store is away.
+	c.id = featurestore.DegradedDecisionID(c.in.Customer.ID, c.in.Event.ID)
 	in := &c.in
 	in.Degraded = true
 	in.State = decision.State{}

@@ -31,6 +31,26 @@ type rebuilder interface {
 
 var _ rebuilder = (*featurestore.Redis)(nil)
 
+// verify answers a call whose customer's state the store cannot vouch for (Redis lost its
+// data): it rebuilds the state from the archive, once per call, and returns nil, nil for the
+// caller to read it again; never is a decision made on a state that may have forgotten a
+// reached cap or a counted retry. A state that cannot be rebuilt gives a degraded answer with
+// ReasonStateUnverified.
+func (s *Server) verify(ctx context.Context, c *call) (*arbiterv1.DecideResponse, error) {
+	if c.rebuilt {
+		return s.degraded(ctx, c, ReasonStateUnverified, "customer state not verified after a rebuild: decided without it")
+	}
+	c.rebuilt = true
+	if err := s.rebuild(ctx, c); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		s.opts.logger.LogAttrs(ctx, slog.LevelWarn, "customer state not rebuilt from the archive", slog.Any("err", err))
+		return s.degraded(ctx, c, ReasonStateUnverified, "customer state could not be rebuilt from the archive: decided without it")
+	}
+	return nil, nil
+}
+
 // rebuild recomputes c's customer's state from the archive (the decisions of the state window
 // and their outcomes, through the policy's own effects) and merges it into the store, so that
 // a cap reached, a retry counted or a stop set before Redis lost its data holds after it.
