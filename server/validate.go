@@ -148,42 +148,45 @@ func validateDecide(req *arbiterv1.DecideRequest) error {
 		if c == nil {
 			continue
 		}
-		if err := checkChannel(fmt.Sprintf("customer.consents[%d].channel", i), c.GetChannel()); err != nil {
-			return err
+		// Field names are built only for an error: most requests carry valid consents.
+		if p := channelProblem(c.GetChannel()); p != "" {
+			return invalid(fmt.Sprintf("customer.consents[%d].channel", i), p)
 		}
-		if err := checkPurpose(fmt.Sprintf("customer.consents[%d].purpose", i), c.GetPurpose()); err != nil {
-			return err
+		if p := purposeProblem(c.GetPurpose()); p != "" {
+			return invalid(fmt.Sprintf("customer.consents[%d].purpose", i), p)
 		}
 	}
 	if len(cu.GetPreferredChannels()) > MaxPreferredChannels {
 		return invalid("customer.preferred_channels", "more than "+strconv.Itoa(MaxPreferredChannels)+" entries")
 	}
 	for i, c := range cu.GetPreferredChannels() {
-		if err := checkChannel(fmt.Sprintf("customer.preferred_channels[%d]", i), c); err != nil {
-			return err
+		if p := channelProblem(c); p != "" {
+			return invalid(fmt.Sprintf("customer.preferred_channels[%d]", i), p)
 		}
 	}
 	return nil
 }
 
-func checkChannel(field string, c arbiterv1.Channel) error {
+// channelProblem says what is wrong with a channel, "" when nothing.
+func channelProblem(c arbiterv1.Channel) string {
 	switch {
 	case c == arbiterv1.Channel_CHANNEL_UNSPECIFIED:
-		return invalid(field, "required")
+		return "required"
 	case !knownEnum(c, arbiterv1.Channel_name):
-		return invalid(field, "unknown value")
+		return "unknown value"
 	}
-	return nil
+	return ""
 }
 
-func checkPurpose(field string, p arbiterv1.Purpose) error {
+// purposeProblem says what is wrong with a purpose, "" when nothing.
+func purposeProblem(p arbiterv1.Purpose) string {
 	switch {
 	case p == arbiterv1.Purpose_PURPOSE_UNSPECIFIED:
-		return invalid(field, "required")
+		return "required"
 	case !knownEnum(p, arbiterv1.Purpose_name):
-		return invalid(field, "unknown value")
+		return "unknown value"
 	}
-	return nil
+	return ""
 }
 
 func validatePayment(p *arbiterv1.PaymentFailure) error {
