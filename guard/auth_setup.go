@@ -50,6 +50,8 @@ type Guard struct {
 	Certs       *CertReloader
 	// Notice is the start-up log line of the loopback rule (see CheckBindSafety).
 	Notice string
+	// Decoder turns requests that do not decode into INVALID_ARGUMENT naming the field.
+	Decoder *RequestDecoder
 
 	cfg Config
 }
@@ -62,7 +64,7 @@ func New(cfg Config, mp metric.MeterProvider, logger *slog.Logger) (*Guard, erro
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Guard{cfg: cfg}
+	s := &Guard{cfg: cfg, Decoder: NewRequestDecoder()}
 	notice, err := CheckBindSafety(cfg.GRPCAddr, cfg.AuthTokensFile != "", cfg.Insecure)
 	if err != nil {
 		return nil, err
@@ -103,20 +105,22 @@ func (s *Guard) ReloadAuth() error {
 
 // ServerOptions returns the gRPC server options of the security layer, to pass to
 // WithGRPCOptions before any other interceptor: TLS credentials when configured, the message
-// size limit, and the interceptors in this order: authentication, rate limit, card-number
-// guard, then the timestamp window (with the clock now, time.Now when nil). Nothing else looks
-// at a request before they have passed it.
+// size limit, the request codec (see RequestDecoder), and the interceptors in this order:
+// authentication, requests that did not decode, rate limit, card-number guard, then the
+// timestamp window (with the clock now, time.Now when nil). Nothing else looks at a request
+// before they have passed it.
 func (s *Guard) ServerOptions(now func() time.Time) []grpc.ServerOption {
-	unary := make([]grpc.UnaryServerInterceptor, 0, 4)
-	stream := make([]grpc.StreamServerInterceptor, 0, 3)
+	unary := make([]grpc.UnaryServerInterceptor, 0, 5)
+	stream := make([]grpc.StreamServerInterceptor, 0, 4)
 	if s.Auth != nil {
 		unary = append(unary, s.Auth.UnaryInterceptor())
 		stream = append(stream, s.Auth.StreamInterceptor())
 	}
-	unary = append(unary, s.RateLimiter.UnaryInterceptor(), CardGuardUnaryInterceptor(), RequestTimesUnaryInterceptor(now))
-	stream = append(stream, s.RateLimiter.StreamInterceptor(), CardGuardStreamInterceptor())
+	unary = append(unary, s.Decoder.UnaryInterceptor(), s.RateLimiter.UnaryInterceptor(), CardGuardUnaryInterceptor(), RequestTimesUnaryInterceptor(now))
+	stream = append(stream, s.Decoder.StreamInterceptor(), s.RateLimiter.StreamInterceptor(), CardGuardStreamInterceptor())
 	opts := []grpc.ServerOption{
 		MaxRecvMsgSize(s.cfg.MaxRecvMsgSize),
+		grpc.ForceServerCodecV2(s.Decoder.Codec()),
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	}
