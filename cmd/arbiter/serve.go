@@ -255,6 +255,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return fmt.Errorf("listen gRPC: %w", err)
 	}
+	grpcLis = sec.LimitListener(grpcLis) // --max-connections
 	httpLis, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
 		grpcLis.Close()
