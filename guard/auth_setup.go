@@ -15,6 +15,10 @@ import (
 type Config struct {
 	// GRPCAddr is the gRPC listen address, checked against the loopback rule.
 	GRPCAddr string
+	// AdminAddr is the HTTP admin listen address, checked against the same rule (see
+	// CheckAdminBind); empty: not checked. Pprof says whether it serves profiles.
+	AdminAddr string
+	Pprof     bool
 	// AuthTokensFile is the client token file (see AuthConfig); empty means no authentication,
 	// which is allowed on loopback addresses only unless Insecure is set.
 	AuthTokensFile string
@@ -57,16 +61,20 @@ type Guard struct {
 	Certs       *CertReloader
 	// Notice is the start-up log line of the loopback rule (see CheckBindSafety).
 	Notice string
+	// AdminNotice is the start-up log line of the loopback rule for the admin address (see
+	// CheckAdminBind); empty without one.
+	AdminNotice string
 	// Decoder turns requests that do not decode into INVALID_ARGUMENT naming the field.
 	Decoder *RequestDecoder
 
 	cfg Config
 }
 
-// New checks cfg (the transport limits, the loopback rule, the token file, the certificates)
-// and builds the security layer; mp provides its counters, logger gets denials and failed
-// certificate reloads. It fails on a negative limit, a non-loopback address without
-// authentication or --insecure, an invalid token file, or certificates that do not load.
+// New checks cfg (the transport limits, the loopback rule on the gRPC and admin addresses, the
+// token file, the certificates) and builds the security layer; mp provides its counters,
+// logger gets denials and failed certificate reloads. It fails on a negative limit, a
+// non-loopback address without authentication or --insecure (profiles on a non-loopback admin
+// address need authentication), an invalid token file, or certificates that do not load.
 func New(cfg Config, mp metric.MeterProvider, logger *slog.Logger) (*Guard, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -80,6 +88,11 @@ func New(cfg Config, mp metric.MeterProvider, logger *slog.Logger) (*Guard, erro
 		return nil, err
 	}
 	s.Notice = notice
+	if cfg.AdminAddr != "" {
+		if s.AdminNotice, err = CheckAdminBind(cfg.AdminAddr, cfg.AuthTokensFile != "", cfg.Insecure, cfg.Pprof); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.AuthTokensFile != "" {
 		ac, err := LoadAuthConfig(cfg.AuthTokensFile)
 		if err != nil {

@@ -60,7 +60,7 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 	// Store: the audit trail and the published policies.
 	rdb, err := featurestore.Dial(*redisURL)
 	if err != nil {
-		return fmt.Errorf("replay: %w", err)
+		return fmt.Errorf("replay: %w", redactError(err, urlPassword(*redisURL)))
 	}
 	defer rdb.Close()
 
