@@ -12,8 +12,14 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/guard"
 )
 
@@ -178,6 +184,48 @@ func TestServeRedisPassword(t *testing.T) {
 		}
 		if strings.Contains(logs.String(), pw) {
 			t.Errorf("serve %q: the logs hold the Redis password:\n%s", args, logs)
+		}
+	}
+}
+
+// rawCodec sends *[]byte as they are: a client that can send bytes that do not decode.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// TestServeBadBytes: through the whole server, a request with invalid UTF-8 or truncated
+// protobuf gets INVALID_ARGUMENT naming the field, not INTERNAL.
+func TestServeBadBytes(t *testing.T) {
+	grpcAddr, _, _, _ := startServe(t)
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// DecideRequest{event: {id: "evt-\xff", type: 3}, customer: {id: "c1"}}
+	badID := []byte("\x0a\x09\x0a\x05evt-\xff\x10\x03\x12\x04\x0a\x02c1")
+	for _, tc := range []struct {
+		name string
+		body []byte
+		want string
+	}{
+		{"invalid UTF-8", badID, "invalid event.id: not valid UTF-8"},
+		{"truncated", badID[:8], "invalid event: truncated or malformed protobuf"},
+	} {
+		var reply []byte
+		err := conn.Invoke(t.Context(), arbiterv1.DecisionService_Decide_FullMethodName, &tc.body, &reply)
+		if st := status.Convert(err); st.Code() != codes.InvalidArgument || st.Message() != tc.want {
+			t.Errorf("%s: Decide = %v %q, want InvalidArgument %q", tc.name, st.Code(), st.Message(), tc.want)
 		}
 	}
 }
