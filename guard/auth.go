@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -38,8 +39,12 @@ const (
 	RoleDecide Role = "decide"
 	// RoleRead may call DecisionService/GetDecision and FeatureService/GetCustomerState.
 	RoleRead Role = "read"
-	// RoleAdmin may call FeatureService/PutFeatures and every arbiter.v1.PolicyService method.
+	// RoleAdmin may call FeatureService/PutFeatures and every arbiter.v1.PolicyService method,
+	// and read the runtime profiles on the admin port (/debug/pprof/).
 	RoleAdmin Role = "admin"
+	// RoleMetrics may scrape /metrics on the admin port, and nothing else: the role of a
+	// Prometheus scraper's token.
+	RoleMetrics Role = "metrics"
 )
 
 // roleSet is a set of roles as bits.
@@ -49,6 +54,7 @@ const (
 	roleBitDecide roleSet = 1 << iota
 	roleBitRead
 	roleBitAdmin
+	roleBitMetrics
 )
 
 func roleBit(r Role) (roleSet, bool) {
@@ -59,6 +65,8 @@ func roleBit(r Role) (roleSet, bool) {
 		return roleBitRead, true
 	case RoleAdmin:
 		return roleBitAdmin, true
+	case RoleMetrics:
+		return roleBitMetrics, true
 	}
 	return 0, false
 }
@@ -196,7 +204,7 @@ func ParseAuthConfig(data []byte) (*AuthConfig, error) {
 		}
 		for _, r := range c.Roles {
 			if _, ok := roleBit(r); !ok {
-				return nil, fmt.Errorf("auth config: client %q: unknown role %q (want decide, read or admin)", c.Name, r)
+				return nil, fmt.Errorf("auth config: client %q: unknown role %q (want decide, read, admin or metrics)", c.Name, r)
 			}
 		}
 		if c.RateLimit != nil {
@@ -406,32 +414,73 @@ const (
 func (a *Authenticator) Authorize(ctx context.Context, fullMethod string) (context.Context, error) {
 	role, open, known := MethodRole(fullMethod)
 	token, present := bearerToken(ctx)
-	if open {
-		if present {
-			if id := a.lookup(token); id != nil {
-				return context.WithValue(ctx, identityKey{}, id), nil
-			}
+	id, reason := a.check(token, present, role, open, known)
+	switch reason {
+	case "":
+		if id != nil {
+			return context.WithValue(ctx, identityKey{}, id), nil
 		}
 		return ctx, nil
-	}
-	if !present {
-		a.deny(ctx, fullMethod, "", authReasonMissingToken)
+	case authReasonMissingToken:
+		a.deny(ctx, fullMethod, "", reason, peerAddr(ctx))
 		return nil, rpcstatus.Unauthenticated(`missing bearer token: send metadata "authorization: Bearer <token>"`)
-	}
-	id := a.lookup(token)
-	if id == nil {
-		a.deny(ctx, fullMethod, "", authReasonBadToken)
+	case authReasonBadToken:
+		a.deny(ctx, fullMethod, "", reason, peerAddr(ctx))
 		return nil, rpcstatus.Unauthenticated("invalid bearer token")
-	}
-	if !known {
-		a.deny(ctx, fullMethod, id.Name, authReasonUnknownMethod)
+	case authReasonUnknownMethod:
+		a.deny(ctx, fullMethod, id.Name, reason, peerAddr(ctx))
 		return nil, rpcstatus.PermissionDenied(fmt.Sprintf("method %s is not open to any role", fullMethod))
-	}
-	if !id.Has(role) {
-		a.deny(ctx, fullMethod, id.Name, authReasonPermissionDenied)
+	default:
+		a.deny(ctx, fullMethod, id.Name, reason, peerAddr(ctx))
 		return nil, rpcstatus.PermissionDenied(fmt.Sprintf("client %s lacks role %s for %s", id.Name, role, fullMethod))
 	}
-	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+// check decides on a call that needs role (open: needs none; known: false for a method no
+// role may call) with token (present: an authorization was sent at all). It returns the
+// caller's identity when the token is valid, and the reason for a refusal, "" when allowed.
+func (a *Authenticator) check(token string, present bool, role Role, open, known bool) (*Identity, string) {
+	var id *Identity
+	if present {
+		id = a.lookup(token)
+	}
+	switch {
+	case open:
+		return id, ""
+	case !present:
+		return nil, authReasonMissingToken
+	case id == nil:
+		return nil, authReasonBadToken
+	case !known:
+		return id, authReasonUnknownMethod
+	case !id.Has(role):
+		return id, authReasonPermissionDenied
+	}
+	return id, ""
+}
+
+// RequireHTTP returns h behind a bearer token with role, for the admin port: a request
+// without an "Authorization: Bearer <token>" header, or with a token no client holds, gets 401
+// (with WWW-Authenticate: Bearer); one whose client lacks role gets 403. Refusals are counted
+// and logged like those of RPCs, with the URL path as rpc.method. The handler sees the
+// client's Identity in the request context (ClientFromContext).
+func (a *Authenticator) RequireHTTP(role Role, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, present := bearerValue(r.Header.Values("Authorization"))
+		id, reason := a.check(token, present, role, false, true)
+		switch reason {
+		case "":
+			h.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
+			return
+		case authReasonMissingToken, authReasonBadToken:
+			a.deny(r.Context(), r.URL.Path, "", reason, r.RemoteAddr)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="arbiter"`)
+			http.Error(w, "missing or invalid bearer token", http.StatusUnauthorized)
+		default:
+			a.deny(r.Context(), r.URL.Path, id.Name, reason, r.RemoteAddr)
+			http.Error(w, "client "+id.Name+" lacks role "+string(role), http.StatusForbidden)
+		}
+	})
 }
 
 // lookup returns the client whose token hash matches token, comparing with every client in
@@ -458,7 +507,11 @@ func bearerToken(ctx context.Context) (token string, present bool) {
 	if !ok {
 		return "", false
 	}
-	vals := md["authorization"]
+	return bearerValue(md["authorization"])
+}
+
+// bearerValue is bearerToken for the values of the authorization metadata or HTTP header.
+func bearerValue(vals []string) (token string, present bool) {
 	switch len(vals) {
 	case 0:
 		return "", false
@@ -474,8 +527,17 @@ func bearerToken(ctx context.Context) (token string, present bool) {
 	return strings.TrimSpace(v[len(scheme):]), true
 }
 
-// deny counts a refused request and logs it, with the client name when known, never the token.
-func (a *Authenticator) deny(ctx context.Context, method, client, reason string) {
+// peerAddr returns the address of an RPC's peer, or "".
+func peerAddr(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String()
+	}
+	return ""
+}
+
+// deny counts a refused request and logs it, with the client name when known and the peer's
+// address, never the token.
+func (a *Authenticator) deny(ctx context.Context, method, client, reason, addr string) {
 	a.failures.Add(ctx, 1, metric.WithAttributes(
 		attribute.String("reason", reason),
 		attribute.String("rpc.method", method),
@@ -484,10 +546,6 @@ func (a *Authenticator) deny(ctx context.Context, method, client, reason string)
 	if !a.logLimit.Allow() {
 		return
 	}
-	addr := ""
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		addr = p.Addr.String()
-	}
 	a.logger.LogAttrs(ctx, slog.LevelWarn, "request denied",
 		slog.String("reason", reason),
 		slog.String("rpc.method", method),
@@ -495,9 +553,13 @@ func (a *Authenticator) deny(ctx context.Context, method, client, reason string)
 		slog.String("peer", addr))
 }
 
-// UnaryInterceptor checks every unary RPC with Authorize before the handler runs.
+// UnaryInterceptor checks every unary RPC with Authorize before the handler runs, unless
+// TapHandle has already done so for the call.
 func (a *Authenticator) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if tapped(ctx, info.FullMethod) {
+			return handler(ctx, req)
+		}
 		ctx, err := a.Authorize(ctx, info.FullMethod)
 		if err != nil {
 			return nil, err
@@ -506,9 +568,13 @@ func (a *Authenticator) UnaryInterceptor() grpc.UnaryServerInterceptor {
 	}
 }
 
-// StreamInterceptor checks every streaming RPC with Authorize before the handler runs.
+// StreamInterceptor checks every streaming RPC with Authorize before the handler runs, unless
+// TapHandle has already done so for the call.
 func (a *Authenticator) StreamInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		if tapped(ss.Context(), info.FullMethod) {
+			return handler(srv, ss)
+		}
 		ctx, err := a.Authorize(ss.Context(), info.FullMethod)
 		if err != nil {
 			return err

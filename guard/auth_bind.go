@@ -49,3 +49,24 @@ func isLoopbackAddr(addr string) bool {
 	}
 	return ip.Unmap().IsLoopback()
 }
+
+// CheckAdminBind applies the loopback rule to the HTTP admin address (--http-addr) as
+// CheckBindSafety does to the gRPC one. With client tokens configured, the admin endpoints ask
+// for them (/metrics the metrics role, /debug/pprof/ the admin role; /healthz and /readyz stay
+// open for load balancers). Without tokens, the admin port listens only on loopback unless
+// insecure; and profiles (pprof) are never served to the network without tokens, --insecure or
+// not: they reveal the process's memory and cost CPU on demand. It returns the line to log at
+// start-up, or an error wrapping ErrInsecureBind.
+func CheckAdminBind(httpAddr string, authConfigured, insecure, pprof bool) (notice string, err error) {
+	switch {
+	case authConfigured:
+		return fmt.Sprintf("admin endpoints on %s: /healthz and /readyz open; /metrics needs a token with the metrics role, /debug/pprof/ the admin role", httpAddr), nil
+	case isLoopbackAddr(httpAddr):
+		return fmt.Sprintf("admin endpoints on loopback only (%s), without authentication", httpAddr), nil
+	case pprof:
+		return "", fmt.Errorf("%w: --pprof on admin address %s, which is not loopback, would show the process's memory to anyone who reaches it; configure client tokens (profiles then need the admin role) or listen on 127.0.0.1", ErrInsecureBind, httpAddr)
+	case insecure:
+		return fmt.Sprintf("INSECURE: no authentication and --insecure: anyone who can reach %s can read /metrics", httpAddr), nil
+	}
+	return "", fmt.Errorf("%w: admin address %s is not loopback; configure client tokens, listen on 127.0.0.1, or pass --insecure", ErrInsecureBind, httpAddr)
+}

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"strings"
 
@@ -22,14 +23,17 @@ const cardNumberProblem = "looks like a card number (13 to 19 digits passing the
 // cardNumberError is the error for a field that holds a card number.
 func cardNumberError(field string) error { return rpcstatus.Invalid(field, cardNumberProblem) }
 
-// CheckCardNumbers walks every string of m by protobuf reflection (string fields, nested and
-// repeated messages, map keys and values, google.protobuf.Value, Struct and ListValue strings,
-// and the raw bytes of unknown fields) and returns a *rpcstatus.FieldError naming the first field
-// that holds a 13 to 19 digit sequence passing the Luhn check, or nil. See cardnumber.Contains
-// for what counts as a sequence. A nil message is clean. A clean DecideRequest or
-// PutFeaturesRequest is checked without reflection and without allocating (about 0.25 µs for a
-// typical DecideRequest); other messages allocate only the protobuf runtime's list and map
-// wrappers.
+// CheckCardNumbers walks every string and number of m by protobuf reflection (string fields,
+// 64-bit integer and floating-point fields, nested and repeated messages, map keys and values,
+// google.protobuf.Value, Struct and ListValue strings and numbers, and the raw bytes of unknown
+// fields) and returns a *rpcstatus.FieldError naming the first field that holds a 13 to 19
+// digit sequence passing the Luhn check, or nil. See cardnumber.Contains for what counts as a
+// sequence; a number is checked as the decimal digits of its integer part (a float64 as the
+// shortest decimal that reads back as it: a JSON number such as 4832423834581860 arrives as a
+// float64 and is stored in that form).
+// A nil message is clean. A clean DecideRequest or PutFeaturesRequest is checked without
+// reflection and without allocating (about 0.25 µs for a typical DecideRequest); other messages
+// allocate only the protobuf runtime's list and map wrappers.
 func CheckCardNumbers(m proto.Message) error {
 	if m == nil {
 		return nil
@@ -74,6 +78,36 @@ func cardUnknown(m proto.Message) bool {
 	return len(u) > 0 && cardnumber.Contains([]byte(u))
 }
 
+// cardInInt reports whether the decimal digits of v hold a card number.
+func cardInInt(v int64) bool {
+	if v > -1e12 && v < 1e12 {
+		return false // at most 12 digits
+	}
+	var b [24]byte
+	return cardnumber.Contains(strconv.AppendInt(b[:0], v, 10))
+}
+
+// cardInUint reports whether the decimal digits of v hold a card number.
+func cardInUint(v uint64) bool {
+	if v < 1e12 {
+		return false
+	}
+	var b [24]byte
+	return cardnumber.Contains(strconv.AppendUint(b[:0], v, 10))
+}
+
+// cardInFloat reports whether the integer part of f, in its shortest decimal form ('f' format,
+// bitSize 64 or 32), holds a card number. The fraction is not searched: the digits of a ratio
+// such as 3/7 are not a card number. Below 1e12 the integer part has at most 12 digits; from
+// 1e20 it is a run of more than 19 digits, never a card number; NaN and infinities hold none.
+func cardInFloat(f float64, bitSize int) bool {
+	if a := math.Abs(f); !(a >= 1e12 && a < 1e20) {
+		return false
+	}
+	var b [32]byte
+	return cardnumber.Contains(strconv.AppendFloat(b[:0], math.Trunc(f), 'f', -1, bitSize))
+}
+
 func cardInDecideRequest(r *arbiterv1.DecideRequest) bool {
 	if cardUnknown(r) {
 		return true
@@ -82,11 +116,12 @@ func cardInDecideRequest(r *arbiterv1.DecideRequest) bool {
 		if cardUnknown(e) || cardnumber.Contains(e.GetId()) || cardnumber.Contains(e.GetSource()) {
 			return true
 		}
-		if ts := e.GetOccurredAt(); ts != nil && cardUnknown(ts) {
+		if ts := e.GetOccurredAt(); ts != nil && (cardUnknown(ts) || cardInInt(ts.GetSeconds())) {
 			return true
 		}
 		if p := e.GetPayment(); p != nil {
-			if cardUnknown(p) || cardnumber.Contains(p.GetDeclineCode()) || cardnumber.Contains(p.GetMerchantAdviceCode()) ||
+			if cardUnknown(p) || cardInInt(p.GetAmountMinor()) ||
+				cardnumber.Contains(p.GetDeclineCode()) || cardnumber.Contains(p.GetMerchantAdviceCode()) ||
 				cardnumber.Contains(p.GetCurrency()) || cardnumber.Contains(p.GetAcquirer()) ||
 				cardnumber.Contains(p.GetCardRef()) || cardnumber.Contains(p.GetMerchantId()) {
 				return true
@@ -119,7 +154,7 @@ func cardInPutFeatures(r *arbiterv1.PutFeaturesRequest) bool {
 	if cardUnknown(r) || cardnumber.Contains(r.GetCustomerId()) {
 		return true
 	}
-	if d := r.GetTtl(); d != nil && cardUnknown(d) {
+	if d := r.GetTtl(); d != nil && (cardUnknown(d) || cardInInt(d.GetSeconds())) {
 		return true
 	}
 	for k, v := range r.GetFeatures() {
@@ -140,6 +175,8 @@ func cardInValue(v *structpb.Value) bool {
 	switch k := v.GetKind().(type) {
 	case *structpb.Value_StringValue:
 		return cardnumber.Contains(k.StringValue)
+	case *structpb.Value_NumberValue:
+		return cardInFloat(k.NumberValue, 64)
 	case *structpb.Value_StructValue:
 		s := k.StructValue
 		if s == nil {
@@ -171,7 +208,7 @@ func cardInValue(v *structpb.Value) bool {
 }
 
 // CardGuardUnaryInterceptor rejects, with INVALID_ARGUMENT naming the field, any request whose
-// strings hold a card number (see CheckCardNumbers). Put it before every interceptor that logs,
+// strings or numbers hold a card number (see CheckCardNumbers). Put it before every interceptor that logs,
 // traces, counts or stores anything about the request.
 func CardGuardUnaryInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
@@ -213,9 +250,10 @@ const (
 	cardListValueName protoreflect.FullName = "google.protobuf.ListValue"
 )
 
-// cardInMessage reports whether any string in m holds a card number. When it does and path is
-// not nil, *path holds the path segments in reverse order (innermost first). It allocates only
-// for lists and maps, whose reflection wrappers are allocated by the protobuf runtime.
+// cardInMessage reports whether any string or number in m holds a card number. When it does
+// and path is not nil, *path holds the path segments in reverse order (innermost first). It
+// allocates only for lists and maps, whose reflection wrappers are allocated by the protobuf
+// runtime.
 func cardInMessage(m protoreflect.Message, path *[]string) bool {
 	if u := m.GetUnknown(); len(u) > 0 && cardnumber.Contains([]byte(u)) {
 		cardAppend(path, "(unknown field)")
@@ -230,7 +268,7 @@ func cardInMessage(m protoreflect.Message, path *[]string) bool {
 	fields := md.Fields()
 	for i, n := 0, fields.Len(); i < n; i++ {
 		fd := fields.Get(i)
-		if !cardMayHoldString(fd) || !m.Has(fd) {
+		if !cardMayHold(fd) || !m.Has(fd) {
 			continue
 		}
 		v := m.Get(fd)
@@ -240,10 +278,10 @@ func cardInMessage(m protoreflect.Message, path *[]string) bool {
 			found = cardInMap(fd, v.Map(), path)
 		case fd.IsList():
 			found = cardInList(fd, v.List(), path)
-		case fd.Kind() == protoreflect.StringKind:
-			found = cardnumber.Contains(v.String())
-		default:
+		case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
 			found = cardInMessage(v.Message(), path)
+		default:
+			found = cardInScalar(fd.Kind(), v)
 		}
 		if found {
 			if !transparent {
@@ -262,27 +300,56 @@ func cardAppend(path *[]string, seg string) {
 	}
 }
 
-// cardMayHoldString reports whether a field can hold a string at any depth.
-func cardMayHoldString(fd protoreflect.FieldDescriptor) bool {
+// cardMayHold reports whether a field can hold a string or a number of 13 digits or more at
+// any depth.
+func cardMayHold(fd protoreflect.FieldDescriptor) bool {
 	if fd.IsMap() {
-		return fd.MapKey().Kind() == protoreflect.StringKind || cardMayHoldString(fd.MapValue())
+		return cardScalarKind(fd.MapKey().Kind()) || cardMayHold(fd.MapValue())
 	}
-	switch fd.Kind() {
-	case protoreflect.StringKind, protoreflect.MessageKind, protoreflect.GroupKind:
+	k := fd.Kind()
+	return k == protoreflect.MessageKind || k == protoreflect.GroupKind || cardScalarKind(k)
+}
+
+// cardScalarKind reports whether a scalar of kind k can hold a card number: strings, and the
+// numbers that have room for 13 digits.
+func cardScalarKind(k protoreflect.Kind) bool {
+	switch k {
+	case protoreflect.StringKind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint64Kind, protoreflect.Fixed64Kind,
+		protoreflect.DoubleKind, protoreflect.FloatKind:
 		return true
 	}
 	return false
 }
 
+// cardInScalar reports whether the scalar v of kind k holds a card number.
+func cardInScalar(k protoreflect.Kind, v protoreflect.Value) bool {
+	switch k {
+	case protoreflect.StringKind:
+		return cardnumber.Contains(v.String())
+	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+		return cardInInt(v.Int())
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return cardInUint(v.Uint())
+	case protoreflect.DoubleKind:
+		return cardInFloat(v.Float(), 64)
+	case protoreflect.FloatKind:
+		return cardInFloat(v.Float(), 32)
+	}
+	return false
+}
+
 func cardInList(fd protoreflect.FieldDescriptor, l protoreflect.List, path *[]string) bool {
-	isString := fd.Kind() == protoreflect.StringKind
+	kind := fd.Kind()
+	isMessage := kind == protoreflect.MessageKind || kind == protoreflect.GroupKind
 	for i, n := 0, l.Len(); i < n; i++ {
 		v := l.Get(i)
 		var found bool
-		if isString {
-			found = cardnumber.Contains(v.String())
-		} else {
+		if isMessage {
 			found = cardInMessage(v.Message(), path)
+		} else {
+			found = cardInScalar(kind, v)
 		}
 		if found {
 			if path != nil {
@@ -295,22 +362,22 @@ func cardInList(fd protoreflect.FieldDescriptor, l protoreflect.List, path *[]st
 }
 
 func cardInMap(fd protoreflect.FieldDescriptor, mp protoreflect.Map, path *[]string) bool {
-	keyIsString := fd.MapKey().Kind() == protoreflect.StringKind
+	keyKind := fd.MapKey().Kind()
 	vd := fd.MapValue()
 	valueKind := vd.Kind()
 	found := false
 	mp.Range(func(k protoreflect.MapKey, v protoreflect.Value) bool {
-		if keyIsString && cardnumber.Contains(k.String()) {
+		if cardInScalar(keyKind, k.Value()) {
 			// The key itself is the secret: name the map, not the key.
 			cardAppend(path, " (a map key)")
 			found = true
 			return false
 		}
 		switch valueKind {
-		case protoreflect.StringKind:
-			found = cardnumber.Contains(v.String())
 		case protoreflect.MessageKind, protoreflect.GroupKind:
 			found = cardInMessage(v.Message(), path)
+		default:
+			found = cardInScalar(valueKind, v)
 		}
 		if found {
 			if path != nil {

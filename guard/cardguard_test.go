@@ -88,10 +88,17 @@ func TestCheckCardNumbersAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = cardnumber.Contains(s) }); n != 0 {
 		t.Errorf("cardnumber.Contains allocs = %v, want 0", n)
 	}
-	// The hot requests take the fast path, which does not allocate either.
+	// The hot requests take the fast path, which does not allocate either, numbers included.
 	dr := guardDecideRequest()
+	dr.Event.Payment.AmountMinor = 1733312345122
 	if n := testing.AllocsPerRun(100, func() { _ = CheckCardNumbers(dr) }); n != 0 {
 		t.Errorf("CheckCardNumbers(typical DecideRequest) allocs = %v, want 0", n)
+	}
+	pf := &arbiterv1.PutFeaturesRequest{CustomerId: "c1", Features: map[string]*structpb.Value{
+		"ms": structpb.NewNumberValue(1733312345122), "score": structpb.NewNumberValue(0.5),
+	}}
+	if n := testing.AllocsPerRun(100, func() { _ = CheckCardNumbers(pf) }); n != 0 {
+		t.Errorf("CheckCardNumbers(PutFeaturesRequest with numbers) allocs = %v, want 0", n)
 	}
 }
 
@@ -174,6 +181,89 @@ func stringSlots(md protoreflect.MessageDescriptor, val string, maxDepth int) []
 	return out
 }
 
+// numberSlots returns one mutator per place in a message of type md where a number of 13
+// digits or more can be put, like stringSlots: every 64-bit integer and floating-point field,
+// list element and map value, at any depth up to maxDepth.
+func numberSlots(md protoreflect.MessageDescriptor, val int64, maxDepth int) []func(protoreflect.Message) {
+	if maxDepth == 0 {
+		return nil
+	}
+	value := func(k protoreflect.Kind) (protoreflect.Value, bool) {
+		switch k {
+		case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
+			return protoreflect.ValueOfInt64(val), true
+		case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+			return protoreflect.ValueOfUint64(uint64(val)), true
+		case protoreflect.DoubleKind:
+			return protoreflect.ValueOfFloat64(float64(val)), true
+		}
+		return protoreflect.Value{}, false
+	}
+	var out []func(protoreflect.Message)
+	fields := md.Fields()
+	for i := 0; i < fields.Len(); i++ {
+		fd := fields.Get(i)
+		switch {
+		case fd.IsMap():
+			vd := fd.MapValue()
+			if v, ok := value(vd.Kind()); ok {
+				out = append(out, func(m protoreflect.Message) {
+					m.Mutable(fd).Map().Set(protoreflect.ValueOfString("k").MapKey(), v)
+				})
+			} else if vd.Kind() == protoreflect.MessageKind {
+				for _, sub := range numberSlots(vd.Message(), val, maxDepth-1) {
+					out = append(out, func(m protoreflect.Message) {
+						sub(m.Mutable(fd).Map().Mutable(protoreflect.ValueOfString("k").MapKey()).Message())
+					})
+				}
+			}
+		case fd.IsList():
+			if v, ok := value(fd.Kind()); ok {
+				out = append(out, func(m protoreflect.Message) { m.Mutable(fd).List().Append(v) })
+			} else if fd.Kind() == protoreflect.MessageKind {
+				for _, sub := range numberSlots(fd.Message(), val, maxDepth-1) {
+					out = append(out, func(m protoreflect.Message) { sub(m.Mutable(fd).List().AppendMutable().Message()) })
+				}
+			}
+		case fd.Kind() == protoreflect.MessageKind:
+			for _, sub := range numberSlots(fd.Message(), val, maxDepth-1) {
+				out = append(out, func(m protoreflect.Message) { sub(m.Mutable(fd).Message()) })
+			}
+		default:
+			if v, ok := value(fd.Kind()); ok {
+				out = append(out, func(m protoreflect.Message) { m.Set(fd, v) })
+			}
+		}
+	}
+	return out
+}
+
+// TestCheckCardNumbersEveryNumberSlot puts a card number, as a number, in every numeric slot
+// of the requests: every one is found, by the fast paths as by reflection.
+func TestCheckCardNumbersEveryNumberSlot(t *testing.T) {
+	for _, base := range []proto.Message{
+		&arbiterv1.DecideRequest{}, &arbiterv1.PutFeaturesRequest{}, &arbiterv1.RecordOutcomeRequest{},
+	} {
+		md := base.ProtoReflect().Descriptor()
+		slots := numberSlots(md, 4111111111111111, 5)
+		if len(slots) == 0 {
+			t.Fatalf("numberSlots(%s) found no numeric slot", md.FullName())
+		}
+		for i, set := range slots {
+			m := base.ProtoReflect().New()
+			set(m)
+			if err := CheckCardNumbers(m.Interface()); status.Code(err) != codes.InvalidArgument {
+				t.Errorf("CheckCardNumbers(%s number slot %d = card number) = %v, want InvalidArgument", md.FullName(), i, err)
+			}
+			clean := base.ProtoReflect().New()
+			numberSlots(md, 129900, 5)[i](clean)
+			if err := CheckCardNumbers(clean.Interface()); err != nil {
+				t.Errorf("CheckCardNumbers(%s number slot %d = 129900) = %v, want nil", md.FullName(), i, err)
+			}
+		}
+	}
+}
+
 func TestCheckCardNumbersEveryStringSlot(t *testing.T) {
 	msgs := []proto.Message{
 		&arbiterv1.DecideRequest{},
@@ -252,10 +342,37 @@ func TestCheckCardNumbers(t *testing.T) {
 				Values: []*structpb.Value{structpb.NewStringValue("a"), structpb.NewStringValue(pan)},
 			})},
 		}, `features["tags"][1]`},
-		{"feature number is not a string", &arbiterv1.PutFeaturesRequest{
+		{"feature number", &arbiterv1.PutFeaturesRequest{
 			CustomerId: "c1",
-			Features:   map[string]*structpb.Value{"n": structpb.NewNumberValue(4111111111111111)},
+			Features:   map[string]*structpb.Value{"card_number": structpb.NewNumberValue(4832423834581860)},
+		}, `features["card_number"]`},
+		{"negative feature number", &arbiterv1.PutFeaturesRequest{
+			CustomerId: "c1",
+			Features:   map[string]*structpb.Value{"n": structpb.NewNumberValue(-4111111111111111)},
+		}, `features["n"]`},
+		{"feature number in a struct", &arbiterv1.PutFeaturesRequest{
+			CustomerId: "c1",
+			Features: map[string]*structpb.Value{"profile": structpb.NewStructValue(&structpb.Struct{
+				Fields: map[string]*structpb.Value{"pan": structpb.NewNumberValue(4111111111111111)},
+			})},
+		}, `features["profile"]["pan"]`},
+		{"feature number with an extra digit", &arbiterv1.PutFeaturesRequest{
+			CustomerId: "c1",
+			Features:   map[string]*structpb.Value{"n": structpb.NewNumberValue(14832423834581860)},
+		}, `features["n"]`},
+		{"feature numbers that are not card numbers", &arbiterv1.PutFeaturesRequest{
+			CustomerId: "c1",
+			Features: map[string]*structpb.Value{
+				"amount": structpb.NewNumberValue(129900), "ms": structpb.NewNumberValue(1733312345122),
+				"score": structpb.NewNumberValue(0.4111111111111111), "big": structpb.NewNumberValue(1e300),
+				"ns": structpb.NewNumberValue(1733312345123456789),
+			},
 		}, ""},
+		{"amount", func() proto.Message {
+			r := guardDecideRequest()
+			r.Event.Payment.AmountMinor = 4832423834581860
+			return r
+		}(), "event.payment.amount_minor"},
 		{"customer id", &arbiterv1.GetCustomerStateRequest{CustomerId: pan}, "customer_id"},
 	}
 	for _, tt := range tests {

@@ -1,10 +1,13 @@
-// Package guard is the security layer in front of Arbiter's gRPC services: the loopback rule
-// (CheckBindSafety), bearer-token authentication with roles (Authenticator), TLS and mutual
-// TLS with certificate reloading (CertReloader), per-client rate limits (RateLimiter), load
-// shedding (Shedder), the card-number guard (CheckCardNumbers, built on package cardnumber)
-// and input limits (MaxRecvMsgSize, CheckRequestTimes). Guard wires them from one Config, in
-// the order docs/security.md gives; their refusals are rpcstatus errors, so the gRPC status
-// of every refusal is chosen in one place.
+// Package guard is the security layer in front of Arbiter's gRPC services and admin port: the
+// loopback rule (CheckBindSafety, CheckAdminBind), bearer-token authentication with roles
+// (Authenticator, checked from a call's headers before its message is read by TapHandle, and
+// on the admin port by RequireHTTP), TLS and mutual TLS with certificate reloading
+// (CertReloader), the connection and HTTP/2 limits (Transport, LimitListener), per-client rate
+// limits (RateLimiter), load shedding (Shedder), requests that do not decode
+// (RequestDecoder), the card-number guard (CheckCardNumbers, built on package cardnumber) and
+// input limits (MaxRecvMsgSize, CheckRequestTimes). Guard wires them from one Config, in the
+// order docs/security.md gives; their refusals are rpcstatus errors, so the gRPC status of
+// every refusal is chosen in one place.
 package guard
 
 // instrumentationName names the meter of this package.

@@ -8,6 +8,7 @@ import (
 	"net/http/pprof"
 	"time"
 
+	"github.com/arbiter-dev/arbiter/guard"
 	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
@@ -17,8 +18,13 @@ type AdminConfig struct {
 	// /metrics.
 	Metrics http.Handler
 	// Pprof serves the runtime profiles under /debug/pprof/. Off by default: profiles reveal
-	// internals and cost CPU.
+	// internals and cost CPU. /debug/pprof/cmdline is never served: the command line may hold
+	// secrets.
 	Pprof bool
+	// Auth, when set, guards /metrics (a token with guard.RoleMetrics) and /debug/pprof/
+	// (guard.RoleAdmin); nil: no authentication, for an admin address on loopback (see
+	// guard.CheckAdminBind). /healthz and /readyz are always open, for load balancers.
+	Auth *guard.Authenticator
 	// ReadyTimeout bounds the store ping of /readyz (default 1 s).
 	ReadyTimeout time.Duration
 	// Archive, when set, reports the archive relay's lag and its last error for /readyz. A
@@ -48,11 +54,16 @@ type readiness struct {
 //	/healthz       200 while the process runs (liveness)
 //	/readyz        200 when Ready (not draining, policy loaded, store answers), else 503;
 //	               a JSON body reports the policy id, version and digest
-//	/metrics       cfg.Metrics, when set
-//	/debug/pprof/  the runtime profiles, when cfg.Pprof is set
+//	/metrics       cfg.Metrics, when set (with cfg.Auth: a token with the metrics role)
+//	/debug/pprof/  the runtime profiles, when cfg.Pprof is set (with cfg.Auth: the admin
+//	               role), but for /debug/pprof/cmdline (404)
 func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = time.Second
+	}
+	protect := func(_ guard.Role, h http.Handler) http.Handler { return h }
+	if cfg.Auth != nil {
+		protect = cfg.Auth.RequireHTTP
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -86,14 +97,14 @@ func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 		_ = json.NewEncoder(w).Encode(body)
 	})
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		mux.Handle("GET /metrics", protect(guard.RoleMetrics, cfg.Metrics))
 	}
 	if cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		mux.Handle("/debug/pprof/", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Index)))
+		mux.Handle("/debug/pprof/cmdline", http.NotFoundHandler())
+		mux.Handle("/debug/pprof/profile", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Profile)))
+		mux.Handle("/debug/pprof/symbol", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Symbol)))
+		mux.Handle("/debug/pprof/trace", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Trace)))
 	}
 	return mux
 }

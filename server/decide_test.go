@@ -240,6 +240,18 @@ func TestDecideInvalid(t *testing.T) {
 		{"lower-case currency", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Currency = "gbp" }, "event.payment.currency"},
 		{"no currency", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Currency = "" }, "event.payment.currency"},
 		{"negative amount", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.AmountMinor = -1 }, "event.payment.amount_minor"},
+		{"card number as amount", func(r *arbiterv1.DecideRequest) {
+			*r = *declined("e", "c")
+			r.Event.Payment.AmountMinor = 4832423834581860
+		}, "event.payment.amount_minor"},
+		{"amount of 13 digits", func(r *arbiterv1.DecideRequest) {
+			*r = *declined("e", "c")
+			r.Event.Payment.AmountMinor = MaxAmountMinor + 1
+		}, "event.payment.amount_minor"},
+		{"ten billion yen", func(r *arbiterv1.DecideRequest) {
+			*r = *declined("e", "c")
+			r.Event.Payment.Currency, r.Event.Payment.AmountMinor = "JPY", 10_000_000_000
+		}, "event.payment.amount_minor"},
 		{"no card ref", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.CardRef = "" }, "event.payment.card_ref"},
 		{"unknown initiator", func(r *arbiterv1.DecideRequest) { *r = *declined("e", "c"); r.Event.Payment.Initiator = 5 }, "event.payment.initiator"},
 		{"too many attributes", func(r *arbiterv1.DecideRequest) {
@@ -259,6 +271,28 @@ func TestDecideInvalid(t *testing.T) {
 				t.Errorf("Decide(%s) = %v %q, want InvalidArgument naming %q", tc.name, st.Code(), st.Message(), tc.field)
 			}
 		})
+	}
+}
+
+func TestMaxAmountMinor(t *testing.T) {
+	for _, tt := range []struct {
+		currency string
+		want     int64
+	}{
+		{"JPY", 9_999_999_999}, {"EUR", 999_999_999_999}, {"USD", 999_999_999_999},
+		{"KWD", 999_999_999_999}, {"CLF", 999_999_999_999}, {"XTS", 999_999_999_999},
+	} {
+		if got := maxAmountMinor(tt.currency); got != tt.want {
+			t.Errorf("maxAmountMinor(%s) = %d, want %d", tt.currency, got, tt.want)
+		}
+	}
+	// The largest amounts are accepted.
+	for _, currency := range []string{"JPY", "EUR"} {
+		r := declined("e", "c")
+		r.Event.Payment.Currency, r.Event.Payment.AmountMinor = currency, maxAmountMinor(currency)
+		if err := validateDecide(r); err != nil {
+			t.Errorf("validateDecide(%s %d) = %v, want nil", currency, maxAmountMinor(currency), err)
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -98,6 +99,14 @@ func TestPutFeaturesInvalid(t *testing.T) {
 		{"value too large", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"a": big}}, `features["a"]`},
 		{"value without kind", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"a": {}}}, `features["a"]`},
 		{"control character in name", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"a\tb": structpb.NewBoolValue(true)}}, "features key"},
+		{"NaN", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"score": structpb.NewNumberValue(math.NaN())}}, `features["score"]`},
+		{"infinity", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"score": structpb.NewNumberValue(math.Inf(1))}}, `features["score"]`},
+		{"minus infinity in a struct", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"risk": structpb.NewStructValue(&structpb.Struct{
+			Fields: map[string]*structpb.Value{"score": structpb.NewNumberValue(math.Inf(-1))},
+		})}}, `features["risk"]["score"]`},
+		{"NaN in a list", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"scores": structpb.NewListValue(&structpb.ListValue{
+			Values: []*structpb.Value{structpb.NewNumberValue(1), structpb.NewNumberValue(math.NaN())},
+		})}}, `features["scores"][1]`},
 		{"negative ttl", &arbiterv1.PutFeaturesRequest{CustomerId: "c", Features: map[string]*structpb.Value{"a": structpb.NewBoolValue(true)}, Ttl: durationpb.New(-time.Second)}, "ttl"},
 	}
 	for _, tc := range tests {

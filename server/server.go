@@ -215,7 +215,8 @@ func (s *Server) NewGRPCServer() *grpc.Server {
 	opts = append(opts, grpc.NumStreamWorkers(streamWorkers))
 	// Fixed flow-control windows: with the default dynamic window, gRPC measures the
 	// bandwidth-delay product with a PING (and its ACK) after reads, which for small unary calls
-	// means extra frames, syscalls and wake-ups on both sides for most calls.
+	// means extra frames, syscalls and wake-ups on both sides for most calls. The security
+	// layer's transport limits (guard.Transport, in WithGRPCOptions) replace these sizes.
 	opts = append(opts, grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow))
 	opts = append(opts, s.opts.grpcOptions...)
 	gs := grpc.NewServer(opts...)

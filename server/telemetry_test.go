@@ -22,6 +22,7 @@ import (
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/guard"
 	"github.com/arbiter-dev/arbiter/rollout"
 )
 
@@ -177,6 +178,67 @@ func TestAdminHandler(t *testing.T) {
 	noPolicy.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/", nil))
 	if rec.Code != http.StatusOK {
 		t.Errorf("GET /debug/pprof/ with Pprof = %d, want 200", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	noPolicy.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/debug/pprof/cmdline", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/cmdline = %d, want 404: the command line may hold secrets", rec.Code)
+	}
+}
+
+// TestAdminHandlerAuth checks the admin endpoints with client tokens: health and readiness
+// open, /metrics for the metrics role, profiles for the admin role, the command line never.
+func TestAdminHandlerAuth(t *testing.T) {
+	const opsToken, scraperToken, gatewayToken = "arb_ops-0123456789", "arb_scraper-0123456789", "arb_gateway-0123456789"
+	ac, err := guard.ParseAuthConfig([]byte("clients:\n" +
+		"- {name: ops, token_sha256: " + guard.HashToken(opsToken) + ", roles: [admin]}\n" +
+		"- {name: prometheus, token_sha256: " + guard.HashToken(scraperToken) + ", roles: [metrics]}\n" +
+		"- {name: gateway, token_sha256: " + guard.HashToken(gatewayToken) + ", roles: [decide, read]}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	auth, err := guard.NewAuthenticator(ac, sdkmetric.NewMeterProvider())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := newClock(testNow)
+	h := New(memoryStore(t, c), rollout.NewHolder(decision.DefaultPolicy()), WithClock(c.Now)).AdminHandler(AdminConfig{
+		Metrics: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("metrics\n")) }),
+		Pprof:   true,
+		Auth:    auth,
+	})
+	tests := []struct {
+		path, token string
+		want        int
+	}{
+		{"/healthz", "", http.StatusOK},
+		{"/readyz", "", http.StatusOK},
+		{"/metrics", "", http.StatusUnauthorized},
+		{"/metrics", "arb_wrong", http.StatusUnauthorized},
+		{"/metrics", scraperToken, http.StatusOK},
+		{"/metrics", gatewayToken, http.StatusForbidden},
+		{"/metrics", opsToken, http.StatusForbidden},
+		{"/debug/pprof/", "", http.StatusUnauthorized},
+		{"/debug/pprof/", scraperToken, http.StatusForbidden},
+		{"/debug/pprof/", opsToken, http.StatusOK},
+		{"/debug/pprof/goroutine?debug=1", "", http.StatusUnauthorized},
+		{"/debug/pprof/goroutine?debug=1", opsToken, http.StatusOK},
+		{"/debug/pprof/symbol", scraperToken, http.StatusForbidden},
+		{"/debug/pprof/cmdline", opsToken, http.StatusNotFound},
+	}
+	for _, tt := range tests {
+		req := httptest.NewRequest(http.MethodGet, tt.path, nil)
+		if tt.token != "" {
+			req.Header.Set("Authorization", "Bearer "+tt.token)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tt.want {
+			t.Errorf("GET %s with token %q = %d, want %d", tt.path, tt.token, rec.Code, tt.want)
+		}
+		if rec.Code == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("GET %s: 401 without WWW-Authenticate", tt.path)
+		}
 	}
 }
 

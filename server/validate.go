@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -35,7 +36,41 @@ const (
 	MaxFeaturesLen = 64 << 10
 	// MaxFeatureTTL is the longest feature time to live.
 	MaxFeatureTTL = 10 * 365 * 24 * time.Hour
+	// MaxAmountMajor is the largest payment amount in major units of any currency: ten
+	// billion (dollars, euros, yen...). No card payment comes near it.
+	MaxAmountMajor = 10_000_000_000
+	// MaxAmountMinor is the largest amount_minor of any currency: 12 digits, so that no card
+	// number (13 to 19 digits) fits in an amount. It is the binding limit for currencies with
+	// two or more minor-unit digits (ten billion dollars is 10^12 cents).
+	MaxAmountMinor = 999_999_999_999
 )
+
+// minorUnitDigits holds the ISO 4217 minor-unit exponents that are not 2, the exponent of
+// every other currency (an unknown code included).
+var minorUnitDigits = map[string]int{
+	"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+	"RWF": 0, "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+	"BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+	"CLF": 4, "UYW": 4,
+}
+
+// maxAmountMinor returns the largest plausible amount_minor in currency: MaxAmountMajor major
+// units in its minor units, and never more than MaxAmountMinor. For JPY (no minor units) that
+// is 9,999,999,999; for EUR, USD and KWD 999,999,999,999.
+func maxAmountMinor(currency string) int64 {
+	digits, ok := minorUnitDigits[currency]
+	if !ok {
+		digits = 2
+	}
+	unit := int64(1) // minor units in a major unit
+	for range digits {
+		unit *= 10
+	}
+	if MaxAmountMajor > MaxAmountMinor/unit {
+		return MaxAmountMinor
+	}
+	return MaxAmountMajor*unit - 1
+}
 
 // invalid returns the *rpcstatus.FieldError for field.
 func invalid(field, problem string) error { return rpcstatus.Invalid(field, problem) }
@@ -211,10 +246,14 @@ func validatePayment(p *arbiterv1.PaymentFailure) error {
 	if p.GetAmountMinor() < 0 {
 		return invalid("event.payment.amount_minor", "must not be negative")
 	}
-	if c := p.GetCurrency(); c == "" {
+	c := p.GetCurrency()
+	if c == "" {
 		return invalid("event.payment.currency", "required")
 	} else if !currencyCode(c) {
 		return invalid("event.payment.currency", "must be 3 upper-case letters (ISO 4217)")
+	}
+	if limit := maxAmountMinor(c); p.GetAmountMinor() > limit {
+		return invalid("event.payment.amount_minor", "must be at most "+strconv.FormatInt(limit, 10)+" minor units of the currency (ten billion major units, at most 12 digits)")
 	}
 	if err := checkID("event.payment.card_ref", p.GetCardRef(), true); err != nil {
 		return err
@@ -285,10 +324,15 @@ func validatePutFeatures(req *arbiterv1.PutFeaturesRequest) (map[string]any, tim
 			out[name] = nil
 			continue
 		}
+		// AsInterface turns NaN and infinities into the strings "NaN" and "Infinity", which
+		// would then be stored as strings: refuse them first.
+		if path, ok := nonFinite(v); ok {
+			return nil, 0, invalid(field+path, "not a finite number (NaN or infinity)")
+		}
 		val := v.AsInterface()
 		b, err := json.Marshal(val)
 		if err != nil {
-			return nil, 0, invalid(field, "not representable as JSON (NaN or infinite number)")
+			return nil, 0, invalid(field, "not representable as JSON")
 		}
 		if len(b) > MaxFeatureValueLen {
 			return nil, 0, invalid(field, "larger than "+strconv.Itoa(MaxFeatureValueLen)+" bytes as JSON")
@@ -310,4 +354,26 @@ func validatePutFeatures(req *arbiterv1.PutFeaturesRequest) (map[string]any, tim
 		}
 	}
 	return out, ttl, nil
+}
+
+// nonFinite reports whether v holds NaN or an infinity at any depth, with the path to it below
+// v ("" for v itself, `["key"]` or "[2]" inside a struct or list).
+func nonFinite(v *structpb.Value) (path string, found bool) {
+	switch k := v.GetKind().(type) {
+	case *structpb.Value_NumberValue:
+		return "", math.IsNaN(k.NumberValue) || math.IsInf(k.NumberValue, 0)
+	case *structpb.Value_StructValue:
+		for name, fv := range k.StructValue.GetFields() {
+			if p, ok := nonFinite(fv); ok {
+				return "[" + strconv.Quote(name) + "]" + p, true
+			}
+		}
+	case *structpb.Value_ListValue:
+		for i, e := range k.ListValue.GetValues() {
+			if p, ok := nonFinite(e); ok {
+				return "[" + strconv.Itoa(i) + "]" + p, true
+			}
+		}
+	}
+	return "", false
 }

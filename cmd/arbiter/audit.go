@@ -87,7 +87,7 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	// Store.
 	client, err := featurestore.Dial(*redisURL)
 	if err != nil {
-		return fmt.Errorf("audit export: %w", err)
+		return fmt.Errorf("audit export: %w", redactError(err, urlPassword(*redisURL)))
 	}
 	defer client.Close()
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)

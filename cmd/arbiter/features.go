@@ -186,13 +186,13 @@ func redisSink(ctx context.Context, rawURL string) (loadtest.Sink, func(), error
 	}
 	client, err := featurestore.Dial(rawURL)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, redactError(err, urlPassword(rawURL))
 	}
 	pctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
 	if err := client.Ping(pctx).Err(); err != nil {
 		client.Close()
-		return nil, nil, fmt.Errorf("redis %s: %w", rawURL, err)
+		return nil, nil, fmt.Errorf("redis %s: %w", redactURL(rawURL), err)
 	}
 	store := featurestore.NewRedis(client)
 	return featureStoreSink{store: store}, func() { _ = store.Close() }, nil

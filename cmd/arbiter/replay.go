@@ -99,7 +99,7 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 	} else {
 		rdb, err := featurestore.Dial(*redisURL)
 		if err != nil {
-			return fmt.Errorf("replay: %w", err)
+			return fmt.Errorf("replay: %w", redactError(err, urlPassword(*redisURL)))
 		}
 		defer rdb.Close()
 		policies := policystore.NewRedis(rdb)
@@ -125,7 +125,7 @@ func runReplay(ctx context.Context, args []string, env func(string) string, _ io
 	if audit == nil {
 		rdb, err := featurestore.Dial(*redisURL)
 		if err != nil {
-			return fmt.Errorf("replay: %w", err)
+			return fmt.Errorf("replay: %w", redactError(err, urlPassword(*redisURL)))
 		}
 		defer rdb.Close()
 		audit = featurestore.NewRedis(rdb)

@@ -59,6 +59,11 @@ type serveConfig struct {
 	retention       time.Duration
 	archive         archiveConfig
 	security        guard.Config
+	// redisPassword is the Redis password (from --redis-password-file, ARBITER_REDIS_PASSWORD
+	// or --redis itself), kept to redact errors; redisURL then carries it. passwordInArgs:
+	// it came in a --redis on the command line.
+	redisPassword  string
+	passwordInArgs bool
 }
 
 func serveHelp() help {
@@ -103,9 +108,10 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.StringVar(&c.grpcAddr, "grpc-addr", "127.0.0.1:50051", "gRPC listen address")
 	fs.StringVar(&c.httpAddr, "http-addr", "127.0.0.1:8080", "HTTP admin listen address: /healthz, /readyz, /metrics")
 	fs.StringVar(&c.redisURL, "redis", "", "Redis: redis://host:port[/db], rediss://..., redis+cluster://h1:p1,h2:p2 or h1:p1,h2:p2; empty: the embedded in-process store")
+	redisPasswordFile := fs.String("redis-password-file", "", "file holding the Redis password (or set "+redisPasswordEnv+"); keeps it off the command line")
 	fs.StringVar(&c.policyPath, "policy", "", "policy bundle file or folder, reloaded on change and SIGHUP; empty: the bundled default policy")
 	fs.Var(logLevel{&c.logLevel}, "log-level", "log level: debug, info, warn or error")
-	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve runtime profiles under /debug/pprof/ on the HTTP admin address (with --auth-tokens: to the admin role only)")
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, how long to keep serving new calls after readiness went false, so that load balancers stop routing here first (for example 5s behind a Kubernetes Service)")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
@@ -136,7 +142,20 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	if err := c.archive.check(c.redisURL); err != nil {
 		return c, usagef(cmd, "%v", err)
 	}
+	pw, err := readRedisPassword(*redisPasswordFile, env)
+	if err != nil {
+		return c, fmt.Errorf("serve: %w", err)
+	}
+	if pw != "" {
+		if c.redisURL, err = withRedisPassword(c.redisURL, pw); err != nil {
+			return c, fmt.Errorf("serve: %w", err)
+		}
+		c.redisPassword = pw
+	} else if c.redisPassword = urlPassword(c.redisURL); c.redisPassword != "" {
+		c.passwordInArgs = c.redisURL != env("ARBITER_REDIS")
+	}
 	c.security.GRPCAddr = c.grpcAddr
+	c.security.AdminAddr, c.security.Pprof = c.httpAddr, c.pprof
 	return c, nil
 }
 
@@ -202,10 +221,15 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return err
 	}
-	if cfg.security.Insecure && sec.Auth == nil {
-		logger.Warn(sec.Notice)
-	} else {
-		logger.Info(sec.Notice)
+	for _, notice := range []string{sec.Notice, sec.AdminNotice} {
+		if strings.HasPrefix(notice, "INSECURE") {
+			logger.Warn(notice)
+		} else {
+			logger.Info(notice)
+		}
+	}
+	if cfg.passwordInArgs {
+		logger.Warn("the Redis password is on the command line (--redis), where other local users can read it; use --redis-password-file or " + redisPasswordEnv)
 	}
 
 	// Store. With an archive, Redis keeps decision records only for the replay window.
@@ -225,14 +249,14 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	store, storeName, err := openStore(cfg.redisURL, tp, mp, storeOpts...)
 	if err != nil {
-		return err
+		return redactError(err, cfg.redisPassword)
 	}
 	cleanup = append(cleanup, func(context.Context) { _ = store.Close() })
 	// A first ping opens a connection so that the first decisions do not pay for it. A store
 	// that is down is not fatal: /readyz says so and decisions degrade until it answers.
 	pingCtx, cancelPing := context.WithTimeout(ctx, 2*time.Second)
 	if err := store.Ping(pingCtx); err != nil {
-		logger.Warn("store not answering at start-up: decisions degrade until it does", "store", storeName, "err", err)
+		logger.Warn("store not answering at start-up: decisions degrade until it does", "store", storeName, "err", redactError(err, cfg.redisPassword).Error())
 	}
 	cancelPing()
 
@@ -262,7 +286,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// Governance: published versions in the store; the fleet's active version wins over pol.
 	gov, err := newServeGovernance(ctx, cfg.redisURL, policies, logger, mp)
 	if err != nil {
-		return err
+		return redactError(err, cfg.redisPassword)
 	}
 	cleanup = append(cleanup, func(context.Context) { _ = gov.close() })
 
@@ -294,7 +318,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithAuditSpool(auditSpool),
 		server.WithGRPCOptions(grpcOpts...),
 	}
-	adminCfg := server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof}
+	adminCfg := server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof, Auth: sec.Auth}
 	var arch *archiving
 	if cfg.archive.dsn != "" {
 		rs, _ := store.(*featurestore.Redis) // --archive needs --redis
@@ -319,6 +343,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return fmt.Errorf("listen gRPC: %w", err)
 	}
+	grpcLis = sec.LimitListener(grpcLis) // --max-connections
 	httpLis, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
 		grpcLis.Close()
