@@ -64,6 +64,8 @@ type call struct {
 	pol    *decision.Policy
 	id     string // the decision id of the answer
 	dryRun bool
+	// prior is, on a dry run, the decision id the event id already has ("" for none).
+	prior string
 	start  time.Time // when the call arrived, for the record's total time
 	t      timings
 }
@@ -100,7 +102,14 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return s.degradeOn(ctx, c, err)
 		}
 		if loaded.Record != nil {
-			return replay(loaded.Record)
+			if !c.dryRun {
+				return replay(loaded.Record)
+			}
+			// A dry run evaluates afresh, on the customer's state as it is now (with the
+			// effects of that decision), and says which decision the event id already has.
+			if loaded, err = s.dryRunOnDecided(sctx, c, loaded.Record); err != nil {
+				return s.degradeOn(ctx, c, err)
+			}
 		}
 		c.in.State = loaded.State
 		// The record keeps the state the decision reads, not the customer's whole history.
@@ -118,7 +127,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return nil, err
 		}
 		if c.dryRun {
-			resp.DryRun = true
+			resp.DryRun, resp.PriorDecisionId = true, c.prior
 			return resp, nil
 		}
 
@@ -213,6 +222,25 @@ func newRecord(c *call, resp *arbiterv1.DecideResponse) ([]byte, error) {
 	return b, nil
 }
 
+// dryRunOnDecided prepares a dry run of an event id decided before, whose stored record is raw:
+// it notes that decision's id in c.prior and reads the customer's current state, which Load
+// does not return for a decided event.
+func (s *Server) dryRunOnDecided(sctx context.Context, c *call, raw []byte) (featurestore.Loaded, error) {
+	var rec arbiterv1.DecisionRecord
+	if err := proto.Unmarshal(raw, &rec); err != nil {
+		return featurestore.Loaded{}, fmt.Errorf("%w: decision record: %v", featurestore.ErrCorrupt, err)
+	}
+	c.prior = rec.GetDecisionId()
+	var st decision.State
+	t0 := time.Now()
+	err := s.storeDo(sctx, opState, c.in.Customer.ID, func(ctx context.Context) (err error) {
+		st, err = s.store.State(ctx, c.in.Customer.ID, c.in.Now)
+		return err
+	})
+	c.t.read += time.Since(t0)
+	return featurestore.Loaded{State: st}, err
+}
+
 // replay answers with the stored response of an event decided before.
 func replay(raw []byte) (*arbiterv1.DecideResponse, error) {
 	var rec arbiterv1.DecisionRecord
@@ -280,6 +308,9 @@ func (s *Server) degraded(ctx context.Context, c *call, reason, msg string) (*ar
 		return nil, err
 	}
 	resp.Degraded, resp.DryRun = true, c.dryRun
+	if c.dryRun {
+		resp.PriorDecisionId = c.prior
+	}
 	if !c.dryRun {
 		if err := s.spoolDegraded(ctx, c, resp); err != nil {
 			return nil, err

@@ -387,6 +387,19 @@ note       degraded (decided without the customer's stored state)
 	if b.String() != want {
 		t.Errorf("renderDecision() =\n%s\nwant\n%s", b.String(), want)
 	}
+
+	// A dry run of an event id already decided says so.
+	b.Reset()
+	resp.Degraded, resp.DryRun, resp.PriorDecisionId = false, true, "00-first"
+	if err := renderDecision(&b, resp); err != nil {
+		t.Fatal(err)
+	}
+	wantNotes := `note       dry run (nothing reserved or recorded)
+           this event id was already decided as 00-first: evaluated afresh here; without --dry-run it replays that decision
+`
+	if !strings.HasSuffix(b.String(), wantNotes) {
+		t.Errorf("renderDecision(dry run, prior) =\n%s\nwant it to end with\n%s", b.String(), wantNotes)
+	}
 }
 
 func TestNewTracerProvider(t *testing.T) {

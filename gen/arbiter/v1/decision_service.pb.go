@@ -115,9 +115,14 @@ type DecideResponse struct {
 	// explanation is the trace, set when options.explain was.
 	Explanation *Explanation `protobuf:"bytes,12,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	// dry_run echoes the request option: nothing was reserved or recorded.
-	DryRun        bool `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DryRun bool `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// prior_decision_id is set on a dry run of an event id already decided: it names the stored
+	// decision, which a call without dry_run would replay. The dry run itself evaluated the
+	// event afresh, on the customer's current state (which includes that decision's effects),
+	// and changed nothing. Empty otherwise.
+	PriorDecisionId string `protobuf:"bytes,14,opt,name=prior_decision_id,json=priorDecisionId,proto3" json:"prior_decision_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DecideResponse) Reset() {
@@ -254,6 +259,13 @@ func (x *DecideResponse) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *DecideResponse) GetPriorDecisionId() string {
+	if x != nil {
+		return x.PriorDecisionId
+	}
+	return ""
 }
 
 type isDecideResponse_Detail interface {
@@ -636,7 +648,7 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\rDecideRequest\x12'\n" +
 	"\x05event\x18\x01 \x01(\v2\x11.arbiter.v1.EventR\x05event\x120\n" +
 	"\bcustomer\x18\x02 \x01(\v2\x14.arbiter.v1.CustomerR\bcustomer\x123\n" +
-	"\aoptions\x18\x03 \x01(\v2\x19.arbiter.v1.DecideOptionsR\aoptions\"\xe7\x04\n" +
+	"\aoptions\x18\x03 \x01(\v2\x19.arbiter.v1.DecideOptionsR\aoptions\"\x93\x05\n" +
 	"\x0eDecideResponse\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12*\n" +
@@ -653,7 +665,8 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\n" +
 	"decided_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x129\n" +
 	"\vexplanation\x18\f \x01(\v2\x17.arbiter.v1.ExplanationR\vexplanation\x12\x17\n" +
-	"\adry_run\x18\r \x01(\bR\x06dryRunB\b\n" +
+	"\adry_run\x18\r \x01(\bR\x06dryRun\x12*\n" +
+	"\x11prior_decision_id\x18\x0e \x01(\tR\x0fpriorDecisionIdB\b\n" +
 	"\x06detail\"\xa3\x01\n" +
 	"\x14RecordOutcomeRequest\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +

@@ -867,7 +867,9 @@ func (x *Customer) GetSegment() string {
 // DecideOptions change how a decision is made.
 type DecideOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// dry_run evaluates only: nothing is reserved and nothing is recorded.
+	// dry_run evaluates only: nothing is reserved and nothing is recorded. A dry run always
+	// evaluates afresh, also for an event id already decided (see
+	// DecideResponse.prior_decision_id).
 	DryRun bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// explain returns the full trace in DecideResponse.explanation.
 	Explain       bool `protobuf:"varint,2,opt,name=explain,proto3" json:"explain,omitempty"`
