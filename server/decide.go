@@ -64,8 +64,7 @@ type call struct {
 	pol    *decision.Policy
 	id     string // the decision id of the answer
 	dryRun bool
-	// prior is, on a dry run, the decision id the event id already has ("" for none).
-	prior string
+	prior  string    // on a dry run, the decision id the event id already has ("" for none)
 	start  time.Time // when the call arrived, for the record's total time
 	t      timings
 }
