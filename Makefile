@@ -46,6 +46,20 @@ redis-server: ## Install redis-server (Debian package) when it is missing; the t
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends redis-server; \
 	fi
 
+.PHONY: promtool
+promtool: ## Put promtool in bin/ when it is not on the PATH (extracted from Debian's prometheus package; nothing is installed or started).
+	@if ! command -v promtool >/dev/null 2>&1 && [ ! -x bin/promtool ]; then \
+		echo "promtool not found: extracting it from the Debian package prometheus into bin/"; \
+		dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
+		if ! (cd "$$dir" && apt-get download prometheus >/dev/null 2>&1); then \
+			sudo=""; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+			$$sudo apt-get update; \
+			(cd "$$dir" && apt-get download prometheus); \
+		fi; \
+		dpkg-deb -x "$$dir"/prometheus_*.deb "$$dir/x"; \
+		mkdir -p bin; cp "$$dir/x/usr/bin/promtool" bin/promtool; \
+	fi
+
 # The archive's tests use the PostgreSQL at 127.0.0.1:POSTGRES_PORT, user postgres, trust
 # authentication (archive/archivetest; ARBITER_TEST_POSTGRES names another).
 POSTGRES_PORT ?= 5432
@@ -80,7 +94,7 @@ postgres: ## Make sure a PostgreSQL answers on 127.0.0.1:5432; start a throwaway
 		"(stop it with: $$as $$bindir/pg_ctl -D $$dir/data stop)"
 
 .PHONY: test
-test: redis-server postgres ## Run every test with the race detector, then each fuzz target briefly.
+test: redis-server postgres promtool ## Run every test with the race detector, then each fuzz target briefly.
 	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_SHORT)
 
