@@ -45,8 +45,8 @@ func readmeLinePattern(line string) *regexp.Regexp {
 	p := regexp.QuoteMeta(line)
 	for _, r := range []struct{ from, to string }{
 		{`[0-9a-f]{2}-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}`, `[0-9a-f]{2}-[0-9a-f-]{36}`}, // decision id
-		{`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`, `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`},                                   // a time
-		{`(sha256:[0-9a-f]+)\\\.\\\.\\\.`, `${1}[0-9a-f]*`},                                                    // an elided digest
+		{`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`, `\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ`},                                    // a time
+		{`(sha256:[0-9a-f]+)\\\.\\\.\\\.`, `${1}[0-9a-f]*`},                                                       // an elided digest
 	} {
 		p = regexp.MustCompile(r.from).ReplaceAllString(p, r.to)
 	}
