@@ -290,7 +290,7 @@ func (r *Report) throughputChart() chart {
 // errorRateChart draws, per second of the decide run, the share of answers that were errors.
 func (r *Report) errorRateChart() chart {
 	c := chart{title: "Decide error rate (per second of answer)", xLabel: "second of the measured window", yLabel: "errors",
-		linear: true, yFmt: func(v float64) string { return fmt.Sprintf("%g%%", math.Round(v*10)/10) }}
+		linear: true, yFmt: func(v float64) string { return fmt.Sprintf("%.3g%%", v) }}
 	s := series{name: "errors / answers", color: "#c0392b"}
 	for _, p := range r.Decide.Throughput {
 		rate := 0.0
