@@ -265,6 +265,9 @@ func (s *Set) newBreaker(shard string) *Breaker {
 	for to := range b.attrs {
 		b.attrs[to] = metric.WithAttributeSet(attribute.NewSet(
 			attribute.String("to", State(to).String()), attribute.String("shard", shard)))
+		// The shard's transitions start at zero, so that they are scraped from the shard's
+		// first use; a measurement's context only carries exemplars and baggage.
+		b.transitions.Add(context.Background(), 0, b.attrs[to])
 	}
 	return b
 }

@@ -35,6 +35,10 @@ type chart struct {
 	xMin, xMax     float64
 	xTicks         []tick
 	series         []series
+	// linear draws the y axis linearly from 0, with yFmt labelling it (counts, shares),
+	// instead of the logarithmic latency axis.
+	linear bool
+	yFmt   func(float64) string
 }
 
 const (
@@ -65,9 +69,31 @@ func (c *chart) yRange() (lo, hi float64) {
 	return lo, hi
 }
 
+// linearMax returns the top of a linear y axis covering every series: 1, 2 or 5 times a power
+// of ten.
+func (c *chart) linearMax() float64 {
+	top := 0.0
+	for _, s := range c.series {
+		for _, p := range s.pts {
+			top = max(top, p.y)
+		}
+	}
+	if top <= 0 {
+		return 1
+	}
+	d := math.Pow(10, math.Floor(math.Log10(top)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*d >= top {
+			return m * d
+		}
+	}
+	return 10 * d
+}
+
 func (c *chart) svg() string {
 	var b strings.Builder
 	lo, hi := c.yRange()
+	top := c.linearMax()
 	px := func(x float64) float64 {
 		if c.xMax == c.xMin {
 			return padL
@@ -75,6 +101,9 @@ func (c *chart) svg() string {
 		return padL + (x-c.xMin)/(c.xMax-c.xMin)*plotW
 	}
 	py := func(y float64) float64 {
+		if c.linear {
+			return padT + plotH - y/top*plotH
+		}
 		if y <= 0 {
 			y = math.Pow(10, lo)
 		}
@@ -84,8 +113,14 @@ func (c *chart) svg() string {
 		chartW, chartH, chartW, chartH, html.EscapeString(c.title))
 	fmt.Fprintf(&b, `<text x="%d" y="18" font-family="sans-serif" font-size="13" font-weight="bold">%s</text>`, padL, html.EscapeString(c.title))
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#999"/>`, padL, padT, plotW, plotH)
-	// y grid: every decade, labelled, and 2 and 5 within it.
-	for d := lo; d <= hi; d++ {
+	// y grid: linear, five steps; or logarithmic, every decade, labelled, and 2 and 5 within it.
+	for k := 0; c.linear && k <= 5; k++ {
+		v := top * float64(k) / 5
+		y := py(v)
+		fmt.Fprintf(&b, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`, padL, padL+plotW, y, y)
+		fmt.Fprintf(&b, `<text x="%d" y="%.1f" %s text-anchor="end">%s</text>`, padL-6, y+4, svgFont, html.EscapeString(c.yFmt(v)))
+	}
+	for d := lo; !c.linear && d <= hi; d++ {
 		for _, m := range []float64{1, 2, 5} {
 			v := m * math.Pow(10, d)
 			if math.Log10(v) > hi+1e-9 {
@@ -199,24 +234,74 @@ func (r *Report) spectrumChart() chart {
 	return c
 }
 
-// timelineChart draws p50, p99 and max of each second of the decide run.
-func (r *Report) timelineChart() chart {
-	c := chart{title: "Decide latency over time (per second, from intended send)", xLabel: "second", yLabel: "latency"}
+// timelineChart draws p50, p99 and max of each second of the decide run, by intended send
+// time; with bySent, by actual send time (where an overloaded run shows when its requests
+// really left).
+func (r *Report) timelineChart(bySent bool) chart {
+	c := chart{title: "Decide latency over time (per second of intended send)", xLabel: "second of the measured window (intended send)", yLabel: "latency"}
+	tl := r.Decide.Timeline
+	if bySent {
+		c.title, c.xLabel, tl = "Decide latency over time (per second of actual send)", "second of the measured window (actual send)", r.Decide.SentTimeline
+	}
 	p50 := series{name: "p50", color: "#27ae60"}
 	p99 := series{name: "p99", color: "#c0392b"}
 	mx := series{name: "max", color: "#7f8c8d", dashed: true}
-	for _, t := range r.Decide.Timeline {
+	for _, t := range tl {
 		x := float64(t.Second)
 		p50.pts = append(p50.pts, point{x, t.P50Us})
 		p99.pts = append(p99.pts, point{x, t.P99Us})
 		mx.pts = append(mx.pts, point{x, t.MaxUs})
 		c.xMax = x
 	}
-	step := max(1, int(math.Ceil(c.xMax/10)))
-	for s := 0; float64(s) <= c.xMax; s += step {
-		c.xTicks = append(c.xTicks, tick{float64(s), fmt.Sprint(s)})
-	}
+	c.xTicks = secondTicks(c.xMax)
 	c.series = []series{p50, p99, mx}
+	return c
+}
+
+// secondTicks labels about ten seconds of an axis that ends at last.
+func secondTicks(last float64) []tick {
+	var ts []tick
+	step := max(1, int(math.Ceil(last/10)))
+	for s := 0; float64(s) <= last; s += step {
+		ts = append(ts, tick{float64(s), fmt.Sprint(s)})
+	}
+	return ts
+}
+
+// throughputChart draws, per second of the decide run, the requests due, sent and answered.
+func (r *Report) throughputChart() chart {
+	c := chart{title: "Decide throughput (requests per second)", xLabel: "second of the measured window", yLabel: "requests/s",
+		linear: true, yFmt: func(v float64) string { return fmt.Sprintf("%g", v) }}
+	due := series{name: "due (target rate)", color: "#7f8c8d", dashed: true}
+	sent := series{name: "sent", color: "#2471a3"}
+	done := series{name: "answered", color: "#27ae60"}
+	for _, p := range r.Decide.Throughput {
+		x := float64(p.Second)
+		due.pts = append(due.pts, point{x, float64(p.Due)})
+		sent.pts = append(sent.pts, point{x, float64(p.Sent)})
+		done.pts = append(done.pts, point{x, float64(p.Completed)})
+		c.xMax = x
+	}
+	c.xTicks = secondTicks(c.xMax)
+	c.series = []series{due, sent, done}
+	return c
+}
+
+// errorRateChart draws, per second of the decide run, the share of answers that were errors.
+func (r *Report) errorRateChart() chart {
+	c := chart{title: "Decide error rate (per second of answer)", xLabel: "second of the measured window", yLabel: "errors",
+		linear: true, yFmt: func(v float64) string { return fmt.Sprintf("%.3g%%", v) }}
+	s := series{name: "errors / answers", color: "#c0392b"}
+	for _, p := range r.Decide.Throughput {
+		rate := 0.0
+		if p.Completed > 0 {
+			rate = 100 * float64(p.Errors) / float64(p.Completed)
+		}
+		s.pts = append(s.pts, point{float64(p.Second), rate})
+		c.xMax = float64(p.Second)
+	}
+	c.xTicks = secondTicks(c.xMax)
+	c.series = []series{s}
 	return c
 }
 
@@ -234,19 +319,29 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}
 <pre>{{.Summary}}</pre>
 <h2>Latency percentile spectrum</h2>
 {{.Spectrum}}
+<h2>Throughput and errors over time</h2>
+<p>Seconds of the measured window{{if .Warmup}}, after {{.Warmup}} of warm-up (not counted){{end}}.</p>
+{{.Throughput}}
+{{.ErrorRate}}
 <h2>Latency over time</h2>
 {{.Timeline}}
+{{.SentTimeline}}
 </body></html>
 `))
 
-// WriteHTML writes r as a self-contained HTML page: the summary and two inline SVG charts,
-// the latency percentile spectrum and latency over time. It loads nothing from elsewhere.
+// WriteHTML writes r as a self-contained HTML page: the summary and inline SVG charts of the
+// latency percentile spectrum, throughput and error rate over time, and latency over time by
+// intended and by actual send time. It loads nothing from elsewhere.
 func (r *Report) WriteHTML(w io.Writer) error {
 	var sum bytes.Buffer
 	if err := r.WriteSummary(&sum); err != nil {
 		return err
 	}
-	sp, tl := r.spectrumChart(), r.timelineChart()
+	sp, tl, sent, tp, er := r.spectrumChart(), r.timelineChart(false), r.timelineChart(true), r.throughputChart(), r.errorRateChart()
+	warmup := ""
+	if r.Decide.WarmupS > 0 {
+		warmup = fmt.Sprintf("%gs", r.Decide.WarmupS)
+	}
 	var warnings []string
 	for _, x := range r.results() {
 		warnings = append(warnings, x.Warnings...)
@@ -261,6 +356,11 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		"Summary":  sum.String(),
 		"Spectrum": template.HTML(sp.svg()), // built above with every text escaped
 		"Timeline": template.HTML(tl.svg()),
+		// Also built with every text escaped.
+		"SentTimeline": template.HTML(sent.svg()),
+		"Throughput":   template.HTML(tp.svg()),
+		"ErrorRate":    template.HTML(er.svg()),
+		"Warmup":       warmup,
 	})
 	if err != nil {
 		return fmt.Errorf("write html report: %w", err)

@@ -431,6 +431,8 @@ func sampleReport() *Report {
 		r.Latency.P99Us *= scale
 		for s := range 10 {
 			r.Timeline = append(r.Timeline, TimelinePoint{Second: s, Count: 2000, P50Us: 400 * scale, P99Us: 1500 * scale, MaxUs: 4000})
+			r.SentTimeline = append(r.SentTimeline, TimelinePoint{Second: s, Count: 2000, P50Us: 400 * scale, P99Us: 1500 * scale, MaxUs: 4000})
+			r.Throughput = append(r.Throughput, ThroughputPoint{Second: s, Due: 2000, Sent: 2000, Completed: 1999, Errors: int64(s % 2)})
 		}
 		return r
 	}
@@ -525,7 +527,11 @@ func TestReportHTML(t *testing.T) {
 	for _, want := range []string{
 		"<!DOCTYPE html>",
 		`aria-label="Latency by percentile (log axes)"`,
-		`aria-label="Decide latency over time (per second, from intended send)"`,
+		`aria-label="Decide latency over time (per second of intended send)"`,
+		`aria-label="Decide latency over time (per second of actual send)"`,
+		`aria-label="Decide throughput (requests per second)"`,
+		`aria-label="Decide error rate (per second of answer)"`,
+		"due (target rate)", "answered", "errors / answers",
 		"99.9%", "max",
 		"decide: from intended send", "baseline (health Check): from intended send",
 		"a &lt;warning&gt;",
@@ -534,11 +540,11 @@ func TestReportHTML(t *testing.T) {
 			t.Errorf("WriteHTML() output lacks %q", want)
 		}
 	}
-	if n := strings.Count(page, "<svg"); n != 2 {
-		t.Errorf("WriteHTML() has %d <svg> charts, want 2", n)
+	if n := strings.Count(page, "<svg"); n != 5 {
+		t.Errorf("WriteHTML() has %d <svg> charts, want 5", n)
 	}
-	if n := strings.Count(page, `class="series"`); n != 6 {
-		t.Errorf("WriteHTML() has %d plotted series, want 6 (3 spectra, 3 timeline lines)", n)
+	if n := strings.Count(page, `class="series"`); n != 13 {
+		t.Errorf("WriteHTML() has %d plotted series, want 13 (3 spectra, 3 throughput, 1 error rate, 3+3 timeline lines)", n)
 	}
 	// Each chart is well-formed XML (a strict SVG viewer refuses anything else).
 	for _, svg := range regexp.MustCompile(`(?s)<svg.*?</svg>`).FindAllString(page, -1) {

@@ -35,6 +35,9 @@ type recorder struct {
 	degraded  int64
 	replayed  int64
 	timeline  []second
+	bySent    []second     // timeline by actual send time
+	flow      []flowSecond // throughput per second
+	rpcs      map[string]int64
 	first     time.Time // earliest send
 	last      time.Time // latest completion
 }
@@ -48,6 +51,33 @@ func newRecorder(start time.Time) *recorder {
 		interval: newHistogram(),
 		errors:   map[codes.Code]int64{},
 		actions:  map[string]int64{},
+		rpcs:     map[string]int64{},
+	}
+}
+
+// flowSecond counts one second's requests due, sent, answered and failed.
+type flowSecond struct{ due, sent, done, errors int64 }
+
+// secondOf returns the second of the measured window that t falls in, 0 for earlier.
+func (r *recorder) secondOf(t time.Time) int {
+	return max(0, int(t.Sub(r.start)/time.Second))
+}
+
+// grow returns tl with at least sec+1 seconds.
+func grow(tl []second, sec int) []second {
+	for len(tl) <= sec {
+		tl = append(tl, second{hist: hdrhistogram.New(histLowest, histHighest, timelineDigits)})
+	}
+	return tl
+}
+
+// recordWarmup adds one warm-up call to the progress lines only.
+func (r *recorder) recordWarmup(latency time.Duration, code codes.Code) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	recordDuration(r.interval, latency)
+	if code != codes.OK {
+		r.intErrors++
 	}
 }
 
@@ -67,18 +97,26 @@ func (r *recorder) record(intended, sent, done time.Time, rep Reply, code codes.
 	if done.After(r.last) {
 		r.last = done
 	}
-	sec := int(intended.Sub(r.start) / time.Second)
-	if sec < 0 {
-		sec = 0
-	}
-	for len(r.timeline) <= sec {
-		r.timeline = append(r.timeline, second{hist: hdrhistogram.New(histLowest, histHighest, timelineDigits)})
+	sec, sentSec, doneSec := r.secondOf(intended), r.secondOf(sent), r.secondOf(done)
+	r.timeline = grow(r.timeline, sec)
+	r.bySent = grow(r.bySent, sentSec)
+	for len(r.flow) <= max(sec, sentSec, doneSec) {
+		r.flow = append(r.flow, flowSecond{})
 	}
 	recordDuration(r.timeline[sec].hist, latency)
+	recordDuration(r.bySent[sentSec].hist, latency)
+	r.flow[sec].due++
+	r.flow[sentSec].sent++
+	r.flow[doneSec].done++
+	if rep.RPC != "" {
+		r.rpcs[rep.RPC]++
+	}
 	if code != codes.OK {
 		r.errors[code]++
 		r.intErrors++
 		r.timeline[sec].errors++
+		r.bySent[sentSec].errors++
+		r.flow[doneSec].errors++
 		return
 	}
 	if rep.Action != "" {
@@ -143,8 +181,21 @@ func (r *recorder) result() Result {
 	if ok := res.Completed - res.ErrorCount; ok > 0 {
 		res.DegradedShare = float64(r.degraded) / float64(ok)
 	}
-	for i, s := range r.timeline {
-		res.Timeline = append(res.Timeline, TimelinePoint{
+	res.Timeline, res.SentTimeline = timeline(r.timeline), timeline(r.bySent)
+	for i, f := range r.flow {
+		res.Throughput = append(res.Throughput, ThroughputPoint{Second: i, Due: f.due, Sent: f.sent, Completed: f.done, Errors: f.errors})
+	}
+	if len(r.rpcs) > 0 {
+		res.RPCs = maps.Clone(r.rpcs)
+	}
+	return res
+}
+
+// timeline summarises the seconds of tl.
+func timeline(tl []second) []TimelinePoint {
+	var out []TimelinePoint
+	for i, s := range tl {
+		out = append(out, TimelinePoint{
 			Second: i,
 			Count:  s.hist.TotalCount(),
 			Errors: s.errors,
@@ -153,5 +204,5 @@ func (r *recorder) result() Result {
 			MaxUs:  micros(s.hist.Max()),
 		})
 	}
-	return res
+	return out
 }

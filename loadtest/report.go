@@ -53,7 +53,20 @@ type Result struct {
 	DegradedShare   float64          `json:"degraded_share"`
 	Replayed        int64            `json:"replayed"`
 	Timeline        []TimelinePoint  `json:"timeline"`
-	Warnings        []string         `json:"warnings,omitempty"`
+	// SentTimeline is Timeline keyed by the actual send time instead of the intended one: in
+	// an overloaded open loop the requests leave late, and this shows when they did.
+	SentTimeline []TimelinePoint `json:"sent_timeline,omitempty"`
+	// Throughput is, for each second of the measured window, the requests due, sent and
+	// answered, and the errors among the answers.
+	Throughput []ThroughputPoint `json:"throughput,omitempty"`
+	// RPCs counts the measured calls by RPC, for a run that sent several kinds (--data-file).
+	RPCs map[string]int64 `json:"rpcs,omitempty"`
+	// WarmupS is the warm-up before the measured window, in seconds; its calls are not in
+	// these figures.
+	WarmupS float64 `json:"warmup_s,omitempty"`
+	// Stages are the open loop's ramp of arrival rates, when it had one.
+	Stages   []Stage  `json:"stages,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
 	// CPU is the CPU time per call, when measured.
 	CPU *CPUCost `json:"cpu,omitempty"`
 }
@@ -66,6 +79,16 @@ type TimelinePoint struct {
 	P50Us  float64 `json:"p50_us"`
 	P99Us  float64 `json:"p99_us"`
 	MaxUs  float64 `json:"max_us"`
+}
+
+// ThroughputPoint is one second of a run's measured window: requests due (by intended send
+// time), sent (by actual send time), answered and failed (by completion time).
+type ThroughputPoint struct {
+	Second    int   `json:"second"`
+	Due       int64 `json:"due"`
+	Sent      int64 `json:"sent"`
+	Completed int64 `json:"completed"`
+	Errors    int64 `json:"errors"`
 }
 
 // Machine describes where a report was measured.
@@ -154,6 +177,8 @@ type Report struct {
 	// Resources are the server's goroutines, heap and Redis clients sampled during the
 	// decide run, when watched.
 	Resources *Resources `json:"resources,omitempty"`
+	// Thresholds is how the decide run fared against its pass/fail thresholds.
+	Thresholds *ThresholdReport `json:"thresholds,omitempty"`
 }
 
 func ratio(a, b float64) float64 {
@@ -264,6 +289,12 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	fmt.Fprintf(w, "\ndecide: %d completed in %.1fs; errors by code: %s\n", d.Completed, d.Elapsed, fmtCounts(d.Errors, d.Completed))
 	fmt.Fprintf(w, "action mix: %s\n", fmtCounts(d.Actions, d.Completed-d.ErrorCount))
 	fmt.Fprintf(w, "degraded: %d (%.2f%%), replayed: %d\n", d.Degraded, 100*d.DegradedShare, d.Replayed)
+	if len(d.RPCs) > 0 {
+		fmt.Fprintf(w, "rpc mix: %s\n", fmtCounts(d.RPCs, d.Completed))
+	}
+	if d.Unsent > 0 {
+		fmt.Fprintf(w, "never sent: %d\n", d.Unsent)
+	}
 	if r.Ratios != nil {
 		fmt.Fprintf(w, "ratio to the empty-handler baseline: p50 ×%.2f, p99 ×%.2f, p99.9 ×%.2f", r.Ratios.P50, r.Ratios.P99, r.Ratios.P999)
 		if r.Ratios.MaxThroughput > 0 {
@@ -330,7 +361,31 @@ func (r *Report) WriteSummary(w io.Writer) error {
 			fmt.Fprintf(w, "WARNING (%s): %s\n", x.Name, warn)
 		}
 	}
+	if th := r.Thresholds; th != nil {
+		writeThresholds(w, th)
+	}
 	return nil
+}
+
+// writeThresholds writes the verdict of the thresholds: one line when they passed, one per
+// broken threshold otherwise.
+func writeThresholds(w io.Writer, th *ThresholdReport) {
+	limits := fmt.Sprintf("error rate %.2f%%, no limit", 100*th.ErrorRate)
+	if th.MaxErrorRate != nil {
+		limits = fmt.Sprintf("error rate %.2f%% ≤ %.2f%%", 100*th.ErrorRate, 100**th.MaxErrorRate)
+	}
+	if th.P99Ms != nil {
+		limits += fmt.Sprintf(", p99 %s ≤ %s", fmtUs(1e3*th.MeasuredP99Ms), fmtUs(1e3**th.P99Ms))
+	} else {
+		limits += ", p99 not checked"
+	}
+	if th.Passed {
+		fmt.Fprintf(w, "thresholds: passed (%s)\n", limits)
+		return
+	}
+	for _, f := range th.Failures {
+		fmt.Fprintf(w, "THRESHOLD FAILED: %s\n", f)
+	}
 }
 
 func fmtCPU(us float64) string {

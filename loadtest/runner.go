@@ -15,6 +15,9 @@ import (
 
 // Reply is what a run keeps of one answer.
 type Reply struct {
+	// RPC names the RPC called ("Decide", "GetDecision", ...) when a target sends several
+	// kinds; it is set on errors too. Empty: the run's one kind.
+	RPC      string
 	Action   string // "RETRY", "MESSAGE", "ESCALATE", "SUPPRESS"; empty for calls without one
 	Degraded bool
 	Replayed bool
@@ -51,6 +54,14 @@ type Config struct {
 	Progress io.Writer
 	// Live rewrites one line in place (for a terminal) instead of printing a line a second.
 	Live bool
+	// Stages, when set, ramp the open loop's arrival rate (see Stage) instead of holding Rate,
+	// which is then ignored. The schedule's first Warmup is not recorded; Duration defaults to
+	// the stages' total less Warmup.
+	Stages []Stage
+	// Requests, when above 0, ends the measured window after this many requests instead of
+	// after Duration: the open loop sends exactly Requests after the warm-up (at Rate, or past
+	// the last stage at its rate), the closed loop stops once Requests have been sent.
+	Requests int64
 	// FirstRequest is the number of the run's first request (Target.Prepare numbers them
 	// from it). Runs of one traffic mix that must not repeat each other's requests (a repeated
 	// event id is a replay, far cheaper than a decision) start at different numbers.
@@ -58,11 +69,20 @@ type Config struct {
 }
 
 func (c *Config) defaults() error {
-	if c.Duration <= 0 {
+	if len(c.Stages) > 0 {
+		c.Rate = PeakRate(c.Stages)
+		if c.Duration <= 0 && c.Requests <= 0 {
+			c.Duration = StagesDuration(c.Stages) - c.Warmup
+		}
+	}
+	if c.Duration <= 0 && c.Requests <= 0 {
 		return errors.New("duration must be > 0")
 	}
-	if c.Rate < 0 || c.Warmup < 0 || c.Deadline < 0 || c.Workers < 0 || c.Concurrency < 0 {
-		return errors.New("rate, warmup, deadline, workers and concurrency must not be negative")
+	if len(c.Stages) > 0 && c.Requests > 0 && c.Stages[len(c.Stages)-1].Rate == 0 {
+		return errors.New("with a request count, the last stage's rate must be above 0")
+	}
+	if c.Rate < 0 || c.Warmup < 0 || c.Deadline < 0 || c.Workers < 0 || c.Concurrency < 0 || c.Requests < 0 {
+		return errors.New("rate, warmup, deadline, workers, concurrency and requests must not be negative")
 	}
 	if c.Deadline == 0 {
 		c.Deadline = time.Second
@@ -97,10 +117,20 @@ type job struct {
 
 func runOpen(ctx context.Context, target Target, cfg Config) (Result, error) {
 	start := time.Now().Add(10 * time.Millisecond) // let the workers start first
-	sched := Schedule{Start: start, Rate: cfg.Rate}
+	var sched arrivals = Schedule{Start: start, Rate: cfg.Rate}
+	if len(cfg.Stages) > 0 {
+		sched = Ramp{Start: start, Stages: cfg.Stages}
+	}
 	measureFrom := start.Add(cfg.Warmup)
-	end := measureFrom.Add(cfg.Duration)
+	warm := sched.Count(cfg.Warmup)
 	total := sched.Count(cfg.Warmup + cfg.Duration)
+	if cfg.Requests > 0 {
+		total = warm + cfg.Requests
+	}
+	end := measureFrom.Add(cfg.Duration)
+	if cfg.Requests > 0 {
+		end = sched.At(total - 1).Add(time.Nanosecond) // just after the last request is due
+	}
 	giveUp := end.Add(2*cfg.Deadline + time.Second)
 	rec := newRecorder(measureFrom)
 
@@ -164,9 +194,11 @@ schedule:
 	res := rec.result()
 	res.Name, res.Mode = cfg.Name, "open"
 	res.TargetRate = cfg.Rate
-	res.Duration = cfg.Duration.Seconds()
+	res.Duration = end.Sub(measureFrom).Seconds()
 	res.Workers = cfg.Workers
-	res.Scheduled = sched.Count(cfg.Warmup+cfg.Duration) - sched.Count(cfg.Warmup)
+	res.Scheduled = total - warm
+	res.Stages = cfg.Stages
+	res.WarmupS = cfg.Warmup.Seconds()
 	res.Unsent = unsent.Load()
 	res.SchedulerLag = summarize(schedLag)
 	res.PoolSaturated = poolFull
@@ -201,12 +233,17 @@ func runClosed(ctx context.Context, target Target, cfg Config) (Result, error) {
 	end := measureFrom.Add(cfg.Duration)
 	rec := newRecorder(measureFrom)
 	var next atomic.Uint64
+	var measured atomic.Int64 // measured requests started, for cfg.Requests
 	var wg sync.WaitGroup
 	for range cfg.Concurrency {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				now := time.Now()
-				if !now.Before(end) {
+				if cfg.Requests > 0 {
+					if !now.Before(measureFrom) && measured.Add(1) > cfg.Requests {
+						return
+					}
+				} else if !now.Before(end) {
 					return
 				}
 				call(ctx, target, cfg.Deadline, job{i: cfg.FirstRequest + next.Add(1) - 1, intended: now}, measureFrom, rec)
@@ -222,6 +259,10 @@ func runClosed(ctx context.Context, target Target, cfg Config) (Result, error) {
 	res := rec.result()
 	res.Name, res.Mode = cfg.Name, "closed"
 	res.Duration = cfg.Duration.Seconds()
+	if cfg.Requests > 0 {
+		res.Duration = res.Elapsed
+	}
+	res.WarmupS = cfg.Warmup.Seconds()
 	res.Workers = cfg.Concurrency
 	return res, nil
 }
@@ -235,15 +276,16 @@ func call(ctx context.Context, target Target, deadline time.Duration, j job, mea
 	rep, err := target.Call(cctx, req)
 	done := time.Now()
 	cancel()
-	if j.intended.Before(measureFrom) {
-		return
-	}
 	code := codes.OK
 	if err != nil {
 		code = status.Code(err)
 		if code == codes.Unknown && errors.Is(err, context.DeadlineExceeded) {
 			code = codes.DeadlineExceeded
 		}
+	}
+	if j.intended.Before(measureFrom) {
+		rec.recordWarmup(done.Sub(j.intended), code) // progress lines only
+		return
 	}
 	rec.record(j.intended, sent, done, rep, code)
 }
@@ -259,6 +301,7 @@ func startProgress(cfg Config, rec *recorder) (stop func()) {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		elapsed := 0
+		warmup := int(cfg.Warmup.Round(time.Second) / time.Second)
 		for {
 			select {
 			case <-done:
@@ -270,8 +313,13 @@ func startProgress(cfg Config, rec *recorder) (stop func()) {
 			}
 			elapsed++
 			p := rec.takeInterval()
-			line := fmt.Sprintf("%-8s %4ds  rate %7d/s  p50 %8s  p99 %8s  errors %d",
-				cfg.Name, elapsed, p.count, fmtDur(p.p50), fmtDur(p.p99), p.errors)
+			// Warm-up seconds are labelled: their calls are not in the results.
+			phase := ""
+			if elapsed <= warmup {
+				phase = "warm-up"
+			}
+			line := fmt.Sprintf("%-8s %4ds %-7s  rate %7d/s  p50 %8s  p99 %8s  errors %d",
+				cfg.Name, elapsed, phase, p.count, fmtDur(p.p50), fmtDur(p.p99), p.errors)
 			if cfg.Live {
 				fmt.Fprintf(cfg.Progress, "\r\033[K%s", line)
 			} else {
@@ -322,7 +370,7 @@ func MaxThroughputWith(run func(Config) (Result, error), base Config, concurrenc
 		// Each step sends requests of its own: repeating an earlier step's event ids would
 		// measure replays.
 		cfg.FirstRequest = base.FirstRequest + uint64(k+1)<<maxStepShift
-		cfg.Rate = 0
+		cfg.Rate, cfg.Stages, cfg.Requests = 0, nil, 0
 		cfg.Concurrency = c
 		cfg.Duration = step
 		cfg.Warmup = step / 5

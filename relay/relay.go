@@ -259,6 +259,10 @@ func New(d Drainer, m Maintainer, opts ...Option) (*Relay, error) {
 		metric.WithUnit("{pass}")); err != nil {
 		return nil, err
 	}
+	// Both counters start at zero, so that they are scraped from the start; a measurement's
+	// context only carries exemplars and baggage.
+	r.delivered.Add(context.Background(), 0)
+	r.failures.Add(context.Background(), 0)
 	if _, err = meter.Float64ObservableGauge("arbiter.archive.lag",
 		metric.WithDescription("How old the oldest decision not yet archived can be: the time since the relay last caught up with the outbox."),
 		metric.WithUnit("s"),

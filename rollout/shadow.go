@@ -76,6 +76,9 @@ func NewShadow(mp metric.MeterProvider) *Shadow {
 	s.evaluations = c
 	for i, r := range [3]string{"same", "different", "error"} {
 		s.resultAttrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("result", r)))
+		// Zero from the start, so that it is scraped before the first shadow decision; a
+		// measurement's context only carries exemplars and baggage.
+		c.Add(context.Background(), 0, s.resultAttrs[i])
 	}
 	return s
 }

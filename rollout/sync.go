@@ -111,6 +111,9 @@ func NewSync(src Source, holder *Holder, shadow *Shadow, opts ...SyncOption) *Sy
 		metric.WithUnit("{failure}")); err != nil {
 		s.failures, _ = metricnoop.NewMeterProvider().Meter(instrumentationName).Int64Counter("arbiter.policy.sync.failures")
 	}
+	// Zero from the start, so that it is scraped before the first failure; a measurement's
+	// context only carries exemplars and baggage.
+	s.failures.Add(context.Background(), 0)
 	_, err = m.Int64ObservableGauge("arbiter.policy.serving",
 		metric.WithDescription("1 for the policy version this replica serves, labelled with its id, version and digest."),
 		metric.WithInt64Callback(func(_ context.Context, obs metric.Int64Observer) error {

@@ -68,6 +68,7 @@ type call struct {
 	pol    *decision.Policy
 	id     string // the decision id of the answer
 	dryRun bool
+	prior  string    // on a dry run, the decision id the event id already has ("" for none)
 	start  time.Time // when the call arrived, for the record's total time
 	t      timings
 	// unknown is set when a commit of this call may have been applied: its degraded answer
@@ -109,7 +110,14 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return s.degradeOn(ctx, c, err)
 		}
 		if loaded.Record != nil || loaded.ArchivedID != "" {
-			return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
+			if !c.dryRun {
+				return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
+			}
+			// A dry run evaluates afresh, on the customer's state as it is now (with the
+			// effects of that decision), and says which decision the event id already has.
+			if loaded, err = s.dryRunOnDecided(sctx, c, loaded.Record, loaded.ArchivedID); err != nil {
+				return s.degradeOn(ctx, c, err)
+			}
 		}
 		if loaded.Unverified && s.opts.archive != nil {
 			if resp, err := s.verify(ctx, c); resp != nil || err != nil {
@@ -133,7 +141,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 			return nil, err
 		}
 		if c.dryRun {
-			resp.DryRun = true
+			resp.DryRun, resp.PriorDecisionId = true, c.prior
 			return resp, nil
 		}
 
@@ -226,6 +234,29 @@ func newRecord(c *call, resp *arbiterv1.DecideResponse) ([]byte, error) {
 		return nil, fmt.Errorf("encode decision record: %w", err)
 	}
 	return b, nil
+}
+
+// dryRunOnDecided prepares a dry run of an event id decided before, whose stored record is raw
+// (or, archived and dropped from the store, the decision archivedID): it notes that decision's
+// id in c.prior and reads the customer's current state, which Load does not return for a
+// decided event.
+func (s *Server) dryRunOnDecided(sctx context.Context, c *call, raw []byte, archivedID string) (featurestore.Loaded, error) {
+	c.prior = archivedID
+	if raw != nil {
+		var rec arbiterv1.DecisionRecord
+		if err := proto.Unmarshal(raw, &rec); err != nil {
+			return featurestore.Loaded{}, fmt.Errorf("%w: decision record: %v", featurestore.ErrCorrupt, err)
+		}
+		c.prior = rec.GetDecisionId()
+	}
+	var st decision.State
+	t0 := time.Now()
+	err := s.storeDo(sctx, opState, c.in.Customer.ID, func(ctx context.Context) (err error) {
+		st, err = s.store.State(ctx, c.in.Customer.ID, c.in.Now)
+		return err
+	})
+	c.t.read += time.Since(t0)
+	return featurestore.Loaded{State: st}, err
 }
 
 // replayStored answers c with the decision its event already has: raw, the record the store
@@ -364,6 +395,9 @@ func (s *Server) degraded(ctx context.Context, c *call, reason, msg string) (*ar
 		return nil, err
 	}
 	resp.Degraded, resp.DryRun = true, c.dryRun
+	if c.dryRun {
+		resp.PriorDecisionId = c.prior
+	}
 	if !c.dryRun {
 		if err := s.spoolDegraded(ctx, c, resp); err != nil {
 			return nil, err

@@ -175,6 +175,60 @@ func TestDecideConcurrentReplay(t *testing.T) {
 	}
 }
 
+// TestDecideDryRunOnDecidedEvent: a dry run of an event id already decided evaluates afresh
+// (its own decision id, an explanation the stored answer lacks, not replayed), names the
+// stored decision in prior_decision_id, and changes nothing: a real call still replays the
+// stored decision.
+func TestDecideDryRunOnDecidedEvent(t *testing.T) {
+	for _, sf := range stores() {
+		t.Run(sf.name, func(t *testing.T) {
+			ctx := t.Context()
+			c := newClock(testNow)
+			h := newHarness(t, sf.make(t, c), c)
+			first, err := h.dc.Decide(ctx, overdue("ev-1", "cust-1"))
+			if err != nil {
+				t.Fatalf("Decide() error: %v", err)
+			}
+			before, err := h.fc.GetCustomerState(ctx, &arbiterv1.GetCustomerStateRequest{CustomerId: "cust-1"})
+			if err != nil {
+				t.Fatalf("GetCustomerState() error: %v", err)
+			}
+
+			c.Advance(time.Minute)
+			req := overdue("ev-1", "cust-1")
+			req.Options = &arbiterv1.DecideOptions{DryRun: true, Explain: true}
+			dry, err := h.dc.Decide(ctx, req)
+			if err != nil {
+				t.Fatalf("Decide(dry run of a decided event) error: %v", err)
+			}
+			if !dry.GetDryRun() || dry.GetReplayed() || dry.GetPriorDecisionId() != first.GetDecisionId() ||
+				dry.GetDecisionId() == first.GetDecisionId() || dry.GetExplanation() == nil {
+				t.Errorf("Decide(dry run of a decided event) = id %q dry_run %v replayed %v prior %q explanation %v, want a new id, dry_run, not replayed, prior %q, an explanation",
+					dry.GetDecisionId(), dry.GetDryRun(), dry.GetReplayed(), dry.GetPriorDecisionId(), dry.GetExplanation() != nil, first.GetDecisionId())
+			}
+			if !dry.GetDecidedAt().AsTime().Equal(testNow.Add(time.Minute)) {
+				t.Errorf("Decide(dry run of a decided event).decided_at = %v, want now (%v)", dry.GetDecidedAt().AsTime(), testNow.Add(time.Minute))
+			}
+
+			after, err := h.fc.GetCustomerState(ctx, &arbiterv1.GetCustomerStateRequest{CustomerId: "cust-1"})
+			if err != nil {
+				t.Fatalf("GetCustomerState() error: %v", err)
+			}
+			if diff := cmp.Diff(before, after, protocmp.Transform()); diff != "" {
+				t.Errorf("GetCustomerState() changed across the dry run (-before +after):\n%s", diff)
+			}
+			again, err := h.dc.Decide(ctx, overdue("ev-1", "cust-1"))
+			if err != nil {
+				t.Fatalf("Decide() again error: %v", err)
+			}
+			if !again.GetReplayed() || again.GetDecisionId() != first.GetDecisionId() || again.GetPriorDecisionId() != "" {
+				t.Errorf("Decide() after the dry run = id %q replayed %v prior %q, want %q replayed, no prior",
+					again.GetDecisionId(), again.GetReplayed(), again.GetPriorDecisionId(), first.GetDecisionId())
+			}
+		})
+	}
+}
+
 func TestDecideDryRun(t *testing.T) {
 	for _, sf := range stores() {
 		t.Run(sf.name, func(t *testing.T) {

@@ -24,8 +24,9 @@
 // answered UNAVAILABLE. With WithBreakers, a circuit
 // breaker per store shard (per Redis Cluster master) makes a dead shard degrade its own
 // customers' decisions at once, and no others. With options.dry_run the pipeline stops after
-// evaluation: nothing is reserved or recorded (a dry run of an event id already decided
-// returns the stored decision, replayed, as a real call would).
+// evaluation: nothing is reserved or recorded. A dry run always evaluates afresh: for an event
+// id already decided it reads the customer's current state (which holds that decision's
+// effects) and names the stored decision in prior_decision_id, where a real call would replay it.
 //
 // Errors become gRPC statuses in one place (toStatus); status messages name fields, never
 // customer data. Logs are structured (log/slog) and hold ids and codes only.

@@ -138,7 +138,7 @@ func replayOne(ctx context.Context, rec *arbiterv1.DecisionRecord, pol *decision
 
 // sameAnswer reports whether two answers to one event agree in everything the policy decides:
 // action, detail, reasons and the policy id. The policy version and digest, the explanation
-// and the replayed and dry-run flags are not compared.
+// and the replayed and dry-run flags (with prior_decision_id) are not compared.
 func sameAnswer(a, b *arbiterv1.DecideResponse) bool {
 	return proto.Equal(replayView(a), replayView(b))
 }
@@ -146,7 +146,7 @@ func sameAnswer(a, b *arbiterv1.DecideResponse) bool {
 // replayView is resp without what a replay does not reproduce by design.
 func replayView(resp *arbiterv1.DecideResponse) *arbiterv1.DecideResponse {
 	c := proto.CloneOf(resp)
-	c.Explanation, c.Replayed, c.DryRun = nil, false, false
+	c.Explanation, c.Replayed, c.DryRun, c.PriorDecisionId = nil, false, false, ""
 	if c.Policy != nil {
 		c.Policy.Version, c.Policy.Digest = "", ""
 	}

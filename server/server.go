@@ -18,7 +18,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 
 	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/breaker"
@@ -221,7 +220,7 @@ func (s *Server) NewGRPCServer() *grpc.Server {
 	opts = append(opts, s.opts.grpcOptions...)
 	gs := grpc.NewServer(opts...)
 	s.Register(gs)
-	reflection.Register(gs)
+	registerReflection(gs)
 	return gs
 }
 

@@ -130,6 +130,18 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 				attribute.String("op", storeOpNames[op]), attribute.String("result", result)))
 		}
 	}
+	// The counters start at zero for every label value known here, so that they are scraped
+	// from the start, not from their first increment (rate() and absent() alerts need them).
+	// A measurement's context only carries exemplars and baggage: there is no call yet.
+	ctx := context.Background()
+	for a := decision.ActionRetry; a <= decision.ActionSuppress; a++ {
+		ms.decisions.Add(ctx, 0, ms.actionAttrs[a])
+	}
+	for _, reason := range [...]string{ReasonStoreUnavailable, ReasonStoreCorrupt} {
+		ms.degraded.Add(ctx, 0, metric.WithAttributes(attribute.String("reason", reason)))
+	}
+	ms.replayed.Add(ctx, 0)
+	ms.conflicts.Add(ctx, 0)
 	return &ms, nil
 }
 

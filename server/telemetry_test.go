@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
@@ -127,9 +128,15 @@ func TestMetricsDegraded(t *testing.T) {
 	if !ok {
 		t.Fatalf("metric arbiter.decisions.degraded not found")
 	}
-	dp := m.Data.(metricdata.Sum[int64]).DataPoints
-	if len(dp) != 1 || dp[0].Value != 1 {
-		t.Errorf("arbiter.decisions.degraded = %+v, want one point of 1", dp)
+	// Both reasons are there from the start; one decision degraded on an unavailable store.
+	got := map[string]int64{}
+	for _, dp := range m.Data.(metricdata.Sum[int64]).DataPoints {
+		reason, _ := dp.Attributes.Value("reason")
+		got[reason.AsString()] = dp.Value
+	}
+	want := map[string]int64{ReasonStoreUnavailable: 1, ReasonStoreCorrupt: 0}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("arbiter.decisions.degraded by reason (-want +got):\n%s", diff)
 	}
 }
 

@@ -299,6 +299,10 @@ func validateRecordOutcome(req *arbiterv1.RecordOutcomeRequest) error {
 
 // validatePutFeatures checks a PutFeaturesRequest and returns its features as JSON-compatible
 // Go values (a null value is nil: delete) and its ttl (zero: none).
+//
+// JSON null arrives in two wire forms, and both delete: protojson (and so `arbiter features`)
+// sends a Value whose kind is null_value; grpcurl and other clients built on dynamic messages
+// send a map entry with no value, which decodes as a Value with no kind.
 func validatePutFeatures(req *arbiterv1.PutFeaturesRequest) (map[string]any, time.Duration, error) {
 	if err := checkID("customer_id", req.GetCustomerId(), true); err != nil {
 		return nil, 0, err
@@ -317,10 +321,8 @@ func validatePutFeatures(req *arbiterv1.PutFeaturesRequest) (map[string]any, tim
 			return nil, 0, err
 		}
 		field := "features[" + strconv.Quote(name) + "]"
-		if v == nil || v.GetKind() == nil {
-			return nil, 0, invalid(field, "has no value (use null to delete)")
-		}
-		if _, isNull := v.GetKind().(*structpb.Value_NullValue); isNull {
+		switch v.GetKind().(type) {
+		case nil, *structpb.Value_NullValue:
 			out[name] = nil
 			continue
 		}

@@ -391,6 +391,14 @@ func (sp *Spool) newMetrics() error {
 		return metric.WithAttributeSet(attribute.NewSet(attribute.String("op", name)))
 	}
 	ms.opWrite, ms.opRead, ms.opDrain, ms.opReject = op("write"), op("read"), op("drain"), op("reject")
+	// The counters start at zero, so that they are scraped from the start; a measurement's
+	// context only carries exemplars and baggage.
+	ctx := context.Background()
+	ms.spooled.Add(ctx, 0)
+	ms.drained.Add(ctx, 0)
+	for _, o := range [...]metric.MeasurementOption{ms.opWrite, ms.opRead, ms.opDrain, ms.opReject} {
+		ms.errors.Add(ctx, 0, o)
+	}
 	return nil
 }
 

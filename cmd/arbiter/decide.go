@@ -166,6 +166,9 @@ func renderDecision(w io.Writer, r *arbiterv1.DecideResponse) error {
 	if r.GetDryRun() {
 		flags = append(flags, "dry run (nothing reserved or recorded)")
 	}
+	if p := r.GetPriorDecisionId(); p != "" {
+		flags = append(flags, "this event id was already decided as "+p+": evaluated afresh here; without --dry-run it replays that decision")
+	}
 	for i, f := range flags {
 		label := ""
 		if i == 0 {

@@ -46,6 +46,7 @@ type loadtestConfig struct {
 	watchEvery  time.Duration
 	cpuProfile  string
 	tls         *clientTLS
+	run         loadtestRun
 }
 
 func loadtestHelp() help {
@@ -53,12 +54,18 @@ func loadtestHelp() help {
 		summary: "drive load against a server and report latency",
 		usage:   []string{"loadtest [flags]", "loadtest --compare A.json B.json"},
 		detail: `Seeds synthetic customers (through PutFeatures, or directly into Redis with --seed-redis),
-drives Decide at a constant arrival rate (or with --concurrency workers in a closed loop),
-optionally measures the empty health check as a baseline, prints a summary and writes
-report.json and report.html to --out. The target must be a loopback address. See
+drives Decide at a constant arrival rate (or with --concurrency workers in a closed loop, or
+ramping through --stages), optionally measures the empty health check as a baseline, prints
+a summary and writes report.json and report.html to --out. --data-file sends your own
+requests instead (any of Decide, RecordOutcome, GetDecision, PutFeatures, GetCustomerState).
+Like k6, the run has thresholds: it exits 1 when more than --max-error-rate (default 1%) of
+its Decide requests failed or were never sent, or when its p99 is above --p99 (not checked
+by default), after writing the reports. The target must be a loopback address. See
 docs/performance.md.`,
 		examples: []string{
 			"arbiter loadtest --rate 1000 --duration 10s",
+			"arbiter loadtest --stages 10s:500,30s:2000 --p99 50ms      # ramp, fail above 50 ms p99",
+			"arbiter loadtest --data-file requests.jsonl --rate 200 --requests 5000",
 			"arbiter loadtest --rate 2000 --baseline --out run-1",
 			"arbiter loadtest --compare run-1/report.json run-2/report.json",
 		},
@@ -99,9 +106,15 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.DurationVar(&c.watchEvery, "watch-every", 5*time.Second, "interval of --watch-admin samples")
 	c.tls = clientTLSFlags(fs, env)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (go tool pprof), to see what the client spends")
+	c.run.register(fs)
 	pos, err := parseArgs(fs, loadtestHelp(), args, env, stdout)
 	if err != nil {
 		return err
+	}
+	if !c.compare {
+		if err := c.run.check(cmd, fs, &c); err != nil {
+			return err
+		}
 	}
 	if c.compare {
 		if len(pos) != 2 {
@@ -164,13 +177,14 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	if c.concurrency > 0 {
 		base.Rate = 0
 	}
+	c.run.apply(&base)
 	rep := &loadtest.Report{
 		Date: time.Now().UTC(), Machine: loadtest.ThisMachine(), Addr: c.addr, Seed: c.seed,
 		Customers: c.customers, Duplicates: c.duplicates, ZipfS: c.zipfS, ZipfV: c.zipfV, Connections: c.connections,
 		DeadlineMs: float64(c.deadline) / float64(time.Millisecond), LoadBefore: loadtest.LoadAverage(),
 	}
 	statBefore := loadtest.ReadCPUStat()
-	decide, health := loadtest.DecideTarget(cis, mix), loadtest.HealthTarget(cis)
+	decide, health := c.run.target(cis, loadtest.DecideTarget(cis, mix)), loadtest.HealthTarget(cis)
 	watcher, closeWatcher, err := newWatcher(c)
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
@@ -222,6 +236,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	}
 	rep.LoadAfter = loadtest.LoadAverage()
 	rep.StealPercent = loadtest.StealPercent(statBefore, loadtest.ReadCPUStat())
+	verdict := c.run.judge(rep) // reported below, returned last
 
 	// Report.
 	fmt.Fprintln(stdout)
@@ -234,7 +249,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 		}
 		fmt.Fprintf(stdout, "reports: %s, %s\n", filepath.Join(c.out, "report.json"), filepath.Join(c.out, "report.html"))
 	}
-	return nil
+	return verdict
 }
 
 // seedCustomers writes the synthetic customers' features to Redis or through PutFeatures.

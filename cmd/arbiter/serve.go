@@ -17,14 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
-	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -199,13 +194,11 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// Telemetry: JSON logs, metrics in Prometheus format, spans through the gRPC stats handler,
 	// the store hooks and the store calls.
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
-	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	exporter, err := otelprom.New(otelprom.WithRegisterer(registry))
+	metrics, err := newMetricsExport(ctx)
 	if err != nil {
-		return fmt.Errorf("prometheus exporter: %w", err)
+		return err
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exporter))
+	mp := metrics.provider
 	cleanup = append(cleanup, func(ctx context.Context) { _ = mp.Shutdown(ctx) })
 	tp, err := newTracerProvider(ctx, env)
 	if err != nil {
@@ -318,7 +311,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithAuditSpool(auditSpool),
 		server.WithGRPCOptions(grpcOpts...),
 	}
-	adminCfg := server.AdminConfig{Metrics: promhttp.HandlerFor(registry, promhttp.HandlerOpts{}), Pprof: cfg.pprof, Auth: sec.Auth}
+	adminCfg := server.AdminConfig{Metrics: metrics.handler, Pprof: cfg.pprof, Auth: sec.Auth}
 	var arch *archiving
 	if cfg.archive.dsn != "" {
 		rs, _ := store.(*featurestore.Redis) // --archive needs --redis
@@ -377,6 +370,9 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 			metric.WithDescription("Policy reloads from disk, by result."), metric.WithUnit("{reload}"))
 		if err != nil {
 			return err
+		}
+		for _, result := range [...]string{rollout.ReloadSwapped, rollout.ReloadUnchanged, rollout.ReloadFailed} {
+			reloads.Add(ctx, 0, metric.WithAttributes(attribute.String("result", result))) // scraped from the start
 		}
 		wg.Go(func() {
 			if err := rollout.Watch(watchCtx, cfg.policyPath, policies, logger, reloads); err != nil {

@@ -236,8 +236,8 @@ func TestServeAuditSpool(t *testing.T) {
 	metrics, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
 	for _, want := range []*regexp.Regexp{
-		regexp.MustCompile(`(?m)^arbiter_audit_spool_records_total\{.*\} 1$`),
-		regexp.MustCompile(`(?m)^arbiter_audit_spool_pending_bytes\{.*\} [1-9][0-9]*$`),
+		regexp.MustCompile(`(?m)^arbiter_audit_spool_records_total(\{.*\})? 1$`),
+		regexp.MustCompile(`(?m)^arbiter_audit_spool_pending_bytes(\{.*\})? [1-9][0-9]*$`),
 	} {
 		if !want.Match(metrics) {
 			t.Errorf("GET /metrics lacks %q:\n%s", want, metrics)
@@ -386,6 +386,19 @@ note       degraded (decided without the customer's stored state)
 `
 	if b.String() != want {
 		t.Errorf("renderDecision() =\n%s\nwant\n%s", b.String(), want)
+	}
+
+	// A dry run of an event id already decided says so.
+	b.Reset()
+	resp.Degraded, resp.DryRun, resp.PriorDecisionId = false, true, "00-first"
+	if err := renderDecision(&b, resp); err != nil {
+		t.Fatal(err)
+	}
+	wantNotes := `note       dry run (nothing reserved or recorded)
+           this event id was already decided as 00-first: evaluated afresh here; without --dry-run it replays that decision
+`
+	if !strings.HasSuffix(b.String(), wantNotes) {
+		t.Errorf("renderDecision(dry run, prior) =\n%s\nwant it to end with\n%s", b.String(), wantNotes)
 	}
 }
 

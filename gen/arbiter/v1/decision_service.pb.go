@@ -24,10 +24,13 @@ const (
 
 // DecideRequest asks for a decision on one event.
 type DecideRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Event         *Event                 `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
-	Customer      *Customer              `protobuf:"bytes,2,opt,name=customer,proto3" json:"customer,omitempty"`
-	Options       *DecideOptions         `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event is what happened; required.
+	Event *Event `protobuf:"bytes,1,opt,name=event,proto3" json:"event,omitempty"`
+	// customer is who it happened to; required.
+	Customer *Customer `protobuf:"bytes,2,opt,name=customer,proto3" json:"customer,omitempty"`
+	// options change how the decision is made; optional.
+	Options       *DecideOptions `protobuf:"bytes,3,opt,name=options,proto3" json:"options,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -85,28 +88,41 @@ func (x *DecideRequest) GetOptions() *DecideOptions {
 
 // DecideResponse is the one action Arbiter chose, with its reasons.
 type DecideResponse struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	DecisionId string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	Action     Action                 `protobuf:"varint,2,opt,name=action,proto3,enum=arbiter.v1.Action" json:"action,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id identifies the decision: GetDecision and RecordOutcome take it.
+	DecisionId string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// action is the one action to take; detail holds its parameters.
+	Action Action `protobuf:"varint,2,opt,name=action,proto3,enum=arbiter.v1.Action" json:"action,omitempty"`
+	// detail is the action's parameters, one per action.
+	//
 	// Types that are valid to be assigned to Detail:
 	//
 	//	*DecideResponse_Retry
 	//	*DecideResponse_Message
 	//	*DecideResponse_Escalate
 	//	*DecideResponse_Suppress
-	Detail  isDecideResponse_Detail `protobuf_oneof:"detail"`
-	Reasons []*Reason               `protobuf:"bytes,7,rep,name=reasons,proto3" json:"reasons,omitempty"`
-	Policy  *PolicyRef              `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
+	Detail isDecideResponse_Detail `protobuf_oneof:"detail"`
+	// reasons explain the decision with stable codes (docs/reason-codes.md).
+	Reasons []*Reason `protobuf:"bytes,7,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// policy names the policy bundle that decided.
+	Policy *PolicyRef `protobuf:"bytes,8,opt,name=policy,proto3" json:"policy,omitempty"`
 	// degraded is set when the decision was made without the customer's stored state.
 	Degraded bool `protobuf:"varint,9,opt,name=degraded,proto3" json:"degraded,omitempty"`
 	// replayed is set when this is the stored answer to an event id seen before.
-	Replayed    bool                   `protobuf:"varint,10,opt,name=replayed,proto3" json:"replayed,omitempty"`
-	DecidedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
-	Explanation *Explanation           `protobuf:"bytes,12,opt,name=explanation,proto3" json:"explanation,omitempty"`
+	Replayed bool `protobuf:"varint,10,opt,name=replayed,proto3" json:"replayed,omitempty"`
+	// decided_at is the decision time.
+	DecidedAt *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
+	// explanation is the trace, set when options.explain was.
+	Explanation *Explanation `protobuf:"bytes,12,opt,name=explanation,proto3" json:"explanation,omitempty"`
 	// dry_run echoes the request option: nothing was reserved or recorded.
-	DryRun        bool `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	DryRun bool `protobuf:"varint,13,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// prior_decision_id is set on a dry run of an event id already decided: it names the stored
+	// decision, which a call without dry_run would replay. The dry run itself evaluated the
+	// event afresh, on the customer's current state (which includes that decision's effects),
+	// and changed nothing. Empty otherwise.
+	PriorDecisionId string `protobuf:"bytes,14,opt,name=prior_decision_id,json=priorDecisionId,proto3" json:"prior_decision_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *DecideResponse) Reset() {
@@ -245,23 +261,34 @@ func (x *DecideResponse) GetDryRun() bool {
 	return false
 }
 
+func (x *DecideResponse) GetPriorDecisionId() string {
+	if x != nil {
+		return x.PriorDecisionId
+	}
+	return ""
+}
+
 type isDecideResponse_Detail interface {
 	isDecideResponse_Detail()
 }
 
 type DecideResponse_Retry struct {
+	// retry is set for ACTION_RETRY.
 	Retry *RetryAction `protobuf:"bytes,3,opt,name=retry,proto3,oneof"`
 }
 
 type DecideResponse_Message struct {
+	// message is set for ACTION_MESSAGE.
 	Message *MessageAction `protobuf:"bytes,4,opt,name=message,proto3,oneof"`
 }
 
 type DecideResponse_Escalate struct {
+	// escalate is set for ACTION_ESCALATE.
 	Escalate *EscalateAction `protobuf:"bytes,5,opt,name=escalate,proto3,oneof"`
 }
 
 type DecideResponse_Suppress struct {
+	// suppress is set for ACTION_SUPPRESS.
 	Suppress *SuppressAction `protobuf:"bytes,6,opt,name=suppress,proto3,oneof"`
 }
 
@@ -275,9 +302,12 @@ func (*DecideResponse_Suppress) isDecideResponse_Detail() {}
 
 // RecordOutcomeRequest reports one outcome of a decision.
 type RecordOutcomeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DecisionId    string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	Outcome       Outcome                `protobuf:"varint,2,opt,name=outcome,proto3,enum=arbiter.v1.Outcome" json:"outcome,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id names a recorded decision (not a dry run or a degraded one).
+	DecisionId string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// outcome is what happened; required.
+	Outcome Outcome `protobuf:"varint,2,opt,name=outcome,proto3,enum=arbiter.v1.Outcome" json:"outcome,omitempty"`
+	// occurred_at is when it happened; unset: now.
 	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -382,8 +412,9 @@ func (x *RecordOutcomeResponse) GetDuplicate() bool {
 
 // GetDecisionRequest names a decision.
 type GetDecisionRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DecisionId    string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id names the decision, as DecideResponse.decision_id.
+	DecisionId    string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,8 +458,9 @@ func (x *GetDecisionRequest) GetDecisionId() string {
 
 // GetDecisionResponse holds the stored record of a decision.
 type GetDecisionResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Record        *DecisionRecord        `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// record is the stored record.
+	Record        *DecisionRecord `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,18 +505,29 @@ func (x *GetDecisionResponse) GetRecord() *DecisionRecord {
 // DecisionRecord is everything needed to explain, audit and replay a decision. It holds ids
 // and codes, never names, addresses or card numbers.
 type DecisionRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DecisionId    string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	EventId       string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	EventType     EventType              `protobuf:"varint,3,opt,name=event_type,json=eventType,proto3,enum=arbiter.v1.EventType" json:"event_type,omitempty"`
-	CustomerId    string                 `protobuf:"bytes,4,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Request       *DecideRequest         `protobuf:"bytes,5,opt,name=request,proto3" json:"request,omitempty"`
-	Response      *DecideResponse        `protobuf:"bytes,6,opt,name=response,proto3" json:"response,omitempty"`
-	Policy        *PolicyRef             `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
-	Snapshot      *StateSnapshot         `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
-	Timings       *Timings               `protobuf:"bytes,9,opt,name=timings,proto3" json:"timings,omitempty"`
-	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
-	Outcomes      []*OutcomeRecord       `protobuf:"bytes,11,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id identifies the decision.
+	DecisionId string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// event_id is the event decided.
+	EventId string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// event_type is the event's type.
+	EventType EventType `protobuf:"varint,3,opt,name=event_type,json=eventType,proto3,enum=arbiter.v1.EventType" json:"event_type,omitempty"`
+	// customer_id is the customer decided for.
+	CustomerId string `protobuf:"bytes,4,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// request is the request as received.
+	Request *DecideRequest `protobuf:"bytes,5,opt,name=request,proto3" json:"request,omitempty"`
+	// response is the answer as sent.
+	Response *DecideResponse `protobuf:"bytes,6,opt,name=response,proto3" json:"response,omitempty"`
+	// policy names the policy bundle that decided.
+	Policy *PolicyRef `protobuf:"bytes,7,opt,name=policy,proto3" json:"policy,omitempty"`
+	// snapshot is the customer state the decision read.
+	Snapshot *StateSnapshot `protobuf:"bytes,8,opt,name=snapshot,proto3" json:"snapshot,omitempty"`
+	// timings are the decision's phases.
+	Timings *Timings `protobuf:"bytes,9,opt,name=timings,proto3" json:"timings,omitempty"`
+	// recorded_at is when the record was written.
+	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
+	// outcomes are the outcomes reported since, in the order they arrived.
+	Outcomes      []*OutcomeRecord `protobuf:"bytes,11,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -605,7 +648,7 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\rDecideRequest\x12'\n" +
 	"\x05event\x18\x01 \x01(\v2\x11.arbiter.v1.EventR\x05event\x120\n" +
 	"\bcustomer\x18\x02 \x01(\v2\x14.arbiter.v1.CustomerR\bcustomer\x123\n" +
-	"\aoptions\x18\x03 \x01(\v2\x19.arbiter.v1.DecideOptionsR\aoptions\"\xe7\x04\n" +
+	"\aoptions\x18\x03 \x01(\v2\x19.arbiter.v1.DecideOptionsR\aoptions\"\x93\x05\n" +
 	"\x0eDecideResponse\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12*\n" +
@@ -622,7 +665,8 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\n" +
 	"decided_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x129\n" +
 	"\vexplanation\x18\f \x01(\v2\x17.arbiter.v1.ExplanationR\vexplanation\x12\x17\n" +
-	"\adry_run\x18\r \x01(\bR\x06dryRunB\b\n" +
+	"\adry_run\x18\r \x01(\bR\x06dryRun\x12*\n" +
+	"\x11prior_decision_id\x18\x0e \x01(\tR\x0fpriorDecisionIdB\b\n" +
 	"\x06detail\"\xa3\x01\n" +
 	"\x14RecordOutcomeRequest\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +

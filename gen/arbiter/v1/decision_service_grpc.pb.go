@@ -31,7 +31,8 @@ const (
 // DecisionService answers "what should we do now?" for one customer event.
 type DecisionServiceClient interface {
 	// Decide returns one explainable action for an event. A repeated event.id returns the
-	// stored decision with replayed set and changes nothing.
+	// stored decision with replayed set and changes nothing; with options.dry_run it is
+	// evaluated afresh instead, and prior_decision_id names the stored decision.
 	Decide(ctx context.Context, in *DecideRequest, opts ...grpc.CallOption) (*DecideResponse, error)
 	// RecordOutcome reports what happened after a decision was executed. Idempotent per
 	// decision and outcome.
@@ -85,7 +86,8 @@ func (c *decisionServiceClient) GetDecision(ctx context.Context, in *GetDecision
 // DecisionService answers "what should we do now?" for one customer event.
 type DecisionServiceServer interface {
 	// Decide returns one explainable action for an event. A repeated event.id returns the
-	// stored decision with replayed set and changes nothing.
+	// stored decision with replayed set and changes nothing; with options.dry_run it is
+	// evaluated afresh instead, and prior_decision_id names the stored decision.
 	Decide(context.Context, *DecideRequest) (*DecideResponse, error)
 	// RecordOutcome reports what happened after a decision was executed. Idempotent per
 	// decision and outcome.

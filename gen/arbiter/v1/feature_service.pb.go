@@ -23,11 +23,15 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// PutFeaturesRequest sets features for one customer. A null value deletes the feature.
+// PutFeaturesRequest sets features for one customer.
 type PutFeaturesRequest struct {
-	state      protoimpl.MessageState     `protogen:"open.v1"`
-	CustomerId string                     `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Features   map[string]*structpb.Value `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// features are set by name, as JSON values; a null value deletes the feature (JSON null, as
+	// protojson sends it, or a map entry with no value, as grpcurl sends it). At most 256
+	// features, 8 KiB per value and 64 KiB in all, as JSON.
+	Features map[string]*structpb.Value `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// ttl, when set, expires all of the customer's features after this long.
 	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -124,8 +128,9 @@ func (*PutFeaturesResponse) Descriptor() ([]byte, []int) {
 
 // GetCustomerStateRequest names a customer.
 type GetCustomerStateRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CustomerId    string                 `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer; an unknown one has an empty state.
+	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -169,16 +174,25 @@ func (x *GetCustomerStateRequest) GetCustomerId() string {
 
 // RetryLedger summarises the retry ledger of one credential.
 type RetryLedger struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CardRef       string                 `protobuf:"bytes,1,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
-	MerchantId    string                 `protobuf:"bytes,2,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
-	AmountMinor   int64                  `protobuf:"varint,3,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
-	Currency      string                 `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
-	Initiator     Initiator              `protobuf:"varint,5,opt,name=initiator,proto3,enum=arbiter.v1.Initiator" json:"initiator,omitempty"`
-	Network       CardNetwork            `protobuf:"varint,6,opt,name=network,proto3,enum=arbiter.v1.CardNetwork" json:"network,omitempty"`
-	Declines_24H  int64                  `protobuf:"varint,7,opt,name=declines_24h,json=declines24h,proto3" json:"declines_24h,omitempty"`
-	Declines_30D  int64                  `protobuf:"varint,8,opt,name=declines_30d,json=declines30d,proto3" json:"declines_30d,omitempty"`
-	Retries_30D   int64                  `protobuf:"varint,9,opt,name=retries_30d,json=retries30d,proto3" json:"retries_30d,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card_ref is the credential's token.
+	CardRef string `protobuf:"bytes,1,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
+	// merchant_id is the merchant.
+	MerchantId string `protobuf:"bytes,2,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// amount_minor is the amount in minor units.
+	AmountMinor int64 `protobuf:"varint,3,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	// currency is the ISO 4217 code.
+	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// initiator says who started the payments.
+	Initiator Initiator `protobuf:"varint,5,opt,name=initiator,proto3,enum=arbiter.v1.Initiator" json:"initiator,omitempty"`
+	// network is the card scheme.
+	Network CardNetwork `protobuf:"varint,6,opt,name=network,proto3,enum=arbiter.v1.CardNetwork" json:"network,omitempty"`
+	// declines_24h counts declines in the last 24 hours.
+	Declines_24H int64 `protobuf:"varint,7,opt,name=declines_24h,json=declines24h,proto3" json:"declines_24h,omitempty"`
+	// declines_30d counts declines in the last 30 days.
+	Declines_30D int64 `protobuf:"varint,8,opt,name=declines_30d,json=declines30d,proto3" json:"declines_30d,omitempty"`
+	// retries_30d counts retries Arbiter answered in the last 30 days.
+	Retries_30D   int64 `protobuf:"varint,9,opt,name=retries_30d,json=retries30d,proto3" json:"retries_30d,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,18 +292,25 @@ func (x *RetryLedger) GetRetries_30D() int64 {
 
 // GetCustomerStateResponse is the one live picture of a customer.
 type GetCustomerStateResponse struct {
-	state      protoimpl.MessageState     `protogen:"open.v1"`
-	CustomerId string                     `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
-	Features   map[string]*structpb.Value `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// features are the customer's stored features.
+	Features map[string]*structpb.Value `protobuf:"bytes,2,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// counters are the frequency-cap counters of the active policy, with their limits.
-	Counters        []*CounterValue    `protobuf:"bytes,3,rep,name=counters,proto3" json:"counters,omitempty"`
-	RetryLedgers    []*RetryLedger     `protobuf:"bytes,4,rep,name=retry_ledgers,json=retryLedgers,proto3" json:"retry_ledgers,omitempty"`
-	RetryStops      []*RetryStop       `protobuf:"bytes,5,rep,name=retry_stops,json=retryStops,proto3" json:"retry_stops,omitempty"`
-	FailingChannels []*ChannelFailure  `protobuf:"bytes,6,rep,name=failing_channels,json=failingChannels,proto3" json:"failing_channels,omitempty"`
+	Counters []*CounterValue `protobuf:"bytes,3,rep,name=counters,proto3" json:"counters,omitempty"`
+	// retry_ledgers summarise the retry ledger per credential, merchant, amount and currency.
+	RetryLedgers []*RetryLedger `protobuf:"bytes,4,rep,name=retry_ledgers,json=retryLedgers,proto3" json:"retry_ledgers,omitempty"`
+	// retry_stops are the hard stops on retries in force.
+	RetryStops []*RetryStop `protobuf:"bytes,5,rep,name=retry_stops,json=retryStops,proto3" json:"retry_stops,omitempty"`
+	// failing_channels are the channels marked failing.
+	FailingChannels []*ChannelFailure `protobuf:"bytes,6,rep,name=failing_channels,json=failingChannels,proto3" json:"failing_channels,omitempty"`
+	// recent_decisions are the customer's latest decisions, newest first.
 	RecentDecisions []*DecisionSummary `protobuf:"bytes,7,rep,name=recent_decisions,json=recentDecisions,proto3" json:"recent_decisions,omitempty"`
-	Messages        []*SentMessage     `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// messages are the reserved message slots.
+	Messages      []*SentMessage `protobuf:"bytes,8,rep,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetCustomerStateResponse) Reset() {

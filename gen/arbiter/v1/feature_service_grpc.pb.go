@@ -29,7 +29,7 @@ const (
 //
 // FeatureService writes customer features and reads the live picture of a customer.
 type FeatureServiceClient interface {
-	// PutFeatures merges features into the customer's stored features.
+	// PutFeatures merges features into the customer's stored features; a null value deletes one.
 	PutFeatures(ctx context.Context, in *PutFeaturesRequest, opts ...grpc.CallOption) (*PutFeaturesResponse, error)
 	// GetCustomerState returns features, live counters, retry ledgers and recent decisions.
 	GetCustomerState(ctx context.Context, in *GetCustomerStateRequest, opts ...grpc.CallOption) (*GetCustomerStateResponse, error)
@@ -69,7 +69,7 @@ func (c *featureServiceClient) GetCustomerState(ctx context.Context, in *GetCust
 //
 // FeatureService writes customer features and reads the live picture of a customer.
 type FeatureServiceServer interface {
-	// PutFeatures merges features into the customer's stored features.
+	// PutFeatures merges features into the customer's stored features; a null value deletes one.
 	PutFeatures(context.Context, *PutFeaturesRequest) (*PutFeaturesResponse, error)
 	// GetCustomerState returns features, live counters, retry ledgers and recent decisions.
 	GetCustomerState(context.Context, *GetCustomerStateRequest) (*GetCustomerStateResponse, error)

@@ -26,11 +26,16 @@ const (
 type PolicyChangeKind int32
 
 const (
+	// POLICY_CHANGE_KIND_UNSPECIFIED is never recorded.
 	PolicyChangeKind_POLICY_CHANGE_KIND_UNSPECIFIED PolicyChangeKind = 0
-	PolicyChangeKind_POLICY_CHANGE_KIND_PUBLISH     PolicyChangeKind = 1
-	PolicyChangeKind_POLICY_CHANGE_KIND_ACTIVATE    PolicyChangeKind = 2
-	PolicyChangeKind_POLICY_CHANGE_KIND_ROLLBACK    PolicyChangeKind = 3
-	PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW      PolicyChangeKind = 4
+	// POLICY_CHANGE_KIND_PUBLISH: a version was published.
+	PolicyChangeKind_POLICY_CHANGE_KIND_PUBLISH PolicyChangeKind = 1
+	// POLICY_CHANGE_KIND_ACTIVATE: a version was activated.
+	PolicyChangeKind_POLICY_CHANGE_KIND_ACTIVATE PolicyChangeKind = 2
+	// POLICY_CHANGE_KIND_ROLLBACK: the previously active version was re-activated.
+	PolicyChangeKind_POLICY_CHANGE_KIND_ROLLBACK PolicyChangeKind = 3
+	// POLICY_CHANGE_KIND_SHADOW: the shadow version was set or cleared.
+	PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW PolicyChangeKind = 4
 )
 
 // Enum value maps for PolicyChangeKind.
@@ -88,9 +93,11 @@ type PolicyVersion struct {
 	// digest is the content digest computed when the bundle was compiled.
 	Digest string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
 	// author is the identity of the client that published it.
-	Author    string                 `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
+	Author string `protobuf:"bytes,4,opt,name=author,proto3" json:"author,omitempty"`
+	// created_at is when it was published.
 	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	Comment   string                 `protobuf:"bytes,6,opt,name=comment,proto3" json:"comment,omitempty"`
+	// comment is the publisher's comment.
+	Comment string `protobuf:"bytes,6,opt,name=comment,proto3" json:"comment,omitempty"`
 	// test_cases is how many of the bundle's own test cases passed at publication.
 	TestCases     int32 `protobuf:"varint,7,opt,name=test_cases,json=testCases,proto3" json:"test_cases,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -180,11 +187,13 @@ func (x *PolicyVersion) GetTestCases() int32 {
 type PolicyChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// id is the change's position in the log; ids increase.
-	Id   string           `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// kind is what the change did.
 	Kind PolicyChangeKind `protobuf:"varint,2,opt,name=kind,proto3,enum=arbiter.v1.PolicyChangeKind" json:"kind,omitempty"`
 	// actor is the identity of the client that made the change.
-	Actor string                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
-	At    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// at is when the change was made.
+	At *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
 	// from_version is the version active (or in shadow) before the change; empty for none.
 	FromVersion string `protobuf:"bytes,5,opt,name=from_version,json=fromVersion,proto3" json:"from_version,omitempty"`
 	// to_version is the version active (or in shadow, or published) after it; empty for none.
@@ -340,8 +349,9 @@ func (x *PublishPolicyRequest) GetComment() string {
 
 // PublishPolicyResponse names the stored version.
 type PublishPolicyResponse struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Version *PolicyVersion         `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the stored version.
+	Version *PolicyVersion `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	// created is false when the same version and content were already published.
 	Created       bool `protobuf:"varint,2,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -437,7 +447,8 @@ type ListPoliciesResponse struct {
 	// active_version is the version every replica serves; empty before the first activation.
 	ActiveVersion string `protobuf:"bytes,2,opt,name=active_version,json=activeVersion,proto3" json:"active_version,omitempty"`
 	// shadow_version is the version in shadow; empty for none.
-	ShadowVersion string  `protobuf:"bytes,3,opt,name=shadow_version,json=shadowVersion,proto3" json:"shadow_version,omitempty"`
+	ShadowVersion string `protobuf:"bytes,3,opt,name=shadow_version,json=shadowVersion,proto3" json:"shadow_version,omitempty"`
+	// shadow_share is the share of live decisions evaluated in shadow, 0 to 1.
 	ShadowShare   float64 `protobuf:"fixed64,4,opt,name=shadow_share,json=shadowShare,proto3" json:"shadow_share,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -503,8 +514,9 @@ func (x *ListPoliciesResponse) GetShadowShare() float64 {
 
 // ActivatePolicyRequest names the version to activate.
 type ActivatePolicyRequest struct {
-	state   protoimpl.MessageState `protogen:"open.v1"`
-	Version string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is a published version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	// comment is required.
 	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -557,8 +569,9 @@ func (x *ActivatePolicyRequest) GetComment() string {
 
 // ActivatePolicyResponse is the recorded change.
 type ActivatePolicyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Change        *PolicyChange          `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// change is the change recorded in the log.
+	Change        *PolicyChange `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -648,8 +661,9 @@ func (x *RollbackPolicyRequest) GetComment() string {
 
 // RollbackPolicyResponse is the recorded change.
 type RollbackPolicyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Change        *PolicyChange          `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// change is the change recorded in the log.
+	Change        *PolicyChange `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -693,8 +707,9 @@ func (x *RollbackPolicyResponse) GetChange() *PolicyChange {
 
 // GetPolicyRequest names a version.
 type GetPolicyRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is a published version.
+	Version       string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -738,9 +753,11 @@ func (x *GetPolicyRequest) GetVersion() string {
 
 // GetPolicyResponse holds a published version.
 type GetPolicyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Version       *PolicyVersion         `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
-	Files         map[string][]byte      `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is the version's metadata.
+	Version *PolicyVersion `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// files are the bundle's files by relative path, as published.
+	Files         map[string][]byte `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -837,8 +854,9 @@ func (x *ListPolicyChangesRequest) GetLimit() int32 {
 
 // ListPolicyChangesResponse holds the change log, newest first.
 type ListPolicyChangesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Changes       []*PolicyChange        `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// changes are newest first.
+	Changes       []*PolicyChange `protobuf:"bytes,1,rep,name=changes,proto3" json:"changes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -946,8 +964,9 @@ func (x *SetShadowPolicyRequest) GetComment() string {
 
 // SetShadowPolicyResponse is the recorded change.
 type SetShadowPolicyResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Change        *PolicyChange          `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// change is the change recorded in the log.
+	Change        *PolicyChange `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1028,10 +1047,13 @@ func (*GetShadowReportRequest) Descriptor() ([]byte, []int) {
 
 // ActionChange counts decisions whose action went from one to another.
 type ActionChange struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Active        Action                 `protobuf:"varint,1,opt,name=active,proto3,enum=arbiter.v1.Action" json:"active,omitempty"`
-	Shadow        Action                 `protobuf:"varint,2,opt,name=shadow,proto3,enum=arbiter.v1.Action" json:"shadow,omitempty"`
-	Count         int64                  `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// active is the active version's action.
+	Active Action `protobuf:"varint,1,opt,name=active,proto3,enum=arbiter.v1.Action" json:"active,omitempty"`
+	// shadow is the shadow version's action.
+	Shadow Action `protobuf:"varint,2,opt,name=shadow,proto3,enum=arbiter.v1.Action" json:"shadow,omitempty"`
+	// count is how many decisions went from active to shadow.
+	Count         int64 `protobuf:"varint,3,opt,name=count,proto3" json:"count,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1090,7 +1112,8 @@ func (x *ActionChange) GetCount() int64 {
 // ReasonChange counts decisions where a reason code appeared or disappeared.
 type ReasonChange struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Code  string                 `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// code is the reason code.
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
 	// added counts decisions where the shadow version gave the code and the active one did not.
 	Added int64 `protobuf:"varint,2,opt,name=added,proto3" json:"added,omitempty"`
 	// removed counts decisions where the active version gave the code and the shadow one did not.
@@ -1153,13 +1176,20 @@ func (x *ReasonChange) GetRemoved() int64 {
 // ShadowSample is one decision the two versions answered differently. It holds ids and codes
 // only.
 type ShadowSample struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	EventId       string                 `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	EventType     EventType              `protobuf:"varint,2,opt,name=event_type,json=eventType,proto3,enum=arbiter.v1.EventType" json:"event_type,omitempty"`
-	ActiveAction  Action                 `protobuf:"varint,3,opt,name=active_action,json=activeAction,proto3,enum=arbiter.v1.Action" json:"active_action,omitempty"`
-	ActiveReasons []string               `protobuf:"bytes,4,rep,name=active_reasons,json=activeReasons,proto3" json:"active_reasons,omitempty"`
-	ShadowAction  Action                 `protobuf:"varint,5,opt,name=shadow_action,json=shadowAction,proto3,enum=arbiter.v1.Action" json:"shadow_action,omitempty"`
-	ShadowReasons []string               `protobuf:"bytes,6,rep,name=shadow_reasons,json=shadowReasons,proto3" json:"shadow_reasons,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// event_id is the event decided.
+	EventId string `protobuf:"bytes,1,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// event_type is the event's type.
+	EventType EventType `protobuf:"varint,2,opt,name=event_type,json=eventType,proto3,enum=arbiter.v1.EventType" json:"event_type,omitempty"`
+	// active_action is the active version's action.
+	ActiveAction Action `protobuf:"varint,3,opt,name=active_action,json=activeAction,proto3,enum=arbiter.v1.Action" json:"active_action,omitempty"`
+	// active_reasons are the active version's reason codes.
+	ActiveReasons []string `protobuf:"bytes,4,rep,name=active_reasons,json=activeReasons,proto3" json:"active_reasons,omitempty"`
+	// shadow_action is the shadow version's action.
+	ShadowAction Action `protobuf:"varint,5,opt,name=shadow_action,json=shadowAction,proto3,enum=arbiter.v1.Action" json:"shadow_action,omitempty"`
+	// shadow_reasons are the shadow version's reason codes.
+	ShadowReasons []string `protobuf:"bytes,6,rep,name=shadow_reasons,json=shadowReasons,proto3" json:"shadow_reasons,omitempty"`
+	// at is when it was decided.
 	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1246,10 +1276,13 @@ func (x *ShadowSample) GetAt() *timestamppb.Timestamp {
 
 // GetShadowReportResponse is the shadow report since the shadow was set.
 type GetShadowReportResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ShadowVersion string                 `protobuf:"bytes,1,opt,name=shadow_version,json=shadowVersion,proto3" json:"shadow_version,omitempty"`
-	Share         float64                `protobuf:"fixed64,2,opt,name=share,proto3" json:"share,omitempty"`
-	Since         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// shadow_version is the version in shadow; empty for none.
+	ShadowVersion string `protobuf:"bytes,1,opt,name=shadow_version,json=shadowVersion,proto3" json:"shadow_version,omitempty"`
+	// share is the share of live decisions evaluated in shadow.
+	Share float64 `protobuf:"fixed64,2,opt,name=share,proto3" json:"share,omitempty"`
+	// since is when the shadow was set.
+	Since *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=since,proto3" json:"since,omitempty"`
 	// evaluated counts decisions evaluated under both versions.
 	Evaluated int64 `protobuf:"varint,4,opt,name=evaluated,proto3" json:"evaluated,omitempty"`
 	// different counts those whose action or reason codes differ.

@@ -28,17 +28,28 @@ const (
 type EventType int32
 
 const (
-	EventType_EVENT_TYPE_UNSPECIFIED         EventType = 0
-	EventType_EVENT_TYPE_PAYMENT_FAILED      EventType = 1
-	EventType_EVENT_TYPE_CARD_EXPIRING       EventType = 2
-	EventType_EVENT_TYPE_INVOICE_OVERDUE     EventType = 3
+	// EVENT_TYPE_UNSPECIFIED is refused: every event names its type.
+	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
+	// EVENT_TYPE_PAYMENT_FAILED: a card payment was declined; Event.payment is required.
+	EventType_EVENT_TYPE_PAYMENT_FAILED EventType = 1
+	// EVENT_TYPE_CARD_EXPIRING: a card on file expires soon.
+	EventType_EVENT_TYPE_CARD_EXPIRING EventType = 2
+	// EVENT_TYPE_INVOICE_OVERDUE: an invoice is past its due date.
+	EventType_EVENT_TYPE_INVOICE_OVERDUE EventType = 3
+	// EVENT_TYPE_PAYMENT_PLAN_MISSED: an instalment of a payment plan was missed.
 	EventType_EVENT_TYPE_PAYMENT_PLAN_MISSED EventType = 4
-	EventType_EVENT_TYPE_CHECKOUT_ABANDONED  EventType = 5
-	EventType_EVENT_TYPE_RISKY_LOGIN         EventType = 6
-	EventType_EVENT_TYPE_FRAUD_FLAG_RAISED   EventType = 7
-	EventType_EVENT_TYPE_FRAUD_FLAG_CLEARED  EventType = 8
-	EventType_EVENT_TYPE_MESSAGE_UNOPENED    EventType = 9
-	EventType_EVENT_TYPE_INBOUND_CONTACT     EventType = 10
+	// EVENT_TYPE_CHECKOUT_ABANDONED: the customer left a checkout unfinished.
+	EventType_EVENT_TYPE_CHECKOUT_ABANDONED EventType = 5
+	// EVENT_TYPE_RISKY_LOGIN: a login the fraud systems consider risky.
+	EventType_EVENT_TYPE_RISKY_LOGIN EventType = 6
+	// EVENT_TYPE_FRAUD_FLAG_RAISED: the account is under a fraud hold.
+	EventType_EVENT_TYPE_FRAUD_FLAG_RAISED EventType = 7
+	// EVENT_TYPE_FRAUD_FLAG_CLEARED: the fraud hold was lifted.
+	EventType_EVENT_TYPE_FRAUD_FLAG_CLEARED EventType = 8
+	// EVENT_TYPE_MESSAGE_UNOPENED: a message sent earlier was not opened.
+	EventType_EVENT_TYPE_MESSAGE_UNOPENED EventType = 9
+	// EVENT_TYPE_INBOUND_CONTACT: the customer is calling or chatting now.
+	EventType_EVENT_TYPE_INBOUND_CONTACT EventType = 10
 )
 
 // Enum value maps for EventType.
@@ -102,11 +113,16 @@ func (EventType) EnumDescriptor() ([]byte, []int) {
 type CardNetwork int32
 
 const (
+	// CARD_NETWORK_UNSPECIFIED is refused on a payment.
 	CardNetwork_CARD_NETWORK_UNSPECIFIED CardNetwork = 0
-	CardNetwork_CARD_NETWORK_VISA        CardNetwork = 1
-	CardNetwork_CARD_NETWORK_MASTERCARD  CardNetwork = 2
-	CardNetwork_CARD_NETWORK_AMEX        CardNetwork = 3
-	CardNetwork_CARD_NETWORK_OTHER       CardNetwork = 4
+	// CARD_NETWORK_VISA: Visa, with its retry rules (docs/payments.md).
+	CardNetwork_CARD_NETWORK_VISA CardNetwork = 1
+	// CARD_NETWORK_MASTERCARD: Mastercard, with its merchant advice codes.
+	CardNetwork_CARD_NETWORK_MASTERCARD CardNetwork = 2
+	// CARD_NETWORK_AMEX: American Express.
+	CardNetwork_CARD_NETWORK_AMEX CardNetwork = 3
+	// CARD_NETWORK_OTHER: any other scheme; the conservative retry limits apply.
+	CardNetwork_CARD_NETWORK_OTHER CardNetwork = 4
 )
 
 // Enum value maps for CardNetwork.
@@ -158,9 +174,12 @@ func (CardNetwork) EnumDescriptor() ([]byte, []int) {
 type Initiator int32
 
 const (
+	// INITIATOR_UNSPECIFIED is refused on a payment.
 	Initiator_INITIATOR_UNSPECIFIED Initiator = 0
-	Initiator_INITIATOR_CUSTOMER    Initiator = 1
-	Initiator_INITIATOR_MERCHANT    Initiator = 2
+	// INITIATOR_CUSTOMER: a customer-initiated transaction (CIT).
+	Initiator_INITIATOR_CUSTOMER Initiator = 1
+	// INITIATOR_MERCHANT: a merchant-initiated transaction (MIT), such as a subscription.
+	Initiator_INITIATOR_MERCHANT Initiator = 2
 )
 
 // Enum value maps for Initiator.
@@ -208,13 +227,20 @@ func (Initiator) EnumDescriptor() ([]byte, []int) {
 type Channel int32
 
 const (
+	// CHANNEL_UNSPECIFIED is no channel.
 	Channel_CHANNEL_UNSPECIFIED Channel = 0
-	Channel_CHANNEL_EMAIL       Channel = 1
-	Channel_CHANNEL_SMS         Channel = 2
-	Channel_CHANNEL_PUSH        Channel = 3
-	Channel_CHANNEL_CHAT        Channel = 4
-	Channel_CHANNEL_IVR         Channel = 5
-	Channel_CHANNEL_WHATSAPP    Channel = 6
+	// CHANNEL_EMAIL: e-mail.
+	Channel_CHANNEL_EMAIL Channel = 1
+	// CHANNEL_SMS: text message.
+	Channel_CHANNEL_SMS Channel = 2
+	// CHANNEL_PUSH: push notification to the customer's app.
+	Channel_CHANNEL_PUSH Channel = 3
+	// CHANNEL_CHAT: in-app or web chat.
+	Channel_CHANNEL_CHAT Channel = 4
+	// CHANNEL_IVR: an automated voice call.
+	Channel_CHANNEL_IVR Channel = 5
+	// CHANNEL_WHATSAPP: WhatsApp.
+	Channel_CHANNEL_WHATSAPP Channel = 6
 )
 
 // Enum value maps for Channel.
@@ -270,11 +296,16 @@ func (Channel) EnumDescriptor() ([]byte, []int) {
 type Purpose int32
 
 const (
+	// PURPOSE_UNSPECIFIED is no purpose.
 	Purpose_PURPOSE_UNSPECIFIED Purpose = 0
-	Purpose_PURPOSE_SERVICE     Purpose = 1
+	// PURPOSE_SERVICE: information about the customer's own account or payments.
+	Purpose_PURPOSE_SERVICE Purpose = 1
+	// PURPOSE_COLLECTIONS: asking for a payment that is due or overdue.
 	Purpose_PURPOSE_COLLECTIONS Purpose = 2
-	Purpose_PURPOSE_MARKETING   Purpose = 3
-	Purpose_PURPOSE_SECURITY    Purpose = 4
+	// PURPOSE_MARKETING: offers; needs explicit consent and has the tightest caps.
+	Purpose_PURPOSE_MARKETING Purpose = 3
+	// PURPOSE_SECURITY: fraud and account-security alerts.
+	Purpose_PURPOSE_SECURITY Purpose = 4
 )
 
 // Enum value maps for Purpose.
@@ -326,11 +357,16 @@ func (Purpose) EnumDescriptor() ([]byte, []int) {
 type Action int32
 
 const (
+	// ACTION_UNSPECIFIED is never answered.
 	Action_ACTION_UNSPECIFIED Action = 0
-	Action_ACTION_RETRY       Action = 1
-	Action_ACTION_MESSAGE     Action = 2
-	Action_ACTION_ESCALATE    Action = 3
-	Action_ACTION_SUPPRESS    Action = 4
+	// ACTION_RETRY: retry the declined payment (DecideResponse.retry says when and how).
+	Action_ACTION_RETRY Action = 1
+	// ACTION_MESSAGE: send the customer a message (DecideResponse.message says what and where).
+	Action_ACTION_MESSAGE Action = 2
+	// ACTION_ESCALATE: hand the customer to a human queue (DecideResponse.escalate).
+	Action_ACTION_ESCALATE Action = 3
+	// ACTION_SUPPRESS: do nothing now (DecideResponse.suppress).
+	Action_ACTION_SUPPRESS Action = 4
 )
 
 // Enum value maps for Action.
@@ -382,14 +418,22 @@ func (Action) EnumDescriptor() ([]byte, []int) {
 type Outcome int32
 
 const (
-	Outcome_OUTCOME_UNSPECIFIED     Outcome = 0
-	Outcome_OUTCOME_DELIVERED       Outcome = 1
+	// OUTCOME_UNSPECIFIED is refused.
+	Outcome_OUTCOME_UNSPECIFIED Outcome = 0
+	// OUTCOME_DELIVERED: the message reached the customer.
+	Outcome_OUTCOME_DELIVERED Outcome = 1
+	// OUTCOME_DELIVERY_FAILED: the message could not be delivered; the channel is marked failing.
 	Outcome_OUTCOME_DELIVERY_FAILED Outcome = 2
-	Outcome_OUTCOME_OPENED          Outcome = 3
-	Outcome_OUTCOME_PAID            Outcome = 4
-	Outcome_OUTCOME_RETRY_APPROVED  Outcome = 5
-	Outcome_OUTCOME_RETRY_DECLINED  Outcome = 6
-	Outcome_OUTCOME_AGENT_RESOLVED  Outcome = 7
+	// OUTCOME_OPENED: the customer opened the message.
+	Outcome_OUTCOME_OPENED Outcome = 3
+	// OUTCOME_PAID: the customer paid.
+	Outcome_OUTCOME_PAID Outcome = 4
+	// OUTCOME_RETRY_APPROVED: the retried payment was approved.
+	Outcome_OUTCOME_RETRY_APPROVED Outcome = 5
+	// OUTCOME_RETRY_DECLINED: the retried payment was declined again.
+	Outcome_OUTCOME_RETRY_DECLINED Outcome = 6
+	// OUTCOME_AGENT_RESOLVED: a human agent resolved the escalation.
+	Outcome_OUTCOME_AGENT_RESOLVED Outcome = 7
 )
 
 // Enum value maps for Outcome.
@@ -445,13 +489,19 @@ func (Outcome) EnumDescriptor() ([]byte, []int) {
 
 // Event is the fact a caller asks about. Its id is the idempotency key of the decision.
 type Event struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Type          EventType              `protobuf:"varint,2,opt,name=type,proto3,enum=arbiter.v1.EventType" json:"type,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
-	Source        string                 `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
-	Payment       *PaymentFailure        `protobuf:"bytes,5,opt,name=payment,proto3" json:"payment,omitempty"`
-	Attributes    map[string]string      `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id identifies the event, unique per customer: a repeated id replays the stored decision.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// type is what happened; required.
+	Type EventType `protobuf:"varint,2,opt,name=type,proto3,enum=arbiter.v1.EventType" json:"type,omitempty"`
+	// occurred_at is when it happened, as the caller saw it; optional.
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// source names the system that sent the event, for example "gateway" or "billing".
+	Source string `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// payment describes the declined payment; required for EVENT_TYPE_PAYMENT_FAILED.
+	Payment *PaymentFailure `protobuf:"bytes,5,opt,name=payment,proto3" json:"payment,omitempty"`
+	// attributes are caller-defined strings that policy rules may read (event.attributes).
+	Attributes    map[string]string `protobuf:"bytes,6,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -532,18 +582,28 @@ func (x *Event) GetAttributes() map[string]string {
 // ISO 4217 currency code. card_ref is a network token or payment account reference, never a
 // card number.
 type PaymentFailure struct {
-	state              protoimpl.MessageState `protogen:"open.v1"`
-	DeclineCode        string                 `protobuf:"bytes,1,opt,name=decline_code,json=declineCode,proto3" json:"decline_code,omitempty"`
-	Network            CardNetwork            `protobuf:"varint,2,opt,name=network,proto3,enum=arbiter.v1.CardNetwork" json:"network,omitempty"`
-	MerchantAdviceCode string                 `protobuf:"bytes,3,opt,name=merchant_advice_code,json=merchantAdviceCode,proto3" json:"merchant_advice_code,omitempty"`
-	AmountMinor        int64                  `protobuf:"varint,4,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
-	Currency           string                 `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
-	Acquirer           string                 `protobuf:"bytes,6,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
-	CardRef            string                 `protobuf:"bytes,7,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
-	Initiator          Initiator              `protobuf:"varint,8,opt,name=initiator,proto3,enum=arbiter.v1.Initiator" json:"initiator,omitempty"`
-	MerchantId         string                 `protobuf:"bytes,9,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decline_code is the issuer's response code, ISO 8583 style, for example "51" (insufficient
+	// funds) or "05" (do not honour).
+	DeclineCode string `protobuf:"bytes,1,opt,name=decline_code,json=declineCode,proto3" json:"decline_code,omitempty"`
+	// network is the card scheme; required.
+	Network CardNetwork `protobuf:"varint,2,opt,name=network,proto3,enum=arbiter.v1.CardNetwork" json:"network,omitempty"`
+	// merchant_advice_code is Mastercard's merchant advice code (MAC), for example "01" or "03".
+	MerchantAdviceCode string `protobuf:"bytes,3,opt,name=merchant_advice_code,json=merchantAdviceCode,proto3" json:"merchant_advice_code,omitempty"`
+	// amount_minor is the amount in minor units (pence, cents).
+	AmountMinor int64 `protobuf:"varint,4,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	// currency is the ISO 4217 code, three upper-case letters.
+	Currency string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// acquirer names the acquirer that processed the declined attempt.
+	Acquirer string `protobuf:"bytes,6,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
+	// card_ref is the credential's token or payment account reference; a card number is refused.
+	CardRef string `protobuf:"bytes,7,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
+	// initiator says whether the customer or the merchant started the payment; required.
+	Initiator Initiator `protobuf:"varint,8,opt,name=initiator,proto3,enum=arbiter.v1.Initiator" json:"initiator,omitempty"`
+	// merchant_id identifies the merchant, for the per-merchant retry ledger.
+	MerchantId    string `protobuf:"bytes,9,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PaymentFailure) Reset() {
@@ -641,10 +701,13 @@ func (x *PaymentFailure) GetMerchantId() string {
 
 // Consent is the customer's answer for one channel and purpose.
 type Consent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
-	Purpose       Purpose                `protobuf:"varint,2,opt,name=purpose,proto3,enum=arbiter.v1.Purpose" json:"purpose,omitempty"`
-	Granted       bool                   `protobuf:"varint,3,opt,name=granted,proto3" json:"granted,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// channel is the channel consented to.
+	Channel Channel `protobuf:"varint,1,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	// purpose is the purpose consented to.
+	Purpose Purpose `protobuf:"varint,2,opt,name=purpose,proto3,enum=arbiter.v1.Purpose" json:"purpose,omitempty"`
+	// granted is the answer: true allows, false refuses.
+	Granted       bool `protobuf:"varint,3,opt,name=granted,proto3" json:"granted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -703,16 +766,23 @@ func (x *Consent) GetGranted() bool {
 // Customer is what the caller knows about the customer at the time of the event.
 type Customer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// id identifies the customer: the key of their stored state.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// IANA time zone name, for example "Europe/London".
-	Timezone          string     `protobuf:"bytes,2,opt,name=timezone,proto3" json:"timezone,omitempty"`
-	Consents          []*Consent `protobuf:"bytes,3,rep,name=consents,proto3" json:"consents,omitempty"`
-	PreferredChannels []Channel  `protobuf:"varint,4,rep,packed,name=preferred_channels,json=preferredChannels,proto3,enum=arbiter.v1.Channel" json:"preferred_channels,omitempty"`
-	Vulnerable        bool       `protobuf:"varint,5,opt,name=vulnerable,proto3" json:"vulnerable,omitempty"`
-	Locale            string     `protobuf:"bytes,6,opt,name=locale,proto3" json:"locale,omitempty"`
-	Segment           string     `protobuf:"bytes,7,opt,name=segment,proto3" json:"segment,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	Timezone string `protobuf:"bytes,2,opt,name=timezone,proto3" json:"timezone,omitempty"`
+	// consents are the customer's answers per channel and purpose; no answer means no consent.
+	Consents []*Consent `protobuf:"bytes,3,rep,name=consents,proto3" json:"consents,omitempty"`
+	// preferred_channels are the channels to try first, in order.
+	PreferredChannels []Channel `protobuf:"varint,4,rep,packed,name=preferred_channels,json=preferredChannels,proto3,enum=arbiter.v1.Channel" json:"preferred_channels,omitempty"`
+	// vulnerable marks a customer in vulnerable circumstances: payment and collections events
+	// escalate to a human.
+	Vulnerable bool `protobuf:"varint,5,opt,name=vulnerable,proto3" json:"vulnerable,omitempty"`
+	// locale is the customer's language tag, for example "en-GB"; rules may read it.
+	Locale string `protobuf:"bytes,6,opt,name=locale,proto3" json:"locale,omitempty"`
+	// segment is a caller-defined customer segment that policy rules may read.
+	Segment       string `protobuf:"bytes,7,opt,name=segment,proto3" json:"segment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Customer) Reset() {
@@ -797,7 +867,9 @@ func (x *Customer) GetSegment() string {
 // DecideOptions change how a decision is made.
 type DecideOptions struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// dry_run evaluates only: nothing is reserved and nothing is recorded.
+	// dry_run evaluates only: nothing is reserved and nothing is recorded. A dry run always
+	// evaluates afresh, also for an event id already decided (see
+	// DecideResponse.prior_decision_id).
 	DryRun bool `protobuf:"varint,1,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
 	// explain returns the full trace in DecideResponse.explanation.
 	Explain       bool `protobuf:"varint,2,opt,name=explain,proto3" json:"explain,omitempty"`
@@ -851,9 +923,11 @@ func (x *DecideOptions) GetExplain() bool {
 
 // RetryAction tells the gateway when and through which acquirer to retry.
 type RetryAction struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// not_before is the earliest time to retry, within the card network's rules.
 	NotBefore *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
-	Acquirer  string                 `protobuf:"bytes,2,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
+	// acquirer is the acquirer to retry through.
+	Acquirer string `protobuf:"bytes,2,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
 	// attempt is the number of this retry for the credential in the current window, from 1.
 	Attempt       int32 `protobuf:"varint,3,opt,name=attempt,proto3" json:"attempt,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -913,11 +987,15 @@ func (x *RetryAction) GetAttempt() int32 {
 
 // MessageAction tells the messaging system what to send, where and when.
 type MessageAction struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Channel    Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
-	TemplateId string                 `protobuf:"bytes,2,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
-	Purpose    Purpose                `protobuf:"varint,3,opt,name=purpose,proto3,enum=arbiter.v1.Purpose" json:"purpose,omitempty"`
-	SendAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=send_at,json=sendAt,proto3" json:"send_at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// channel is the channel to send on.
+	Channel Channel `protobuf:"varint,1,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	// template_id names the message template, as the policy rule gives it.
+	TemplateId string `protobuf:"bytes,2,opt,name=template_id,json=templateId,proto3" json:"template_id,omitempty"`
+	// purpose is why the message is sent.
+	Purpose Purpose `protobuf:"varint,3,opt,name=purpose,proto3,enum=arbiter.v1.Purpose" json:"purpose,omitempty"`
+	// send_at is when to send: now, or after the customer's quiet hours.
+	SendAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=send_at,json=sendAt,proto3" json:"send_at,omitempty"`
 	// fallback_channels are the other channels, in order, that passed every guardrail.
 	FallbackChannels []Channel `protobuf:"varint,5,rep,packed,name=fallback_channels,json=fallbackChannels,proto3,enum=arbiter.v1.Channel" json:"fallback_channels,omitempty"`
 	unknownFields    protoimpl.UnknownFields
@@ -991,10 +1069,14 @@ func (x *MessageAction) GetFallbackChannels() []Channel {
 
 // EscalateAction hands the customer to a human.
 type EscalateAction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
-	Priority      int32                  `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
-	Context       map[string]string      `protobuf:"bytes,3,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// queue names the human queue.
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// priority is the escalation's priority as the policy rule sets it, for the queue to order
+	// its work.
+	Priority int32 `protobuf:"varint,2,opt,name=priority,proto3" json:"priority,omitempty"`
+	// context holds ids and codes for the agent, as the policy rule adds them.
+	Context       map[string]string `protobuf:"bytes,3,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1052,7 +1134,8 @@ func (x *EscalateAction) GetContext() map[string]string {
 
 // SuppressAction means: do nothing now.
 type SuppressAction struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// until is when to think again; unset: no particular time.
 	Until         *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=until,proto3" json:"until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1099,7 +1182,8 @@ func (x *SuppressAction) GetUntil() *timestamppb.Timestamp {
 type Reason struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// code is a stable string listed in docs/reason-codes.md, or one a policy adds.
-	Code    string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	Code string `protobuf:"bytes,1,opt,name=code,proto3" json:"code,omitempty"`
+	// message explains the reason to people; its wording may change.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// rule_id names the policy rule or guardrail ("guardrail:<name>") the reason comes from.
 	RuleId        string `protobuf:"bytes,3,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
@@ -1160,10 +1244,13 @@ func (x *Reason) GetRuleId() string {
 
 // PolicyRef names the policy bundle that produced a decision.
 type PolicyRef struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	Digest        string                 `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id is the bundle's policy id, for example "arbiter-default".
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// version is the bundle's version, for example "2026.11.1".
+	Version string `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	// digest is the bundle's content digest, "sha256:" and 64 hex digits.
+	Digest        string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1221,10 +1308,13 @@ func (x *PolicyRef) GetDigest() string {
 
 // RuleTrace is one rule the engine evaluated.
 type RuleTrace struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	RuleId        string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	Matched       bool                   `protobuf:"varint,2,opt,name=matched,proto3" json:"matched,omitempty"`
-	Error         string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rule_id names the rule.
+	RuleId string `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// matched is whether the rule's condition held.
+	Matched bool `protobuf:"varint,2,opt,name=matched,proto3" json:"matched,omitempty"`
+	// error is the evaluation error, if any; a rule that fails does not match.
+	Error         string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1282,12 +1372,16 @@ func (x *RuleTrace) GetError() string {
 
 // GuardrailCheck is one guardrail verdict on one candidate.
 type GuardrailCheck struct {
-	state     protoimpl.MessageState `protogen:"open.v1"`
-	Guardrail string                 `protobuf:"bytes,1,opt,name=guardrail,proto3" json:"guardrail,omitempty"`
-	RuleId    string                 `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// guardrail names the guardrail, "guardrail:<name>".
+	Guardrail string `protobuf:"bytes,1,opt,name=guardrail,proto3" json:"guardrail,omitempty"`
+	// rule_id names the candidate's rule.
+	RuleId string `protobuf:"bytes,2,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
 	// verdict is "pass", "modify" or "block".
-	Verdict       string `protobuf:"bytes,3,opt,name=verdict,proto3" json:"verdict,omitempty"`
-	ReasonCode    string `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	Verdict string `protobuf:"bytes,3,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// reason_code is the reason code of a modify or block verdict.
+	ReasonCode string `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	// detail says what the guardrail saw or changed.
 	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1360,16 +1454,22 @@ func (x *GuardrailCheck) GetDetail() string {
 
 // CandidateTrace is one candidate action and what became of it.
 type CandidateTrace struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	RuleId   string                 `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
-	Action   Action                 `protobuf:"varint,2,opt,name=action,proto3,enum=arbiter.v1.Action" json:"action,omitempty"`
-	Priority int32                  `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rule_id names the rule that proposed the candidate.
+	RuleId string `protobuf:"bytes,1,opt,name=rule_id,json=ruleId,proto3" json:"rule_id,omitempty"`
+	// action is the candidate's action.
+	Action Action `protobuf:"varint,2,opt,name=action,proto3,enum=arbiter.v1.Action" json:"action,omitempty"`
+	// priority is the rule's priority; higher wins.
+	Priority int32 `protobuf:"varint,3,opt,name=priority,proto3" json:"priority,omitempty"`
 	// outcome is "won", "lost" or "blocked".
 	Outcome string `protobuf:"bytes,4,opt,name=outcome,proto3" json:"outcome,omitempty"`
 	// why says why the candidate lost or was blocked.
-	Why           string   `protobuf:"bytes,5,opt,name=why,proto3" json:"why,omitempty"`
-	Channel       Channel  `protobuf:"varint,6,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
-	Queue         string   `protobuf:"bytes,7,opt,name=queue,proto3" json:"queue,omitempty"`
+	Why string `protobuf:"bytes,5,opt,name=why,proto3" json:"why,omitempty"`
+	// channel is the candidate message's channel, for a MESSAGE.
+	Channel Channel `protobuf:"varint,6,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	// queue is the candidate's queue, for an ESCALATE.
+	Queue string `protobuf:"bytes,7,opt,name=queue,proto3" json:"queue,omitempty"`
+	// reason_codes are the reason codes the candidate carries.
 	ReasonCodes   []string `protobuf:"bytes,8,rep,name=reason_codes,json=reasonCodes,proto3" json:"reason_codes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1463,13 +1563,19 @@ func (x *CandidateTrace) GetReasonCodes() []string {
 
 // CounterValue is a frequency-cap counter as read at decision time.
 type CounterValue struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Channel       Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
-	Purposes      []Purpose              `protobuf:"varint,3,rep,packed,name=purposes,proto3,enum=arbiter.v1.Purpose" json:"purposes,omitempty"`
-	Window        *durationpb.Duration   `protobuf:"bytes,4,opt,name=window,proto3" json:"window,omitempty"`
-	Count         int64                  `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
-	Limit         int64                  `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the counter's name in the policy.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// channel is the channel counted; unspecified: every channel.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	// purposes are the purposes counted; empty: every purpose.
+	Purposes []Purpose `protobuf:"varint,3,rep,packed,name=purposes,proto3,enum=arbiter.v1.Purpose" json:"purposes,omitempty"`
+	// window is the sliding window counted.
+	Window *durationpb.Duration `protobuf:"bytes,4,opt,name=window,proto3" json:"window,omitempty"`
+	// count is the messages counted in the window.
+	Count int64 `protobuf:"varint,5,opt,name=count,proto3" json:"count,omitempty"`
+	// limit is the most the window allows.
+	Limit         int64 `protobuf:"varint,6,opt,name=limit,proto3" json:"limit,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1548,14 +1654,22 @@ func (x *CounterValue) GetLimit() int64 {
 
 // Explanation is the structured trace of a decision.
 type Explanation struct {
-	state         protoimpl.MessageState     `protogen:"open.v1"`
-	Rules         []*RuleTrace               `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
-	Guardrails    []*GuardrailCheck          `protobuf:"bytes,2,rep,name=guardrails,proto3" json:"guardrails,omitempty"`
-	Candidates    []*CandidateTrace          `protobuf:"bytes,3,rep,name=candidates,proto3" json:"candidates,omitempty"`
-	Features      map[string]*structpb.Value `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Counters      []*CounterValue            `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty"`
-	DeclineClass  string                     `protobuf:"bytes,6,opt,name=decline_class,json=declineClass,proto3" json:"decline_class,omitempty"`
-	Summary       string                     `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// rules are the rules evaluated, in arbitration order.
+	Rules []*RuleTrace `protobuf:"bytes,1,rep,name=rules,proto3" json:"rules,omitempty"`
+	// guardrails are the guardrail verdicts on the candidates considered.
+	Guardrails []*GuardrailCheck `protobuf:"bytes,2,rep,name=guardrails,proto3" json:"guardrails,omitempty"`
+	// candidates are the candidate actions and what became of each.
+	Candidates []*CandidateTrace `protobuf:"bytes,3,rep,name=candidates,proto3" json:"candidates,omitempty"`
+	// features are the customer features the decision read.
+	Features map[string]*structpb.Value `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// counters are the frequency-cap counters at decision time.
+	Counters []*CounterValue `protobuf:"bytes,5,rep,name=counters,proto3" json:"counters,omitempty"`
+	// decline_class is the payment's decline class: "NEVER", "LATER", "FIX_DATA", "GENERIC",
+	// "NO_AUTO", or empty for an event without a payment.
+	DeclineClass string `protobuf:"bytes,6,opt,name=decline_class,json=declineClass,proto3" json:"decline_class,omitempty"`
+	// summary is one line for people.
+	Summary       string `protobuf:"bytes,7,opt,name=summary,proto3" json:"summary,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1641,10 +1755,14 @@ func (x *Explanation) GetSummary() string {
 
 // SentMessage is one reserved message slot.
 type SentMessage struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DecisionId    string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	Channel       Channel                `protobuf:"varint,2,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
-	Purpose       Purpose                `protobuf:"varint,3,opt,name=purpose,proto3,enum=arbiter.v1.Purpose" json:"purpose,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id is the decision that reserved the slot.
+	DecisionId string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// channel is the message's channel.
+	Channel Channel `protobuf:"varint,2,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	// purpose is the message's purpose.
+	Purpose Purpose `protobuf:"varint,3,opt,name=purpose,proto3,enum=arbiter.v1.Purpose" json:"purpose,omitempty"`
+	// at is when the message is or was to be sent.
 	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1712,14 +1830,22 @@ func (x *SentMessage) GetAt() *timestamppb.Timestamp {
 type LedgerEntry struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// kind is "decline" or "retry".
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	EventId       string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	CardRef       string                 `protobuf:"bytes,3,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
-	MerchantId    string                 `protobuf:"bytes,4,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
-	AmountMinor   int64                  `protobuf:"varint,5,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
-	Currency      string                 `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
-	Initiator     Initiator              `protobuf:"varint,7,opt,name=initiator,proto3,enum=arbiter.v1.Initiator" json:"initiator,omitempty"`
-	Network       CardNetwork            `protobuf:"varint,8,opt,name=network,proto3,enum=arbiter.v1.CardNetwork" json:"network,omitempty"`
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// event_id is the event that added the entry.
+	EventId string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// card_ref is the credential's token.
+	CardRef string `protobuf:"bytes,3,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
+	// merchant_id is the merchant of the payment.
+	MerchantId string `protobuf:"bytes,4,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// amount_minor is the amount in minor units.
+	AmountMinor int64 `protobuf:"varint,5,opt,name=amount_minor,json=amountMinor,proto3" json:"amount_minor,omitempty"`
+	// currency is the ISO 4217 code.
+	Currency string `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
+	// initiator says who started the payment.
+	Initiator Initiator `protobuf:"varint,7,opt,name=initiator,proto3,enum=arbiter.v1.Initiator" json:"initiator,omitempty"`
+	// network is the card scheme.
+	Network CardNetwork `protobuf:"varint,8,opt,name=network,proto3,enum=arbiter.v1.CardNetwork" json:"network,omitempty"`
+	// at is when the attempt happened.
 	At            *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=at,proto3" json:"at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1820,11 +1946,15 @@ func (x *LedgerEntry) GetAt() *timestamppb.Timestamp {
 
 // RetryStop is a hard stop on retries for a credential (and merchant, when set).
 type RetryStop struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CardRef       string                 `protobuf:"bytes,1,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
-	MerchantId    string                 `protobuf:"bytes,2,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
-	Until         *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
-	ReasonCode    string                 `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// card_ref is the credential stopped.
+	CardRef string `protobuf:"bytes,1,opt,name=card_ref,json=cardRef,proto3" json:"card_ref,omitempty"`
+	// merchant_id limits the stop to one merchant; empty: every merchant.
+	MerchantId string `protobuf:"bytes,2,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// until is when the stop ends.
+	Until *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=until,proto3" json:"until,omitempty"`
+	// reason_code is why, for example a hard decline's code.
+	ReasonCode    string `protobuf:"bytes,4,opt,name=reason_code,json=reasonCode,proto3" json:"reason_code,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1889,8 +2019,10 @@ func (x *RetryStop) GetReasonCode() string {
 
 // ChannelFailure marks a channel as failing for the customer until a time.
 type ChannelFailure struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Channel       Channel                `protobuf:"varint,1,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// channel is the failing channel.
+	Channel Channel `protobuf:"varint,1,opt,name=channel,proto3,enum=arbiter.v1.Channel" json:"channel,omitempty"`
+	// until is when it is tried again.
 	Until         *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=until,proto3" json:"until,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1942,12 +2074,18 @@ func (x *ChannelFailure) GetUntil() *timestamppb.Timestamp {
 
 // DecisionSummary is a short view of a past decision.
 type DecisionSummary struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	DecisionId    string                 `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
-	EventId       string                 `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
-	EventType     EventType              `protobuf:"varint,3,opt,name=event_type,json=eventType,proto3,enum=arbiter.v1.EventType" json:"event_type,omitempty"`
-	Action        Action                 `protobuf:"varint,4,opt,name=action,proto3,enum=arbiter.v1.Action" json:"action,omitempty"`
-	ReasonCodes   []string               `protobuf:"bytes,5,rep,name=reason_codes,json=reasonCodes,proto3" json:"reason_codes,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id identifies the decision.
+	DecisionId string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	// event_id is the event decided.
+	EventId string `protobuf:"bytes,2,opt,name=event_id,json=eventId,proto3" json:"event_id,omitempty"`
+	// event_type is the event's type.
+	EventType EventType `protobuf:"varint,3,opt,name=event_type,json=eventType,proto3,enum=arbiter.v1.EventType" json:"event_type,omitempty"`
+	// action is the action answered.
+	Action Action `protobuf:"varint,4,opt,name=action,proto3,enum=arbiter.v1.Action" json:"action,omitempty"`
+	// reason_codes are the answer's reason codes.
+	ReasonCodes []string `protobuf:"bytes,5,rep,name=reason_codes,json=reasonCodes,proto3" json:"reason_codes,omitempty"`
+	// decided_at is when it was decided.
 	DecidedAt     *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=decided_at,json=decidedAt,proto3" json:"decided_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2028,14 +2166,18 @@ func (x *DecisionSummary) GetDecidedAt() *timestamppb.Timestamp {
 // StateSnapshot is the customer state a decision read. With the request and the decision
 // time it reproduces the decision exactly.
 type StateSnapshot struct {
-	state    protoimpl.MessageState     `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// features are the customer's stored features.
 	Features map[string]*structpb.Value `protobuf:"bytes,1,rep,name=features,proto3" json:"features,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	Messages []*SentMessage             `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
+	// messages are the reserved message slots the frequency caps count.
+	Messages []*SentMessage `protobuf:"bytes,2,rep,name=messages,proto3" json:"messages,omitempty"`
 	// The retry ledger: when narrowed, the entries of the payment's card for a PAYMENT_FAILED
 	// event and none for any other event; otherwise (records written before narrowing) the
 	// customer's whole ledger.
-	Ledger          []*LedgerEntry    `protobuf:"bytes,3,rep,name=ledger,proto3" json:"ledger,omitempty"`
-	Stops           []*RetryStop      `protobuf:"bytes,4,rep,name=stops,proto3" json:"stops,omitempty"`
+	Ledger []*LedgerEntry `protobuf:"bytes,3,rep,name=ledger,proto3" json:"ledger,omitempty"`
+	// stops are the customer's retry stops.
+	Stops []*RetryStop `protobuf:"bytes,4,rep,name=stops,proto3" json:"stops,omitempty"`
+	// failing_channels are the channels marked failing.
 	FailingChannels []*ChannelFailure `protobuf:"bytes,5,rep,name=failing_channels,json=failingChannels,proto3" json:"failing_channels,omitempty"`
 	// The customer's latest decisions, newest first: when narrowed, the newest three.
 	Recent []*DecisionSummary `protobuf:"bytes,6,rep,name=recent,proto3" json:"recent,omitempty"`
@@ -2147,11 +2289,15 @@ func (x *StateSnapshot) GetNarrowed() bool {
 
 // Timings are the phases of one decision, in microseconds.
 type Timings struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ReadUs        int64                  `protobuf:"varint,1,opt,name=read_us,json=readUs,proto3" json:"read_us,omitempty"`
-	EvaluateUs    int64                  `protobuf:"varint,2,opt,name=evaluate_us,json=evaluateUs,proto3" json:"evaluate_us,omitempty"`
-	CommitUs      int64                  `protobuf:"varint,3,opt,name=commit_us,json=commitUs,proto3" json:"commit_us,omitempty"`
-	TotalUs       int64                  `protobuf:"varint,4,opt,name=total_us,json=totalUs,proto3" json:"total_us,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// read_us is the time spent reading the customer's state.
+	ReadUs int64 `protobuf:"varint,1,opt,name=read_us,json=readUs,proto3" json:"read_us,omitempty"`
+	// evaluate_us is the time spent evaluating the policy.
+	EvaluateUs int64 `protobuf:"varint,2,opt,name=evaluate_us,json=evaluateUs,proto3" json:"evaluate_us,omitempty"`
+	// commit_us is not measured (the record is written by the commit itself): 0.
+	CommitUs int64 `protobuf:"varint,3,opt,name=commit_us,json=commitUs,proto3" json:"commit_us,omitempty"`
+	// total_us is the time from request to the record being built.
+	TotalUs       int64 `protobuf:"varint,4,opt,name=total_us,json=totalUs,proto3" json:"total_us,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2216,9 +2362,12 @@ func (x *Timings) GetTotalUs() int64 {
 
 // OutcomeRecord is an outcome reported for a decision.
 type OutcomeRecord struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Outcome       Outcome                `protobuf:"varint,1,opt,name=outcome,proto3,enum=arbiter.v1.Outcome" json:"outcome,omitempty"`
-	OccurredAt    *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// outcome is what happened.
+	Outcome Outcome `protobuf:"varint,1,opt,name=outcome,proto3,enum=arbiter.v1.Outcome" json:"outcome,omitempty"`
+	// occurred_at is when it happened, as the caller reported it.
+	OccurredAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=occurred_at,json=occurredAt,proto3" json:"occurred_at,omitempty"`
+	// recorded_at is when Arbiter recorded it.
 	RecordedAt    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
