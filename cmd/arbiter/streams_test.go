@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/loadtest"
 	"github.com/arbiter-dev/arbiter/stream"
 	"github.com/arbiter-dev/arbiter/stream/natstest"
 )
@@ -124,4 +127,50 @@ func TestStreamKilledMidBatch(t *testing.T) {
 		t.Errorf("%d decisions out for %d events, want %d", info.State.Msgs, events, events)
 	}
 	t.Logf("%d of %d decisions out at the SIGKILL; %d after the restart", atKill, events, info.State.Msgs)
+}
+
+// TestLoadtestViaNATS runs "arbiter loadtest --via nats" against "arbiter serve --nats": every
+// event published comes back as a decision (duplicated event ids included, whose replayed
+// decision JetStream drops but core subscribers still see), and the report says the path.
+func TestLoadtestViaNATS(t *testing.T) {
+	natsURL := natstest.Start(t)
+	grpcAddr, _, _, _ := startServe(t, "--nats", natsURL)
+	dir := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := run(t.Context(), []string{"loadtest", "--addr", grpcAddr, "--via", "nats", "--nats", natsURL,
+		"--rate", "200", "--duration", "1s", "--warmup", "200ms", "--customers", "50", "--duplicates", "0.1",
+		"--deadline", "5s", "--out", dir}, noEnv, nil, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("arbiter loadtest --via nats: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	rep, err := loadtest.ReadReportFile(filepath.Join(dir, "report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Via != "nats" || rep.Decide.Name != "decide via nats" {
+		t.Errorf("report via %q, run %q; want nats, decide via nats", rep.Via, rep.Decide.Name)
+	}
+	if rep.Decide.Completed != 200 || rep.Decide.ErrorCount != 0 {
+		t.Errorf("report decide: completed %d, errors %d %v; want 200 without errors", rep.Decide.Completed, rep.Decide.ErrorCount, rep.Decide.Errors)
+	}
+	var actions int64
+	for _, n := range rep.Decide.Actions {
+		actions += n
+	}
+	if actions != 200 {
+		t.Errorf("report actions %v, want 200 in all", rep.Decide.Actions)
+	}
+}
+
+// TestLoadtestViaRefusals: --via names a path; --via nats does not mix with the gRPC-only modes.
+func TestLoadtestViaRefusals(t *testing.T) {
+	for _, args := range [][]string{
+		{"loadtest", "--via", "kafka"},
+		{"loadtest", "--via", "nats", "--baseline"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if err := run(t.Context(), args, noEnv, nil, &stdout, &stderr); err == nil || !strings.Contains(err.Error(), "--via") {
+			t.Errorf("run %v = %v, want a usage error naming --via", args, err)
+		}
+	}
 }
