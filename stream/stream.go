@@ -241,6 +241,16 @@ func (e *Edge) consume(ctx context.Context, c consumerKind, cons jetstream.Consu
 	}
 }
 
+// ready reports whether the service says it is ready (WithReady); without a probe, false.
+func (e *Edge) ready(ctx context.Context) bool {
+	if e.opts.ready == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return e.opts.ready(ctx) == nil
+}
+
 // waitReady probes the service with growing intervals until it is ready or ctx is done.
 func (e *Edge) waitReady(ctx context.Context) {
 	wait := e.opts.pauseProbe
@@ -252,13 +262,7 @@ func (e *Edge) waitReady(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if e.opts.ready == nil {
-			return
-		}
-		pctx, cancel := context.WithTimeout(ctx, time.Second)
-		err := e.opts.ready(pctx)
-		cancel()
-		if err == nil {
+		if e.opts.ready == nil || e.ready(ctx) {
 			return
 		}
 		wait = min(2*wait, e.opts.pauseProbeMax)
@@ -327,6 +331,12 @@ func (e *Edge) pull(ctx context.Context, c consumerKind, cons jetstream.Consumer
 				switch v {
 				case verdictPause:
 					_ = msg.NakWithDelay(e.opts.pauseProbe)
+					if e.ready(work) {
+						// One slow call (a store budget spent under load), not an outage:
+						// this message is tried again, the others go on.
+						e.metrics.result(work, c, resultRetry)
+						continue
+					}
 					e.metrics.result(work, c, resultPaused)
 					stop(err)
 				case verdictRetry:

@@ -560,3 +560,57 @@ func TestSetupChecksExistingStreams(t *testing.T) {
 		t.Errorf("Setup with a foreign %s = %v, want an error naming it", stream.StreamDead, err)
 	}
 }
+
+// slowOnceService answers the first Decide of each event degraded, as the server does when one
+// call outlives its store budget under load, and passes the others to the server.
+type slowOnceService struct {
+	stream.Service
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func (s *slowOnceService) Decide(ctx context.Context, req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, error) {
+	s.mu.Lock()
+	first := !s.seen[req.GetEvent().GetId()]
+	s.seen[req.GetEvent().GetId()] = true
+	s.mu.Unlock()
+	if first {
+		return &arbiterv1.DecideResponse{DecisionId: "degraded-" + req.GetEvent().GetId(), Action: arbiterv1.Action_ACTION_SUPPRESS, Degraded: true}, nil
+	}
+	return s.Service.Decide(ctx, req)
+}
+
+// TestSlowCallRetriedWithoutPause: a degraded answer while the service says it is ready (one
+// slow call, not an outage) is not published: that event is tried again and decided, and the
+// consumer does not pause.
+func TestSlowCallRetriedWithoutPause(t *testing.T) {
+	url := natstest.Start(t)
+	js, err := jetstream.New(connect(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(featurestore.NewMemory(), rollout.NewHolder(decision.DefaultPolicy()))
+	reader := sdkmetric.NewManualReader()
+	runEdge(t, connect(t, url), &slowOnceService{Service: srv, seen: map[string]bool{}},
+		stream.WithReady(func(context.Context) error { return nil }), stream.WithPauseProbe(50*time.Millisecond, 50*time.Millisecond),
+		stream.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	for i := range 5 {
+		publish(t, js, overdue(fmt.Sprintf("ev-slow-%d", i), "cust-slow"))
+	}
+	msgs := waitStored(t, js, stream.StreamDecisions, 5, 20*time.Second)
+	for _, m := range msgs {
+		if m.Header.Get(stream.HeaderDegraded) != "" || strings.HasPrefix(m.Header.Get(stream.HeaderDecisionID), "degraded-") {
+			t.Errorf("degraded decision published for %s", m.Header.Get(stream.HeaderEventID))
+		}
+	}
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(t.Context(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	if n := sumOf(rm, "arbiter.stream.pauses", "consumer", "events"); n != 0 {
+		t.Errorf("arbiter.stream.pauses = %d, want 0: a slow call is no outage", n)
+	}
+	if n := sumOf(rm, "arbiter.stream.messages", "result", "retry"); n != 5 {
+		t.Errorf("arbiter.stream.messages{result=retry} = %d, want 5", n)
+	}
+}
