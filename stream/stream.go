@@ -251,7 +251,8 @@ func (e *Edge) ready(ctx context.Context) bool {
 	return e.opts.ready(ctx) == nil
 }
 
-// waitReady probes the service with growing intervals until it is ready or ctx is done.
+// waitReady probes the NATS connection and the service with growing intervals until both are
+// ready or ctx is done.
 func (e *Edge) waitReady(ctx context.Context) {
 	wait := e.opts.pauseProbe
 	for {
@@ -262,7 +263,8 @@ func (e *Edge) waitReady(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if e.opts.ready == nil || e.ready(ctx) {
+		// NATS itself must be back too (the client reconnects by itself).
+		if e.js.Conn().IsConnected() && (e.opts.ready == nil || e.ready(ctx)) {
 			return
 		}
 		wait = min(2*wait, e.opts.pauseProbeMax)

@@ -71,8 +71,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		return nil, err
 	}
 	paused, err := meter.Int64ObservableGauge("arbiter.stream.consumer.paused",
-		metric.WithDescription("1 while the consumer is paused by an outage, else 0."),
-		metric.WithUnit("1"))
+		metric.WithDescription("1 while the consumer is paused by an outage, else 0."))
 	if err != nil {
 		return nil, err
 	}
