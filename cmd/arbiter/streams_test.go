@@ -134,7 +134,7 @@ func TestStreamKilledMidBatch(t *testing.T) {
 // decision JetStream drops but core subscribers still see), and the report says the path.
 func TestLoadtestViaNATS(t *testing.T) {
 	natsURL := natstest.Start(t)
-	grpcAddr, _, _, _ := startServe(t, "--nats", natsURL)
+	grpcAddr, _, stop, logs := startServe(t, "--nats", natsURL)
 	dir := t.TempDir()
 	var stdout, stderr bytes.Buffer
 	err := run(t.Context(), []string{"loadtest", "--addr", grpcAddr, "--via", "nats", "--nats", natsURL,
@@ -159,6 +159,10 @@ func TestLoadtestViaNATS(t *testing.T) {
 	}
 	if actions != 200 {
 		t.Errorf("report actions %v, want 200 in all", rep.Decide.Actions)
+	}
+	// The edge stops with the server, cleanly.
+	if err := stop(); err != nil {
+		t.Errorf("arbiter serve --nats stopped with %v; log:\n%s", err, logs)
 	}
 }
 
