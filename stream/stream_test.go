@@ -614,3 +614,55 @@ func TestSlowCallRetriedWithoutPause(t *testing.T) {
 		t.Errorf("arbiter.stream.messages{result=retry} = %d, want 5", n)
 	}
 }
+
+// TestNATSOutagePauses: when nats-server dies, the edge pauses, and once it is back (same port
+// and store) the edge resumes by itself: every event published before and after the outage has
+// exactly one decision.
+func TestNATSOutagePauses(t *testing.T) {
+	ns := natstest.StartServer(t)
+	opts := []nats.Option{nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond)}
+	pubConn, err := nats.Connect(ns.URL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pubConn.Close)
+	js, err := jetstream.New(pubConn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeConn, err := nats.Connect(ns.URL(), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(edgeConn.Close)
+	srv := server.New(featurestore.NewMemory(), rollout.NewHolder(decision.DefaultPolicy()))
+	runEdge(t, edgeConn, srv, stream.WithPauseProbe(50*time.Millisecond, 200*time.Millisecond), stream.WithAckWait(2*time.Second))
+	for i := range 20 {
+		publish(t, js, overdue(fmt.Sprintf("ev-before-%d", i), "cust-nats"))
+	}
+	waitStored(t, js, stream.StreamDecisions, 20, 20*time.Second)
+
+	ns.Kill()
+	time.Sleep(500 * time.Millisecond)
+	ns.Restart()
+	for deadline := time.Now().Add(10 * time.Second); !pubConn.IsConnected(); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the publisher did not reconnect within 10s")
+		}
+	}
+	for i := range 20 {
+		publish(t, js, overdue(fmt.Sprintf("ev-after-%d", i), "cust-nats"))
+	}
+	msgs := waitStored(t, js, stream.StreamDecisions, 40, 30*time.Second)
+	perEvent := map[string]int{}
+	for _, m := range msgs {
+		perEvent[m.Header.Get(stream.HeaderEventID)]++
+	}
+	for i := range 20 {
+		for _, ev := range []string{fmt.Sprintf("ev-before-%d", i), fmt.Sprintf("ev-after-%d", i)} {
+			if perEvent[ev] != 1 {
+				t.Errorf("%s: %d decisions, want 1", ev, perEvent[ev])
+			}
+		}
+	}
+}

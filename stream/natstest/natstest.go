@@ -27,26 +27,67 @@ const startTimeout = 10 * time.Second
 // calls t.Fatal when nats-server is not installed or does not come up; it never skips.
 func Start(t testing.TB) string {
 	t.Helper()
+	return StartServer(t).URL()
+}
+
+// Server is a running nats-server that a test can kill and start again, on the same port and
+// JetStream store.
+type Server struct {
+	t      testing.TB
+	bin    string
+	dir    string
+	port   int
+	cmd    *exec.Cmd
+	exited chan struct{}
+}
+
+// StartServer is Start, returning the server for Kill and Restart.
+func StartServer(t testing.TB) *Server {
+	t.Helper()
 	bin, err := lookPath()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
+	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	// A free port can be taken between our probe and the server's bind; try a few times.
 	var lastErr error
 	for range 5 {
-		port, err := freePort()
-		if err != nil {
+		if s.port, err = freePort(); err != nil {
 			t.Fatalf("natstest: find a free port: %v", err)
 		}
-		url, err := launch(t, bin, dir, port)
-		if err == nil {
-			return url
+		if lastErr = s.launch(); lastErr == nil {
+			t.Cleanup(s.Kill)
+			return s
 		}
-		lastErr = err
 	}
 	t.Fatal(lastErr)
-	return ""
+	return nil
+}
+
+// URL is the server's client URL, "nats://127.0.0.1:PORT".
+func (s *Server) URL() string { return "nats://" + s.addr() }
+
+func (s *Server) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// Kill kills the server (SIGKILL) and waits until it has exited. Killing a dead server does
+// nothing.
+func (s *Server) Kill() {
+	if s.cmd == nil {
+		return
+	}
+	_ = s.cmd.Process.Kill()
+	<-s.exited
+	s.cmd = nil
+}
+
+// Restart starts the killed server again on the same port and store; it calls t.Fatal when the
+// server does not come up.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Kill()
+	if err := s.launch(); err != nil {
+		s.t.Fatal(err)
+	}
 }
 
 func lookPath() (string, error) {
@@ -60,14 +101,14 @@ func lookPath() (string, error) {
 	return "", fmt.Errorf("natstest: nats-server is not installed (run `make test`, which installs the Debian package nats-server)")
 }
 
-func launch(t testing.TB, bin, dir string, port int) (string, error) {
-	cmd := exec.Command(bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-sd", dir)
+func (s *Server) launch() error {
+	cmd := exec.Command(s.bin, "-js", "-a", "127.0.0.1", "-p", strconv.Itoa(s.port), "-sd", s.dir)
 	dieWithParent(cmd)
-	var out syncBuffer // written by exec's copying goroutine while Start reads it
+	var out syncBuffer // written by exec's copying goroutine while launch reads it
 	cmd.Stdout = &out
 	cmd.Stderr = &out
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("natstest: start nats-server: %w", err)
+		return fmt.Errorf("natstest: start nats-server: %w", err)
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -78,25 +119,25 @@ func launch(t testing.TB, bin, dir string, port int) (string, error) {
 		_ = cmd.Process.Kill()
 		<-exited
 	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	addr := s.addr()
 	deadline := time.Now().Add(startTimeout)
 	for {
 		// The server logs "Server is ready" once clients can connect and JetStream is up.
 		if strings.Contains(out.String(), "Server is ready") {
 			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
 				c.Close()
-				t.Cleanup(stop)
-				return "nats://" + addr, nil
+				s.cmd, s.exited = cmd, exited
+				return nil
 			}
 		}
 		select {
 		case <-exited:
-			return "", fmt.Errorf("natstest: nats-server on %s exited: %s", addr, strings.TrimSpace(out.String()))
+			return fmt.Errorf("natstest: nats-server on %s exited: %s", addr, strings.TrimSpace(out.String()))
 		default:
 		}
 		if time.Now().After(deadline) {
 			stop()
-			return "", fmt.Errorf("natstest: nats-server on %s not ready within %v: %s", addr, startTimeout, strings.TrimSpace(out.String()))
+			return fmt.Errorf("natstest: nats-server on %s not ready within %v: %s", addr, startTimeout, strings.TrimSpace(out.String()))
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
