@@ -231,7 +231,7 @@ func (e *Edge) consume(ctx context.Context, c consumerKind, cons jetstream.Consu
 		// Paused: wait until the service is ready again.
 		e.metrics.paused[c].Store(true)
 		e.metrics.pauses.Add(ctx, 1, e.metrics.consumerAttrs[c])
-		log.Warn("stream consumption paused: the service cannot decide", "err", cause)
+		log.Warn("stream consumption paused: the service cannot decide, or NATS is away", "err", cause)
 		start := time.Now()
 		e.waitReady(ctx)
 		e.metrics.paused[c].Store(false)
@@ -451,10 +451,10 @@ func (e *Edge) handleEvent(ctx context.Context, msg jetstream.Msg) (verdict, err
 	if err := e.publishDecision(ctx, req, resp); err != nil {
 		return verdictRetry, err
 	}
-	if codes := e.revokeCodes(resp); len(codes) > 0 {
+	if revoking := e.revokeCodes(resp); len(revoking) > 0 {
 		r := &arbiterv1.Revocation{
 			CustomerId: req.GetCustomer().GetId(), DecisionId: resp.GetDecisionId(), EventId: req.GetEvent().GetId(),
-			ReasonCodes: codes, RevokedAt: resp.GetDecidedAt(), Scope: arbiterv1.RevocationScope_REVOCATION_SCOPE_CUSTOMER,
+			ReasonCodes: revoking, RevokedAt: resp.GetDecidedAt(), Scope: arbiterv1.RevocationScope_REVOCATION_SCOPE_CUSTOMER,
 			Policy: resp.GetPolicy(),
 		}
 		if err := e.Revoke(ctx, r); err != nil {

@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -352,6 +353,25 @@ func TestRevocations(t *testing.T) {
 	if len(revs) != 1 || revs[0].Subject != "arbiter.revocations.cust-fraud" {
 		t.Fatalf("revocations %v, want one on arbiter.revocations.cust-fraud", subjects(revs))
 	}
+	revocationOf := func(m *jetstream.RawStreamMsg) *arbiterv1.Revocation {
+		var r arbiterv1.Revocation
+		if err := proto.Unmarshal(m.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		return &r
+	}
+
+	// An opted-out customer's next event revokes too.
+	if _, err := srv.PutFeatures(t.Context(), &arbiterv1.PutFeaturesRequest{CustomerId: "cust-optout",
+		Features: map[string]*structpb.Value{"opted_out": structpb.NewBoolValue(true)}}); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, js, overdue("ev-optout", "cust-optout"))
+	revs = waitStored(t, js, stream.StreamRevocations, 2, 20*time.Second)
+	if r := revocationOf(revs[1]); revs[1].Subject != "arbiter.revocations.cust-optout" || !contains(r.GetReasonCodes(), "OPTED_OUT") {
+		t.Errorf("revocation on %s with codes %v, want arbiter.revocations.cust-optout with OPTED_OUT", revs[1].Subject, r.GetReasonCodes())
+	}
+	revs = revs[:1]
 	var r arbiterv1.Revocation
 	if err := proto.Unmarshal(revs[0].Data, &r); err != nil {
 		t.Fatal(err)
@@ -370,11 +390,11 @@ func TestRevocations(t *testing.T) {
 		}
 	}
 	revs = stored(t, js, stream.StreamRevocations)
-	if len(revs) != 2 {
-		t.Fatalf("%d revocations after Revoke twice, want 2 (one per decision)", len(revs))
+	if len(revs) != 3 {
+		t.Fatalf("%d revocations after Revoke twice, want 3 (the two decisions', and one for the Revoke calls)", len(revs))
 	}
-	if want := "arbiter.revocations." + stream.SubjectToken(odd); revs[1].Subject != want || revs[1].Header.Get(stream.HeaderCustomerID) != odd {
-		t.Errorf("revocation on %s with customer %q, want %s and %q", revs[1].Subject, revs[1].Header.Get(stream.HeaderCustomerID), want, odd)
+	if want := "arbiter.revocations." + stream.SubjectToken(odd); revs[2].Subject != want || revs[2].Header.Get(stream.HeaderCustomerID) != odd {
+		t.Errorf("revocation on %s with customer %q, want %s and %q", revs[2].Subject, revs[2].Header.Get(stream.HeaderCustomerID), want, odd)
 	}
 }
 
