@@ -222,9 +222,11 @@ func storeErr(op, key string, err error) error {
 }
 
 // unavailableReply reports server replies that mean "not now": loading, failover, read-only
-// replica, out of memory, busy script.
+// replica, out of memory, busy script. EXECABORT is one of them: a MULTI/EXEC of this package
+// is discarded only when the server refused a queued command for such a reason (a restarted
+// Redis answers LOADING to every read while it loads its data).
 func unavailableReply(err error) bool {
-	for _, p := range []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "OOM", "BUSY", "NOREPLICAS", "MOVED", "ASK"} {
+	for _, p := range []string{"LOADING", "EXECABORT", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "OOM", "BUSY", "NOREPLICAS", "MOVED", "ASK"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}
