@@ -194,6 +194,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// Telemetry: JSON logs, metrics in Prometheus format, spans through the gRPC stats handler,
 	// the store hooks and the store calls.
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	featurestore.SetClientLogger(logger)
 	metrics, err := newMetricsExport(ctx)
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -428,5 +429,34 @@ func TestNewTracerProvider(t *testing.T) {
 				_ = sdk.Shutdown(ctx)
 			}
 		})
+	}
+}
+
+// TestServeRedisClientLogsJSON: with Redis down at start, the client's own complaints (failed
+// dials) reach the service's JSON log, not stderr as plain text.
+func TestServeRedisClientLogsJSON(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	_, _, stop, logs := startServe(t, "--redis", "redis://"+down, "--audit-spool", t.TempDir())
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	client := 0
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("a log line is not JSON: %q", sc.Text())
+		}
+		if m["component"] == "redis-client" {
+			client++
+		}
+	}
+	if client == 0 {
+		t.Fatalf("no redis-client line in the log of a serve whose Redis is down:\n%s", logs)
 	}
 }
