@@ -78,6 +78,7 @@ type Server struct {
 	tracer   trace.Tracer
 	health   *health.Server
 	draining atomic.Bool
+	cold     atomic.Bool // Warm has not succeeded yet
 }
 
 // Option configures a Server.
@@ -257,11 +258,41 @@ func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
 	if s.draining.Load() {
 		return decision.PolicyRef{}, rpcstatus.ErrDraining
 	}
+	if s.cold.Load() {
+		return decision.PolicyRef{}, errCold
+	}
 	p := s.policies.Load()
 	if p == nil {
 		return decision.PolicyRef{}, rpcstatus.ErrNoPolicy
 	}
 	return p.Ref(), s.ping(ctx)
+}
+
+// errCold is Ready's answer until Warm succeeded.
+var errCold = errors.New("warming up")
+
+// warmer is a store that can ready itself for its first decisions (featurestore.Redis loads
+// its scripts and opens its connections).
+type warmer interface {
+	Warm(ctx context.Context) error
+}
+
+// Warm readies the store for the first decisions, so that none of them degrades for a cold
+// start (a script's first run, a connection's dial), and keeps the server unready (Ready,
+// /readyz) from its call until it succeeds: call it before serving, and again while it
+// fails. A store that needs no warming is ready at once.
+func (s *Server) Warm(ctx context.Context) error {
+	w, ok := s.store.(warmer)
+	if !ok {
+		s.cold.Store(false)
+		return nil
+	}
+	s.cold.Store(true)
+	if err := w.Warm(ctx); err != nil {
+		return err
+	}
+	s.cold.Store(false)
+	return nil
 }
 
 // errNoShard is ping's answer when a sharded store names no shard.

@@ -246,13 +246,6 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		return redactError(err, cfg.redisPassword)
 	}
 	cleanup = append(cleanup, func(context.Context) { _ = store.Close() })
-	// A first ping opens a connection so that the first decisions do not pay for it. A store
-	// that is down is not fatal: /readyz says so and decisions degrade until it answers.
-	pingCtx, cancelPing := context.WithTimeout(ctx, 2*time.Second)
-	if err := store.Ping(pingCtx); err != nil {
-		logger.Warn("store not answering at start-up: decisions degrade until it does", "store", storeName, "err", redactError(err, cfg.redisPassword).Error())
-	}
-	cancelPing()
 
 	// Audit spool: with Redis, a degraded decision (Redis down or too slow) is recorded on
 	// local disk before it is answered, and drained into Redis's audit trail once Redis is
@@ -325,6 +318,16 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		adminCfg.Archive = arch.status
 	}
 	srv := server.New(store, policies, srvOpts...)
+	// Warm the store before serving (scripts loaded, connections open), so that the first
+	// decisions do not degrade for a cold start. A store that is down is not fatal: /readyz
+	// says "warming up", decisions degrade, and warming goes on until the store answers.
+	warmCtx, cancelWarm := context.WithTimeout(ctx, 2*time.Second)
+	err = srv.Warm(warmCtx)
+	cancelWarm()
+	if err != nil {
+		logger.Warn("store not answering at start-up: unready and decisions degrade until it does", "store", storeName, "err", redactError(err, cfg.redisPassword).Error())
+		go keepWarming(ctx, srv)
+	}
 	gs := srv.NewGRPCServer()
 	gov.service.Register(gs)
 	admin := &http.Server{
@@ -496,5 +499,24 @@ func waitShutdownDelay(d time.Duration, logger *slog.Logger) {
 	case <-t.C:
 	case s := <-sig:
 		logger.Warn("second signal: shutdown delay cut short", "signal", s.String())
+	}
+}
+
+// keepWarming retries Server.Warm every second until it succeeds or ctx ends.
+func keepWarming(ctx context.Context, srv *server.Server) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := srv.Warm(wctx)
+		cancel()
+		if err == nil {
+			return
+		}
 	}
 }
