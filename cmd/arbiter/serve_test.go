@@ -69,7 +69,7 @@ func startServe(t *testing.T, args ...string) (grpcAddr, httpAddr string, stop f
 	done := make(chan error, 1)
 	// A generous store budget: under -race on a loaded 2-core machine the first store calls
 	// can exceed the 50 ms default, and these tests are not about degrading.
-	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store-budget", "10s"}, args...)
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store-budget", "10s", "--store-budget-min", "0"}, args...)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, nil, io.Discard, logs) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
