@@ -23,6 +23,7 @@ const (
 	natsHeaderCustomerID = "Arbiter-Customer-Id"
 	natsHeaderAction     = "Arbiter-Action"
 	natsHeaderDegraded   = "Arbiter-Degraded"
+	natsHeaderDecisionID = "Arbiter-Decision-Id"
 )
 
 // ErrNoDecision is the error of a streamed event whose decision did not come out before the
@@ -102,7 +103,8 @@ func (t *NATSTarget) Close() { t.nc.Close() }
 // deliver hands a decision to the calls waiting for its event.
 func (t *NATSTarget) deliver(m *nats.Msg) {
 	k := natsKey{m.Header.Get(natsHeaderCustomerID), m.Header.Get(natsHeaderEventID)}
-	r := Reply{Action: strings.ToUpper(m.Header.Get(natsHeaderAction)), Degraded: m.Header.Get(natsHeaderDegraded) != ""}
+	r := Reply{Action: strings.ToUpper(m.Header.Get(natsHeaderAction)), Degraded: m.Header.Get(natsHeaderDegraded) != "",
+		EventID: k.event, DecisionID: m.Header.Get(natsHeaderDecisionID)}
 	t.mu.Lock()
 	ws := t.waiting[k]
 	delete(t.waiting, k)

@@ -76,6 +76,8 @@ type call struct {
 	unknown bool
 	// rebuilt is set once the call rebuilt its customer's state from the archive.
 	rebuilt bool
+	// sig is what the call tells its shard's admission when it ends.
+	sig admissionSignal
 }
 
 func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start time.Time) (*arbiterv1.DecideResponse, error) {
@@ -93,22 +95,45 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 	toInput(req, &c.in)
 	c.id = featurestore.NewDecisionID(c.in.Customer.ID, now)
 
+	// Admission: beyond what the customer's shard is learned to take, shed the call now.
+	if as := s.opts.admission; as != nil {
+		shard := ""
+		if s.sharded != nil {
+			shard = s.sharded.ShardOf(ctx, c.in.Customer.ID)
+		}
+		a := as.of(shard)
+		if !a.acquire() {
+			s.metrics.shed.Add(ctx, 1)
+			return nil, rpcstatus.ResourceExhausted("the customer state store is overloaded: retry shortly", admissionRetryAfter)
+		}
+		// A call counts as a sign of spare capacity only if its store phase took under half
+		// its budget: the limit grows until the store's latency nears the budget, not beyond.
+		calm := s.budget().For(ctx, start) / 2
+		defer func() {
+			now := time.Now()
+			if c.sig == admissionOK && now.Sub(start) > calm {
+				c.sig = admissionNone
+			}
+			a.release(c.sig, now)
+		}()
+	}
+
 	// The store calls share one budget derived from the caller's deadline.
-	sctx, cancel := s.opts.budget.Context(ctx, start)
+	sctx, cancel := s.budget().Context(ctx, start)
 	defer cancel()
 
 	for attempt := 1; ; attempt++ {
 		// Read the customer's state, or the stored answer to this event id.
 		var loaded featurestore.Loaded
 		t0 := time.Now()
-		err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
-			loaded, err = s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
-			return err
+		loaded, err := storeDo(s, sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (featurestore.Loaded, error) {
+			return s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
 		})
 		c.t.read += time.Since(t0)
 		if err != nil {
 			return s.degradeOn(ctx, c, err)
 		}
+		c.sig = admissionOK
 		if loaded.Record != nil || loaded.ArchivedID != "" {
 			if !c.dryRun {
 				return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
@@ -249,11 +274,9 @@ func (s *Server) dryRunOnDecided(sctx context.Context, c *call, raw []byte, arch
 		}
 		c.prior = rec.GetDecisionId()
 	}
-	var st decision.State
 	t0 := time.Now()
-	err := s.storeDo(sctx, opState, c.in.Customer.ID, func(ctx context.Context) (err error) {
-		st, err = s.store.State(ctx, c.in.Customer.ID, c.in.Now)
-		return err
+	st, err := storeDo(s, sctx, opState, c.in.Customer.ID, func(ctx context.Context) (decision.State, error) {
+		return s.store.State(ctx, c.in.Customer.ID, c.in.Now)
 	})
 	c.t.read += time.Since(t0)
 	return featurestore.Loaded{State: st}, err
@@ -317,12 +340,10 @@ func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiter
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	sctx, cancel := s.opts.budget.Context(ctx, time.Now())
+	sctx, cancel := s.budget().Context(ctx, time.Now())
 	defer cancel()
-	var loaded featurestore.Loaded
-	err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
-		loaded, err = s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, c.in.Now)
-		return err
+	loaded, err := storeDo(s, sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (featurestore.Loaded, error) {
+		return s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, c.in.Now)
 	})
 	switch {
 	case err == nil && (loaded.Record != nil || loaded.ArchivedID != ""):
@@ -335,12 +356,10 @@ func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiter
 }
 
 // commit writes c through the store within the store budget of sctx.
-func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (committed featurestore.Committed, err error) {
-	err = s.storeDo(sctx, opCommit, c.CustomerID, func(ctx context.Context) (err error) {
-		committed, err = s.store.Commit(ctx, c)
-		return err
+func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (featurestore.Committed, error) {
+	return storeDo(s, sctx, opCommit, c.CustomerID, func(ctx context.Context) (featurestore.Committed, error) {
+		return s.store.Commit(ctx, c)
 	})
-	return committed, err
 }
 
 // degradeOn handles a store error of Decide: the caller's own deadline or cancellation ends
@@ -351,6 +370,9 @@ func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.
 		return nil, ctxErr
 	}
 	reason, msg := ReasonStoreUnavailable, "customer state unavailable: decided without it"
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, featurestore.ErrBusy) {
+		c.sig = admissionOverrun // the store is there but too slow for the load: shed some
+	}
 	switch {
 	case errors.Is(err, featurestore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 	case errors.Is(err, featurestore.ErrCorrupt):

@@ -93,6 +93,11 @@ func declineFor(eventID, customerID string) *arbiterv1.DecideRequest {
 	return req
 }
 
+// failoverRate is the open-loop rate of decisions during TestCluster's failover: 500 a
+// second, the rate at which the spill-over onto healthy masters was seen; 150 under the race
+// detector, which on a 2-core machine cannot serve more without every call overrunning.
+var failoverRate = map[bool]int{false: 500, true: 150}[raceEnabled]
+
 // TestCluster runs Decide end to end on a real six-node Redis Cluster, then kills the master
 // that holds some customers while decisions flow: the service keeps answering (degraded and
 // fail-closed for those customers while their slot has no master, and only for them: each
@@ -189,46 +194,54 @@ func TestCluster(t *testing.T) {
 			wg                        sync.WaitGroup
 			seq                       atomic.Int64
 		)
-		for w := range 4 {
-			wg.Go(func() {
-				for !stop.Load() {
-					n := seq.Add(1)
-					cust := customers[int(n)%len(customers)]
-					if w == 0 {
-						cust = victim // one worker keeps asking about the victim's slot
-					}
-					resp, err := call(overdueFor(fmt.Sprintf("fo-ev-%d", n), cust))
-					now := time.Now()
-					if err != nil {
-						errors.Add(1)
-						t.Errorf("Decide(%s) during the failover = %v, want an answer", cust, err)
-						continue
-					}
-					answers.Add(1)
-					if lost[cust] {
-						lostAnswers.Add(1)
-					}
-					if resp.GetDegraded() {
-						degraded.Add(1)
-						if lost[cust] {
-							lostDegraded.Add(1)
-						} else {
-							otherDegraded.Add(1)
-						}
-						if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
-							t.Errorf("degraded Decide(%s) = %v, want fail-closed", cust, a)
-						}
-						mu.Lock()
-						if firstDegraded.IsZero() {
-							firstDegraded = now
-						}
-						lastDegr = now
-						mu.Unlock()
-					}
-					time.Sleep(2 * time.Millisecond)
+		// Open-loop load at failoverRate decisions a second, spread over every master, the
+		// victim's included: a lost master's calls wait out their store budget, and must not
+		// hold up anyone else's.
+		one := func(n int64) {
+			cust := customers[int(n)%len(customers)]
+			if n%4 == 0 {
+				cust = victim // a quarter of the calls are about the victim's slot
+			}
+			resp, err := call(overdueFor(fmt.Sprintf("fo-ev-%d", n), cust))
+			now := time.Now()
+			if err != nil {
+				errors.Add(1)
+				t.Errorf("Decide(%s) during the failover = %v, want an answer", cust, err)
+				return
+			}
+			answers.Add(1)
+			if lost[cust] {
+				lostAnswers.Add(1)
+			}
+			if resp.GetDegraded() {
+				degraded.Add(1)
+				if lost[cust] {
+					lostDegraded.Add(1)
+				} else {
+					otherDegraded.Add(1)
 				}
-			})
+				if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
+					t.Errorf("degraded Decide(%s) = %v, want fail-closed", cust, a)
+				}
+				mu.Lock()
+				if firstDegraded.IsZero() {
+					firstDegraded = now
+				}
+				lastDegr = now
+				mu.Unlock()
+			}
 		}
+		wg.Go(func() {
+			tick := time.NewTicker(time.Second / time.Duration(failoverRate))
+			defer tick.Stop()
+			var calls sync.WaitGroup
+			defer calls.Wait()
+			for !stop.Load() {
+				<-tick.C
+				n := seq.Add(1)
+				calls.Go(func() { one(n) })
+			}
+		})
 		// Two of three masters answer: the replica stays ready (every replica sees the same
 		// cluster; taking them all out of the load balancer would fail every customer).
 		res := map[string]error{}
@@ -286,8 +299,10 @@ func TestCluster(t *testing.T) {
 		if transitions[killed+" open"] == 0 {
 			t.Errorf("breaker of the killed master %s never opened, want it open while the master was lost", killed)
 		}
-		if n := otherDegraded.Load(); n > others/100 {
-			t.Errorf("%d of %d decisions for the other masters' customers degraded during the failover, want at most 1%%", n, others)
+		// Under the race detector a 2-core machine runs near saturation: 3%.
+		tolerance := map[bool]int32{false: 100, true: 33}[raceEnabled]
+		if n := otherDegraded.Load(); n > others/tolerance {
+			t.Errorf("%d of %d decisions for the other masters' customers degraded during the failover, want at most 1/%d", n, others, tolerance)
 		}
 		// After the failover the victim lives on the promoted replica, with a closed breaker.
 		promoted := store.ShardOf(ctx, victim)

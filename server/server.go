@@ -78,7 +78,14 @@ type Server struct {
 	tracer   trace.Tracer
 	health   *health.Server
 	draining atomic.Bool
+	cold     atomic.Bool // Warm has not succeeded yet
+	latency  latencies   // recent store-call latencies, which size the budget
+	detach   bool        // store calls run detached (see detached): all but the embedded store
 }
+
+// budget is the store budget of a request now: the configured one, sized from the measured
+// store latency when its Min is set.
+func (s *Server) budget() Budget { return s.opts.budget.sized(s.latency.P99()) }
 
 // Option configures a Server.
 type Option func(*options)
@@ -96,6 +103,7 @@ type options struct {
 	policySync     *rollout.Sync   // WithPolicySync: fleet policy status for /readyz
 	spool          *spool.Spool    // WithAuditSpool: records of degraded decisions
 	archive        Archive         // WithArchive: decisions past the store's replay window
+	admission      *admissions     // WithAdmission: adaptive limits of the store phase
 }
 
 func defaultOptions() options {
@@ -148,6 +156,19 @@ func WithArchive(a Archive) Option { return func(o *options) { o.archive = a } }
 // degrades instead of missing the caller's deadline.
 func WithStoreBudget(b Budget) Option { return func(o *options) { o.budget = b } }
 
+// WithAdmission sheds excess load before it reaches the store: per store shard, at most a
+// learned number of decisions are in their store phase at once, between lo (zero:
+// DefaultAdmissionMin) and hi, and a decision beyond it gets RESOURCE_EXHAUSTED with a retry
+// delay instead of a degraded answer (see admission). Without it, every call is admitted.
+func WithAdmission(lo, hi int) Option {
+	return func(o *options) {
+		if lo <= 0 {
+			lo = DefaultAdmissionMin
+		}
+		o.admission = &admissions{min: lo, max: max(lo, hi)}
+	}
+}
+
 // WithBreakers puts a circuit breaker in front of every store call (default: none), one per
 // shard of a ShardedStore, so a dead store or a lost cluster master degrades the decisions it
 // holds in microseconds instead of a timeout, and no others.
@@ -186,9 +207,11 @@ func New(store Store, policies *rollout.Holder, opts ...Option) *Server {
 		m, _ = newMetrics(metricnoop.NewMeterProvider())
 	}
 	sharded, _ := store.(ShardedStore)
+	_, inProcess := store.(*featurestore.Memory)
 	return &Server{
 		store:    store,
 		sharded:  sharded,
+		detach:   !inProcess,
 		policies: policies,
 		opts:     o,
 		metrics:  m,
@@ -257,11 +280,41 @@ func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
 	if s.draining.Load() {
 		return decision.PolicyRef{}, rpcstatus.ErrDraining
 	}
+	if s.cold.Load() {
+		return decision.PolicyRef{}, errCold
+	}
 	p := s.policies.Load()
 	if p == nil {
 		return decision.PolicyRef{}, rpcstatus.ErrNoPolicy
 	}
 	return p.Ref(), s.ping(ctx)
+}
+
+// errCold is Ready's answer until Warm succeeded.
+var errCold = errors.New("warming up")
+
+// warmer is a store that can ready itself for its first decisions (featurestore.Redis loads
+// its scripts and opens its connections).
+type warmer interface {
+	Warm(ctx context.Context) error
+}
+
+// Warm readies the store for the first decisions, so that none of them degrades for a cold
+// start (a script's first run, a connection's dial), and keeps the server unready (Ready,
+// /readyz) from its call until it succeeds: call it before serving, and again while it
+// fails. A store that needs no warming is ready at once.
+func (s *Server) Warm(ctx context.Context) error {
+	w, ok := s.store.(warmer)
+	if !ok {
+		s.cold.Store(false)
+		return nil
+	}
+	s.cold.Store(true)
+	if err := w.Warm(ctx); err != nil {
+		return err
+	}
+	s.cold.Store(false)
+	return nil
 }
 
 // errNoShard is ping's answer when a sharded store names no shard.
@@ -271,7 +324,10 @@ var errNoShard = fmt.Errorf("%w: the store has no shard", featurestore.ErrUnavai
 // answer counts for it), until one answers.
 func (s *Server) ping(ctx context.Context) error {
 	if s.sharded == nil {
-		return s.storeCall(ctx, opPing, s.breaker(""), s.store.Ping)
+		_, err := storeCall(s, ctx, opPing, s.breaker(""), func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.store.Ping(ctx)
+		})
+		return err
 	}
 	ctx, span := s.tracer.Start(ctx, spanNames[opPing], trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
@@ -313,34 +369,43 @@ func (s *Server) breaker(shard string) *breaker.Breaker {
 
 // storeDo runs one store call about customerID's keys with a span, its latency metric and the
 // breaker of the customer's shard.
-func (s *Server) storeDo(ctx context.Context, op storeOp, customerID string, call func(ctx context.Context) error) error {
+func storeDo[T any](s *Server, ctx context.Context, op storeOp, customerID string, call func(ctx context.Context) (T, error)) (T, error) {
 	shard := ""
 	if s.sharded != nil && s.opts.breakers != nil {
 		shard = s.sharded.ShardOf(ctx, customerID)
 	}
-	return s.storeCall(ctx, op, s.breaker(shard), call)
+	return storeCall(s, ctx, op, s.breaker(shard), call)
 }
 
 // storeDoDecision runs one store call about the keys of the decision decisionID, as storeDo.
-func (s *Server) storeDoDecision(ctx context.Context, op storeOp, decisionID string, call func(ctx context.Context) error) error {
+func storeDoDecision[T any](s *Server, ctx context.Context, op storeOp, decisionID string, call func(ctx context.Context) (T, error)) (T, error) {
 	shard := ""
 	if s.sharded != nil && s.opts.breakers != nil {
 		shard = s.sharded.ShardOfDecision(ctx, decisionID)
 	}
-	return s.storeCall(ctx, op, s.breaker(shard), call)
+	return storeCall(s, ctx, op, s.breaker(shard), call)
 }
 
 // storeCall runs one store call with a span, its latency metric and breaker b (nil: none).
-func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, call func(ctx context.Context) error) error {
+func storeCall[T any](s *Server, ctx context.Context, op storeOp, b *breaker.Breaker, call func(ctx context.Context) (T, error)) (T, error) {
 	if b != nil {
 		if err := b.Allow(ctx); err != nil {
 			s.metrics.recordStore(ctx, op, 0, err)
-			return err
+			var zero T
+			return zero, err
 		}
 	}
 	ctx, span := s.tracer.Start(ctx, spanNames[op], trace.WithSpanKind(trace.SpanKindClient))
 	start := time.Now()
-	err := call(ctx)
+	var (
+		v   T
+		err error
+	)
+	if s.detach {
+		v, err = detached(ctx, call)
+	} else {
+		v, err = call(ctx) // the embedded store does no I/O: nothing to cut
+	}
 	elapsed := time.Since(start)
 	if err != nil && !errors.Is(err, featurestore.ErrNotFound) {
 		span.SetStatus(codes.Error, storeOpNames[op]+" failed")
@@ -349,8 +414,42 @@ func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, 
 	if b != nil {
 		b.Record(ctx, err)
 	}
+	// A call cut by its budget counts at the time it was given: a store that became slower
+	// than the budget raises the p99, and with it the budget, instead of degrading for ever.
+	if (op == opLoad || op == opCommit) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		s.latency.observe(elapsed)
+	}
 	s.metrics.recordStore(ctx, op, elapsed, err)
-	return err
+	return v, err
+}
+
+// detached runs a store call so that a caller who stops waiting for it (its store budget
+// spent, or gone) does not cut it on the wire: the call goes on in its own goroutine until
+// its reply lands (the client bounds it by its read timeout), and its connection goes back to
+// the pool healthy. A Redis client closes a connection whose read was interrupted, since the
+// reply is still on its way: under load every budget overrun then cost a reconnection, and
+// the reconnections fed the overload. ctx still bounds the wait for a pooled connection, so a
+// call the caller gave up on before it was sent is never sent. The caller gets ctx's error.
+func detached[T any](ctx context.Context, call func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := ctx.Err(); err != nil {
+		return zero, err
+	}
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call(ctx)
+		done <- result{v, err}
+	}()
+	select {
+	case r := <-done:
+		return r.v, r.err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }
 
 // gRPC transport settings of NewGRPCServer.

@@ -226,6 +226,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	if c.via == "nats" {
 		cfg.Name = "decide via nats"
 	}
+	cfg.Faults = c.run.faults // the decide run only
 	stopWatch := watchDuring(ctx, watcher, rep)
 	rep.Decide, err = measure(decide, cfg)
 	stopWatch()
