@@ -6,11 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/guard"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 func TestSubjectToken(t *testing.T) {
@@ -106,3 +109,22 @@ func FuzzDecode(f *testing.F) {
 
 // fixedNow is the clock of the fuzzed checks.
 var fixedNow = time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
+
+func TestShedDelay(t *testing.T) {
+	const def = 250 * time.Millisecond
+	shed := rpcstatus.ResourceExhausted("overloaded", 50*time.Millisecond)
+	tests := []struct {
+		name string
+		err  error
+		want time.Duration
+	}{
+		{"retry info", status.Convert(shed).Err(), 50 * time.Millisecond},
+		{"no retry info", status.Error(codes.ResourceExhausted, "full"), def},
+		{"not a status", errors.New("plain"), def},
+	}
+	for _, tc := range tests {
+		if got := shedDelay(tc.err, def); got != tc.want {
+			t.Errorf("shedDelay(%s) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -216,6 +217,7 @@ const (
 	verdictDone  verdict = iota // acknowledged (decided, recorded or dead-lettered)
 	verdictRetry                // handed back for redelivery
 	verdictPause                // handed back; the service is out: pause the consumer
+	verdictShed                 // handed back: the service sheds load; tried again after its delay
 )
 
 type handler func(ctx context.Context, msg jetstream.Msg) (verdict, error)
@@ -341,6 +343,10 @@ func (e *Edge) pull(ctx context.Context, c consumerKind, cons jetstream.Consumer
 					}
 					e.metrics.result(work, c, resultPaused)
 					stop(err)
+				case verdictShed:
+					// The server's admission control refused it: back pressure, not a fault.
+					_ = msg.NakWithDelay(shedDelay(err, e.opts.pauseProbe))
+					e.metrics.result(work, c, resultRetry)
 				case verdictRetry:
 					_ = msg.NakWithDelay(e.retryDelay(msg))
 					e.metrics.result(work, c, resultRetry)
@@ -385,6 +391,21 @@ func (e *Edge) retryDelay(msg jetstream.Msg) time.Duration {
 	return min(time.Second<<min(n-1, 5), 30*time.Second)
 }
 
+// shedDelay is the retry delay a RESOURCE_EXHAUSTED status asks for (google.rpc.RetryInfo),
+// else def.
+func shedDelay(err error, def time.Duration) time.Duration {
+	st, ok := status.FromError(err)
+	if !ok {
+		return def
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.RetryInfo); ok && ri.GetRetryDelay().AsDuration() > 0 {
+			return min(ri.GetRetryDelay().AsDuration(), 30*time.Second)
+		}
+	}
+	return def
+}
+
 func streamSeq(msg jetstream.Msg) uint64 {
 	if md, err := msg.Metadata(); err == nil {
 		return md.Sequence.Stream
@@ -408,7 +429,9 @@ func (e *Edge) callError(msg jetstream.Msg, err error) (v verdict, deadReason st
 		return verdictDone, DeadInvalid
 	case codes.NotFound:
 		return verdictDone, DeadNotFound
-	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted, codes.Canceled:
+	case codes.ResourceExhausted:
+		return verdictShed, ""
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Aborted, codes.Canceled:
 		return verdictPause, ""
 	}
 	if deliveries(msg) >= uint64(e.opts.maxDeliver) {
