@@ -35,7 +35,7 @@ var layers = map[string][]string{
 	"server": {"decision", "featurestore", "policystore", "archive", "rollout", "guard", "spool", "breaker",
 		"rpcstatus", "gen/arbiter/v1"},
 	"relay":           {"archive", "featurestore", "gen/arbiter/v1"},
-	"stream":          {"cardnumber", "guard", "gen/arbiter/v1"},
+	"stream":          {"cardnumber", "guard", "rpcstatus", "gen/arbiter/v1"},
 	"stream/natstest": {},
 	"loadtest":        {"decision", "gen/arbiter/v1"},
 	"cmd/arbiter":     nil, // main wires everything: no restriction

@@ -19,6 +19,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
+	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
 // Subjects. Producers publish events to arbiter.events.<anything> (for example
@@ -444,7 +445,7 @@ func (e *Edge) callError(msg jetstream.Msg, err error) (v verdict, deadReason st
 var errDegraded = errors.New("the store is out: the decision degraded (not published without WithDegraded)")
 
 // errDryRun refuses a dry run on the stream: a decision published there is acted on.
-var errDryRun = status.Error(codes.InvalidArgument, "invalid options.dry_run: not allowed on the stream, where decisions are acted on; use the Decide RPC")
+var errDryRun = rpcstatus.Invalid("options.dry_run", "not allowed on the stream, where decisions are acted on; use the Decide RPC")
 
 // handleEvent decides one event and publishes its decision (and revocation), then acks it.
 func (e *Edge) handleEvent(ctx context.Context, msg jetstream.Msg) (verdict, error) {
