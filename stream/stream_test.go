@@ -686,3 +686,26 @@ func TestNATSOutagePauses(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONOut: WithJSON publishes decisions in the protobuf JSON mapping, with its Content-Type.
+func TestJSONOut(t *testing.T) {
+	url := natstest.Start(t)
+	js, err := jetstream.New(connect(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(featurestore.NewMemory(), rollout.NewHolder(decision.DefaultPolicy()))
+	runEdge(t, connect(t, url), srv, stream.WithJSON())
+	publish(t, js, overdue("ev-json", "cust-json"))
+	m := waitStored(t, js, stream.StreamDecisions, 1, 20*time.Second)[0]
+	if ct := m.Header.Get(stream.HeaderContentType); ct != stream.ContentTypeJSON {
+		t.Errorf("Content-Type %q, want %q", ct, stream.ContentTypeJSON)
+	}
+	var resp arbiterv1.DecideResponse
+	if err := protojson.Unmarshal(m.Data, &resp); err != nil {
+		t.Fatalf("decision body %q is not protobuf JSON: %v", m.Data, err)
+	}
+	if resp.GetDecisionId() != m.Header.Get(stream.HeaderDecisionID) || resp.GetReplayed() {
+		t.Errorf("decision %v, want id %s, not replayed", &resp, m.Header.Get(stream.HeaderDecisionID))
+	}
+}
