@@ -709,3 +709,50 @@ func TestJSONOut(t *testing.T) {
 		t.Errorf("decision %v, want id %s, not replayed", &resp, m.Header.Get(stream.HeaderDecisionID))
 	}
 }
+
+// TestTwoReplicasShareTheConsumer: two edges (two replicas' servers on one store) share the
+// durable consumer: both decide events, and every event, duplicates included, comes out once.
+func TestTwoReplicasShareTheConsumer(t *testing.T) {
+	url := natstest.Start(t)
+	js, err := jetstream.New(connect(t, url))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := featurestore.NewMemory()
+	var readers []*sdkmetric.ManualReader
+	for range 2 {
+		reader := sdkmetric.NewManualReader()
+		readers = append(readers, reader)
+		srv := server.New(store, rollout.NewHolder(decision.DefaultPolicy()))
+		runEdge(t, connect(t, url), srv, stream.WithWorkers(8),
+			stream.WithMeterProvider(sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))))
+	}
+	const events = 300
+	for i := range events {
+		req := overdue(fmt.Sprintf("ev-%d", i), fmt.Sprintf("cust-%d", i%30))
+		publish(t, js, req)
+		if i%10 == 0 {
+			publish(t, js, req) // a producer's retry, possibly decided by the other replica
+		}
+	}
+	waitStored(t, js, stream.StreamDecisions, events, 60*time.Second)
+	time.Sleep(500 * time.Millisecond) // a late duplicate would land by now
+	perEvent := map[string]int{}
+	for _, m := range stored(t, js, stream.StreamDecisions) {
+		perEvent[m.Header.Get(stream.HeaderEventID)]++
+	}
+	for i := range events {
+		if n := perEvent[fmt.Sprintf("ev-%d", i)]; n != 1 {
+			t.Errorf("ev-%d: %d decisions, want 1", i, n)
+		}
+	}
+	for i, reader := range readers {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(t.Context(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		if n := sumOf(rm, "arbiter.stream.messages", "result", "decided"); n == 0 {
+			t.Errorf("replica %d decided nothing: the consumer is not shared", i)
+		}
+	}
+}
