@@ -57,8 +57,9 @@ func TestRunPhases(t *testing.T) {
 	if fault.Name != "redis-kill" || fault.From != 0.2 || fault.Errors["Unavailable"] == 0 || fault.DegradedShare < 0.95 {
 		t.Errorf("redis-kill phase = %+v, want UNAVAILABLE errors and the answers degraded", fault)
 	}
-	if fault.SplitEvents == 0 || fault.MaxDecisionsPerEvent < 2 {
-		t.Errorf("redis-kill phase: %d split events, at most %d decisions per event; want the split events counted", fault.SplitEvents, fault.MaxDecisionsPerEvent)
+	// The broken target gives each degraded answer its own id: split events.
+	if fault.SplitEvents == 0 {
+		t.Errorf("redis-kill phase: %d split events; want the degraded answers with several ids per event counted", fault.SplitEvents)
 	}
 	var out bytes.Buffer
 	WritePhases(&out, res.Phases)
