@@ -236,7 +236,7 @@ func (e *Edge) consume(ctx context.Context, c consumerKind, cons jetstream.Consu
 		e.metrics.pauses.Add(ctx, 1, e.metrics.consumerAttrs[c])
 		log.Warn("stream consumption paused: the service cannot decide, or NATS is away", "err", cause)
 		start := time.Now()
-		e.waitReady(ctx)
+		e.waitReady(ctx, c, cons)
 		e.metrics.paused[c].Store(false)
 		if ctx.Err() == nil {
 			log.Info("stream consumption resumed", "paused_for", time.Since(start).Round(time.Millisecond).String())
@@ -255,10 +255,11 @@ func (e *Edge) ready(ctx context.Context) bool {
 }
 
 // waitReady probes the NATS connection and the service with growing intervals until both are
-// ready or ctx is done.
-func (e *Edge) waitReady(ctx context.Context) {
+// ready or ctx is done. Meanwhile it keeps the consumer's lag current, as no delivery does.
+func (e *Edge) waitReady(ctx context.Context, c consumerKind, cons jetstream.Consumer) {
 	wait := e.opts.pauseProbe
 	for {
+		e.updateLag(ctx, c, cons)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -370,6 +371,18 @@ const (
 	fetchers  = 2
 	fetchWait = time.Second
 )
+
+// updateLag sets the lag of consumer c from the server's view of it.
+func (e *Edge) updateLag(ctx context.Context, c consumerKind, cons jetstream.Consumer) {
+	if !e.js.Conn().IsConnected() {
+		return
+	}
+	ictx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if info, err := cons.Info(ictx); err == nil {
+		e.metrics.lag[c].Store(int64(info.NumPending))
+	}
+}
 
 // observe records a delivery's lag and redelivery.
 func (e *Edge) observe(ctx context.Context, c consumerKind, msg jetstream.Msg) {

@@ -492,6 +492,18 @@ func TestStoreOutagePauses(t *testing.T) {
 	for i := range during {
 		publish(t, js, overdue(fmt.Sprintf("ev-during-%d", i), fmt.Sprintf("cust-%d", i%5)))
 	}
+	// While paused, the lag gauge shows the backlog waiting in the stream.
+	var lag int64
+	for deadline := time.Now().Add(outage - 500*time.Millisecond); time.Now().Before(deadline) && lag == 0; time.Sleep(50 * time.Millisecond) {
+		var rm metricdata.ResourceMetrics
+		if err := reader.Collect(t.Context(), &rm); err != nil {
+			t.Fatal(err)
+		}
+		lag = gaugeOf(rm, "arbiter.stream.consumer.lag", "consumer", "events")
+	}
+	if lag == 0 {
+		t.Errorf("arbiter.stream.consumer.lag{consumer=events} stayed 0 during the outage, want the backlog")
+	}
 	msgs := waitStored(t, js, stream.StreamDecisions, 1+during, 30*time.Second)
 	if since := time.Since(paused); since < outage-200*time.Millisecond {
 		t.Errorf("all decisions out %v after the outage began, before it ended (%v)", since, outage)
@@ -518,6 +530,23 @@ func TestStoreOutagePauses(t *testing.T) {
 	if decided := sumOf(rm, "arbiter.stream.messages", "result", "decided"); decided < 1+during {
 		t.Errorf("arbiter.stream.messages{result=decided} = %d, want at least %d", decided, 1+during)
 	}
+}
+
+// gaugeOf returns the int64 gauge name's point whose attribute key has value.
+func gaugeOf(rm metricdata.ResourceMetrics, name, key, value string) int64 {
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != name {
+				continue
+			}
+			for _, dp := range m.Data.(metricdata.Gauge[int64]).DataPoints {
+				if v, ok := dp.Attributes.Value(attribute.Key(key)); ok && v.AsString() == value {
+					return dp.Value
+				}
+			}
+		}
+	}
+	return 0
 }
 
 // testLogger logs to t.
