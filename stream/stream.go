@@ -207,6 +207,8 @@ func (e *Edge) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { e.consume(ctx, consumerEvents, events, e.handleEvent) })
 	wg.Go(func() { e.consume(ctx, consumerOutcomes, outcomes, e.handleOutcome) })
+	wg.Go(func() { e.pollLag(ctx, consumerEvents, events) })
+	wg.Go(func() { e.pollLag(ctx, consumerOutcomes, outcomes) })
 	wg.Wait()
 	return nil
 }
@@ -236,7 +238,7 @@ func (e *Edge) consume(ctx context.Context, c consumerKind, cons jetstream.Consu
 		e.metrics.pauses.Add(ctx, 1, e.metrics.consumerAttrs[c])
 		log.Warn("stream consumption paused: the service cannot decide, or NATS is away", "err", cause)
 		start := time.Now()
-		e.waitReady(ctx, c, cons)
+		e.waitReady(ctx)
 		e.metrics.paused[c].Store(false)
 		if ctx.Err() == nil {
 			log.Info("stream consumption resumed", "paused_for", time.Since(start).Round(time.Millisecond).String())
@@ -255,11 +257,10 @@ func (e *Edge) ready(ctx context.Context) bool {
 }
 
 // waitReady probes the NATS connection and the service with growing intervals until both are
-// ready or ctx is done. Meanwhile it keeps the consumer's lag current, as no delivery does.
-func (e *Edge) waitReady(ctx context.Context, c consumerKind, cons jetstream.Consumer) {
+// ready or ctx is done.
+func (e *Edge) waitReady(ctx context.Context) {
 	wait := e.opts.pauseProbe
 	for {
-		e.updateLag(ctx, c, cons)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -372,7 +373,8 @@ const (
 	fetchWait = time.Second
 )
 
-// updateLag sets the lag of consumer c from the server's view of it.
+// updateLag sets the lag of consumer c from JetStream's view of it: messages not delivered yet,
+// plus those handed out and not acknowledged (in flight, or handed back for redelivery).
 func (e *Edge) updateLag(ctx context.Context, c consumerKind, cons jetstream.Consumer) {
 	if !e.js.Conn().IsConnected() {
 		return
@@ -380,17 +382,33 @@ func (e *Edge) updateLag(ctx context.Context, c consumerKind, cons jetstream.Con
 	ictx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	if info, err := cons.Info(ictx); err == nil {
-		e.metrics.lag[c].Store(int64(info.NumPending))
+		e.metrics.lag[c].Store(int64(info.NumPending) + int64(info.NumAckPending))
 	}
 }
 
-// observe records a delivery's lag and redelivery.
+// lagPoll is how often a running consumer's lag is read from JetStream.
+const lagPoll = 2 * time.Second
+
+// pollLag keeps consumer c's lag current until ctx is done.
+func (e *Edge) pollLag(ctx context.Context, c consumerKind, cons jetstream.Consumer) {
+	t := time.NewTicker(lagPoll)
+	defer t.Stop()
+	for {
+		e.updateLag(ctx, c, cons)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// observe records a redelivery.
 func (e *Edge) observe(ctx context.Context, c consumerKind, msg jetstream.Msg) {
 	md, err := msg.Metadata()
 	if err != nil {
 		return
 	}
-	e.metrics.lag[c].Store(int64(md.NumPending))
 	if md.NumDelivered > 1 {
 		e.metrics.redelivered.Add(ctx, 1, e.metrics.consumerAttrs[c])
 	}

@@ -494,7 +494,7 @@ func TestStoreOutagePauses(t *testing.T) {
 	}
 	// While paused, the lag gauge shows the backlog waiting in the stream.
 	var lag int64
-	for deadline := time.Now().Add(outage - 500*time.Millisecond); time.Now().Before(deadline) && lag == 0; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(outage - 200*time.Millisecond); time.Now().Before(deadline) && lag == 0; time.Sleep(50 * time.Millisecond) {
 		var rm metricdata.ResourceMetrics
 		if err := reader.Collect(t.Context(), &rm); err != nil {
 			t.Fatal(err)

@@ -35,7 +35,7 @@ type metrics struct {
 	resultAttrs [consumerCount][resultCount]metric.MeasurementOption
 	// consumerAttrs are the consumer attribute of each consumer's measurements.
 	consumerAttrs [consumerCount]metric.MeasurementOption
-	// lag is the consumer's pending count as its last message said, per consumer.
+	// lag is each consumer's unacknowledged messages, as JetStream counted them last.
 	lag    [consumerCount]atomic.Int64
 	paused [consumerCount]atomic.Bool
 }
@@ -65,7 +65,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		return nil, err
 	}
 	lag, err := meter.Int64ObservableGauge("arbiter.stream.consumer.lag",
-		metric.WithDescription("Messages of the consumer's stream not yet delivered to it, as of its last delivery."),
+		metric.WithDescription("Messages of the consumer's stream not acknowledged yet: not delivered, in flight, or handed back for redelivery (read from JetStream every 2 s)."),
 		metric.WithUnit("{message}"))
 	if err != nil {
 		return nil, err
