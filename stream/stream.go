@@ -348,8 +348,12 @@ func (e *Edge) pull(ctx context.Context, c consumerKind, cons jetstream.Consumer
 					stop(err)
 				case verdictShed:
 					// The server's admission control refused it: back pressure, not a fault.
-					_ = msg.NakWithDelay(shedDelay(err, e.opts.pauseProbe))
+					// This worker waits out the delay too, so that the edge offers less while
+					// the server sheds, instead of cycling its backlog through refusals.
+					d := shedDelay(err, e.opts.pauseProbe)
+					_ = msg.NakWithDelay(d)
 					e.metrics.result(work, c, resultRetry)
+					time.Sleep(d)
 				case verdictRetry:
 					_ = msg.NakWithDelay(e.retryDelay(msg))
 					e.metrics.result(work, c, resultRetry)
