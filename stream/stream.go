@@ -337,13 +337,16 @@ func (e *Edge) pull(ctx context.Context, c consumerKind, cons jetstream.Consumer
 				v, err := handle(work, msg)
 				switch v {
 				case verdictPause:
-					_ = msg.NakWithDelay(e.opts.pauseProbe)
 					if e.ready(work) {
-						// One slow call (a store budget spent under load), not an outage:
-						// this message is tried again, the others go on.
+						// A slow call (a store budget spent under load), not an outage: this
+						// message is tried again soon, and this worker waits as long, so that
+						// the edge offers less while the store is slow.
+						_ = msg.NakWithDelay(slowRetry)
 						e.metrics.result(work, c, resultRetry)
+						time.Sleep(slowRetry)
 						continue
 					}
+					_ = msg.NakWithDelay(e.opts.pauseProbe)
 					e.metrics.result(work, c, resultPaused)
 					stop(err)
 				case verdictShed:
@@ -369,6 +372,10 @@ func (e *Edge) pull(ctx context.Context, c consumerKind, cons jetstream.Consumer
 	}
 	return cause
 }
+
+// slowRetry is how soon an event whose call was slow (degraded while the service is ready) is
+// tried again, and how long its worker waits before it takes another.
+const slowRetry = 50 * time.Millisecond
 
 // Pulling: fetchers batches are requested at once (one is decided while the next arrives),
 // each waiting at most fetchWait for messages.
