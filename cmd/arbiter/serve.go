@@ -298,7 +298,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(shed.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(shed.StreamServerInterceptor()),
-	}, sec.ServerOptions(nil)...)
+	}, sec.PortServerOptions(nil)...)
 	// Archive: opened and relayed into in the background, so that PostgreSQL being down at
 	// start stops nothing.
 	srvOpts := []server.Option{
@@ -326,6 +326,13 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	srv := server.New(store, policies, srvOpts...)
 	gs := srv.NewGRPCServer()
 	gov.service.Register(gs)
+	// Connect and gRPC-Web share the gRPC port: HTTP/1.1 connections go to web, transcoded
+	// onto gs (docs/api.md).
+	connectHandler, err := newConnectHandler(gs, sec)
+	if err != nil {
+		return err
+	}
+	web := sec.HTTPServer(connectHandler)
 	admin := &http.Server{
 		Handler:           srv.AdminHandler(adminCfg),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -336,17 +343,27 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return fmt.Errorf("listen gRPC: %w", err)
 	}
-	grpcLis = sec.LimitListener(grpcLis) // --max-connections
+	port := sec.SharePort(sec.LimitListener(grpcLis)) // --max-connections for both halves
 	httpLis, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
 		grpcLis.Close()
 		return fmt.Errorf("listen HTTP: %w", err)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := gs.Serve(grpcLis); err != nil {
+		if err := port.Serve(); err != nil {
+			errc <- fmt.Errorf("serve gRPC port: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := gs.Serve(port.GRPC); err != nil {
 			errc <- fmt.Errorf("serve gRPC: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := web.Serve(port.HTTP); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve Connect: %w", err)
 		}
 	})
 	wg.Go(func() {
@@ -415,6 +432,10 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
+	if herr := web.Shutdown(hctx); herr != nil {
+		web.Close()
+	}
+	port.Close()
 	if herr := admin.Shutdown(hctx); herr != nil {
 		admin.Close()
 	}
