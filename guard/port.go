@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -127,7 +129,12 @@ func (p *Port) route(c net.Conn) {
 	if string(head) == http2Preface[:3] {
 		to = p.grpc
 	}
-	to.hand(&peekedConn{Conn: c, head: head})
+	pc := &peekedConn{Conn: c, head: head}
+	if tc, ok := c.(*tls.Conn); ok {
+		to.hand(&tlsPeekedConn{pc, tc})
+		return
+	}
+	to.hand(pc)
 }
 
 // peekedConn is a connection whose first bytes were read already: Read returns them first.
@@ -145,14 +152,43 @@ func (c *peekedConn) Read(b []byte) (int, error) {
 	return c.Conn.Read(b)
 }
 
-// ConnectionState is the TLS state of the connection, for net/http (which reads it from a
-// *tls.Conn or a conn with this method to fill Request.TLS).
-func (c *peekedConn) ConnectionState() tls.ConnectionState {
-	if tc, ok := c.Conn.(*tls.Conn); ok {
-		return tc.ConnectionState()
-	}
-	return tls.ConnectionState{}
+// tlsPeekedConn is a peekedConn over TLS.
+type tlsPeekedConn struct {
+	*peekedConn
+	tls *tls.Conn
 }
+
+// ConnectionState is the TLS state of the connection, for net/http (which fills Request.TLS
+// from it) and portCreds.
+func (c *tlsPeekedConn) ConnectionState() tls.ConnectionState { return c.tls.ConnectionState() }
+
+// portCreds are the gRPC transport credentials of a Port's GRPC half when the Port terminates
+// TLS: the handshake is done, so they only report the connection's TLS state, as grpc-go's own
+// TLS credentials would (peer.AuthInfo is a credentials.TLSInfo).
+type portCreds struct{}
+
+func (portCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	tc, ok := c.(*tlsPeekedConn)
+	if !ok {
+		return nil, nil, errors.New("guard: connection without TLS on a TLS port")
+	}
+	return c, credentials.TLSInfo{
+		State:          tc.ConnectionState(),
+		CommonAuthInfo: credentials.CommonAuthInfo{SecurityLevel: credentials.PrivacyAndIntegrity},
+	}, nil
+}
+
+func (portCreds) ClientHandshake(context.Context, string, net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	return nil, nil, errors.New("guard: Port credentials are for servers")
+}
+
+func (portCreds) Info() credentials.ProtocolInfo {
+	return credentials.ProtocolInfo{SecurityProtocol: "tls", SecurityVersion: "1.2"}
+}
+
+func (c portCreds) Clone() credentials.TransportCredentials { return c }
+
+func (portCreds) OverrideServerName(string) error { return nil }
 
 // portListener is one half of a Port: Accept returns the connections routed to it.
 type portListener struct {
