@@ -55,6 +55,15 @@ redis-server: ## Install redis-server (Debian package) when it is missing; the t
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends redis-server; \
 	fi
 
+.PHONY: chromium
+chromium: ## Install Debian's chromium when it is missing: the console's browser tests drive it headless.
+	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium not found: installing the Debian package"; \
+		sudo=""; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+		$$sudo apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends chromium; \
+	fi
+
 .PHONY: promtool
 promtool: ## Put promtool in bin/ when it is not on the PATH (extracted from Debian's prometheus package; nothing is installed or started).
 	@if ! command -v promtool >/dev/null 2>&1 && [ ! -x bin/promtool ]; then \
@@ -103,8 +112,12 @@ postgres: ## Make sure a PostgreSQL answers on 127.0.0.1:5432; start a throwaway
 		"(stop it with: $$as $$bindir/pg_ctl -D $$dir/data stop)"
 
 .PHONY: test
-test: redis-server postgres promtool ## Run every test with the race detector (fuzz targets on their seeds only); under 8 minutes.
-	$(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+test: redis-server postgres promtool chromium ## Run every test with the race detector (fuzz targets on their seeds only); under 8 minutes.
+	ARBITER_REQUIRE_BROWSER=1 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: screenshots
+screenshots: chromium ## Refresh the console's screenshots in docs/ (console-*.png) from a real browser.
+	$(GO) test -run '^TestConsoleInBrowser$$' -count 1 ./cmd/arbiter -screenshots
 
 .PHONY: test-long
 test-long: test ## make test, then each fuzz target for FUZZTIME_LONG executions (a few minutes a target).

@@ -299,10 +299,14 @@ type policiesView struct {
 }
 
 func (c *Console) policies(w http.ResponseWriter, r *http.Request) {
-	p := page{Title: "Policy versions", Nav: "policies", Notice: r.URL.Query().Get("done")}
+	c.policiesPage(w, r, page{Title: "Policy versions", Nav: "policies", Notice: r.URL.Query().Get("done")})
+}
+
+// policiesPage renders the policies page on top of p (which may hold an action's error).
+func (c *Console) policiesPage(w http.ResponseWriter, r *http.Request, p page) {
 	v := policiesView{CanAct: c.canAct(r)}
 	list, err := c.cfg.Policies.ListPolicies(r.Context(), &arbiterv1.ListPoliciesRequest{})
-	if err != nil {
+	if err != nil && p.Error == "" {
 		p.Error = errText(err)
 	}
 	v.List = list
@@ -352,8 +356,7 @@ func (c *Console) rollback(w http.ResponseWriter, r *http.Request) {
 // afterAction redirects to the policies page with what was done, or shows the error.
 func (c *Console) afterAction(w http.ResponseWriter, r *http.Request, done string, err error) {
 	if err != nil {
-		w.WriteHeader(http.StatusBadRequest)
-		c.render(w, "policies", page{Title: "Policy versions", Nav: "policies", Error: errText(err), Data: policiesView{}})
+		c.policiesPage(w, r, page{Title: "Policy versions", Nav: "policies", Error: errText(err)})
 		return
 	}
 	http.Redirect(w, r, "/policies?done="+url.QueryEscape(done), http.StatusSeeOther)
