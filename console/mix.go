@@ -55,6 +55,9 @@ func (m *Mix) Add(now time.Time, d *arbiterv1.DecideResponse) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	b := &m.minutes[minute%MixMinutes]
+	if b.start > minute {
+		return // older than the window this slot holds now
+	}
 	if b.start != minute {
 		*b = mixMinute{start: minute, actions: map[arbiterv1.Action]int{}, reasons: map[string]int{}}
 	}
