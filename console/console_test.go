@@ -103,3 +103,28 @@ func TestOpenAPIDocumentExamples(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkMixAdd(b *testing.B) {
+	m := NewMix()
+	d := &arbiterv1.DecideResponse{Action: arbiterv1.Action_ACTION_MESSAGE,
+		Reasons: []*arbiterv1.Reason{{Code: "OVERDUE_REMINDER", RuleId: "r"}, {Code: "QUIET_HOURS", RuleId: "guardrail:quiet_hours"}}}
+	now := time.Now()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			m.Add(now, d)
+		}
+	})
+}
+
+// TestMixAddNoAllocs: counting a decision on the Decide path allocates nothing once its minute
+// and reasons are known.
+func TestMixAddNoAllocs(t *testing.T) {
+	m := NewMix()
+	d := &arbiterv1.DecideResponse{Action: arbiterv1.Action_ACTION_MESSAGE, Reasons: []*arbiterv1.Reason{{Code: "OVERDUE_REMINDER"}}}
+	now := time.Now()
+	m.Add(now, d)
+	if n := testing.AllocsPerRun(100, func() { m.Add(now, d) }); n != 0 {
+		t.Errorf("Mix.Add allocates %v times per decision, want 0", n)
+	}
+}
