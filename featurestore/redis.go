@@ -62,8 +62,12 @@ const (
 //     "h1:p1,h2:p2": a Redis Cluster through any of the seed nodes;
 //   - a plain "host:port": a single node.
 //
-// The client always has ContextTimeoutEnabled (the caller's deadline bounds every call) and
-// tight timeouts unless the URL sets them: dial 1s, read and write 500ms, pool wait 1s; and a
+// The client leaves ContextTimeoutEnabled off: a caller's deadline bounds the wait for a pooled
+// connection, but never cuts a command on the wire, since a connection whose reply was cut off
+// is closed and dialled again, and under load those reconnections feed the overload they come
+// from (the server stops waiting for a slow call at its store budget and lets the reply land;
+// see server.detached). Every command is bounded by the client's timeouts instead, which are
+// tight unless the URL sets them: dial 1s, read and write 500ms, pool wait 1s; and a
 // pool of 64 connections per node with 8 kept idle (see poolSize); and RESP2 (a redis:// URL
 // may ask for protocol=3). Dial does not connect; use Ping.
 func Dial(rawURL string) (redis.UniversalClient, error) {
@@ -81,7 +85,6 @@ func Dial(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dial redis: %w", err)
 		}
-		opt.ContextTimeoutEnabled = true
 		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
 		setPool(&opt.PoolSize, &opt.MinIdleConns)
 		setProtocol(&opt.Protocol)
@@ -91,7 +94,7 @@ func Dial(rawURL string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		opt := &redis.ClusterOptions{Addrs: addrs, ContextTimeoutEnabled: true, ClusterStateReloadInterval: clusterReloadInterval}
+		opt := &redis.ClusterOptions{Addrs: addrs, ClusterStateReloadInterval: clusterReloadInterval}
 		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
 		setPool(&opt.PoolSize, &opt.MinIdleConns)
 		setProtocol(&opt.Protocol)
@@ -100,7 +103,7 @@ func Dial(rawURL string) (redis.UniversalClient, error) {
 		if _, _, err := net.SplitHostPort(rawURL); err != nil {
 			return nil, fmt.Errorf("dial redis: address %q: %w", rawURL, err)
 		}
-		opt := &redis.Options{Addr: rawURL, ContextTimeoutEnabled: true}
+		opt := &redis.Options{Addr: rawURL}
 		setTimeouts(&opt.DialTimeout, &opt.ReadTimeout, &opt.WriteTimeout, &opt.PoolTimeout)
 		setPool(&opt.PoolSize, &opt.MinIdleConns)
 		setProtocol(&opt.Protocol)
@@ -150,7 +153,7 @@ func setTimeouts(dial, read, write, pool *time.Duration) {
 // parseClusterURL parses "redis+cluster://[user:pass@]h1:p1,h2:p2" (rediss+ for TLS).
 func parseClusterURL(rawURL string) (*redis.ClusterOptions, error) {
 	scheme, rest, _ := strings.Cut(rawURL, "://")
-	opt := &redis.ClusterOptions{ContextTimeoutEnabled: true, ClusterStateReloadInterval: clusterReloadInterval}
+	opt := &redis.ClusterOptions{ClusterStateReloadInterval: clusterReloadInterval}
 	if i := strings.LastIndex(rest, "@"); i >= 0 {
 		user, pass, hasPass := strings.Cut(rest[:i], ":")
 		var err error
@@ -222,9 +225,11 @@ func storeErr(op, key string, err error) error {
 }
 
 // unavailableReply reports server replies that mean "not now": loading, failover, read-only
-// replica, out of memory, busy script.
+// replica, out of memory, busy script. EXECABORT is one of them: a MULTI/EXEC of this package
+// is discarded only when the server refused a queued command for such a reason (a restarted
+// Redis answers LOADING to every read while it loads its data).
 func unavailableReply(err error) bool {
-	for _, p := range []string{"LOADING", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "OOM", "BUSY", "NOREPLICAS", "MOVED", "ASK"} {
+	for _, p := range []string{"LOADING", "EXECABORT", "READONLY", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "OOM", "BUSY", "NOREPLICAS", "MOVED", "ASK"} {
 		if redis.HasErrorPrefix(err, p) {
 			return true
 		}

@@ -123,6 +123,8 @@ func readyError(err error) string {
 		return "draining"
 	case errors.Is(err, rpcstatus.ErrNoPolicy):
 		return "no policy loaded"
+	case errors.Is(err, errCold):
+		return "warming up"
 	}
 	return "store unavailable"
 }

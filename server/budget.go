@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"slices"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,7 +34,63 @@ type Budget struct {
 	// Reserve is the time kept to answer after the store budget; zero means
 	// DefaultStoreBudgetReserve, a negative value means none.
 	Reserve time.Duration
+	// Min, when set, sizes the budget from the store's measured latency: the server caps it at
+	// StoreBudgetHeadroom times the p99 of its recent store calls, but never below Min nor
+	// above Max. A healthy store answering in 1 ms then gets a budget of Min, so a stalled one is
+	// given up on (and its breaker opened) early, while a busy machine whose store calls take
+	// 20 ms still gets up to Max. Zero keeps the budget at Max.
+	Min time.Duration
 }
+
+// StoreBudgetHeadroom is the multiple of the recent p99 store-call latency a sized budget
+// allows (Budget.Min).
+const StoreBudgetHeadroom = 4
+
+// sized returns b with Max lowered to StoreBudgetHeadroom×p99 when b.Min is set, p99 is known
+// (non-zero) and that is less, but never below Min.
+func (b Budget) sized(p99 time.Duration) Budget {
+	if b.Min <= 0 || p99 <= 0 {
+		return b
+	}
+	limit := b.Max
+	if limit <= 0 {
+		limit = DefaultStoreBudgetMax
+	}
+	b.Max = max(b.Min, min(limit, StoreBudgetHeadroom*p99))
+	return b
+}
+
+// latencies keeps the latencies of the recent store calls (answered, or cut by their budget)
+// and their p99, which
+// sizes the store budget (Budget.Min). observe is lock-free; every latencyEvery calls one
+// caller recomputes the p99 over the last latencyWindow.
+type latencies struct {
+	n    atomic.Uint64
+	ring [latencyWindow]atomic.Int64
+	p99  atomic.Int64
+}
+
+const (
+	latencyWindow = 512
+	latencyEvery  = 128
+)
+
+func (l *latencies) observe(d time.Duration) {
+	i := l.n.Add(1)
+	l.ring[i%latencyWindow].Store(int64(d))
+	if i%latencyEvery == 0 {
+		var s [latencyWindow]int64
+		k := min(i, latencyWindow)
+		for j := range k {
+			s[j] = l.ring[j].Load()
+		}
+		slices.Sort(s[:k])
+		l.p99.Store(s[k*99/100])
+	}
+}
+
+// P99 returns the last computed p99, zero before latencyEvery calls.
+func (l *latencies) P99() time.Duration { return time.Duration(l.p99.Load()) }
 
 // For returns the store budget of a request whose context is ctx, at time now. It does not
 // allocate.

@@ -74,3 +74,46 @@ func TestBudgetForNoAllocs(t *testing.T) {
 		t.Errorf("Budget.For allocates %v times, want 0", n)
 	}
 }
+
+func TestBudgetSized(t *testing.T) {
+	ms := time.Millisecond
+	for _, tt := range []struct {
+		budget Budget
+		p99    time.Duration
+		want   time.Duration
+	}{
+		{Budget{Max: 50 * ms}, 2 * ms, 50 * ms},               // no Min: not sized
+		{Budget{Max: 50 * ms, Min: 10 * ms}, 0, 50 * ms},      // nothing measured yet
+		{Budget{Max: 50 * ms, Min: 10 * ms}, ms, 10 * ms},     // a fast store: the floor
+		{Budget{Max: 50 * ms, Min: 10 * ms}, 5 * ms, 20 * ms}, // headroom × p99
+		{Budget{Max: 50 * ms, Min: 10 * ms}, 30 * ms, 50 * ms},
+		{Budget{Min: 10 * ms}, 30 * ms, DefaultStoreBudgetMax},
+	} {
+		if got := tt.budget.sized(tt.p99).Max; got != tt.want {
+			t.Errorf("%+v.sized(p99 %v).Max = %v, want %v", tt.budget, tt.p99, got, tt.want)
+		}
+	}
+}
+
+func TestLatenciesP99(t *testing.T) {
+	var l latencies
+	if l.P99() != 0 {
+		t.Fatal("P99 before any call is not zero")
+	}
+	for i := range 2 * latencyWindow {
+		d := time.Millisecond
+		if i%50 == 0 {
+			d = 40 * time.Millisecond // 2% of calls are slow: the p99 is one of them
+		}
+		l.observe(d)
+	}
+	if got := l.P99(); got != 40*time.Millisecond {
+		t.Errorf("P99() = %v, want 40ms", got)
+	}
+	for range latencyWindow {
+		l.observe(2 * time.Millisecond)
+	}
+	if got := l.P99(); got != 2*time.Millisecond {
+		t.Errorf("P99() after a window of 2ms calls = %v, want 2ms (old calls forgotten)", got)
+	}
+}

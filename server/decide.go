@@ -76,6 +76,8 @@ type call struct {
 	unknown bool
 	// rebuilt is set once the call rebuilt its customer's state from the archive.
 	rebuilt bool
+	// sig is what the call tells its shard's admission when it ends.
+	sig admissionSignal
 }
 
 func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start time.Time) (*arbiterv1.DecideResponse, error) {
@@ -93,8 +95,31 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 	toInput(req, &c.in)
 	c.id = featurestore.NewDecisionID(c.in.Customer.ID, now)
 
+	// Admission: beyond what the customer's shard is learned to take, shed the call now.
+	if as := s.opts.admission; as != nil {
+		shard := ""
+		if s.sharded != nil {
+			shard = s.sharded.ShardOf(ctx, c.in.Customer.ID)
+		}
+		a := as.of(shard)
+		if !a.acquire() {
+			s.metrics.shed.Add(ctx, 1)
+			return nil, rpcstatus.ResourceExhausted("the customer state store is overloaded: retry shortly", admissionRetryAfter)
+		}
+		// A call counts as a sign of spare capacity only if its store phase took under half
+		// its budget: the limit grows until the store's latency nears the budget, not beyond.
+		calm := s.budget().For(ctx, start) / 2
+		defer func() {
+			now := time.Now()
+			if c.sig == admissionOK && now.Sub(start) > calm {
+				c.sig = admissionNone
+			}
+			a.release(c.sig, now)
+		}()
+	}
+
 	// The store calls share one budget derived from the caller's deadline.
-	sctx, cancel := s.opts.budget.Context(ctx, start)
+	sctx, cancel := s.budget().Context(ctx, start)
 	defer cancel()
 
 	for attempt := 1; ; attempt++ {
@@ -109,6 +134,7 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		if err != nil {
 			return s.degradeOn(ctx, c, err)
 		}
+		c.sig = admissionOK
 		if loaded.Record != nil || loaded.ArchivedID != "" {
 			if !c.dryRun {
 				return s.replayStored(ctx, c, loaded.Record, loaded.ArchivedID)
@@ -317,7 +343,7 @@ func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiter
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	sctx, cancel := s.opts.budget.Context(ctx, time.Now())
+	sctx, cancel := s.budget().Context(ctx, time.Now())
 	defer cancel()
 	var loaded featurestore.Loaded
 	err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
@@ -351,6 +377,9 @@ func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.
 		return nil, ctxErr
 	}
 	reason, msg := ReasonStoreUnavailable, "customer state unavailable: decided without it"
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, featurestore.ErrBusy) {
+		c.sig = admissionOverrun // the store is there but too slow for the load: shed some
+	}
 	switch {
 	case errors.Is(err, featurestore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 	case errors.Is(err, featurestore.ErrCorrupt):

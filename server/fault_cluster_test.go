@@ -93,6 +93,9 @@ func declineFor(eventID, customerID string) *arbiterv1.DecideRequest {
 	return req
 }
 
+// failoverRate is the open-loop rate of decisions during TestCluster's failover.
+const failoverRate = 500
+
 // TestCluster runs Decide end to end on a real six-node Redis Cluster, then kills the master
 // that holds some customers while decisions flow: the service keeps answering (degraded and
 // fail-closed for those customers while their slot has no master, and only for them: each
@@ -189,46 +192,54 @@ func TestCluster(t *testing.T) {
 			wg                        sync.WaitGroup
 			seq                       atomic.Int64
 		)
-		for w := range 4 {
-			wg.Go(func() {
-				for !stop.Load() {
-					n := seq.Add(1)
-					cust := customers[int(n)%len(customers)]
-					if w == 0 {
-						cust = victim // one worker keeps asking about the victim's slot
-					}
-					resp, err := call(overdueFor(fmt.Sprintf("fo-ev-%d", n), cust))
-					now := time.Now()
-					if err != nil {
-						errors.Add(1)
-						t.Errorf("Decide(%s) during the failover = %v, want an answer", cust, err)
-						continue
-					}
-					answers.Add(1)
-					if lost[cust] {
-						lostAnswers.Add(1)
-					}
-					if resp.GetDegraded() {
-						degraded.Add(1)
-						if lost[cust] {
-							lostDegraded.Add(1)
-						} else {
-							otherDegraded.Add(1)
-						}
-						if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
-							t.Errorf("degraded Decide(%s) = %v, want fail-closed", cust, a)
-						}
-						mu.Lock()
-						if firstDegraded.IsZero() {
-							firstDegraded = now
-						}
-						lastDegr = now
-						mu.Unlock()
-					}
-					time.Sleep(2 * time.Millisecond)
+		// Open-loop load at failoverRate decisions a second, spread over every master, the
+		// victim's included: a lost master's calls wait out their store budget, and must not
+		// hold up anyone else's.
+		one := func(n int64) {
+			cust := customers[int(n)%len(customers)]
+			if n%4 == 0 {
+				cust = victim // a quarter of the calls are about the victim's slot
+			}
+			resp, err := call(overdueFor(fmt.Sprintf("fo-ev-%d", n), cust))
+			now := time.Now()
+			if err != nil {
+				errors.Add(1)
+				t.Errorf("Decide(%s) during the failover = %v, want an answer", cust, err)
+				return
+			}
+			answers.Add(1)
+			if lost[cust] {
+				lostAnswers.Add(1)
+			}
+			if resp.GetDegraded() {
+				degraded.Add(1)
+				if lost[cust] {
+					lostDegraded.Add(1)
+				} else {
+					otherDegraded.Add(1)
 				}
-			})
+				if a := resp.GetAction(); a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY {
+					t.Errorf("degraded Decide(%s) = %v, want fail-closed", cust, a)
+				}
+				mu.Lock()
+				if firstDegraded.IsZero() {
+					firstDegraded = now
+				}
+				lastDegr = now
+				mu.Unlock()
+			}
 		}
+		wg.Go(func() {
+			tick := time.NewTicker(time.Second / failoverRate)
+			defer tick.Stop()
+			var calls sync.WaitGroup
+			defer calls.Wait()
+			for !stop.Load() {
+				<-tick.C
+				n := seq.Add(1)
+				calls.Go(func() { one(n) })
+			}
+		})
 		// Two of three masters answer: the replica stays ready (every replica sees the same
 		// cluster; taking them all out of the load balancer would fail every customer).
 		res := map[string]error{}

@@ -78,7 +78,13 @@ type Server struct {
 	tracer   trace.Tracer
 	health   *health.Server
 	draining atomic.Bool
+	cold     atomic.Bool // Warm has not succeeded yet
+	latency  latencies   // recent store-call latencies, which size the budget
 }
+
+// budget is the store budget of a request now: the configured one, sized from the measured
+// store latency when its Min is set.
+func (s *Server) budget() Budget { return s.opts.budget.sized(s.latency.P99()) }
 
 // Option configures a Server.
 type Option func(*options)
@@ -96,6 +102,7 @@ type options struct {
 	policySync     *rollout.Sync   // WithPolicySync: fleet policy status for /readyz
 	spool          *spool.Spool    // WithAuditSpool: records of degraded decisions
 	archive        Archive         // WithArchive: decisions past the store's replay window
+	admission      *admissions     // WithAdmission: adaptive limits of the store phase
 }
 
 func defaultOptions() options {
@@ -147,6 +154,19 @@ func WithArchive(a Archive) Option { return func(o *options) { o.archive = a } }
 // caller's deadline (default: the zero Budget, 50 ms at most). When it is spent, the decision
 // degrades instead of missing the caller's deadline.
 func WithStoreBudget(b Budget) Option { return func(o *options) { o.budget = b } }
+
+// WithAdmission sheds excess load before it reaches the store: per store shard, at most a
+// learned number of decisions are in their store phase at once, between lo (zero:
+// DefaultAdmissionMin) and hi, and a decision beyond it gets RESOURCE_EXHAUSTED with a retry
+// delay instead of a degraded answer (see admission). Without it, every call is admitted.
+func WithAdmission(lo, hi int) Option {
+	return func(o *options) {
+		if lo <= 0 {
+			lo = DefaultAdmissionMin
+		}
+		o.admission = &admissions{min: lo, max: max(lo, hi)}
+	}
+}
 
 // WithBreakers puts a circuit breaker in front of every store call (default: none), one per
 // shard of a ShardedStore, so a dead store or a lost cluster master degrades the decisions it
@@ -257,11 +277,41 @@ func (s *Server) Ready(ctx context.Context) (decision.PolicyRef, error) {
 	if s.draining.Load() {
 		return decision.PolicyRef{}, rpcstatus.ErrDraining
 	}
+	if s.cold.Load() {
+		return decision.PolicyRef{}, errCold
+	}
 	p := s.policies.Load()
 	if p == nil {
 		return decision.PolicyRef{}, rpcstatus.ErrNoPolicy
 	}
 	return p.Ref(), s.ping(ctx)
+}
+
+// errCold is Ready's answer until Warm succeeded.
+var errCold = errors.New("warming up")
+
+// warmer is a store that can ready itself for its first decisions (featurestore.Redis loads
+// its scripts and opens its connections).
+type warmer interface {
+	Warm(ctx context.Context) error
+}
+
+// Warm readies the store for the first decisions, so that none of them degrades for a cold
+// start (a script's first run, a connection's dial), and keeps the server unready (Ready,
+// /readyz) from its call until it succeeds: call it before serving, and again while it
+// fails. A store that needs no warming is ready at once.
+func (s *Server) Warm(ctx context.Context) error {
+	w, ok := s.store.(warmer)
+	if !ok {
+		s.cold.Store(false)
+		return nil
+	}
+	s.cold.Store(true)
+	if err := w.Warm(ctx); err != nil {
+		return err
+	}
+	s.cold.Store(false)
+	return nil
 }
 
 // errNoShard is ping's answer when a sharded store names no shard.
@@ -340,7 +390,12 @@ func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, 
 	}
 	ctx, span := s.tracer.Start(ctx, spanNames[op], trace.WithSpanKind(trace.SpanKindClient))
 	start := time.Now()
-	err := call(ctx)
+	var err error
+	if s.sharded != nil {
+		err = detached(ctx, call)
+	} else {
+		err = call(ctx) // the embedded store does no I/O: nothing to cut
+	}
 	elapsed := time.Since(start)
 	if err != nil && !errors.Is(err, featurestore.ErrNotFound) {
 		span.SetStatus(codes.Error, storeOpNames[op]+" failed")
@@ -349,8 +404,34 @@ func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, 
 	if b != nil {
 		b.Record(ctx, err)
 	}
+	// A call cut by its budget counts at the time it was given: a store that became slower
+	// than the budget raises the p99, and with it the budget, instead of degrading for ever.
+	if (op == opLoad || op == opCommit) && (err == nil || errors.Is(err, context.DeadlineExceeded)) {
+		s.latency.observe(elapsed)
+	}
 	s.metrics.recordStore(ctx, op, elapsed, err)
 	return err
+}
+
+// detached runs a store call so that a caller who stops waiting for it (its store budget
+// spent, or gone) does not cut it on the wire: the call goes on in its own goroutine until
+// its reply lands (the client bounds it by its read timeout), and its connection goes back to
+// the pool healthy. A Redis client closes a connection whose read was interrupted, since the
+// reply is still on its way: under load every budget overrun then cost a reconnection, and
+// the reconnections fed the overload. ctx still bounds the wait for a pooled connection, so a
+// call the caller gave up on before it was sent is never sent. The caller gets ctx's error.
+func detached(ctx context.Context, call func(ctx context.Context) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- call(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // gRPC transport settings of NewGRPCServer.

@@ -55,6 +55,7 @@ type metrics struct {
 	degraded  metric.Int64Counter     // arbiter.decisions.degraded{reason}
 	replayed  metric.Int64Counter     // arbiter.decisions.replayed
 	conflicts metric.Int64Counter     // arbiter.store.conflicts
+	shed      metric.Int64Counter     // arbiter.store.admission.shed
 
 	actionAttrs [decision.ActionSuppress + 1]metric.MeasurementOption
 	storeAttrs  [opCount][2]metric.MeasurementOption // [op][ok, error]
@@ -121,6 +122,10 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 		metric.WithDescription("Commits refused because the customer's state moved since it was read."), metric.WithUnit("{commit}")); err != nil {
 		return nil, err
 	}
+	if ms.shed, err = m.Int64Counter("arbiter.store.admission.shed",
+		metric.WithDescription("Decide calls refused with RESOURCE_EXHAUSTED because their store shard was at its learned admission limit."), metric.WithUnit("{call}")); err != nil {
+		return nil, err
+	}
 	for a := range ms.actionAttrs {
 		ms.actionAttrs[a] = metric.WithAttributeSet(attribute.NewSet(attribute.String("action", actionName(decision.Action(a)))))
 	}
@@ -142,6 +147,7 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	}
 	ms.replayed.Add(ctx, 0)
 	ms.conflicts.Add(ctx, 0)
+	ms.shed.Add(ctx, 0)
 	return &ms, nil
 }
 

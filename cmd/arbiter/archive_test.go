@@ -65,7 +65,7 @@ func TestArchiveExactlyOnce(t *testing.T) {
 		t.Cleanup(func() { _ = conn.Close() })
 		hc := healthpb.NewHealthClient(conn)
 		srv := &reconcileServer{t: t, addr: addr, redis: redisURL, spool: t.TempDir(),
-			args: []string{"--archive", proxied, "--replay-window", "1h", "--store-budget", "2s"}}
+			args: []string{"--archive", proxied, "--replay-window", "1h", "--store-budget", "2s", "--store-budget-min", "0"}}
 		srv.start(hc)
 		t.Cleanup(func() {
 			select {

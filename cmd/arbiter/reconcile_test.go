@@ -433,7 +433,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	// store call whatever the budget) both far above the pause below: under the race detector
 	// on two busy cores, a call held by the pause can take well over its length.
 	srv, conn := startServeProcess(t, "redis://"+rd.addr()+"?read_timeout=5s&write_timeout=5s",
-		"--store-budget", "5s", "--shutdown-delay", delay.String())
+		"--store-budget", "5s", "--store-budget-min", "0", "--shutdown-delay", delay.String())
 	hc := healthpb.NewHealthClient(conn)
 	dc := arbiterv1.NewDecisionServiceClient(conn)
 

@@ -47,8 +47,10 @@ type serveConfig struct {
 	shutdownTimeout time.Duration
 	shutdownDelay   time.Duration
 	storeBudget     time.Duration
+	storeBudgetMin  time.Duration
 	breakerFailures int
 	breakerCoolDown time.Duration
+	admissionMin    int
 	maxInFlight     int
 	auditSpool      string
 	auditSpoolMiB   int
@@ -112,7 +114,9 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.DurationVar(&c.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long in-flight calls may take to finish at shutdown before they are cut")
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "at shutdown, how long to keep serving new calls after readiness went false, so that load balancers stop routing here first (for example 5s behind a Kubernetes Service)")
 	fs.DurationVar(&c.storeBudget, "store-budget", server.DefaultStoreBudgetMax, "most time one Decide may spend on the store before it degrades (less when the caller's deadline is nearer)")
+	fs.DurationVar(&c.storeBudgetMin, "store-budget-min", defaultStoreBudgetMin, "with --redis, size the store budget from the measured latency: 4× the p99 of recent store calls, at least this and at most --store-budget; 0 keeps it at --store-budget")
 	fs.IntVar(&c.breakerFailures, "breaker-failures", breaker.DefaultThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
+	fs.IntVar(&c.admissionMin, "admission-min", server.DefaultAdmissionMin, "with --redis, the fewest decisions a store shard always admits at once; above it the shard's limit is learned from its latency (up to --max-in-flight) and the excess gets RESOURCE_EXHAUSTED; 0 turns admission off")
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", breaker.DefaultCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", guard.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
@@ -197,6 +201,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// Telemetry: JSON logs, metrics in Prometheus format, spans through the gRPC stats handler,
 	// the store hooks and the store calls.
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.logLevel}))
+	featurestore.SetClientLogger(logger)
 	metrics, err := newMetricsExport(ctx)
 	if err != nil {
 		return err
@@ -248,13 +253,6 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		return redactError(err, cfg.redisPassword)
 	}
 	cleanup = append(cleanup, func(context.Context) { _ = store.Close() })
-	// A first ping opens a connection so that the first decisions do not pay for it. A store
-	// that is down is not fatal: /readyz says so and decisions degrade until it answers.
-	pingCtx, cancelPing := context.WithTimeout(ctx, 2*time.Second)
-	if err := store.Ping(pingCtx); err != nil {
-		logger.Warn("store not answering at start-up: decisions degrade until it does", "store", storeName, "err", redactError(err, cfg.redisPassword).Error())
-	}
-	cancelPing()
 
 	// Audit spool: with Redis, a degraded decision (Redis down or too slow) is recorded on
 	// local disk before it is answered, and drained into Redis's audit trail once Redis is
@@ -311,11 +309,18 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		server.WithLogger(logger),
 		server.WithMeterProvider(mp),
 		server.WithTracerProvider(tp),
-		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget}),
+		server.WithStoreBudget(server.Budget{Max: cfg.storeBudget, Min: cfg.storeBudgetMin}),
 		server.WithBreakers(breakers),
 		server.WithShadow(gov.shadow), server.WithPolicySync(gov.sync),
 		server.WithAuditSpool(auditSpool),
 		server.WithGRPCOptions(grpcOpts...),
+	}
+	if cfg.redisURL != "" && cfg.admissionMin > 0 {
+		hi := cfg.maxInFlight
+		if hi <= 0 {
+			hi = guard.DefaultMaxInFlight
+		}
+		srvOpts = append(srvOpts, server.WithAdmission(cfg.admissionMin, hi))
 	}
 	adminCfg := server.AdminConfig{Metrics: metrics.handler, Pprof: cfg.pprof, Auth: sec.Auth}
 	var arch *archiving
@@ -330,6 +335,16 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		adminCfg.Archive = arch.status
 	}
 	srv := server.New(store, policies, srvOpts...)
+	// Warm the store before serving (scripts loaded, connections open), so that the first
+	// decisions do not degrade for a cold start. A store that is down is not fatal: /readyz
+	// says "warming up", decisions degrade, and warming goes on until the store answers.
+	warmCtx, cancelWarm := context.WithTimeout(ctx, 2*time.Second)
+	err = srv.Warm(warmCtx)
+	cancelWarm()
+	if err != nil {
+		logger.Warn("store not answering at start-up: unready and decisions degrade until it does", "store", storeName, "err", redactError(err, cfg.redisPassword).Error())
+		go keepWarming(ctx, srv)
+	}
 	gs := srv.NewGRPCServer()
 	gov.service.Register(gs)
 	// Connect and gRPC-Web share the gRPC port: HTTP/1.1 connections go to web, transcoded
@@ -528,5 +543,27 @@ func waitShutdownDelay(d time.Duration, logger *slog.Logger) {
 	case <-t.C:
 	case s := <-sig:
 		logger.Warn("second signal: shutdown delay cut short", "signal", s.String())
+	}
+}
+
+// defaultStoreBudgetMin is --store-budget-min's default: a store answering in 1 ms gets 10 ms.
+const defaultStoreBudgetMin = 10 * time.Millisecond
+
+// keepWarming retries Server.Warm every second until it succeeds or ctx ends.
+func keepWarming(ctx context.Context, srv *server.Server) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := srv.Warm(wctx)
+		cancel()
+		if err == nil {
+			return
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -68,7 +69,7 @@ func startServe(t *testing.T, args ...string) (grpcAddr, httpAddr string, stop f
 	done := make(chan error, 1)
 	// A generous store budget: under -race on a loaded 2-core machine the first store calls
 	// can exceed the 50 ms default, and these tests are not about degrading.
-	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store-budget", "10s"}, args...)
+	args = append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--store-budget", "10s", "--store-budget-min", "0"}, args...)
 	go func() { done <- run(ctx, args, func(string) string { return "" }, nil, io.Discard, logs) }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -428,5 +429,80 @@ func TestNewTracerProvider(t *testing.T) {
 				_ = sdk.Shutdown(ctx)
 			}
 		})
+	}
+}
+
+// TestServeRedisClientLogsJSON: with Redis down at start, the client's own complaints (failed
+// dials) reach the service's JSON log, not stderr as plain text.
+func TestServeRedisClientLogsJSON(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := l.Addr().String()
+	l.Close()
+	_, httpAddr, stop, logs := startServe(t, "--redis", "redis://"+down, "--audit-spool", t.TempDir())
+	// Unready while the store cannot be warmed.
+	resp, err := http.Get("http://" + httpAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "warming up") {
+		t.Errorf("GET /readyz with Redis down = %d %s, want 503 warming up", resp.StatusCode, body)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(logs.String()))
+	client := 0
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("a log line is not JSON: %q", sc.Text())
+		}
+		if m["component"] == "redis-client" {
+			client++
+		}
+	}
+	if client == 0 {
+		t.Fatalf("no redis-client line in the log of a serve whose Redis is down:\n%s", logs)
+	}
+}
+
+// TestServeWarmsBeforeServing: on a fresh Redis and the default 50 ms store budget, the first
+// decision is not degraded, and Redis never had to compile a script on a decision's time
+// (no EVAL: serve loaded the scripts before it reported ready).
+func TestServeWarmsBeforeServing(t *testing.T) {
+	addr := redistest.Start(t)
+	grpcAddr, httpAddr, _, _ := startServe(t, "--redis", "redis://"+addr, "--audit-spool", t.TempDir(), "--store-budget", "50ms")
+	resp, err := http.Get("http://" + httpAddr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /readyz after start = %d, want 200", resp.StatusCode)
+	}
+	file := filepath.Join(t.TempDir(), "event.json")
+	if err := os.WriteFile(file, []byte(sampleEvent), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"decide", "--addr", grpcAddr, "--file", file, "--json"}, func(string) string { return "" }, nil, &out, io.Discard); err != nil {
+		t.Fatalf("arbiter decide: %v", err)
+	}
+	if strings.Contains(out.String(), `"degraded"`) || !strings.Contains(out.String(), "ACTION_MESSAGE") {
+		t.Errorf("first decision after start = %s, want a MESSAGE not degraded", out.String())
+	}
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	stats, err := raw.Info(t.Context(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stats, "cmdstat_evalsha:") || strings.Contains(stats, "cmdstat_eval:") {
+		t.Errorf("want the decision's scripts run by EVALSHA alone:\n%s", stats)
 	}
 }

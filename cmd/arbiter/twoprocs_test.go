@@ -45,7 +45,7 @@ func TestTwoProcessesShareRedis(t *testing.T) {
 	var clients []arbiterv1.DecisionServiceClient
 	for range 2 {
 		// A generous store budget: this test is about exactness, not about degrading.
-		_, conn := startServeProcess(t, url, "--store-budget", "2s")
+		_, conn := startServeProcess(t, url, "--store-budget", "2s", "--store-budget-min", "0")
 		clients = append(clients, arbiterv1.NewDecisionServiceClient(conn))
 	}
 	const (

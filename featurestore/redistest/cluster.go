@@ -150,7 +150,7 @@ func (c *Cluster) launch(n *clusterNode) error {
 	}()
 	n.cmd, n.exited, n.killed = cmd, exited, false
 	deadline := time.Now().Add(startTimeout)
-	for ping(n.addr) != nil {
+	for ping(n.addr, false) != nil {
 		select {
 		case <-exited:
 			return fmt.Errorf("redistest: cluster node %s exited: %s %s", n.addr, strings.TrimSpace(out.String()), clusterLogTail(n.logFile))

@@ -9,6 +9,7 @@ package redistest
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"os/exec"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // startTimeout bounds how long Start waits for the server to answer PING.
@@ -57,7 +60,7 @@ func start(t testing.TB, extra []string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("redistest: find a free port: %w", err)
 		}
-		addr, err := launch(t, bin, dir, port, extra)
+		addr, err := launch(t, bin, dir, port, extra, false)
 		if err == nil {
 			return addr, nil
 		}
@@ -66,7 +69,9 @@ func start(t testing.TB, extra []string) (string, error) {
 	return "", lastErr
 }
 
-func launch(t testing.TB, bin, dir string, port int, extra []string) (string, error) {
+// launch starts redis-server and waits until it answers PING; with loading, a LOADING reply
+// counts as an answer.
+func launch(t testing.TB, bin, dir string, port int, extra []string, loading bool) (string, error) {
 	args := []string{
 		"--port", strconv.Itoa(port),
 		"--bind", "127.0.0.1",
@@ -97,7 +102,7 @@ func launch(t testing.TB, bin, dir string, port int, extra []string) (string, er
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	deadline := time.Now().Add(startTimeout)
 	for {
-		if ping(addr) == nil {
+		if ping(addr, loading) == nil {
 			t.Cleanup(stop)
 			return addr, nil
 		}
@@ -124,8 +129,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// ping sends an inline PING and expects +PONG.
-func ping(addr string) error {
+// ping sends an inline PING and expects +PONG, or -LOADING with loading.
+func ping(addr string, loading bool) error {
 	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 	if err != nil {
 		return err
@@ -139,8 +144,48 @@ func ping(addr string) error {
 	if err != nil {
 		return err
 	}
-	if !strings.HasPrefix(line, "+PONG") {
+	if !strings.HasPrefix(line, "+PONG") && !(loading && strings.HasPrefix(line, "-LOADING")) {
 		return fmt.Errorf("unexpected reply %q", line)
 	}
 	return nil
+}
+
+// StartLoading starts a redis-server that answers LOADING for a while, as a restarted Redis
+// does while it reads its data back from disk: its dump holds keys keys, and it spends perKey
+// on each (redis-server's key-load-delay) while answering other clients between keys. It
+// returns the address as soon as the server answers, LOADING included; the loading lasts at
+// least keys×perKey.
+func StartLoading(t testing.TB, keys int, perKey time.Duration) string {
+	t.Helper()
+	dir := t.TempDir()
+	seed, err := start(t, []string{"--dir", dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: seed})
+	defer c.Close()
+	ctx := context.Background()
+	fill := "for i = 1, tonumber(ARGV[1]) do redis.call('SET', 'redistest:' .. i, i) end"
+	if err := c.Eval(ctx, fill, nil, keys).Err(); err != nil && err != redis.Nil {
+		t.Fatalf("redistest: fill the dump: %v", err)
+	}
+	if err := c.Save(ctx).Err(); err != nil {
+		t.Fatalf("redistest: save the dump: %v", err)
+	}
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := freePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := launch(t, bin, dir, port, []string{
+		"--key-load-delay", strconv.Itoa(int(perKey.Microseconds())),
+		"--loading-process-events-interval-bytes", "1024",
+	}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return addr
 }
