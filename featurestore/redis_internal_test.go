@@ -315,7 +315,7 @@ func TestDial(t *testing.T) {
 			if proto == 0 {
 				proto = 2
 			}
-			want := got{tt.wantCluster, tt.wantAddrs, tt.wantUser, tt.wantPass, tt.wantDB, true, dialTimeout, readTimeout, writeTimeout, proto}
+			want := got{tt.wantCluster, tt.wantAddrs, tt.wantUser, tt.wantPass, tt.wantDB, false, dialTimeout, readTimeout, writeTimeout, proto}
 			if diff := cmp.Diff(want, g); diff != "" {
 				t.Errorf("Dial(%q) options mismatch (-want +got):\n%s", tt.url, diff)
 			}

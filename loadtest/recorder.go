@@ -40,6 +40,8 @@ type recorder struct {
 	rpcs      map[string]int64
 	first     time.Time // earliest send
 	last      time.Time // latest completion
+	phases    []*phase  // with faults: the calls by phase (setFaults)
+	events    map[string]*eventDecisions
 }
 
 func newRecorder(start time.Time) *recorder {
@@ -111,6 +113,7 @@ func (r *recorder) record(intended, sent, done time.Time, rep Reply, code codes.
 	if rep.RPC != "" {
 		r.rpcs[rep.RPC]++
 	}
+	r.recordPhase(intended, latency, rep, code)
 	if code != codes.OK {
 		r.errors[code]++
 		r.intErrors++
@@ -188,6 +191,7 @@ func (r *recorder) result() Result {
 	if len(r.rpcs) > 0 {
 		res.RPCs = maps.Clone(r.rpcs)
 	}
+	res.Phases = r.phaseResults()
 	return res
 }
 

@@ -50,6 +50,8 @@ type Result struct {
 	Errors          map[string]int64 `json:"errors"`
 	Actions         map[string]int64 `json:"actions"`
 	Degraded        int64            `json:"degraded"`
+	// Phases, for a run with faults, split the run at each fault (Config.Faults).
+	Phases []PhaseResult `json:"phases,omitempty"`
 	DegradedShare   float64          `json:"degraded_share"`
 	Replayed        int64            `json:"replayed"`
 	Timeline        []TimelinePoint  `json:"timeline"`
@@ -292,6 +294,7 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	if len(d.RPCs) > 0 {
 		fmt.Fprintf(w, "rpc mix: %s\n", fmtCounts(d.RPCs, d.Completed))
 	}
+	WritePhases(w, d.Phases)
 	if d.Unsent > 0 {
 		fmt.Fprintf(w, "never sent: %d\n", d.Unsent)
 	}

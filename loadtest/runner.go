@@ -1,10 +1,12 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +23,9 @@ type Reply struct {
 	Action   string // "RETRY", "MESSAGE", "ESCALATE", "SUPPRESS"; empty for calls without one
 	Degraded bool
 	Replayed bool
+	// EventID and DecisionID, when set, let a run with faults count the decision ids each
+	// event id got.
+	EventID, DecisionID string
 }
 
 // Target is what a run calls. Implementations are safe for concurrent use.
@@ -66,9 +71,15 @@ type Config struct {
 	// from it). Runs of one traffic mix that must not repeat each other's requests (a repeated
 	// event id is a replay, far cheaper than a decision) start at different numbers.
 	FirstRequest uint64
+	// Faults are done to the system under test during the measured window, each starting a
+	// phase of the report (Result.Phases).
+	Faults []Fault
 }
 
 func (c *Config) defaults() error {
+	if !slices.IsSortedFunc(c.Faults, func(a, b Fault) int { return cmp.Compare(a.At, b.At) }) {
+		return errors.New("faults must be in time order")
+	}
 	if len(c.Stages) > 0 {
 		c.Rate = PeakRate(c.Stages)
 		if c.Duration <= 0 && c.Requests <= 0 {
@@ -133,6 +144,12 @@ func runOpen(ctx context.Context, target Target, cfg Config) (Result, error) {
 	}
 	giveUp := end.Add(2*cfg.Deadline + time.Second)
 	rec := newRecorder(measureFrom)
+	if len(cfg.Faults) > 0 {
+		rec.setFaults(cfg.Faults)
+		faultCtx, stopFaults := context.WithCancel(ctx)
+		defer stopFaults()
+		go runFaults(faultCtx, cfg.Faults, measureFrom, rec, cfg.Progress)
+	}
 
 	jobs := make(chan job, cfg.Workers)
 	var unsent atomic.Int64
@@ -232,6 +249,12 @@ func runClosed(ctx context.Context, target Target, cfg Config) (Result, error) {
 	measureFrom := start.Add(cfg.Warmup)
 	end := measureFrom.Add(cfg.Duration)
 	rec := newRecorder(measureFrom)
+	if len(cfg.Faults) > 0 {
+		rec.setFaults(cfg.Faults)
+		faultCtx, stopFaults := context.WithCancel(ctx)
+		defer stopFaults()
+		go runFaults(faultCtx, cfg.Faults, measureFrom, rec, cfg.Progress)
+	}
 	var next atomic.Uint64
 	var measured atomic.Int64 // measured requests started, for cfg.Requests
 	var wg sync.WaitGroup

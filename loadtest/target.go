@@ -110,9 +110,11 @@ func (t *decideTarget) Call(ctx context.Context, req any) (Reply, error) {
 		return Reply{}, err
 	}
 	return Reply{
-		Action:   strings.TrimPrefix(resp.GetAction().String(), "ACTION_"),
-		Degraded: resp.GetDegraded(),
-		Replayed: resp.GetReplayed(),
+		Action:     strings.TrimPrefix(resp.GetAction().String(), "ACTION_"),
+		Degraded:   resp.GetDegraded(),
+		Replayed:   resp.GetReplayed(),
+		EventID:    c.req.GetEvent().GetId(),
+		DecisionID: resp.GetDecisionId(),
 	}, nil
 }
 

@@ -126,9 +126,8 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		// Read the customer's state, or the stored answer to this event id.
 		var loaded featurestore.Loaded
 		t0 := time.Now()
-		err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
-			loaded, err = s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
-			return err
+		loaded, err := storeDo(s, sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (featurestore.Loaded, error) {
+			return s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
 		})
 		c.t.read += time.Since(t0)
 		if err != nil {
@@ -275,11 +274,9 @@ func (s *Server) dryRunOnDecided(sctx context.Context, c *call, raw []byte, arch
 		}
 		c.prior = rec.GetDecisionId()
 	}
-	var st decision.State
 	t0 := time.Now()
-	err := s.storeDo(sctx, opState, c.in.Customer.ID, func(ctx context.Context) (err error) {
-		st, err = s.store.State(ctx, c.in.Customer.ID, c.in.Now)
-		return err
+	st, err := storeDo(s, sctx, opState, c.in.Customer.ID, func(ctx context.Context) (decision.State, error) {
+		return s.store.State(ctx, c.in.Customer.ID, c.in.Now)
 	})
 	c.t.read += time.Since(t0)
 	return featurestore.Loaded{State: st}, err
@@ -345,10 +342,8 @@ func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiter
 	}
 	sctx, cancel := s.budget().Context(ctx, time.Now())
 	defer cancel()
-	var loaded featurestore.Loaded
-	err := s.storeDo(sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (err error) {
-		loaded, err = s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, c.in.Now)
-		return err
+	loaded, err := storeDo(s, sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (featurestore.Loaded, error) {
+		return s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, c.in.Now)
 	})
 	switch {
 	case err == nil && (loaded.Record != nil || loaded.ArchivedID != ""):
@@ -361,12 +356,10 @@ func (s *Server) settle(ctx context.Context, c *call, commitErr error) (*arbiter
 }
 
 // commit writes c through the store within the store budget of sctx.
-func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (committed featurestore.Committed, err error) {
-	err = s.storeDo(sctx, opCommit, c.CustomerID, func(ctx context.Context) (err error) {
-		committed, err = s.store.Commit(ctx, c)
-		return err
+func (s *Server) commit(sctx context.Context, c *featurestore.Commit) (featurestore.Committed, error) {
+	return storeDo(s, sctx, opCommit, c.CustomerID, func(ctx context.Context) (featurestore.Committed, error) {
+		return s.store.Commit(ctx, c)
 	})
-	return committed, err
 }
 
 // degradeOn handles a store error of Decide: the caller's own deadline or cancellation ends

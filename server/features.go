@@ -15,8 +15,8 @@ import (
 func (s *Server) PutFeatures(ctx context.Context, req *arbiterv1.PutFeaturesRequest) (*arbiterv1.PutFeaturesResponse, error) {
 	features, ttl, err := validatePutFeatures(req)
 	if err == nil {
-		err = s.storeDo(ctx, opPutFeatures, req.GetCustomerId(), func(ctx context.Context) error {
-			return s.store.PutFeatures(ctx, req.GetCustomerId(), features, ttl)
+		_, err = storeDo(s, ctx, opPutFeatures, req.GetCustomerId(), func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.store.PutFeatures(ctx, req.GetCustomerId(), features, ttl)
 		})
 	}
 	if err != nil {
@@ -41,10 +41,8 @@ func (s *Server) customerState(ctx context.Context, req *arbiterv1.GetCustomerSt
 		return nil, err
 	}
 	now := s.opts.clock()
-	var st decision.State
-	err := s.storeDo(ctx, opState, req.GetCustomerId(), func(ctx context.Context) (err error) {
-		st, err = s.store.State(ctx, req.GetCustomerId(), now)
-		return err
+	st, err := storeDo(s, ctx, opState, req.GetCustomerId(), func(ctx context.Context) (decision.State, error) {
+		return s.store.State(ctx, req.GetCustomerId(), now)
 	})
 	if err != nil {
 		return nil, err

@@ -50,9 +50,8 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 	if m := eff.ReleaseMessage; m != nil && m.DecisionID == "" {
 		m.DecisionID = rec.GetDecisionId()
 	}
-	var dup bool
-	err = s.storeDo(ctx, opRecordOutcome, rec.GetCustomerId(), func(ctx context.Context) (err error) {
-		dup, err = s.store.RecordOutcome(ctx, &featurestore.OutcomeCommit{
+	return storeDo(s, ctx, opRecordOutcome, rec.GetCustomerId(), func(ctx context.Context) (bool, error) {
+		return s.store.RecordOutcome(ctx, &featurestore.OutcomeCommit{
 			CustomerID: rec.GetCustomerId(),
 			DecisionID: rec.GetDecisionId(),
 			Outcome:    o,
@@ -61,9 +60,7 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 			Effects:    eff,
 			Archived:   archived,
 		})
-		return err
 	})
-	return dup, err
 }
 
 // GetDecision returns the stored record of a decision with the outcomes reported for it.
@@ -87,11 +84,15 @@ func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequ
 // getDecision reads a decision and its outcomes from the store or, past the store's replay
 // window, from the archive (archived is then true).
 func (s *Server) getDecision(ctx context.Context, id string) (rec *arbiterv1.DecisionRecord, outs []featurestore.StoredOutcome, archived bool, err error) {
-	var raw []byte
-	err = s.storeDoDecision(ctx, opGetDecision, id, func(ctx context.Context) (err error) {
-		raw, outs, err = s.store.GetDecision(ctx, id)
-		return err
+	type stored struct {
+		raw  []byte
+		outs []featurestore.StoredOutcome
+	}
+	got, err := storeDoDecision(s, ctx, opGetDecision, id, func(ctx context.Context) (stored, error) {
+		raw, outs, err := s.store.GetDecision(ctx, id)
+		return stored{raw, outs}, err
 	})
+	raw, outs := got.raw, got.outs
 	if errors.Is(err, featurestore.ErrNotFound) && s.opts.archive != nil {
 		// Past the store's replay window, the archive has it.
 		raw, outs, err = s.archivedDecision(ctx, id)

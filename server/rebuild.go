@@ -120,7 +120,7 @@ func (s *Server) rebuild(ctx context.Context, c *call) error {
 			})
 		}
 	}
-	err = s.storeDo(ctx, opLoad, cust, func(ctx context.Context) error { return rb.Rebuild(ctx, cust, &st, c.in.Now) })
+	_, err = storeDo(s, ctx, opLoad, cust, func(ctx context.Context) (struct{}, error) { return struct{}{}, rb.Rebuild(ctx, cust, &st, c.in.Now) })
 	s.opts.logger.LogAttrs(ctx, slog.LevelInfo, "customer state rebuilt from the archive",
 		slog.Int("decisions", len(ids)), slog.Int("messages", len(st.Messages)), slog.Int("ledger_entries", len(st.Ledger)),
 		slog.Int("stops", len(st.Stops)), slog.Duration("took", time.Since(start)), slog.Any("err", err))

@@ -80,6 +80,7 @@ type Server struct {
 	draining atomic.Bool
 	cold     atomic.Bool // Warm has not succeeded yet
 	latency  latencies   // recent store-call latencies, which size the budget
+	detach   bool        // store calls run detached (see detached): all but the embedded store
 }
 
 // budget is the store budget of a request now: the configured one, sized from the measured
@@ -206,9 +207,11 @@ func New(store Store, policies *rollout.Holder, opts ...Option) *Server {
 		m, _ = newMetrics(metricnoop.NewMeterProvider())
 	}
 	sharded, _ := store.(ShardedStore)
+	_, inProcess := store.(*featurestore.Memory)
 	return &Server{
 		store:    store,
 		sharded:  sharded,
+		detach:   !inProcess,
 		policies: policies,
 		opts:     o,
 		metrics:  m,
@@ -321,7 +324,10 @@ var errNoShard = fmt.Errorf("%w: the store has no shard", featurestore.ErrUnavai
 // answer counts for it), until one answers.
 func (s *Server) ping(ctx context.Context) error {
 	if s.sharded == nil {
-		return s.storeCall(ctx, opPing, s.breaker(""), s.store.Ping)
+		_, err := storeCall(s, ctx, opPing, s.breaker(""), func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, s.store.Ping(ctx)
+		})
+		return err
 	}
 	ctx, span := s.tracer.Start(ctx, spanNames[opPing], trace.WithSpanKind(trace.SpanKindClient))
 	defer span.End()
@@ -363,38 +369,42 @@ func (s *Server) breaker(shard string) *breaker.Breaker {
 
 // storeDo runs one store call about customerID's keys with a span, its latency metric and the
 // breaker of the customer's shard.
-func (s *Server) storeDo(ctx context.Context, op storeOp, customerID string, call func(ctx context.Context) error) error {
+func storeDo[T any](s *Server, ctx context.Context, op storeOp, customerID string, call func(ctx context.Context) (T, error)) (T, error) {
 	shard := ""
 	if s.sharded != nil && s.opts.breakers != nil {
 		shard = s.sharded.ShardOf(ctx, customerID)
 	}
-	return s.storeCall(ctx, op, s.breaker(shard), call)
+	return storeCall(s, ctx, op, s.breaker(shard), call)
 }
 
 // storeDoDecision runs one store call about the keys of the decision decisionID, as storeDo.
-func (s *Server) storeDoDecision(ctx context.Context, op storeOp, decisionID string, call func(ctx context.Context) error) error {
+func storeDoDecision[T any](s *Server, ctx context.Context, op storeOp, decisionID string, call func(ctx context.Context) (T, error)) (T, error) {
 	shard := ""
 	if s.sharded != nil && s.opts.breakers != nil {
 		shard = s.sharded.ShardOfDecision(ctx, decisionID)
 	}
-	return s.storeCall(ctx, op, s.breaker(shard), call)
+	return storeCall(s, ctx, op, s.breaker(shard), call)
 }
 
 // storeCall runs one store call with a span, its latency metric and breaker b (nil: none).
-func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, call func(ctx context.Context) error) error {
+func storeCall[T any](s *Server, ctx context.Context, op storeOp, b *breaker.Breaker, call func(ctx context.Context) (T, error)) (T, error) {
 	if b != nil {
 		if err := b.Allow(ctx); err != nil {
 			s.metrics.recordStore(ctx, op, 0, err)
-			return err
+			var zero T
+			return zero, err
 		}
 	}
 	ctx, span := s.tracer.Start(ctx, spanNames[op], trace.WithSpanKind(trace.SpanKindClient))
 	start := time.Now()
-	var err error
-	if s.sharded != nil {
-		err = detached(ctx, call)
+	var (
+		v   T
+		err error
+	)
+	if s.detach {
+		v, err = detached(ctx, call)
 	} else {
-		err = call(ctx) // the embedded store does no I/O: nothing to cut
+		v, err = call(ctx) // the embedded store does no I/O: nothing to cut
 	}
 	elapsed := time.Since(start)
 	if err != nil && !errors.Is(err, featurestore.ErrNotFound) {
@@ -410,7 +420,7 @@ func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, 
 		s.latency.observe(elapsed)
 	}
 	s.metrics.recordStore(ctx, op, elapsed, err)
-	return err
+	return v, err
 }
 
 // detached runs a store call so that a caller who stops waiting for it (its store budget
@@ -420,17 +430,25 @@ func (s *Server) storeCall(ctx context.Context, op storeOp, b *breaker.Breaker, 
 // reply is still on its way: under load every budget overrun then cost a reconnection, and
 // the reconnections fed the overload. ctx still bounds the wait for a pooled connection, so a
 // call the caller gave up on before it was sent is never sent. The caller gets ctx's error.
-func detached(ctx context.Context, call func(ctx context.Context) error) error {
+func detached[T any](ctx context.Context, call func(ctx context.Context) (T, error)) (T, error) {
+	var zero T
 	if err := ctx.Err(); err != nil {
-		return err
+		return zero, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- call(ctx) }()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := call(ctx)
+		done <- result{v, err}
+	}()
 	select {
-	case err := <-done:
-		return err
+	case r := <-done:
+		return r.v, r.err
 	case <-ctx.Done():
-		return ctx.Err()
+		return zero, ctx.Err()
 	}
 }
 

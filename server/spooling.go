@@ -18,11 +18,9 @@ import (
 type measuredAppender struct{ s *Server }
 
 func (m measuredAppender) AppendDecision(ctx context.Context, d *featurestore.Decided) (duplicate bool, err error) {
-	err = m.s.storeCall(ctx, opAppendDecision, nil, func(ctx context.Context) (err error) {
-		duplicate, err = m.s.store.AppendDecision(ctx, d)
-		return err
+	return storeCall(m.s, ctx, opAppendDecision, nil, func(ctx context.Context) (bool, error) {
+		return m.s.store.AppendDecision(ctx, d)
 	})
-	return duplicate, err
 }
 
 // WithAuditSpool makes Decide record degraded decisions in sp before it answers them (default:

@@ -201,6 +201,7 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	}
 	cfg := base
 	cfg.Name = "decide"
+	cfg.Faults = c.run.faults // the decide run only
 	stopWatch := watchDuring(ctx, watcher, rep)
 	rep.Decide, err = measure(decide, cfg)
 	stopWatch()

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -22,6 +24,7 @@ type loadtestRun struct {
 	requests     int64
 	stages       string
 
+	faults    faultFlags             // --fault
 	reqs      []loadtest.DataRequest // read from dataFile
 	ramp      []loadtest.Stage       // parsed from stages
 	warmupSet bool                   // --warmup given
@@ -34,6 +37,7 @@ func (r *loadtestRun) register(fs *flag.FlagSet) {
 	fs.DurationVar(&r.p99, "p99", 0, "threshold: the run fails (exit 1) when its p99 latency (from the intended send) is above this; 0: not checked")
 	fs.StringVar(&r.dataFile, "data-file", "", "send these requests instead of synthetic ones: JSON lines, each a DecideRequest or {\"rpc\": \"Decide|RecordOutcome|GetDecision|PutFeatures|GetCustomerState\", \"request\": {...}}; implies --skip-seed")
 	fs.Int64Var(&r.requests, "requests", 0, "measure this many requests (after the warm-up) instead of --duration")
+	fs.Var(&r.faults, "fault", "AT=NAME:COMMAND: at AT into the measured run, run COMMAND with sh -c (kill Redis, stall it, fail it over...) and report the calls from then on as phase NAME (errors by code, degraded share, p99, decision ids per event id); repeatable, in time order")
 	fs.StringVar(&r.stages, "stages", "", "ramp the arrival rate instead of --rate: DURATION:RATE,... each moving linearly to RATE (the first from 0), e.g. 10s:500,30s:2000; --warmup then defaults to 0")
 }
 
@@ -109,4 +113,32 @@ func (r *loadtestRun) judge(rep *loadtest.Report) error {
 		return nil
 	}
 	return fmt.Errorf("loadtest: %w: %s", errThresholds, strings.Join(th.Failures, "; "))
+}
+
+// faultFlags is the repeatable --fault AT=NAME:COMMAND.
+type faultFlags []loadtest.Fault
+
+func (f *faultFlags) String() string { return fmt.Sprintf("%d faults", len(*f)) }
+
+func (f *faultFlags) Set(v string) error {
+	at, rest, ok := strings.Cut(v, "=")
+	name, command, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 || name == "" || strings.TrimSpace(command) == "" {
+		return errors.New("want AT=NAME:COMMAND, e.g. 10s=redis-stall:kill -STOP $(cat redis.pid)")
+	}
+	d, err := time.ParseDuration(at)
+	if err != nil || d < 0 {
+		return fmt.Errorf("AT %q: want a duration such as 10s", at)
+	}
+	if n := len(*f); n > 0 && (*f)[n-1].At > d {
+		return fmt.Errorf("fault %s at %v comes before the previous one: give them in time order", name, d)
+	}
+	*f = append(*f, loadtest.Fault{At: d, Name: name, Do: func(ctx context.Context) error {
+		out, err := exec.CommandContext(ctx, "sh", "-c", command).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}})
+	return nil
 }
