@@ -51,11 +51,20 @@ type Policies interface {
 	GetShadowReport(context.Context, *arbiterv1.GetShadowReportRequest) (*arbiterv1.GetShadowReportResponse, error)
 }
 
+// Explainer explains a stored decision made without options.explain again (server.Server
+// satisfies it); its errors say why it cannot.
+type Explainer interface {
+	ExplainDecision(context.Context, *arbiterv1.DecisionRecord) (*arbiterv1.Explanation, error)
+}
+
 // Config is what the console reads from. Decisions, Customers and Policies are required.
 type Config struct {
 	Decisions Decisions
 	Customers Customers
 	Policies  Policies
+	// Explainer, when set, gives decisions made without options.explain their trace; nil:
+	// their trace is their reasons.
+	Explainer Explainer
 	// Mix is the live decision mix; nil: the mix page says it is off.
 	Mix *Mix
 	// Auth, when set, guards the pages (guard.RoleRead) and the actions (guard.RoleAdmin);
@@ -245,6 +254,8 @@ type decisionView struct {
 	ID     string
 	Record *arbiterv1.DecisionRecord
 	Trace  []traceStep
+	// TraceNote says where the trace comes from when the record holds none.
+	TraceNote string
 }
 
 func (c *Console) decision(w http.ResponseWriter, r *http.Request) {
@@ -261,7 +272,16 @@ func (c *Console) decision(w http.ResponseWriter, r *http.Request) {
 			p.Error = errText(err)
 		} else {
 			v.Record = resp.GetRecord()
-			v.Trace = explain(v.Record)
+			x := v.Record.GetResponse().GetExplanation()
+			if x == nil && c.cfg.Explainer != nil {
+				var err error
+				if x, err = c.cfg.Explainer.ExplainDecision(r.Context(), v.Record); err != nil {
+					v.TraceNote = "Made without options.explain, and not explained again: " + err.Error() + ". The trace shows its reasons."
+				} else {
+					v.TraceNote = "Made without options.explain: explained again by the policy that decided it, on the request and state it read."
+				}
+			}
+			v.Trace = explain(v.Record, x)
 		}
 	}
 	p.Data = v

@@ -87,7 +87,7 @@ func TestExplain(t *testing.T) {
 		{Kind: "reason", Subject: "QUIET_HOURS", Verdict: "guardrail:quiet_hours", Why: "night", Blocked: true},
 		{Kind: "answer", Subject: "SUPPRESS", Verdict: "policy 7", Why: "SUPPRESS"},
 	}
-	if diff := cmp.Diff(want, explain(rec)); diff != "" {
+	if diff := cmp.Diff(want, explain(rec, rec.GetResponse().GetExplanation())); diff != "" {
 		t.Errorf("explain (-want +got):\n%s", diff)
 	}
 }

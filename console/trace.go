@@ -14,12 +14,11 @@ type traceStep struct {
 	Blocked                     bool
 }
 
-// explain returns rec's explanation as a readable trace, in the order the engine worked:
-// rules, guardrails, candidates, then the answer's reasons. A decision made without
-// options.explain has no stored trace: its reasons are the trace.
-func explain(rec *arbiterv1.DecisionRecord) []traceStep {
+// explain returns rec's explanation ex as a readable trace, in the order the engine worked:
+// rules, guardrails, candidates, then the answer's reasons. Without ex, the reasons are the
+// trace.
+func explain(rec *arbiterv1.DecisionRecord, ex *arbiterv1.Explanation) []traceStep {
 	resp := rec.GetResponse()
-	ex := resp.GetExplanation()
 	steps := make([]traceStep, 0, 16)
 	for _, r := range ex.GetRules() {
 		v := "no match"

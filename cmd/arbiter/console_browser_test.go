@@ -179,6 +179,28 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}
 
+	// Lookup by customer, then its decision (made without options.explain) from the list: the
+	// trace is explained again by the policy that decided it.
+	plainEvent := strings.Replace(strings.Replace(sampleEvent, "evt-0001", "evt-plain", 1), "cust-123", "cust-plain", 1)
+	if code, out := postConnect(t, grpcAddr, "/arbiter.v1.DecisionService/Decide", "", plainEvent); code != http.StatusOK {
+		t.Fatalf("Decide = %d %v", code, out)
+	}
+	var note string
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/decisions"),
+		chromedp.SendKeys(chromedp.CSS("#customer-id"), "cust-plain"), chromedp.Submit(chromedp.CSS("#customer-id")),
+		chromedp.WaitVisible(chromedp.CSS("#recent a")), chromedp.Click(chromedp.CSS("#recent a")),
+		chromedp.WaitVisible(chromedp.CSS("#trace")), text("#trace", &trace), text("#trace-note", &note)); err != nil {
+		t.Fatalf("lookup by customer: %v", err)
+	}
+	if !strings.Contains(note, "explained again by the policy") {
+		t.Errorf("trace note of a decision made without explain = %q, want it explained again", note)
+	}
+	for _, want := range []string{"rule", "overdue", "matched", "won", "OVERDUE_REMINDER"} {
+		if !strings.Contains(trace, want) {
+			t.Errorf("explanation trace (explained again) = %q, want it to show %q", trace, want)
+		}
+	}
+
 	// Activate version 2 from the page: the server then decides with it.
 	var active string
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/policies"), shot("policies"),

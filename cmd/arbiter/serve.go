@@ -356,7 +356,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	web := sec.HTTPServer(connectHandler)
 	// The operator console and /openapi.json on the admin address (docs/console.md).
 	if adminCfg.Console, err = console.New(console.Config{
-		Decisions: srv, Customers: srv, Policies: gov.service, Mix: mix, Auth: sec.Auth, LoadTestDir: cfg.loadTestReports,
+		Decisions: srv, Customers: srv, Policies: gov.service, Explainer: srv, Mix: mix, Auth: sec.Auth, LoadTestDir: cfg.loadTestReports,
 	}); err != nil {
 		return err
 	}
