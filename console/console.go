@@ -102,6 +102,7 @@ var funcs = template.FuncMap{
 		}
 		return fmt.Sprintf("%.0f%%", 100*float64(part)/float64(whole))
 	},
+	"share": func(f float64) string { return fmt.Sprintf("%.0f%%", 100*f) },
 	"short": func(s string) string {
 		if len(s) > 19 {
 			return s[:19] + "…"
@@ -143,6 +144,11 @@ func New(cfg Config) (*Console, error) {
 	act := c.protect(guard.RoleAdmin)
 	static, _ := fs.Sub(staticFS, "static")
 	c.mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	c.mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		// For pages that name no icon, such as the load-test reports.
+		w.Header().Set("Content-Type", "image/svg+xml")
+		http.ServeFileFS(w, r, staticFS, "static/favicon.svg")
+	})
 	c.mux.HandleFunc("GET /openapi.json", c.serveOpenAPI)
 	c.mux.HandleFunc("GET /login", c.login)
 	c.mux.HandleFunc("POST /login", c.login)

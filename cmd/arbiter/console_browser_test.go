@@ -90,7 +90,15 @@ func browser(t *testing.T) (context.Context, func() []string) {
 // page loads without errors, a lookup renders the decision's explanation, and activating a
 // version from the policies page changes the version that decides.
 func TestConsoleInBrowser(t *testing.T) {
-	grpcAddr, httpAddr, _, _ := startServe(t)
+	reports := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(reports, "embedded"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(reports, "embedded", "report.html"),
+		[]byte("<!doctype html><title>r</title><h1>Load test: embedded</h1>"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr, httpAddr, _, _ := startServe(t, "--loadtest-reports", reports)
 	base := "http://" + httpAddr
 
 	// Two published versions; the first active.
@@ -109,6 +117,11 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitVersion(t, grpcAddr, "1")
+	// Version 2 in shadow on all traffic.
+	if _, err := pol.SetShadowPolicy(t.Context(), &arbiterv1.SetShadowPolicyRequest{Version: "2", Share: 1, Comment: "try escalating"}); err != nil {
+		t.Fatal(err)
+	}
+	waitShadow(t, grpcAddr, pol)
 
 	// A decision with its explanation, made over Connect JSON.
 	code, out := postConnect(t, grpcAddr, "/arbiter.v1.DecisionService/Decide", "",
@@ -153,6 +166,18 @@ func TestConsoleInBrowser(t *testing.T) {
 		if h1 != tc.heading {
 			t.Errorf("%s: heading %q, want %q", tc.path, h1, tc.heading)
 		}
+	}
+	var shadowText, reportsText, reportText string
+	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/shadow"), text("main", &shadowText),
+		chromedp.Navigate(base+"/loadtests"), text("#reports", &reportsText),
+		chromedp.Click(chromedp.CSS("#reports a")), text("h1", &reportText)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(shadowText, "Shadow 2") || !strings.Contains(shadowText, "ESCALATE") {
+		t.Errorf("shadow page = %q, want version 2's results with ESCALATE", shadowText)
+	}
+	if reportsText != "embedded/report.html" || reportText != "Load test: embedded" {
+		t.Errorf("load tests page lists %q and its link opens %q, want embedded/report.html and its heading", reportsText, reportText)
 	}
 	var mixText, diffText string
 	if err := chromedp.Do(ctx, chromedp.Navigate(base+"/"), text("#mix", &mixText),
@@ -252,6 +277,25 @@ func waitVersion(t *testing.T, grpcAddr, version string) {
 		if time.Now().After(deadline) {
 			b, _ := json.Marshal(out)
 			t.Fatalf("the server does not decide with version %s within 15s: %s", version, b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitShadow waits until the server shadow-evaluates: it sends decisions until the shadow
+// report has evaluated one.
+func waitShadow(t *testing.T, grpcAddr string, pol arbiterv1.PolicyServiceClient) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for i := 0; ; i++ {
+		ev := strings.Replace(strings.Replace(sampleEvent, "evt-0001", fmt.Sprintf("evt-shadow-%d", i), 1), "cust-123", fmt.Sprintf("cust-shadow-%d", i), 1)
+		postConnect(t, grpcAddr, "/arbiter.v1.DecisionService/Decide", "", ev)
+		rep, err := pol.GetShadowReport(t.Context(), &arbiterv1.GetShadowReportRequest{})
+		if err == nil && rep.GetEvaluated() > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no shadow evaluation within 15s: %v, %v", rep, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
