@@ -43,7 +43,7 @@ build: ## Build the arbiter binary into bin/arbiter.
 
 .PHONY: run
 run: build ## Build and run `arbiter serve` on the embedded store with the default policy.
-	@echo "run: starting arbiter serve: gRPC on 127.0.0.1:50051, admin on 127.0.0.1:8080 (Ctrl-C stops it)"
+	@echo "run: starting arbiter serve: gRPC and Connect JSON on 127.0.0.1:50051, admin and the console on http://127.0.0.1:8080/ (Ctrl-C stops it)"
 	./$(BIN) serve $(RUN_ARGS)
 
 .PHONY: redis-server
