@@ -79,6 +79,13 @@ func TestServeConnectJSON(t *testing.T) {
 		t.Errorf("refusal %q echoes the card number", out["message"])
 	}
 
+	// A card number as a JSON number in a feature value is refused too.
+	code, out = postConnect(t, grpcAddr, "/arbiter.v1.FeatureService/PutFeatures", "",
+		`{"customerId": "cust-123", "features": {"note": 4111111111111111}}`)
+	if code != http.StatusBadRequest || out["code"] != "invalid_argument" || !strings.Contains(out["message"].(string), "features") {
+		t.Errorf("Connect PutFeatures with a card number as a number = %d %v, want 400 invalid_argument naming the feature", code, out)
+	}
+
 	// Malformed JSON: invalid_argument, not a crash or INTERNAL.
 	code, out = postConnect(t, grpcAddr, "/arbiter.v1.DecisionService/Decide", "", `{"event": 12}`)
 	if code != http.StatusBadRequest || out["code"] != "invalid_argument" {
