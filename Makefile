@@ -147,6 +147,10 @@ bench: ## Run the benchmarks (BENCH_PKGS, BENCHTIME) with allocation counts.
 loadtest: build ## Run the standard load-test scenario against the embedded store and Redis.
 	loadtest/scenario.sh $(BIN)
 
+.PHONY: loadtest-faults
+loadtest-faults: build redis-server ## Load test through a Redis stall, kill and restart; reports each phase (errors, degraded share, p99, decisions per event id).
+	loadtest/faults.sh $(BIN)
+
 .PHONY: lint
 lint: ## go vet, buf lint, buf format check and govulncheck.
 	$(GO) vet ./...

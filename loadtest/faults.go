@@ -33,11 +33,16 @@ type PhaseResult struct {
 	DegradedShare float64          `json:"degraded_share"`
 	P99Us         float64          `json:"p99_us"`
 	// Events is the number of distinct event ids first sent in the phase and answered at
-	// least once; SplitEvents how many of them got more than one decision id over the whole
-	// run (each must get exactly one), MaxDecisionsPerEvent the most any got.
+	// least once; SplitEvents how many of them got more than one decision id from the store
+	// over the whole run (each must get at most one), MaxDecisionsPerEvent the most any got.
+	// Degraded answers are counted apart: they commit nothing, every degraded answer to an
+	// event has the same id, and a resend once the store is back is decided from the store
+	// (a degraded answer is never an event's stored answer): DegradedThenDecided counts the
+	// events that got both.
 	Events               int64 `json:"events"`
 	SplitEvents          int64 `json:"split_events"`
 	MaxDecisionsPerEvent int   `json:"max_decisions_per_event"`
+	DegradedThenDecided  int64 `json:"degraded_then_decided"`
 	// FaultError is the error of the fault's action, if it failed.
 	FaultError string `json:"fault_error,omitempty"`
 }
@@ -54,11 +59,12 @@ type phase struct {
 	faultErr string
 }
 
-// eventDecisions is what one event id got: the phase it was first sent in and its distinct
-// decision ids.
+// eventDecisions is what one event id got: the phase it was first sent in, its distinct
+// decision ids from the store and those of its degraded answers.
 type eventDecisions struct {
-	phase int
-	ids   []string
+	phase    int
+	ids      []string
+	degraded []string
 }
 
 // setFaults makes r tally calls by the phases of faults (sorted by time).
@@ -101,8 +107,12 @@ func (r *recorder) recordPhase(intended time.Time, latency time.Duration, rep Re
 		e = &eventDecisions{phase: i}
 		r.events[rep.EventID] = e
 	}
-	if !slices.Contains(e.ids, rep.DecisionID) {
-		e.ids = append(e.ids, rep.DecisionID)
+	ids := &e.ids
+	if rep.Degraded {
+		ids = &e.degraded
+	}
+	if !slices.Contains(*ids, rep.DecisionID) {
+		*ids = append(*ids, rep.DecisionID)
 	}
 }
 
@@ -130,6 +140,12 @@ func (r *recorder) phaseResults() []PhaseResult {
 			pr.SplitEvents++
 		}
 		pr.MaxDecisionsPerEvent = max(pr.MaxDecisionsPerEvent, len(e.ids))
+		if len(e.degraded) > 1 {
+			pr.SplitEvents++ // degraded answers to one event must share their id
+		}
+		if len(e.ids) > 0 && len(e.degraded) > 0 {
+			pr.DegradedThenDecided++
+		}
 	}
 	return out
 }
@@ -163,13 +179,14 @@ func WritePhases(w io.Writer, phases []PhaseResult) {
 	if len(phases) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "\n%-14s %7s %8s %-28s %9s %9s %7s %6s %s\n", "phase", "from", "calls", "errors", "degraded", "p99", "events", "split", "max decisions/event")
+	fmt.Fprintf(w, "\n%-16s %7s %7s %-30s %9s %9s %7s %6s %10s %s\n", "phase", "from", "calls", "errors", "degraded", "p99", "events", "split", "decisions", "degraded, then decided")
 	for _, p := range phases {
 		errs := fmtCounts(p.Errors, p.Calls)
-		fmt.Fprintf(w, "%-14s %6.1fs %8d %-28s %8.2f%% %9s %7d %6d %d\n", p.Name, p.From, p.Calls, errs,
-			100*p.DegradedShare, time.Duration(p.P99Us*1e3).Round(10*time.Microsecond), p.Events, p.SplitEvents, p.MaxDecisionsPerEvent)
+		fmt.Fprintf(w, "%-16s %6.1fs %7d %-30s %8.2f%% %9s %7d %6d %10s %d\n", p.Name, p.From, p.Calls, errs,
+			100*p.DegradedShare, time.Duration(p.P99Us*1e3).Round(10*time.Microsecond), p.Events, p.SplitEvents,
+			fmt.Sprintf("≤ %d", p.MaxDecisionsPerEvent), p.DegradedThenDecided)
 		if p.FaultError != "" {
-			fmt.Fprintf(w, "%-14s fault failed: %s\n", "", p.FaultError)
+			fmt.Fprintf(w, "%-16s fault failed: %s\n", "", p.FaultError)
 		}
 	}
 }

@@ -150,8 +150,9 @@ func validateDecide(req *arbiterv1.DecideRequest) error {
 		if err := checkID("event.attributes key", k, true); err != nil {
 			return err
 		}
-		if err := checkText("event.attributes["+strconv.Quote(k)+"]", v, MaxAttributeLen); err != nil {
-			return err
+		if err := checkText("", v, MaxAttributeLen); err != nil {
+			// The field name is built only for an error: a valid request allocates none.
+			return checkText("event.attributes["+strconv.Quote(k)+"]", v, MaxAttributeLen)
 		}
 	}
 	if p := ev.GetPayment(); p != nil {

@@ -230,3 +230,34 @@ func TestLoadtestStages(t *testing.T) {
 		t.Errorf("arbiter loadtest --stages 10s = %v (exit %d), want a usage error (exit 2)", err, exitCode(err))
 	}
 }
+
+func TestFaultFlags(t *testing.T) {
+	var f faultFlags
+	for _, bad := range []string{"", "5s", "5s=name", "5s=:cmd", "x=name:cmd", "-1s=name:cmd", "5s=name: "} {
+		if err := f.Set(bad); err == nil {
+			t.Errorf("--fault %q accepted, want an error", bad)
+		}
+	}
+	dir := t.TempDir()
+	if err := f.Set("1s=touch:touch " + dir + "/done"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Set("500ms=early:true"); err == nil {
+		t.Error("a fault before the previous one was accepted, want an error")
+	}
+	if err := f.Set("2s=fails:echo boom; exit 3"); err != nil {
+		t.Fatal(err)
+	}
+	if len(f) != 2 || f[0].At != time.Second || f[0].Name != "touch" {
+		t.Fatalf("faults = %+v", f)
+	}
+	if err := f[0].Do(t.Context()); err != nil {
+		t.Fatalf("touch fault: %v", err)
+	}
+	if _, err := os.Stat(dir + "/done"); err != nil {
+		t.Errorf("the fault's command did not run: %v", err)
+	}
+	if err := f[1].Do(t.Context()); err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Errorf("failing fault = %v, want an error with its output", err)
+	}
+}
