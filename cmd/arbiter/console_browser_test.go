@@ -257,6 +257,30 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("change log = %q, want the activation 1 → 2", changes)
 	}
 
+	// Roll back from the page: version 1 decides again.
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.CSS("#rollback-comment"), "too many escalations"),
+		chromedp.Click(chromedp.CSS("#rollback"))); err != nil {
+		t.Fatalf("roll back from the page: %v", err)
+	}
+	// The page before had a notice too: wait for the new one.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var notice string
+		if err := chromedp.Do(ctx, text("#notice", &notice)); err == nil && notice == "rolled back" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no \"rolled back\" notice within 10s of clicking Roll back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := chromedp.Do(ctx, text("#active", &active)); err != nil {
+		t.Fatal(err)
+	}
+	if active != "1" {
+		t.Errorf("after rolling back the page says %q is active, want 1", active)
+	}
+	waitVersion(t, grpcAddr, "1")
+
 	if errs := pageErrors(); len(errs) > 0 {
 		t.Errorf("page errors: %s", strings.Join(errs, "; "))
 	}
