@@ -19,6 +19,7 @@ var layers = map[string][]string{
 	"cardnumber":             {},
 	"policies":               {},
 	"gen/arbiter/v1":         {},
+	"gen/openapi":            {},
 	"archive":                {},
 	"archive/archivetest":    {},
 	"decision":               {"policies"},
@@ -36,6 +37,7 @@ var layers = map[string][]string{
 		"rpcstatus", "gen/arbiter/v1"},
 	"relay":       {"archive", "featurestore", "gen/arbiter/v1"},
 	"loadtest":    {"decision", "gen/arbiter/v1"},
+	"console":     {"guard", "gen/arbiter/v1", "gen/openapi"},
 	"cmd/arbiter": nil, // main wires everything: no restriction
 }
 
