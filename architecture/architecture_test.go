@@ -19,6 +19,7 @@ var layers = map[string][]string{
 	"cardnumber":             {},
 	"policies":               {},
 	"gen/arbiter/v1":         {},
+	"gen/openapi":            {},
 	"archive":                {},
 	"archive/archivetest":    {},
 	"decision":               {"policies"},
@@ -38,6 +39,7 @@ var layers = map[string][]string{
 	"stream":          {"cardnumber", "guard", "rpcstatus", "gen/arbiter/v1"},
 	"stream/natstest": {},
 	"loadtest":        {"decision", "gen/arbiter/v1"},
+	"console":         {"guard", "gen/arbiter/v1", "gen/openapi"},
 	"cmd/arbiter":     nil, // main wires everything: no restriction
 }
 

@@ -27,6 +27,9 @@ type Redis struct {
 	shards *shardMap
 	// Script arguments that never change, boxed once.
 	retentionArg, keepArg, recentTTLArg, maxMembersArg, loadLimitArg any
+	// resp2 is set when the client speaks RESP2 (Dial's default): a Load then reads its
+	// arrays straight into string slices, without boxing each element in an interface.
+	resp2 bool
 }
 
 // NewRedis returns a store on client, which it owns from then on: Close closes it. Options:
@@ -35,10 +38,18 @@ type Redis struct {
 // calls.
 func NewRedis(client redis.UniversalClient, opts ...Option) *Redis {
 	o := newOptions(opts)
+	protocol := 0
+	switch c := client.(type) {
+	case *redis.Client:
+		protocol = c.Options().Protocol
+	case *redis.ClusterClient:
+		protocol = c.Options().Protocol
+	}
 	return &Redis{
 		client: client, opts: o, shards: newShardMap(client),
 		retentionArg: durMS(o.retention), keepArg: durMS(keepWindow),
 		recentTTLArg: durMS(recentTTL), maxMembersArg: maxMembers, loadLimitArg: maxMembers + 1,
+		resp2: protocol == 2,
 	}
 }
 
@@ -271,6 +282,14 @@ func elem(arr []any, i int) any {
 	return nil
 }
 
+// arrayReply returns the strings of a Load's array read (queueLoad).
+func arrayReply(key string, c redis.Cmder) ([]string, error) {
+	if c, ok := c.(*redis.StringSliceCmd); ok {
+		return c.Val(), nil
+	}
+	return replyStrings(key, c.(*redis.Cmd).Val())
+}
+
 // strings of a reply element that must be an array of strings.
 func replyStrings(key string, v any) ([]string, error) {
 	switch v := v.(type) {
@@ -371,7 +390,7 @@ const noVersion = "0"
 // loadCmds are the reads of a Load, in the order queueLoad queues them: the event's decision
 // id (nil unless checked), features, messages, ledger, stops, failing, recent, version, and
 // the state marker (nil without WithStateMarker).
-type loadCmds [9]*redis.Cmd
+type loadCmds [9]redis.Cmder
 
 // queueLoad queues a Load's reads on p.
 func (r *Redis) queueLoad(ctx context.Context, p redis.Pipeliner, k *customerKeys, eventKey string, checkEvent bool, now time.Time) loadCmds {
@@ -380,13 +399,23 @@ func (r *Redis) queueLoad(ctx context.Context, p redis.Pipeliner, k *customerKey
 	if checkEvent {
 		cmds[0] = p.Do(ctx, "GET", eventKey)
 	}
-	cmds[1] = p.Do(ctx, "HGETALL", k.features)
+	// An array read: on RESP2 straight into a []string; RESP3 shapes some replies as maps
+	// and pairs, which only the generic reply reads.
+	array := func(args ...any) redis.Cmder {
+		if !r.resp2 {
+			return p.Do(ctx, args...)
+		}
+		c := redis.NewStringSliceCmd(ctx, args...)
+		_ = p.Process(ctx, c) // queued: the pipeline's Exec reports errors
+		return c
+	}
+	cmds[1] = array("HGETALL", k.features)
 	// One member more than the decoders accept, so that too many is seen.
-	cmds[2] = p.Do(ctx, "ZRANGEBYSCORE", k.messages, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
-	cmds[3] = p.Do(ctx, "ZRANGEBYSCORE", k.ledger, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
-	cmds[4] = p.Do(ctx, "HGETALL", k.stops)
-	cmds[5] = p.Do(ctx, "HGETALL", k.failing)
-	cmds[6] = p.Do(ctx, "LRANGE", k.recent, 0, recentLen-1)
+	cmds[2] = array("ZRANGEBYSCORE", k.messages, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
+	cmds[3] = array("ZRANGEBYSCORE", k.ledger, since, "+inf", "WITHSCORES", "LIMIT", 0, r.loadLimitArg)
+	cmds[4] = array("HGETALL", k.stops)
+	cmds[5] = array("HGETALL", k.failing)
+	cmds[6] = array("LRANGE", k.recent, 0, recentLen-1)
 	cmds[7] = p.Do(ctx, "GET", k.version)
 	if r.opts.marker {
 		cmds[8] = p.Do(ctx, "EXISTS", k.kept)
@@ -419,7 +448,7 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 		}
 	}
 	if cmds[0] != nil {
-		if id, err := cmds[0].Text(); err == nil {
+		if id, err := cmds[0].(*redis.Cmd).Text(); err == nil {
 			return r.replay(ctx, op, k, eventKey, id)
 		}
 	}
@@ -431,14 +460,14 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 		p   *[]string
 		key string
 	}{{&raw.features, k.features}, {&raw.messages, k.messages}, {&raw.ledger, k.ledger}, {&raw.stops, k.stops}, {&raw.failing, k.failing}, {&raw.recent, k.recent}} {
-		if *dst.p, err = replyStrings(dst.key, cmds[i+1].Val()); err != nil {
+		if *dst.p, err = arrayReply(dst.key, cmds[i+1]); err != nil {
 			return Loaded{}, fmt.Errorf("%s: %w", op, err)
 		}
 	}
 	if len(raw.features) > 2*maxFeatures {
 		return Loaded{}, fmt.Errorf("%s: %w", op, corrupt(k.features, "too many fields"))
 	}
-	version, err := cmds[7].Text()
+	version, err := cmds[7].(*redis.Cmd).Text()
 	switch {
 	case errors.Is(err, redis.Nil):
 		version = noVersion
@@ -451,7 +480,7 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 	}
 	unverified := false
 	if c := cmds[8]; c != nil {
-		n, _ := c.Int64()
+		n, _ := c.(*redis.Cmd).Int64()
 		unverified = n == 0
 	}
 	return Loaded{State: st, Version: version, Unverified: unverified}, nil

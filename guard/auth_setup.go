@@ -135,6 +135,25 @@ func (s *Guard) ReloadAuth() error {
 // limit, card-number guard, then the timestamp window (with the clock now, time.Now when nil).
 // Nothing else looks at a request before they have passed it.
 func (s *Guard) ServerOptions(now func() time.Time) []grpc.ServerOption {
+	opts := s.serverOptions(now)
+	if s.Certs != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.Certs.ServerConfig())))
+	}
+	return opts
+}
+
+// PortServerOptions returns ServerOptions for a gRPC server that serves the GRPC half of a
+// Port (see SharePort): the Port terminates TLS itself, so the credentials only report each
+// connection's TLS state.
+func (s *Guard) PortServerOptions(now func() time.Time) []grpc.ServerOption {
+	opts := s.serverOptions(now)
+	if s.Certs != nil {
+		opts = append(opts, grpc.Creds(portCreds{}))
+	}
+	return opts
+}
+
+func (s *Guard) serverOptions(now func() time.Time) []grpc.ServerOption {
 	unary := make([]grpc.UnaryServerInterceptor, 0, 5)
 	stream := make([]grpc.StreamServerInterceptor, 0, 4)
 	opts := s.cfg.Transport.serverOptions()
@@ -151,8 +170,5 @@ func (s *Guard) ServerOptions(now func() time.Time) []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(unary...),
 		grpc.ChainStreamInterceptor(stream...),
 	)
-	if s.Certs != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.Certs.ServerConfig())))
-	}
 	return opts
 }

@@ -5,7 +5,9 @@
 // (CertReloader), the connection and HTTP/2 limits (Transport, LimitListener), per-client rate
 // limits (RateLimiter), load shedding (Shedder), requests that do not decode
 // (RequestDecoder), the card-number guard (CheckCardNumbers, built on package cardnumber) and
-// input limits (MaxRecvMsgSize, CheckRequestTimes). Guard wires them from one Config, in the
+// input limits (MaxRecvMsgSize, CheckRequestTimes). The gRPC port is shared with Connect and
+// gRPC-Web callers over HTTP/1.1 (SharePort, Port), whose path gets the same checks before a
+// body is read (HTTPHandler, HTTPServer). Guard wires them from one Config, in the
 // order docs/security.md gives; their refusals are rpcstatus errors, so the gRPC status of
 // every refusal is chosen in one place.
 package guard

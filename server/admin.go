@@ -31,6 +31,9 @@ type AdminConfig struct {
 	// lagging or failing archive does not make the server unready: decisions go on, and the
 	// outbox keeps the records.
 	Archive func() (lag time.Duration, err error)
+	// Console, when set, serves every path the endpoints above do not: the operator console
+	// and /openapi.json (package console), which does its own authentication.
+	Console http.Handler
 }
 
 // readiness is the JSON body of /readyz.
@@ -57,6 +60,7 @@ type readiness struct {
 //	/metrics       cfg.Metrics, when set (with cfg.Auth: a token with the metrics role)
 //	/debug/pprof/  the runtime profiles, when cfg.Pprof is set (with cfg.Auth: the admin
 //	               role), but for /debug/pprof/cmdline (404)
+//	/              cfg.Console, when set: the operator console and /openapi.json
 func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = time.Second
@@ -105,6 +109,9 @@ func (s *Server) AdminHandler(cfg AdminConfig) http.Handler {
 		mux.Handle("/debug/pprof/profile", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Profile)))
 		mux.Handle("/debug/pprof/symbol", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Symbol)))
 		mux.Handle("/debug/pprof/trace", protect(guard.RoleAdmin, http.HandlerFunc(pprof.Trace)))
+	}
+	if cfg.Console != nil {
+		mux.Handle("/", cfg.Console)
 	}
 	return mux
 }

@@ -261,3 +261,29 @@ func reflectionLists(t *testing.T, conn *grpc.ClientConn, svc string) bool {
 	}
 	return false
 }
+
+// TestREADMECurl: the README's curl example, as written (its URL path and content type), sends
+// the README's sample event to the gRPC port and gets the decision as JSON.
+func TestREADMECurl(t *testing.T) {
+	var event, curl string
+	for _, b := range readmeBlocks(t) {
+		switch {
+		case b.lang == "json" && event == "":
+			event = b.text
+		case b.lang == "sh" && strings.Contains(b.text, "curl -X POST"):
+			curl = b.text
+		}
+	}
+	m := regexp.MustCompile(`curl -X POST http://127\.0\.0\.1:50051(/\S+) \\\n\s+-H '(Content-Type: [^']+)' -d @event\.json`).FindStringSubmatch(curl)
+	if event == "" || m == nil {
+		t.Fatalf("README.md: no sample event or no curl example of the expected form:\n%s", curl)
+	}
+	if m[2] != "Content-Type: application/json" {
+		t.Fatalf("README's curl sends %q, want Content-Type: application/json", m[2])
+	}
+	grpcAddr, _, _, _ := startServe(t)
+	code, out := postConnect(t, grpcAddr, m[1], "", event)
+	if code != 200 || out["action"] != "ACTION_RETRY" || out["decisionId"] == "" {
+		t.Errorf("README's curl example = %d %v, want 200 with the RETRY decision", code, out)
+	}
+}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/arbiter-dev/arbiter/breaker"
+	"github.com/arbiter-dev/arbiter/console"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
 	"github.com/arbiter-dev/arbiter/guard"
@@ -54,6 +55,7 @@ type serveConfig struct {
 	auditSpool      string
 	auditSpoolMiB   int
 	retention       time.Duration
+	loadTestReports string
 	archive         archiveConfig
 	nats            natsConfig
 	security        guard.Config
@@ -69,7 +71,7 @@ func serveHelp() help {
 		summary: "run the gRPC decision service",
 		usage:   []string{"serve [flags]"},
 		detail: `Serves Decide, RecordOutcome, GetDecision, the feature and policy services and gRPC health
-on --grpc-addr, and /healthz, /readyz and /metrics on --http-addr, until SIGINT or SIGTERM;
+on --grpc-addr (gRPC, gRPC-Web and Connect JSON), and /healthz, /readyz, /metrics, /openapi.json and the operator console on --http-addr, until SIGINT or SIGTERM;
 then it stops gracefully. With --nats it also decides events streamed on NATS JetStream
 (docs/streams.md). Without --redis the store is embedded in the process (state is lost
 on exit); without --policy it serves the bundled default policy. Every flag can be set with
@@ -123,6 +125,7 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
 	fs.IntVar(&c.auditSpoolMiB, "audit-spool-max-mib", spool.DefaultMaxBytes>>20, "most MiB of records the audit spool holds while Redis is down; when it is full, degraded decisions are answered UNAVAILABLE; at least 1")
 	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays), outcomes and audit entries stay in the store; at least 1m")
+	fs.StringVar(&c.loadTestReports, "loadtest-reports", "loadtest-report", "folder of load-test reports (make loadtest) that the console on the HTTP admin address lists; empty: none")
 	c.archive.registerFlags(fs)
 	c.nats.registerFlags(fs)
 	c.security.RegisterFlags(fs)
@@ -303,7 +306,10 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	grpcOpts := append([]grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(shed.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(shed.StreamServerInterceptor()),
-	}, sec.ServerOptions(nil)...)
+	}, sec.PortServerOptions(nil)...)
+	// The console's live decision mix counts what passed the security layer.
+	mix := console.NewMix()
+	grpcOpts = append(grpcOpts, grpc.ChainUnaryInterceptor(mix.UnaryInterceptor()))
 	// Archive: opened and relayed into in the background, so that PostgreSQL being down at
 	// start stops nothing.
 	srvOpts := []server.Option{
@@ -348,6 +354,19 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	gs := srv.NewGRPCServer()
 	gov.service.Register(gs)
+	// Connect and gRPC-Web share the gRPC port: HTTP/1.1 connections go to web, transcoded
+	// onto gs (docs/api.md).
+	connectHandler, err := newConnectHandler(gs, sec)
+	if err != nil {
+		return err
+	}
+	web := sec.HTTPServer(connectHandler)
+	// The operator console and /openapi.json on the admin address (docs/console.md).
+	if adminCfg.Console, err = console.New(console.Config{
+		Decisions: srv, Customers: srv, Policies: gov.service, Explainer: srv, Mix: mix, Auth: sec.Auth, LoadTestDir: cfg.loadTestReports,
+	}); err != nil {
+		return err
+	}
 	admin := &http.Server{
 		Handler:           srv.AdminHandler(adminCfg),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -367,17 +386,27 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	if err != nil {
 		return fmt.Errorf("listen gRPC: %w", err)
 	}
-	grpcLis = sec.LimitListener(grpcLis) // --max-connections
+	port := sec.SharePort(sec.LimitListener(grpcLis)) // --max-connections for both halves
 	httpLis, err := net.Listen("tcp", cfg.httpAddr)
 	if err != nil {
 		grpcLis.Close()
 		return fmt.Errorf("listen HTTP: %w", err)
 	}
-	errc := make(chan error, 3)
+	errc := make(chan error, 5) // gRPC port, gRPC, Connect, HTTP, stream
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := gs.Serve(grpcLis); err != nil {
+		if err := port.Serve(); err != nil {
+			errc <- fmt.Errorf("serve gRPC port: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := gs.Serve(port.GRPC); err != nil {
 			errc <- fmt.Errorf("serve gRPC: %w", err)
+		}
+	})
+	wg.Go(func() {
+		if err := web.Serve(port.HTTP); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve Connect: %w", err)
 		}
 	})
 	wg.Go(func() {
@@ -460,6 +489,10 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
+	if herr := web.Shutdown(hctx); herr != nil {
+		web.Close()
+	}
+	port.Close()
 	if herr := admin.Shutdown(hctx); herr != nil {
 		admin.Close()
 	}

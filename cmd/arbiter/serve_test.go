@@ -62,7 +62,7 @@ func logLine(logs, msg string) map[string]any {
 
 // startServe runs "arbiter serve" on free loopback ports and returns its addresses, a
 // function that stops it and waits for run's result, and its log.
-func startServe(t *testing.T, args ...string) (grpcAddr, httpAddr string, stop func() error, logs *syncBuffer) {
+func startServe(t testing.TB, args ...string) (grpcAddr, httpAddr string, stop func() error, logs *syncBuffer) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	logs = &syncBuffer{}
