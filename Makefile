@@ -55,6 +55,15 @@ redis-server: ## Install redis-server (Debian package) when it is missing; the t
 		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends redis-server; \
 	fi
 
+.PHONY: nats-server
+nats-server: ## Install nats-server (Debian package) when it is missing; the tests start their own with JetStream.
+	@if ! command -v nats-server >/dev/null 2>&1 && [ ! -x /usr/sbin/nats-server ]; then \
+		echo "nats-server not found: installing the Debian package"; \
+		sudo=""; if [ "$$(id -u)" != 0 ]; then sudo=sudo; fi; \
+		$$sudo apt-get update; \
+		DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y --no-install-recommends nats-server; \
+	fi
+
 .PHONY: chromium
 chromium: ## Install Debian's chromium when it is missing: the console's browser tests drive it headless.
 	@if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then \
@@ -112,7 +121,7 @@ postgres: ## Make sure a PostgreSQL answers on 127.0.0.1:5432; start a throwaway
 		"(stop it with: $$as $$bindir/pg_ctl -D $$dir/data stop)"
 
 .PHONY: test
-test: redis-server postgres promtool chromium ## Run every test with the race detector (fuzz targets on their seeds only); under 8 minutes.
+test: redis-server nats-server postgres promtool chromium ## Run every test with the race detector (fuzz targets on their seeds only); under 8 minutes.
 	ARBITER_REQUIRE_BROWSER=1 $(GO) test -race -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: screenshots

@@ -35,10 +35,12 @@ var layers = map[string][]string{
 	"rollout":                {"decision", "policystore"},
 	"server": {"decision", "featurestore", "policystore", "archive", "rollout", "guard", "spool", "breaker",
 		"rpcstatus", "gen/arbiter/v1"},
-	"relay":       {"archive", "featurestore", "gen/arbiter/v1"},
-	"loadtest":    {"decision", "gen/arbiter/v1"},
-	"console":     {"guard", "gen/arbiter/v1", "gen/openapi"},
-	"cmd/arbiter": nil, // main wires everything: no restriction
+	"relay":           {"archive", "featurestore", "gen/arbiter/v1"},
+	"stream":          {"cardnumber", "guard", "rpcstatus", "gen/arbiter/v1"},
+	"stream/natstest": {},
+	"loadtest":        {"decision", "gen/arbiter/v1"},
+	"console":         {"guard", "gen/arbiter/v1", "gen/openapi"},
+	"cmd/arbiter":     nil, // main wires everything: no restriction
 }
 
 // redisSpeakers are the only packages whose code may import a Redis client: the stores keep

@@ -151,12 +151,15 @@ type Ratios struct {
 
 // Report is the outcome of one `arbiter loadtest` invocation.
 type Report struct {
-	Date       time.Time `json:"date"`
-	Machine    Machine   `json:"machine"`
-	Addr       string    `json:"addr"`
-	Seed       uint64    `json:"seed"`
-	Customers  int       `json:"customers"`
-	Duplicates float64   `json:"duplicates"`
+	Date    time.Time `json:"date"`
+	Machine Machine   `json:"machine"`
+	Addr    string    `json:"addr"`
+	// Via is the path of the Decide requests: empty for the Decide RPC, "nats" for events
+	// published to NATS JetStream (NATSTarget).
+	Via        string  `json:"via,omitempty"`
+	Seed       uint64  `json:"seed"`
+	Customers  int     `json:"customers"`
+	Duplicates float64 `json:"duplicates"`
 	// ZipfS and ZipfV are the customers' Zipf distribution (see WithZipf).
 	ZipfS       float64 `json:"zipf_s,omitempty"`
 	ZipfV       float64 `json:"zipf_v,omitempty"`

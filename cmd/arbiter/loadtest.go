@@ -45,6 +45,8 @@ type loadtestConfig struct {
 	watchRedis  string
 	watchEvery  time.Duration
 	cpuProfile  string
+	via         string
+	natsURL     string
 	tls         *clientTLS
 	run         loadtestRun
 }
@@ -58,6 +60,9 @@ drives Decide at a constant arrival rate (or with --concurrency workers in a clo
 ramping through --stages), optionally measures the empty health check as a baseline, prints
 a summary and writes report.json and report.html to --out. --data-file sends your own
 requests instead (any of Decide, RecordOutcome, GetDecision, PutFeatures, GetCustomerState).
+--via nats publishes the events to arbiter.events.loadtest on NATS JetStream instead and
+measures from the publish to the decision on arbiter.decisions.> (arbiter serve --nats; seeding
+still goes through --addr).
 Like k6, the run has thresholds: it exits 1 when more than --max-error-rate (default 1%) of
 its Decide requests failed or were never sent, or when its p99 is above --p99 (not checked
 by default), after writing the reports. The target must be a loopback address. See
@@ -67,6 +72,7 @@ docs/performance.md.`,
 			"arbiter loadtest --stages 10s:500,30s:2000 --p99 50ms      # ramp, fail above 50 ms p99",
 			"arbiter loadtest --data-file requests.jsonl --rate 200 --requests 5000",
 			"arbiter loadtest --rate 2000 --baseline --out run-1",
+			"arbiter loadtest --via nats --concurrency 64 --duration 20s   # through arbiter serve --nats",
 			"arbiter loadtest --compare run-1/report.json run-2/report.json",
 		},
 	}
@@ -104,6 +110,8 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	fs.StringVar(&c.watchAdmin, "watch-admin", "", "sample the server's goroutines and heap from this admin URL's /debug/pprof during the run (serve --pprof), e.g. http://127.0.0.1:8080")
 	fs.StringVar(&c.watchRedis, "watch-redis", "", "with --watch-admin: also sample this Redis's connected clients (INFO clients)")
 	fs.DurationVar(&c.watchEvery, "watch-every", 5*time.Second, "interval of --watch-admin samples")
+	fs.StringVar(&c.via, "via", "grpc", "path of the Decide requests: grpc (the Decide RPC) or nats (events published to arbiter.events.loadtest, decisions read from arbiter.decisions.>; docs/streams.md)")
+	fs.StringVar(&c.natsURL, "nats", "nats://127.0.0.1:4222", "with --via nats: the NATS server of arbiter serve --nats (loopback only)")
 	c.tls = clientTLSFlags(fs, env)
 	fs.StringVar(&c.cpuProfile, "cpuprofile", "", "write the load generator's own CPU profile to this file (go tool pprof), to see what the client spends")
 	c.run.register(fs)
@@ -124,6 +132,12 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	}
 	if len(pos) > 0 {
 		return unexpectedArgs(cmd, pos)
+	}
+	switch {
+	case c.via != "grpc" && c.via != "nats":
+		return usagef(cmd, "loadtest: --via %q: want grpc or nats", c.via)
+	case c.via == "nats" && (c.run.dataFile != "" || c.baseline):
+		return usagef(cmd, "loadtest: --via nats sends synthetic Decide requests: not with --data-file or --baseline (which measure the gRPC path)")
 	}
 	if c.runID == "" {
 		// Base 36 keeps decimal digits in the run id rare (see loadtest.Mix.Request).
@@ -185,6 +199,14 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	}
 	statBefore := loadtest.ReadCPUStat()
 	decide, health := c.run.target(cis, loadtest.DecideTarget(cis, mix)), loadtest.HealthTarget(cis)
+	if c.via == "nats" {
+		nt, err := loadtest.NewNATSTarget(c.natsURL, mix)
+		if err != nil {
+			return fmt.Errorf("loadtest: --nats %s: %w", redactDSN(c.natsURL), err)
+		}
+		defer nt.Close()
+		decide, rep.Via = nt, "nats"
+	}
 	watcher, closeWatcher, err := newWatcher(c)
 	if err != nil {
 		return fmt.Errorf("loadtest: %w", err)
@@ -201,6 +223,9 @@ func runLoadtest(ctx context.Context, args []string, env func(string) string, st
 	}
 	cfg := base
 	cfg.Name = "decide"
+	if c.via == "nats" {
+		cfg.Name = "decide via nats"
+	}
 	cfg.Faults = c.run.faults // the decide run only
 	stopWatch := watchDuring(ctx, watcher, rep)
 	rep.Decide, err = measure(decide, cfg)

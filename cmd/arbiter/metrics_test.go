@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	"github.com/arbiter-dev/arbiter/stream/natstest"
 )
 
 // scrape GETs http://addr/metrics with the Accept header accept ("" for none) and returns the
@@ -156,6 +157,15 @@ func TestServeMetrics(t *testing.T) {
 			`arbiter_policy_sync_failures_total 0`,
 			`arbiter_shadow_decisions_total{result="different"} 0`,
 			`arbiter_store_pool_timeouts_total 0`,
+		}},
+		{"nats", func(t *testing.T) []string { return []string{"--nats", natstest.Start(t)} }, []string{
+			`arbiter_stream_messages_total{consumer="events",result="decided"} 0`,
+			`arbiter_stream_messages_total{consumer="outcomes",result="recorded"} 0`,
+			`arbiter_stream_dead_letters_total{reason="card_number"} 0`,
+			`arbiter_stream_redelivered_total{consumer="events"} 0`,
+			`arbiter_stream_pauses_total{consumer="events"} 0`,
+			`arbiter_stream_consumer_lag{consumer="events"} 0`,
+			`arbiter_stream_consumer_paused{consumer="events"} 0`,
 		}},
 	}
 	documented := documentedMetrics(t)

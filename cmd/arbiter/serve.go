@@ -57,6 +57,7 @@ type serveConfig struct {
 	retention       time.Duration
 	loadTestReports string
 	archive         archiveConfig
+	nats            natsConfig
 	security        guard.Config
 	// redisPassword is the Redis password (from --redis-password-file, ARBITER_REDIS_PASSWORD
 	// or --redis itself), kept to redact errors; redisURL then carries it. passwordInArgs:
@@ -71,13 +72,15 @@ func serveHelp() help {
 		usage:   []string{"serve [flags]"},
 		detail: `Serves Decide, RecordOutcome, GetDecision, the feature and policy services and gRPC health
 on --grpc-addr (gRPC, gRPC-Web and Connect JSON), and /healthz, /readyz, /metrics, /openapi.json and the operator console on --http-addr, until SIGINT or SIGTERM;
-then it stops gracefully. Without --redis the store is embedded in the process (state is lost
+then it stops gracefully. With --nats it also decides events streamed on NATS JetStream
+(docs/streams.md). Without --redis the store is embedded in the process (state is lost
 on exit); without --policy it serves the bundled default policy. Every flag can be set with
 ARBITER_<FLAG> (for example ARBITER_GRPC_ADDR); the command line wins.`,
 		examples: []string{
 			"arbiter serve                                   # embedded store, default policy, loopback only",
 			"arbiter serve --redis redis://127.0.0.1:6379 --policy policies/default",
 			"ARBITER_LOG_LEVEL=debug arbiter serve --pprof",
+			"arbiter serve --redis redis://127.0.0.1:6379 --nats nats://127.0.0.1:4222   # events in on NATS JetStream too",
 		},
 	}
 }
@@ -124,6 +127,7 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.DurationVar(&c.retention, "record-retention", featurestore.DefaultRetention, "how long decision records, their event ids (replays), outcomes and audit entries stay in the store; at least 1m")
 	fs.StringVar(&c.loadTestReports, "loadtest-reports", "loadtest-report", "folder of load-test reports (make loadtest) that the console on the HTTP admin address lists; empty: none")
 	c.archive.registerFlags(fs)
+	c.nats.registerFlags(fs)
 	c.security.RegisterFlags(fs)
 	pos, err := parseArgs(fs, serveHelp(), args, env, stdout)
 	if err != nil {
@@ -142,6 +146,9 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 		return c, usagef(cmd, "serve: --audit-spool-max-mib %d: must be at least 1", c.auditSpoolMiB)
 	}
 	if err := c.archive.check(c.redisURL); err != nil {
+		return c, usagef(cmd, "%v", err)
+	}
+	if err := c.nats.check(); err != nil {
 		return c, usagef(cmd, "%v", err)
 	}
 	pw, err := readRedisPassword(*redisPasswordFile, env)
@@ -365,6 +372,15 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 
+	// Streams: events in and decisions out on NATS JetStream, decided by srv in process.
+	var streams *streaming
+	if cfg.nats.url != "" {
+		if streams, err = openStreaming(ctx, cfg.nats, srv, logger, mp); err != nil {
+			return err
+		}
+		cleanup = append(cleanup, func(context.Context) { streams.close() })
+	}
+
 	// Serve.
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
@@ -376,7 +392,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		grpcLis.Close()
 		return fmt.Errorf("listen HTTP: %w", err)
 	}
-	errc := make(chan error, 4)
+	errc := make(chan error, 5) // gRPC port, gRPC, Connect, HTTP, stream
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := port.Serve(); err != nil {
@@ -402,6 +418,18 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	defer stopWatch()
 	wg.Go(func() { _ = gov.sync.Run(watchCtx) })
 	wg.Go(func() { srv.RunSpoolDrain(watchCtx) }) // returns at once without a spool
+	// The stream stops pulling at shutdown, before the gRPC server stops; the events in hand
+	// finish (each within its call timeout), the others are handed back to JetStream.
+	streamCtx, stopStream := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStream()
+	var streamDone sync.WaitGroup
+	if streams != nil {
+		streamDone.Go(func() {
+			if err := streams.edge.Run(streamCtx); err != nil {
+				errc <- fmt.Errorf("stream: %w", err)
+			}
+		})
+	}
 	if arch != nil {
 		// The relay stops last: it gets what the last calls committed.
 		relayCtx, stopRelay := context.WithCancel(context.WithoutCancel(ctx))
@@ -439,9 +467,11 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// this replica out, let in-flight calls finish within the timeout, then cut what is left.
 	logger.Info("shutting down", "delay", cfg.shutdownDelay.String(), "timeout", cfg.shutdownTimeout.String())
 	srv.Drain()
+	stopStream() // a stream has no load balancer to wait for
 	if err == nil && cfg.shutdownDelay > 0 {
 		waitShutdownDelay(cfg.shutdownDelay, logger)
 	}
+	streamDone.Wait()
 	stopWatch()
 	stopped := make(chan struct{})
 	go func() {

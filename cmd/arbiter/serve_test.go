@@ -307,6 +307,10 @@ func TestServeBadConfig(t *testing.T) {
 		{"retention too short", []string{"serve", "--record-retention", "10s"}, "--record-retention"},
 		{"negative shutdown delay", []string{"serve", "--shutdown-delay", "-1s"}, "--shutdown-delay"},
 		{"audit spool without room", []string{"serve", "--audit-spool-max-mib", "0"}, "--audit-spool-max-mib"},
+		{"nats ack wait too short", []string{"serve", "--nats", "nats://127.0.0.1:1", "--nats-ack-wait", "1s"}, "--nats-ack-wait"},
+		{"nats without workers", []string{"serve", "--nats", "nats://127.0.0.1:1", "--nats-workers", "0"}, "--nats-workers"},
+		// Nothing listens on port 1: without NATS the edge cannot check its streams.
+		{"nats down", []string{"serve", "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--nats", "nats://127.0.0.1:1"}, "nats nats://127.0.0.1:1"},
 		{"audit spool not writable", []string{"serve", "--redis", "127.0.0.1:1", "--audit-spool", filepath.Join(file, "spool")}, "audit spool"},
 	}
 	for _, tc := range tests {
