@@ -62,6 +62,10 @@ const (
 	// DefaultCoolDown is how long an open breaker refuses calls before it lets one
 	// probe through.
 	DefaultCoolDown = 500 * time.Millisecond
+	// DefaultMinSpan is how long a run of consecutive failures must last before it opens a
+	// breaker: zero, so that Threshold failures open it however close together they came.
+	// arbiter serve sets 100 ms (--breaker-min-span).
+	DefaultMinSpan = 0
 )
 
 // Bounds of a Set. A breaker not used for breakerIdle is forgotten (its shard's next
@@ -78,7 +82,7 @@ const (
 
 // Breaker is the circuit breaker of one store shard, so that a dead or hung shard costs a
 // request microseconds instead of a timeout. It is closed at first; Threshold consecutive
-// failures (see Record) open it; while open, Allow refuses at once with ErrCircuitOpen; after
+// failures (see Record), lasting at least the minimum span (WithMinSpan), open it; while open, Allow refuses at once with ErrCircuitOpen; after
 // the cool-down, Allow lets a single probe through (half-open) and the probe's result closes
 // the breaker or opens it for another cool-down.
 //
@@ -87,11 +91,13 @@ const (
 type Breaker struct {
 	threshold int32
 	coolDown  int64 // nanoseconds
+	minSpan   int64 // nanoseconds
 	now       func() time.Time
 	shard     string
 
 	state    atomic.Int32 // a State
 	failures atomic.Int32 // consecutive failures while closed
+	streak   atomic.Int64 // unix nanoseconds: the first of the consecutive failures
 	since    atomic.Int64 // unix nanoseconds: when it opened, or when the last probe went out
 	used     atomic.Int64 // unix nanoseconds, to usedEvery: when the set last handed it out
 
@@ -125,6 +131,7 @@ type Option func(*options)
 type options struct {
 	threshold int
 	coolDown  time.Duration
+	minSpan   time.Duration
 	now       func() time.Time
 	meter     metric.MeterProvider
 	onChange  func(shard string, from, to State)
@@ -139,6 +146,16 @@ func WithThreshold(n int) Option {
 // WithCoolDown sets how long a breaker stays open before a probe (default 500 ms).
 func WithCoolDown(d time.Duration) Option {
 	return func(o *options) { o.coolDown = d }
+}
+
+// WithMinSpan sets how long a run of consecutive failures must last, from its first failure,
+// before it opens the breaker (default 0: Threshold failures open it at once). A stall of the
+// server itself (a garbage collection, a busy machine) makes every call in flight overrun its
+// budget at the same moment: those are one event, not Threshold of them, and opening the
+// breaker on it would degrade every call of the cool-down while the store is healthy. A store
+// that is really down goes on failing, and opens the breaker once the span has passed.
+func WithMinSpan(d time.Duration) Option {
+	return func(o *options) { o.minSpan = max(d, 0) }
 }
 
 // WithClock sets the clock (default time.Now); tests pass a fake one.
@@ -256,6 +273,7 @@ func (s *Set) newBreaker(shard string) *Breaker {
 	b := &Breaker{
 		threshold:   int32(min(o.threshold, 1<<30)),
 		coolDown:    int64(o.coolDown),
+		minSpan:     int64(o.minSpan),
 		now:         o.now,
 		shard:       shard,
 		transitions: s.transitions,
@@ -354,10 +372,18 @@ func (b *Breaker) success(ctx context.Context) {
 func (b *Breaker) failure(ctx context.Context) {
 	switch State(b.state.Load()) {
 	case Closed:
-		if b.failures.Add(1) < b.threshold {
+		n := b.failures.Add(1)
+		if n == 1 && b.minSpan > 0 {
+			b.streak.Store(b.now().UnixNano())
+		}
+		if n < b.threshold {
 			return
 		}
-		b.since.Store(b.now().UnixNano())
+		now := b.now().UnixNano()
+		if b.minSpan > 0 && now-b.streak.Load() < b.minSpan {
+			return
+		}
+		b.since.Store(now)
 		if b.state.CompareAndSwap(int32(Closed), int32(Open)) {
 			b.changed(ctx, Closed, Open)
 		}

@@ -429,3 +429,45 @@ func BenchmarkBreakerOpen(b *testing.B) {
 		_ = br.Allow(ctx)
 	}
 }
+
+// TestBreakerMinSpan: with a minimum span, a burst of failures at one moment (every call in
+// flight overrunning its budget through one stall of the server) does not open the breaker;
+// failures that go on for the span do, and a success in between starts the count again.
+func TestBreakerMinSpan(t *testing.T) {
+	clock := newFakeClock()
+	b, err := newBreaker(WithThreshold(3), WithCoolDown(time.Second), WithMinSpan(100*time.Millisecond), WithClock(clock.now))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	for range 8 { // one stall: eight calls in flight time out together
+		b.Record(ctx, errTimeout)
+	}
+	if got := b.State(); got != Closed {
+		t.Fatalf("after a burst of 8 failures within 0s: %v, want closed", got)
+	}
+	clock.advance(60 * time.Millisecond)
+	b.Record(ctx, errDown)
+	if got := b.State(); got != Closed {
+		t.Fatalf("after failures over 60ms: %v, want closed", got)
+	}
+	clock.advance(40 * time.Millisecond)
+	b.Record(ctx, errDown)
+	if got := b.State(); got != Open {
+		t.Fatalf("after failures over 100ms: %v, want open", got)
+	}
+
+	b.Reset(ctx)
+	for range 5 {
+		b.Record(ctx, errTimeout)
+	}
+	clock.advance(90 * time.Millisecond)
+	b.Record(ctx, nil) // the store answered: the run is over
+	clock.advance(20 * time.Millisecond)
+	for range 5 {
+		b.Record(ctx, errTimeout)
+	}
+	if got := b.State(); got != Closed {
+		t.Fatalf("two bursts 110ms apart with a success between: %v, want closed", got)
+	}
+}

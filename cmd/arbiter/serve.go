@@ -50,6 +50,7 @@ type serveConfig struct {
 	storeBudgetMin  time.Duration
 	breakerFailures int
 	breakerCoolDown time.Duration
+	breakerMinSpan  time.Duration
 	admissionMin    int
 	maxInFlight     int
 	auditSpool      string
@@ -120,6 +121,7 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.DurationVar(&c.storeBudgetMin, "store-budget-min", defaultStoreBudgetMin, "with --redis, size the store budget from the measured latency: 4× the p99 of recent store calls, at least this and at most --store-budget; 0 keeps it at --store-budget")
 	fs.IntVar(&c.breakerFailures, "breaker-failures", breaker.DefaultThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
 	fs.IntVar(&c.admissionMin, "admission-min", server.DefaultAdmissionMin, "with --redis, the fewest decisions a store shard always admits at once; above it the shard's limit is learned from its latency (up to --max-in-flight) and the excess gets RESOURCE_EXHAUSTED; 0 turns admission off")
+	fs.DurationVar(&c.breakerMinSpan, "breaker-min-span", 100*time.Millisecond, "how long consecutive failures of one store shard must go on before they open its breaker: a moment's stall of this server, which makes every call in flight overrun its budget at once, then opens nothing (0: --breaker-failures open it however close together)")
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", breaker.DefaultCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", guard.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
 	fs.StringVar(&c.auditSpool, "audit-spool", defaultAuditSpool(env), "with --redis: directory where degraded decisions are recorded until Redis takes them into the audit trail; empty: none (degraded decisions are then answered UNAVAILABLE while Redis is down)")
@@ -294,7 +296,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	// Server. Extra gRPC options (TLS, authentication, card guard, rate limits, shedding) are
 	// added to grpcOpts.
 	breakers, err := breaker.NewSet(breaker.WithMeterProvider(mp),
-		breaker.WithThreshold(cfg.breakerFailures), breaker.WithCoolDown(cfg.breakerCoolDown))
+		breaker.WithThreshold(cfg.breakerFailures), breaker.WithCoolDown(cfg.breakerCoolDown), breaker.WithMinSpan(cfg.breakerMinSpan))
 	if err != nil {
 		return err
 	}
