@@ -132,6 +132,9 @@ type ruleSpec struct {
 	Suppress    *suppressSpec `yaml:"suppress"`
 	Retry       *retrySpec    `yaml:"retry"`
 	Reasons     []string      `yaml:"reasons"`
+	// PurposeAck acknowledges, with a reason, a lint warning that the rule's template or
+	// reasons suggest promotion while its purpose is SERVICE (docs/policies.md).
+	PurposeAck string `yaml:"purpose_ack"`
 
 	file, line, whenLine int
 }
@@ -166,6 +169,7 @@ type rule struct {
 	events      []EventType // empty: every event type
 	when        *condition  // nil: always
 	cand        Candidate   // the candidate the rule proposes, without guardrail results
+	purposeAck  string      // why a SERVICE purpose is right despite promotional words; "" none
 	file        string
 	line        int
 }
@@ -614,7 +618,8 @@ func compileRule(env *cel.Env, rs *ruleSpec, order int) (*rule, []ruleErr) {
 	} else if !validRuleID(rs.ID) {
 		bad("id: %q must be lower case letters, digits, '_', '.' or '-' (at most 80)", rs.ID)
 	}
-	r := &rule{id: rs.ID, description: strings.TrimSpace(rs.Description), order: order, priority: rs.Priority, line: rs.line}
+	r := &rule{id: rs.ID, description: strings.TrimSpace(rs.Description), order: order, priority: rs.Priority,
+		purposeAck: strings.TrimSpace(rs.PurposeAck), line: rs.line}
 	if rs.Priority < -1_000_000 || rs.Priority > 1_000_000 {
 		bad("priority: %d is outside [-1000000, 1000000]", rs.Priority)
 	}

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"fmt"
+	"strings"
 
 	"cel.dev/cel-go/cel"
 	celast "cel.dev/cel-go/common/ast"
@@ -32,11 +33,21 @@ func (p *Policy) Lint() []string {
 //     docs/policies.md: priority, then action, then position). A rule always matches when
 //     it has no `when`, or when its `when` folds to the constant true ("true", "1 == 1",
 //     "true || features.x"); only ESCALATE and SUPPRESS candidates are never blocked;
+//   - a MESSAGE rule of purpose SERVICE whose template or reason codes suggest promotion
+//     (a word such as promo, offer, discount, checkout, cart, upsell: see promotionalWords):
+//     direct marketing needs purpose MARKETING (docs/guardrails.md, "Message purposes"). A rule
+//     field `purpose_ack: "why"` acknowledges it: the finding stays, marked acknowledged with
+//     the reason, so a reviewer still sees it;
 //   - a bundle without test cases.
 func (p *Policy) LintFindings() []BundleError {
 	var out []BundleError
 	if len(p.tests) == 0 {
 		out = append(out, BundleError{Msg: "the bundle has no test cases"})
+	}
+	for _, r := range p.rules {
+		if f, ok := purposeFinding(r); ok {
+			out = append(out, f)
+		}
 	}
 	always := p.alwaysMatching()
 	for _, r := range p.rules {
@@ -115,4 +126,59 @@ func constantTrue(env *cel.Env, folder *cel.StaticOptimizer, src string) bool {
 	}
 	e := folded.NativeRep().Expr()
 	return e.Kind() == celast.LiteralKind && e.AsLiteral() == types.True
+}
+
+// promotionalWords are the words, as parts of a template ID or reason code split at '_', '-'
+// and '.', that suggest a message promotes a sale. A word ending in '*' matches as a prefix.
+var promotionalWords = []string{
+	"promo*", "promotion*", "offer", "offers", "discount*", "deal", "deals", "sale", "sales",
+	"coupon*", "voucher*", "checkout", "cart", "basket", "abandon*", "upsell*", "upgrade",
+	"crosssell", "newsletter*", "winback", "recommend*", "marketing",
+}
+
+// purposeFinding returns the lint finding for a SERVICE message rule whose template or reason
+// codes contain a promotional word, and false when there is none.
+func purposeFinding(r *rule) (BundleError, bool) {
+	c := &r.cand
+	if c.Action != ActionMessage || c.Purpose != PurposeService {
+		return BundleError{}, false
+	}
+	what, word := "", ""
+	if w := promotionalWord(c.TemplateID); w != "" {
+		what, word = "template "+c.TemplateID, w
+	} else {
+		for _, code := range c.ReasonCodes {
+			if w := promotionalWord(code); w != "" {
+				what, word = "reason "+code, w
+				break
+			}
+		}
+	}
+	if word == "" {
+		return BundleError{}, false
+	}
+	msg := fmt.Sprintf("rule %s has purpose SERVICE but its %s suggests promotion (%q): direct marketing needs purpose MARKETING", r.id, what, word)
+	if r.purposeAck != "" {
+		msg = fmt.Sprintf("rule %s has purpose SERVICE but its %s suggests promotion (%q): acknowledged: %s", r.id, what, word, r.purposeAck)
+	} else {
+		msg += `; if it is not marketing, say why with purpose_ack: "..."`
+	}
+	return BundleError{File: r.file, Line: r.line, Rule: r.id, Msg: msg}, true
+}
+
+// promotionalWord returns the first promotional word in id, or "".
+func promotionalWord(id string) string {
+	parts := strings.FieldsFunc(strings.ToLower(id), func(c rune) bool { return c == '_' || c == '-' || c == '.' })
+	for _, p := range parts {
+		for _, w := range promotionalWords {
+			if pre, ok := strings.CutSuffix(w, "*"); ok {
+				if strings.HasPrefix(p, pre) {
+					return p
+				}
+			} else if p == w {
+				return p
+			}
+		}
+	}
+	return ""
 }

@@ -1,6 +1,7 @@
 package decision
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -73,5 +74,62 @@ func TestLintNeverWins(t *testing.T) {
 				t.Errorf("LintFindings() mismatch (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestLintServicePurpose: a SERVICE message whose template or reason codes suggest promotion
+// is flagged, unless it is MARKETING already or not promotional; purpose_ack keeps the finding
+// but marks it acknowledged with the reason.
+func TestLintServicePurpose(t *testing.T) {
+	const head = "id: t\nversion: \"1\"\ntests:\n  - {name: a, now: 2026-03-10T12:00:00Z, event: {type: INBOUND_CONTACT}, expect: {action: ESCALATE}}\nrules:\n"
+	tests := []struct {
+		name  string
+		rules string
+		want  []BundleError
+	}{
+		{
+			name:  "promotional template as SERVICE",
+			rules: "  - {id: nudge, on: [CHECKOUT_ABANDONED], action: MESSAGE, message: {template: checkout_reminder, purpose: SERVICE}, reasons: [REMIND]}\n",
+			want: []BundleError{{File: "bundle.yaml", Line: 6, Rule: "nudge",
+				Msg: `rule nudge has purpose SERVICE but its template checkout_reminder suggests promotion ("checkout"): direct marketing needs purpose MARKETING; if it is not marketing, say why with purpose_ack: "..."`}},
+		},
+		{
+			name:  "promotional reason as SERVICE",
+			rules: "  - {id: tell, on: [CARD_EXPIRING], action: MESSAGE, message: {template: card_note, purpose: SERVICE}, reasons: [CARD_EXPIRING, SPRING_PROMOTION]}\n",
+			want: []BundleError{{File: "bundle.yaml", Line: 6, Rule: "tell",
+				Msg: `rule tell has purpose SERVICE but its reason SPRING_PROMOTION suggests promotion ("promotion"): direct marketing needs purpose MARKETING; if it is not marketing, say why with purpose_ack: "..."`}},
+		},
+		{
+			name:  "acknowledged",
+			rules: "  - {id: nudge, on: [CHECKOUT_ABANDONED], action: MESSAGE, message: {template: checkout_receipt, purpose: SERVICE}, reasons: [RECEIPT], purpose_ack: \"receipt of a completed order\"}\n",
+			want: []BundleError{{File: "bundle.yaml", Line: 6, Rule: "nudge",
+				Msg: `rule nudge has purpose SERVICE but its template checkout_receipt suggests promotion ("checkout"): acknowledged: receipt of a completed order`}},
+		},
+		{
+			name:  "promotional template as MARKETING",
+			rules: "  - {id: nudge, on: [CHECKOUT_ABANDONED], action: MESSAGE, message: {template: checkout_reminder, purpose: MARKETING}, reasons: [REMIND]}\n",
+		},
+		{
+			name:  "service template as SERVICE",
+			rules: "  - {id: tell, on: [CARD_EXPIRING], action: MESSAGE, message: {template: card_expiring, purpose: SERVICE}, reasons: [CARD_EXPIRING]}\n",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := mustParse(t, head+tc.rules)
+			if diff := cmp.Diff(tc.want, p.LintFindings()); diff != "" {
+				t.Errorf("LintFindings() mismatch (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestLintDefaultPolicyPurposes: the default policy has no unacknowledged purpose warning.
+func TestLintDefaultPolicyPurposes(t *testing.T) {
+	p := DefaultPolicy()
+	for _, f := range p.LintFindings() {
+		if strings.Contains(f.Msg, "suggests promotion") && !strings.Contains(f.Msg, "acknowledged:") {
+			t.Errorf("default policy: %s:%d: %s", f.File, f.Line, f.Msg)
+		}
 	}
 }

@@ -93,8 +93,9 @@ func policyLintHelp() help {
 		usage:   []string{"policy lint PATH [--format text|json|junit]"},
 		detail: `Every problem is reported with its file, line and rule, and the other files of the bundle
 are checked too. Warnings (the bundle still loads): a rule that can never win because an
-always-true ESCALATE or SUPPRESS rule outranks it on every event type it applies to, and a
-bundle without test cases. Exit status 1 when the bundle is invalid; warnings alone exit 0.`,
+always-true ESCALATE or SUPPRESS rule outranks it on every event type it applies to, a
+SERVICE message rule whose template or reasons suggest promotion (acknowledged with the rule
+field purpose_ack: "why"), and a bundle without test cases. Exit status 1 when the bundle is invalid; warnings alone exit 0.`,
 		examples: []string{
 			"arbiter policy lint policies/default",
 			"arbiter policy lint ./next --format junit > lint.xml   # for CI test reports",
