@@ -151,6 +151,9 @@ type ShadowSample struct {
 	ActiveReasons []string
 	ShadowAction  decision.Action
 	ShadowReasons []string
+	// ChangedFields names what differs in the whole action ("action", or for the same action
+	// "channel", "template", "send_at", "queue", "priority", "acquirer", "not_before").
+	ChangedFields []string
 	At            time.Time
 }
 

@@ -130,7 +130,8 @@ func (s *Shadow) Observe(ctx context.Context, in *decision.Input, active *decisi
 	}
 	activeCodes, shadowCodes := reasonCodes(active.Reasons), reasonCodes(res.Reasons)
 	added, removed := decision.CodeChanges(activeCodes, shadowCodes)
-	if res.Action == active.Action && len(added) == 0 && len(removed) == 0 {
+	changed := changedFields(active, res)
+	if len(changed) == 0 && len(added) == 0 && len(removed) == 0 {
 		s.evaluations.Add(ctx, 1, s.resultAttrs[shadowSame])
 		s.add(r.cfg.Epoch, policystore.ShadowCounts{Evaluated: 1}, nil)
 		return
@@ -156,7 +157,8 @@ func (s *Shadow) Observe(ctx context.Context, in *decision.Input, active *decisi
 		EventID: in.Event.ID, EventType: in.Event.Type,
 		ActiveAction: active.Action, ActiveReasons: activeCodes,
 		ShadowAction: res.Action, ShadowReasons: shadowCodes,
-		At: in.Now,
+		ChangedFields: changed,
+		At:            in.Now,
 	}
 	s.add(r.cfg.Epoch, c, sample)
 }
@@ -217,6 +219,41 @@ func reasonCodes(rs []decision.Reason) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
 		out[i] = r.Code
+	}
+	return out
+}
+
+// changedFields names the parts of the action that differ between active and shadow: the
+// action itself, and for the same action its detail (channel, template, send_at; queue,
+// priority; acquirer, not_before). Nil means the whole action is the same.
+func changedFields(active, shadow *decision.Result) []string {
+	if active.Action != shadow.Action {
+		return []string{"action"}
+	}
+	var out []string
+	add := func(differs bool, name string) {
+		if differs {
+			out = append(out, name)
+		}
+	}
+	if a, b := active.Message, shadow.Message; a != nil && b != nil {
+		add(a.Channel != b.Channel, "channel")
+		add(a.TemplateID != b.TemplateID, "template")
+		add(!a.SendAt.Equal(b.SendAt), "send_at")
+	} else {
+		add((a == nil) != (b == nil), "message")
+	}
+	if a, b := active.Escalate, shadow.Escalate; a != nil && b != nil {
+		add(a.Queue != b.Queue, "queue")
+		add(a.Priority != b.Priority, "priority")
+	} else {
+		add((a == nil) != (b == nil), "escalate")
+	}
+	if a, b := active.Retry, shadow.Retry; a != nil && b != nil {
+		add(a.Acquirer != b.Acquirer, "acquirer")
+		add(!a.NotBefore.Equal(b.NotBefore), "not_before")
+	} else {
+		add((a == nil) != (b == nil), "retry")
 	}
 	return out
 }

@@ -406,6 +406,7 @@ func toShadowReport(rep policystore.ShadowReport) *arbiterv1.GetShadowReportResp
 			EventId: s.EventID, EventType: arbiterv1.EventType(s.EventType),
 			ActiveAction: arbiterv1.Action(s.ActiveAction), ActiveReasons: s.ActiveReasons,
 			ShadowAction: arbiterv1.Action(s.ShadowAction), ShadowReasons: s.ShadowReasons, At: ts(s.At),
+			ChangedFields: s.ChangedFields,
 		})
 	}
 	return resp

@@ -107,7 +107,7 @@ func TestShadowIsolation(t *testing.T) {
 	want := policystore.ShadowSample{
 		EventID: fmt.Sprintf("evt-%d", n-1), EventType: decision.EventInvoiceOverdue,
 		ActiveAction: decision.ActionEscalate, ActiveReasons: []string{"COLLECTIONS_REFERRAL"},
-		ShadowAction: decision.ActionMessage, ShadowReasons: []string{"OVERDUE_REMINDER"}, At: govNow,
+		ShadowAction: decision.ActionMessage, ShadowReasons: []string{"OVERDUE_REMINDER"}, ChangedFields: []string{"action"}, At: govNow,
 	}
 	if diff := cmp.Diff(want, rep.Samples[0]); diff != "" {
 		t.Errorf("ShadowReport().Samples[0] mismatch (-want +got):\n%s", diff)

@@ -445,6 +445,9 @@ func runPolicyShadowReport(ctx context.Context, c *policyAdminClient, _ *flag.Fl
 				strings.TrimPrefix(s.GetEventType().String(), "EVENT_TYPE_"),
 				adminAction(s.GetActiveAction()), strings.Join(s.GetActiveReasons(), ","),
 				adminAction(s.GetShadowAction()), strings.Join(s.GetShadowReasons(), ","))
+			if len(s.GetChangedFields()) > 0 {
+				fmt.Fprintf(stdout, "    changed: %s\n", strings.Join(s.GetChangedFields(), ","))
+			}
 		}
 	}
 	return nil

@@ -1190,7 +1190,10 @@ type ShadowSample struct {
 	// shadow_reasons are the shadow version's reason codes.
 	ShadowReasons []string `protobuf:"bytes,6,rep,name=shadow_reasons,json=shadowReasons,proto3" json:"shadow_reasons,omitempty"`
 	// at is when it was decided.
-	At            *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	At *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=at,proto3" json:"at,omitempty"`
+	// changed_fields names what differs in the whole action: "action", or for the same action
+	// "channel", "template", "send_at", "queue", "priority", "acquirer", "not_before".
+	ChangedFields []string `protobuf:"bytes,8,rep,name=changed_fields,json=changedFields,proto3" json:"changed_fields,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1270,6 +1273,13 @@ func (x *ShadowSample) GetShadowReasons() []string {
 func (x *ShadowSample) GetAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.At
+	}
+	return nil
+}
+
+func (x *ShadowSample) GetChangedFields() []string {
+	if x != nil {
+		return x.ChangedFields
 	}
 	return nil
 }
@@ -1470,7 +1480,7 @@ const file_arbiter_v1_policy_service_proto_rawDesc = "" +
 	"\fReasonChange\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\tR\x04code\x12\x14\n" +
 	"\x05added\x18\x02 \x01(\x03R\x05added\x12\x18\n" +
-	"\aremoved\x18\x03 \x01(\x03R\aremoved\"\xcb\x02\n" +
+	"\aremoved\x18\x03 \x01(\x03R\aremoved\"\xf2\x02\n" +
 	"\fShadowSample\x12\x19\n" +
 	"\bevent_id\x18\x01 \x01(\tR\aeventId\x124\n" +
 	"\n" +
@@ -1479,7 +1489,8 @@ const file_arbiter_v1_policy_service_proto_rawDesc = "" +
 	"\x0eactive_reasons\x18\x04 \x03(\tR\ractiveReasons\x127\n" +
 	"\rshadow_action\x18\x05 \x01(\x0e2\x12.arbiter.v1.ActionR\fshadowAction\x12%\n" +
 	"\x0eshadow_reasons\x18\x06 \x03(\tR\rshadowReasons\x12*\n" +
-	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"\xf8\x02\n" +
+	"\x02at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x02at\x12%\n" +
+	"\x0echanged_fields\x18\b \x03(\tR\rchangedFields\"\xf8\x02\n" +
 	"\x17GetShadowReportResponse\x12%\n" +
 	"\x0eshadow_version\x18\x01 \x01(\tR\rshadowVersion\x12\x14\n" +
 	"\x05share\x18\x02 \x01(\x01R\x05share\x120\n" +
