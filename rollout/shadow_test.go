@@ -98,3 +98,46 @@ var govRules = map[string]struct{ rule, expect string }{
 		expect: `{action: ESCALATE, queue: collections, reasons: [COLLECTIONS_REFERRAL]}`,
 	},
 }
+
+// TestShadowObserveSeesTheWholeAction: a candidate that keeps the action and its reasons but
+// sends another template on another channel is counted as different, and its sample names the
+// changed fields (the comparison used to see only the action and the reason codes).
+func TestShadowObserveSeesTheWholeAction(t *testing.T) {
+	candidate := mustParse(t, govBundle("B", "message"))
+	in := decision.Input{
+		Now:   govNow,
+		Event: decision.Event{ID: "evt-1", Type: decision.EventInvoiceOverdue},
+		Customer: decision.Customer{ID: "c-1", Timezone: "Europe/London", PreferredChannels: []decision.Channel{decision.ChannelEmail},
+			Consents: []decision.Consent{{Channel: decision.ChannelEmail, Purpose: decision.PurposeCollections, Granted: true}}},
+	}
+	res, err := candidate.Decide(context.Background(), &in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Message == nil {
+		t.Fatalf("candidate decided %v without a message: the test needs a MESSAGE", res.Action)
+	}
+	active := *res
+	msg := *res.Message
+	msg.TemplateID = "other_" + msg.TemplateID
+	msg.Channel = decision.ChannelEmail
+	if res.Message.Channel == decision.ChannelEmail {
+		msg.Channel = decision.ChannelSMS
+	}
+	active.Message = &msg
+
+	sh := NewShadow(nil)
+	sh.Set(policystore.ShadowConfig{Version: "B", Share: 1, Epoch: "e"}, candidate)
+	sh.Observe(context.Background(), &in, &active)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.counts.Evaluated != 1 || sh.counts.Different != 1 {
+		t.Fatalf("counts = %+v, want 1 evaluated, 1 different", sh.counts)
+	}
+	if len(sh.samples) != 1 {
+		t.Fatalf("%d samples, want 1", len(sh.samples))
+	}
+	if got, want := fmt.Sprint(sh.samples[0].ChangedFields), "[channel template]"; got != want {
+		t.Errorf("sample's changed fields = %s, want %s", got, want)
+	}
+}
