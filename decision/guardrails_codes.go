@@ -58,3 +58,17 @@ const (
 	// CodeStoreUnavailable: the customer's state could not be read; no MESSAGE and no RETRY.
 	CodeStoreUnavailable = "STORE_UNAVAILABLE"
 )
+
+// Codes of DecisionService/Confirm, which re-checks a decision right before it is executed.
+const (
+	// CodeStillValid: nothing that stops the decision has changed since it was made.
+	CodeStillValid = "STILL_VALID"
+	// CodeAlreadyPaid: the payment was made or the retry approved since the decision.
+	CodeAlreadyPaid = "ALREADY_PAID"
+	// CodeSuperseded: a newer decision for the same customer and event type replaced it.
+	CodeSuperseded = "SUPERSEDED"
+	// CodeExpired: more than ConfirmValidity has passed since its send time or not_before.
+	CodeExpired = "EXPIRED"
+	// CodeRetryStopped: a hard retry stop is now in force for the credential.
+	CodeRetryStopped = "RETRY_STOPPED"
+)

@@ -23,6 +23,7 @@ import (
 //	{b:XX}:c:<customer_id>:e:<event_id>    event id -> decision id (idempotency)
 //	{b:XX}:d:<decision_id>                 encoded decision record
 //	{b:XX}:o:<decision_id>                 outcomes hash
+//	{b:XX}:n:<decision_id>                 confirmations list (Confirm), oldest first
 //	{b:XX}:audit                           the bucket's audit stream
 //
 // XX is fnv-1a-32(customer_id) % 256 in two lowercase hex digits. In keys, a customer id has
@@ -45,6 +46,7 @@ const (
 	keyDecision
 	keyOutcomes
 	keyAudit
+	keyConfirmations
 	// keyDecisionPrefix is "{b:XX}:d:", which the scripts complete with a stored decision id.
 	keyDecisionPrefix
 )
@@ -94,6 +96,8 @@ func key(kind keyKind, b bucket, customerID, id string) string {
 		return tag + ":d:" + id
 	case keyOutcomes:
 		return tag + ":o:" + id
+	case keyConfirmations:
+		return tag + ":n:" + id
 	case keyAudit:
 		return tag + ":audit"
 	case keyDecisionPrefix:

@@ -9,7 +9,7 @@ import (
 )
 
 // storeScripts are every script the store runs; Warm loads them all.
-var storeScripts = []*redis.Script{commitScript, getDecisionScript, outcomeScript, appendScript, rebuildScript}
+var storeScripts = []*redis.Script{commitScript, getDecisionScript, outcomeScript, appendScript, rebuildScript, confirmScript}
 
 // Warm readies the store for its first decisions, so that none of them pays for a cold start:
 // it loads every script into every master (a script's first run otherwise sends its whole

@@ -35,7 +35,8 @@ type Role string
 
 // The roles.
 const (
-	// RoleDecide may call DecisionService/Decide and DecisionService/RecordOutcome.
+	// RoleDecide may call DecisionService/Decide, DecisionService/RecordOutcome and
+	// DecisionService/Confirm.
 	RoleDecide Role = "decide"
 	// RoleRead may call DecisionService/GetDecision and FeatureService/GetCustomerState.
 	RoleRead Role = "read"
@@ -75,6 +76,7 @@ func roleBit(r Role) (roleSet, bool) {
 var methodRoles = map[string]Role{
 	arbiterv1.DecisionService_Decide_FullMethodName:          RoleDecide,
 	arbiterv1.DecisionService_RecordOutcome_FullMethodName:   RoleDecide,
+	arbiterv1.DecisionService_Confirm_FullMethodName:         RoleDecide,
 	arbiterv1.DecisionService_GetDecision_FullMethodName:     RoleRead,
 	arbiterv1.FeatureService_GetCustomerState_FullMethodName: RoleRead,
 	arbiterv1.FeatureService_PutFeatures_FullMethodName:      RoleAdmin,

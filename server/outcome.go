@@ -78,6 +78,17 @@ func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequ
 			Outcome: arbiterv1.Outcome(o.Outcome), OccurredAt: ts(o.OccurredAt), RecordedAt: ts(o.RecordedAt),
 		})
 	}
+	confs, err := storeDoDecision(s, ctx, opConfirm, req.GetDecisionId(), func(ctx context.Context) ([]featurestore.StoredConfirmation, error) {
+		return s.store.Confirmations(ctx, req.GetDecisionId())
+	})
+	if err != nil {
+		return nil, s.toStatus(ctx, "GetDecision", err)
+	}
+	for _, c := range confs {
+		rec.Confirmations = append(rec.Confirmations, &arbiterv1.Confirmation{
+			Proceed: c.Proceed, ReasonCodes: c.Reasons, CheckedAt: ts(c.CheckedAt),
+		})
+	}
 	return &arbiterv1.GetDecisionResponse{Record: rec}, nil
 }
 

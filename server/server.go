@@ -38,6 +38,10 @@ type Store interface {
 	// AppendDecision records a degraded decision from the audit spool (see Spool.Drain).
 	AppendDecision(ctx context.Context, d *featurestore.Decided) (duplicate bool, err error)
 	GetDecision(ctx context.Context, decisionID string) ([]byte, []featurestore.StoredOutcome, error)
+	// Confirm records a confirmation and releases a revoked decision's reservations; a prior
+	// revocation, when there is one, stands and is returned.
+	Confirm(ctx context.Context, c *featurestore.Confirmation) (*featurestore.StoredConfirmation, error)
+	Confirmations(ctx context.Context, decisionID string) ([]featurestore.StoredConfirmation, error)
 	RecordOutcome(ctx context.Context, o *featurestore.OutcomeCommit) (duplicate bool, err error)
 	PutFeatures(ctx context.Context, customerID string, features map[string]any, ttl time.Duration) error
 	State(ctx context.Context, customerID string, now time.Time) (decision.State, error)
@@ -99,11 +103,12 @@ type options struct {
 	breakers       *breaker.Set
 	maxAttempts    int
 	grpcOptions    []grpc.ServerOption
-	shadow         *rollout.Shadow // WithShadow: candidate policy evaluated beside the active one
-	policySync     *rollout.Sync   // WithPolicySync: fleet policy status for /readyz
-	spool          *spool.Spool    // WithAuditSpool: records of degraded decisions
-	archive        Archive         // WithArchive: decisions past the store's replay window
-	admission      *admissions     // WithAdmission: adaptive limits of the store phase
+	shadow         *rollout.Shadow                                          // WithShadow: candidate policy evaluated beside the active one
+	policySync     *rollout.Sync                                            // WithPolicySync: fleet policy status for /readyz
+	spool          *spool.Spool                                             // WithAuditSpool: records of degraded decisions
+	archive        Archive                                                  // WithArchive: decisions past the store's replay window
+	admission      *admissions                                              // WithAdmission: adaptive limits of the store phase
+	revoke         func(ctx context.Context, r *arbiterv1.Revocation) error // WithRevocations
 }
 
 func defaultOptions() options {
@@ -114,6 +119,14 @@ func defaultOptions() options {
 		tracerProvider: tracenoop.NewTracerProvider(),
 		maxAttempts:    3,
 	}
+}
+
+// WithRevocations makes Confirm hand each decision it revokes to publish (for example
+// (*stream.Edge).Revoke, which puts it on arbiter.revocations.<customer>), with scope
+// REVOCATION_SCOPE_DECISION. A publish error is logged; the revocation itself is recorded
+// in the store and answered either way.
+func WithRevocations(publish func(ctx context.Context, r *arbiterv1.Revocation) error) Option {
+	return func(o *options) { o.revoke = publish }
 }
 
 // WithClock sets the clock that gives each decision its time (default time.Now). Latency

@@ -33,10 +33,11 @@ const (
 	opState
 	opPing
 	opAppendDecision
+	opConfirm
 	opCount
 )
 
-var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping", "append_decision"}
+var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping", "append_decision", "confirm"}
 
 // spanNames are the store spans' names, built once.
 var spanNames = func() (n [opCount]string) {

@@ -578,9 +578,9 @@ func (e *Edge) publishDecision(ctx context.Context, req *arbiterv1.DecideRequest
 // Revoke publishes r to arbiter.revocations.<customer> (SubjectToken of r.customer_id) and waits
 // for JetStream's acknowledgement. Its Nats-Msg-Id is the scope and the decision id, so a
 // revocation published again within the duplicate window is dropped. It is the hook for
-// callers other than the edge's own decisions: the Confirm RPC (issue 20, not wired yet) is
-// meant to call it with REVOCATION_SCOPE_DECISION for a decision it tells the executor not to
-// proceed with. It fills in an unset revoked_at (now) and scope (REVOCATION_SCOPE_CUSTOMER) in
+// callers other than the edge's own decisions: the Confirm RPC calls it (server.WithRevocations,
+// wired by arbiter serve --nats) with REVOCATION_SCOPE_DECISION for a decision it tells the
+// executor not to proceed with. It fills in an unset revoked_at (now) and scope (REVOCATION_SCOPE_CUSTOMER) in
 // r. It is safe for concurrent use.
 func (e *Edge) Revoke(ctx context.Context, r *arbiterv1.Revocation) error {
 	if r.GetCustomerId() == "" || r.GetDecisionId() == "" {

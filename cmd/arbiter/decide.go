@@ -176,6 +176,9 @@ func renderDecision(w io.Writer, r *arbiterv1.DecideResponse) error {
 		}
 		fmt.Fprintf(&b, "%-10s %s\n", label, f)
 	}
+	if a := r.GetAction(); (a == arbiterv1.Action_ACTION_MESSAGE || a == arbiterv1.Action_ACTION_RETRY) && !r.GetDryRun() && !r.GetDegraded() {
+		fmt.Fprintf(&b, "confirm    right before executing it: arbiter confirm %s (DecisionService/Confirm)\n", r.GetDecisionId())
+	}
 	if x := r.GetExplanation(); x != nil {
 		renderExplanation(&b, x)
 	}

@@ -58,6 +58,7 @@ func commands() []command {
 	cmds := []command{
 		{name: "serve", help: serveHelp, run: runServe},
 		{name: "decide", help: decideHelp, run: runDecide},
+		{name: "confirm", help: confirmHelp, run: runConfirm},
 		{name: "policy", help: policyHelp, subs: policyCommands()},
 		{name: "features", help: featuresHelp, subs: []command{
 			{name: "import", help: featuresImportHelp, run: runFeaturesImport},

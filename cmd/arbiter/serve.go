@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -30,10 +31,12 @@ import (
 	"github.com/arbiter-dev/arbiter/console"
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/guard"
 	"github.com/arbiter-dev/arbiter/rollout"
 	"github.com/arbiter-dev/arbiter/server"
 	"github.com/arbiter-dev/arbiter/spool"
+	"github.com/arbiter-dev/arbiter/stream"
 )
 
 // serveConfig is the configuration of "arbiter serve".
@@ -343,6 +346,15 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 		srvOpts = append(srvOpts, server.WithArchive(arch))
 		adminCfg.Archive = arch.status
 	}
+	// Confirm's revocations go out on the stream edge when there is one; the edge is opened
+	// after the server, which it decides through.
+	var revocations atomic.Pointer[stream.Edge]
+	srvOpts = append(srvOpts, server.WithRevocations(func(ctx context.Context, r *arbiterv1.Revocation) error {
+		if e := revocations.Load(); e != nil {
+			return e.Revoke(ctx, r)
+		}
+		return nil
+	}))
 	srv := server.New(store, policies, srvOpts...)
 	// Warm the store before serving (scripts loaded, connections open), so that the first
 	// decisions do not degrade for a cold start. A store that is down is not fatal: /readyz
@@ -381,6 +393,7 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 			return err
 		}
 		cleanup = append(cleanup, func(context.Context) { streams.close() })
+		revocations.Store(streams.edge)
 	}
 
 	// Serve.

@@ -22,6 +22,180 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ConfirmRequest names the decision about to be executed.
+type ConfirmRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision_id names a MESSAGE or RETRY decision, as DecideResponse.decision_id.
+	DecisionId    string `protobuf:"bytes,1,opt,name=decision_id,json=decisionId,proto3" json:"decision_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmRequest) Reset() {
+	*x = ConfirmRequest{}
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmRequest) ProtoMessage() {}
+
+func (x *ConfirmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmRequest) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ConfirmRequest) GetDecisionId() string {
+	if x != nil {
+		return x.DecisionId
+	}
+	return ""
+}
+
+// ConfirmResponse says whether the decision may still be executed.
+type ConfirmResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// proceed false: do not execute.
+	Proceed bool `protobuf:"varint,1,opt,name=proceed,proto3" json:"proceed,omitempty"`
+	// reasons say why not (or, with proceed, STILL_VALID).
+	Reasons []*Reason `protobuf:"bytes,2,rep,name=reasons,proto3" json:"reasons,omitempty"`
+	// checked_at is when the decision was re-checked.
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmResponse) Reset() {
+	*x = ConfirmResponse{}
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmResponse) ProtoMessage() {}
+
+func (x *ConfirmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmResponse) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ConfirmResponse) GetProceed() bool {
+	if x != nil {
+		return x.Proceed
+	}
+	return false
+}
+
+func (x *ConfirmResponse) GetReasons() []*Reason {
+	if x != nil {
+		return x.Reasons
+	}
+	return nil
+}
+
+func (x *ConfirmResponse) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
+// Confirmation is one Confirm of a decision, as recorded on it.
+type Confirmation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// proceed is the answer given.
+	Proceed bool `protobuf:"varint,1,opt,name=proceed,proto3" json:"proceed,omitempty"`
+	// reason_codes are the answer's reason codes.
+	ReasonCodes []string `protobuf:"bytes,2,rep,name=reason_codes,json=reasonCodes,proto3" json:"reason_codes,omitempty"`
+	// checked_at is when it was checked.
+	CheckedAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=checked_at,json=checkedAt,proto3" json:"checked_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Confirmation) Reset() {
+	*x = Confirmation{}
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Confirmation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Confirmation) ProtoMessage() {}
+
+func (x *Confirmation) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Confirmation.ProtoReflect.Descriptor instead.
+func (*Confirmation) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Confirmation) GetProceed() bool {
+	if x != nil {
+		return x.Proceed
+	}
+	return false
+}
+
+func (x *Confirmation) GetReasonCodes() []string {
+	if x != nil {
+		return x.ReasonCodes
+	}
+	return nil
+}
+
+func (x *Confirmation) GetCheckedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CheckedAt
+	}
+	return nil
+}
+
 // DecideRequest asks for a decision on one event.
 type DecideRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -37,7 +211,7 @@ type DecideRequest struct {
 
 func (x *DecideRequest) Reset() {
 	*x = DecideRequest{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[0]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -49,7 +223,7 @@ func (x *DecideRequest) String() string {
 func (*DecideRequest) ProtoMessage() {}
 
 func (x *DecideRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[0]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -62,7 +236,7 @@ func (x *DecideRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideRequest.ProtoReflect.Descriptor instead.
 func (*DecideRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{0}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *DecideRequest) GetEvent() *Event {
@@ -127,7 +301,7 @@ type DecideResponse struct {
 
 func (x *DecideResponse) Reset() {
 	*x = DecideResponse{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[1]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +313,7 @@ func (x *DecideResponse) String() string {
 func (*DecideResponse) ProtoMessage() {}
 
 func (x *DecideResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[1]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +326,7 @@ func (x *DecideResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecideResponse.ProtoReflect.Descriptor instead.
 func (*DecideResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{1}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DecideResponse) GetDecisionId() string {
@@ -315,7 +489,7 @@ type RecordOutcomeRequest struct {
 
 func (x *RecordOutcomeRequest) Reset() {
 	*x = RecordOutcomeRequest{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[2]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -327,7 +501,7 @@ func (x *RecordOutcomeRequest) String() string {
 func (*RecordOutcomeRequest) ProtoMessage() {}
 
 func (x *RecordOutcomeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[2]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -340,7 +514,7 @@ func (x *RecordOutcomeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordOutcomeRequest.ProtoReflect.Descriptor instead.
 func (*RecordOutcomeRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{2}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RecordOutcomeRequest) GetDecisionId() string {
@@ -375,7 +549,7 @@ type RecordOutcomeResponse struct {
 
 func (x *RecordOutcomeResponse) Reset() {
 	*x = RecordOutcomeResponse{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[3]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -387,7 +561,7 @@ func (x *RecordOutcomeResponse) String() string {
 func (*RecordOutcomeResponse) ProtoMessage() {}
 
 func (x *RecordOutcomeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[3]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -400,7 +574,7 @@ func (x *RecordOutcomeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RecordOutcomeResponse.ProtoReflect.Descriptor instead.
 func (*RecordOutcomeResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{3}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RecordOutcomeResponse) GetDuplicate() bool {
@@ -421,7 +595,7 @@ type GetDecisionRequest struct {
 
 func (x *GetDecisionRequest) Reset() {
 	*x = GetDecisionRequest{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[4]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -433,7 +607,7 @@ func (x *GetDecisionRequest) String() string {
 func (*GetDecisionRequest) ProtoMessage() {}
 
 func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[4]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -446,7 +620,7 @@ func (x *GetDecisionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionRequest.ProtoReflect.Descriptor instead.
 func (*GetDecisionRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{4}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetDecisionRequest) GetDecisionId() string {
@@ -467,7 +641,7 @@ type GetDecisionResponse struct {
 
 func (x *GetDecisionResponse) Reset() {
 	*x = GetDecisionResponse{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[5]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -479,7 +653,7 @@ func (x *GetDecisionResponse) String() string {
 func (*GetDecisionResponse) ProtoMessage() {}
 
 func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[5]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -492,7 +666,7 @@ func (x *GetDecisionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetDecisionResponse.ProtoReflect.Descriptor instead.
 func (*GetDecisionResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{5}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetDecisionResponse) GetRecord() *DecisionRecord {
@@ -527,14 +701,16 @@ type DecisionRecord struct {
 	// recorded_at is when the record was written.
 	RecordedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=recorded_at,json=recordedAt,proto3" json:"recorded_at,omitempty"`
 	// outcomes are the outcomes reported since, in the order they arrived.
-	Outcomes      []*OutcomeRecord `protobuf:"bytes,11,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	Outcomes []*OutcomeRecord `protobuf:"bytes,11,rep,name=outcomes,proto3" json:"outcomes,omitempty"`
+	// confirmations are the Confirm calls made for the decision, oldest first (at most 16).
+	Confirmations []*Confirmation `protobuf:"bytes,12,rep,name=confirmations,proto3" json:"confirmations,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecisionRecord) Reset() {
 	*x = DecisionRecord{}
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[6]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -546,7 +722,7 @@ func (x *DecisionRecord) String() string {
 func (*DecisionRecord) ProtoMessage() {}
 
 func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_decision_service_proto_msgTypes[6]
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -559,7 +735,7 @@ func (x *DecisionRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DecisionRecord.ProtoReflect.Descriptor instead.
 func (*DecisionRecord) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{6}
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DecisionRecord) GetDecisionId() string {
@@ -639,12 +815,32 @@ func (x *DecisionRecord) GetOutcomes() []*OutcomeRecord {
 	return nil
 }
 
+func (x *DecisionRecord) GetConfirmations() []*Confirmation {
+	if x != nil {
+		return x.Confirmations
+	}
+	return nil
+}
+
 var File_arbiter_v1_decision_service_proto protoreflect.FileDescriptor
 
 const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\n" +
 	"!arbiter/v1/decision_service.proto\x12\n" +
-	"arbiter.v1\x1a\x16arbiter/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9f\x01\n" +
+	"arbiter.v1\x1a\x16arbiter/v1/types.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"1\n" +
+	"\x0eConfirmRequest\x12\x1f\n" +
+	"\vdecision_id\x18\x01 \x01(\tR\n" +
+	"decisionId\"\x94\x01\n" +
+	"\x0fConfirmResponse\x12\x18\n" +
+	"\aproceed\x18\x01 \x01(\bR\aproceed\x12,\n" +
+	"\areasons\x18\x02 \x03(\v2\x12.arbiter.v1.ReasonR\areasons\x129\n" +
+	"\n" +
+	"checked_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"\x86\x01\n" +
+	"\fConfirmation\x12\x18\n" +
+	"\aproceed\x18\x01 \x01(\bR\aproceed\x12!\n" +
+	"\freason_codes\x18\x02 \x03(\tR\vreasonCodes\x129\n" +
+	"\n" +
+	"checked_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\"\x9f\x01\n" +
 	"\rDecideRequest\x12'\n" +
 	"\x05event\x18\x01 \x01(\v2\x11.arbiter.v1.EventR\x05event\x120\n" +
 	"\bcustomer\x18\x02 \x01(\v2\x14.arbiter.v1.CustomerR\bcustomer\x123\n" +
@@ -680,7 +876,7 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\"I\n" +
 	"\x13GetDecisionResponse\x122\n" +
-	"\x06record\x18\x01 \x01(\v2\x1a.arbiter.v1.DecisionRecordR\x06record\"\x99\x04\n" +
+	"\x06record\x18\x01 \x01(\v2\x1a.arbiter.v1.DecisionRecordR\x06record\"\xd9\x04\n" +
 	"\x0eDecisionRecord\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12\x19\n" +
@@ -697,11 +893,13 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\vrecorded_at\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recordedAt\x125\n" +
-	"\boutcomes\x18\v \x03(\v2\x19.arbiter.v1.OutcomeRecordR\boutcomes2\xf8\x01\n" +
+	"\boutcomes\x18\v \x03(\v2\x19.arbiter.v1.OutcomeRecordR\boutcomes\x12>\n" +
+	"\rconfirmations\x18\f \x03(\v2\x18.arbiter.v1.ConfirmationR\rconfirmations2\xbc\x02\n" +
 	"\x0fDecisionService\x12?\n" +
 	"\x06Decide\x12\x19.arbiter.v1.DecideRequest\x1a\x1a.arbiter.v1.DecideResponse\x12T\n" +
 	"\rRecordOutcome\x12 .arbiter.v1.RecordOutcomeRequest\x1a!.arbiter.v1.RecordOutcomeResponse\x12N\n" +
-	"\vGetDecision\x12\x1e.arbiter.v1.GetDecisionRequest\x1a\x1f.arbiter.v1.GetDecisionResponseB\xa8\x01\n" +
+	"\vGetDecision\x12\x1e.arbiter.v1.GetDecisionRequest\x1a\x1f.arbiter.v1.GetDecisionResponse\x12B\n" +
+	"\aConfirm\x12\x1a.arbiter.v1.ConfirmRequest\x1a\x1b.arbiter.v1.ConfirmResponseB\xa8\x01\n" +
 	"\x0ecom.arbiter.v1B\x14DecisionServiceProtoP\x01Z7github.com/arbiter-dev/arbiter/gen/arbiter/v1;arbiterv1\xa2\x02\x03AXX\xaa\x02\n" +
 	"Arbiter.V1\xca\x02\n" +
 	"Arbiter\\V1\xe2\x02\x16Arbiter\\V1\\GPBMetadata\xea\x02\vArbiter::V1b\x06proto3"
@@ -718,68 +916,77 @@ func file_arbiter_v1_decision_service_proto_rawDescGZIP() []byte {
 	return file_arbiter_v1_decision_service_proto_rawDescData
 }
 
-var file_arbiter_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_arbiter_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_arbiter_v1_decision_service_proto_goTypes = []any{
-	(*DecideRequest)(nil),         // 0: arbiter.v1.DecideRequest
-	(*DecideResponse)(nil),        // 1: arbiter.v1.DecideResponse
-	(*RecordOutcomeRequest)(nil),  // 2: arbiter.v1.RecordOutcomeRequest
-	(*RecordOutcomeResponse)(nil), // 3: arbiter.v1.RecordOutcomeResponse
-	(*GetDecisionRequest)(nil),    // 4: arbiter.v1.GetDecisionRequest
-	(*GetDecisionResponse)(nil),   // 5: arbiter.v1.GetDecisionResponse
-	(*DecisionRecord)(nil),        // 6: arbiter.v1.DecisionRecord
-	(*Event)(nil),                 // 7: arbiter.v1.Event
-	(*Customer)(nil),              // 8: arbiter.v1.Customer
-	(*DecideOptions)(nil),         // 9: arbiter.v1.DecideOptions
-	(Action)(0),                   // 10: arbiter.v1.Action
-	(*RetryAction)(nil),           // 11: arbiter.v1.RetryAction
-	(*MessageAction)(nil),         // 12: arbiter.v1.MessageAction
-	(*EscalateAction)(nil),        // 13: arbiter.v1.EscalateAction
-	(*SuppressAction)(nil),        // 14: arbiter.v1.SuppressAction
-	(*Reason)(nil),                // 15: arbiter.v1.Reason
-	(*PolicyRef)(nil),             // 16: arbiter.v1.PolicyRef
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*Explanation)(nil),           // 18: arbiter.v1.Explanation
-	(Outcome)(0),                  // 19: arbiter.v1.Outcome
-	(EventType)(0),                // 20: arbiter.v1.EventType
-	(*StateSnapshot)(nil),         // 21: arbiter.v1.StateSnapshot
-	(*Timings)(nil),               // 22: arbiter.v1.Timings
-	(*OutcomeRecord)(nil),         // 23: arbiter.v1.OutcomeRecord
+	(*ConfirmRequest)(nil),        // 0: arbiter.v1.ConfirmRequest
+	(*ConfirmResponse)(nil),       // 1: arbiter.v1.ConfirmResponse
+	(*Confirmation)(nil),          // 2: arbiter.v1.Confirmation
+	(*DecideRequest)(nil),         // 3: arbiter.v1.DecideRequest
+	(*DecideResponse)(nil),        // 4: arbiter.v1.DecideResponse
+	(*RecordOutcomeRequest)(nil),  // 5: arbiter.v1.RecordOutcomeRequest
+	(*RecordOutcomeResponse)(nil), // 6: arbiter.v1.RecordOutcomeResponse
+	(*GetDecisionRequest)(nil),    // 7: arbiter.v1.GetDecisionRequest
+	(*GetDecisionResponse)(nil),   // 8: arbiter.v1.GetDecisionResponse
+	(*DecisionRecord)(nil),        // 9: arbiter.v1.DecisionRecord
+	(*Reason)(nil),                // 10: arbiter.v1.Reason
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*Event)(nil),                 // 12: arbiter.v1.Event
+	(*Customer)(nil),              // 13: arbiter.v1.Customer
+	(*DecideOptions)(nil),         // 14: arbiter.v1.DecideOptions
+	(Action)(0),                   // 15: arbiter.v1.Action
+	(*RetryAction)(nil),           // 16: arbiter.v1.RetryAction
+	(*MessageAction)(nil),         // 17: arbiter.v1.MessageAction
+	(*EscalateAction)(nil),        // 18: arbiter.v1.EscalateAction
+	(*SuppressAction)(nil),        // 19: arbiter.v1.SuppressAction
+	(*PolicyRef)(nil),             // 20: arbiter.v1.PolicyRef
+	(*Explanation)(nil),           // 21: arbiter.v1.Explanation
+	(Outcome)(0),                  // 22: arbiter.v1.Outcome
+	(EventType)(0),                // 23: arbiter.v1.EventType
+	(*StateSnapshot)(nil),         // 24: arbiter.v1.StateSnapshot
+	(*Timings)(nil),               // 25: arbiter.v1.Timings
+	(*OutcomeRecord)(nil),         // 26: arbiter.v1.OutcomeRecord
 }
 var file_arbiter_v1_decision_service_proto_depIdxs = []int32{
-	7,  // 0: arbiter.v1.DecideRequest.event:type_name -> arbiter.v1.Event
-	8,  // 1: arbiter.v1.DecideRequest.customer:type_name -> arbiter.v1.Customer
-	9,  // 2: arbiter.v1.DecideRequest.options:type_name -> arbiter.v1.DecideOptions
-	10, // 3: arbiter.v1.DecideResponse.action:type_name -> arbiter.v1.Action
-	11, // 4: arbiter.v1.DecideResponse.retry:type_name -> arbiter.v1.RetryAction
-	12, // 5: arbiter.v1.DecideResponse.message:type_name -> arbiter.v1.MessageAction
-	13, // 6: arbiter.v1.DecideResponse.escalate:type_name -> arbiter.v1.EscalateAction
-	14, // 7: arbiter.v1.DecideResponse.suppress:type_name -> arbiter.v1.SuppressAction
-	15, // 8: arbiter.v1.DecideResponse.reasons:type_name -> arbiter.v1.Reason
-	16, // 9: arbiter.v1.DecideResponse.policy:type_name -> arbiter.v1.PolicyRef
-	17, // 10: arbiter.v1.DecideResponse.decided_at:type_name -> google.protobuf.Timestamp
-	18, // 11: arbiter.v1.DecideResponse.explanation:type_name -> arbiter.v1.Explanation
-	19, // 12: arbiter.v1.RecordOutcomeRequest.outcome:type_name -> arbiter.v1.Outcome
-	17, // 13: arbiter.v1.RecordOutcomeRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	6,  // 14: arbiter.v1.GetDecisionResponse.record:type_name -> arbiter.v1.DecisionRecord
-	20, // 15: arbiter.v1.DecisionRecord.event_type:type_name -> arbiter.v1.EventType
-	0,  // 16: arbiter.v1.DecisionRecord.request:type_name -> arbiter.v1.DecideRequest
-	1,  // 17: arbiter.v1.DecisionRecord.response:type_name -> arbiter.v1.DecideResponse
-	16, // 18: arbiter.v1.DecisionRecord.policy:type_name -> arbiter.v1.PolicyRef
-	21, // 19: arbiter.v1.DecisionRecord.snapshot:type_name -> arbiter.v1.StateSnapshot
-	22, // 20: arbiter.v1.DecisionRecord.timings:type_name -> arbiter.v1.Timings
-	17, // 21: arbiter.v1.DecisionRecord.recorded_at:type_name -> google.protobuf.Timestamp
-	23, // 22: arbiter.v1.DecisionRecord.outcomes:type_name -> arbiter.v1.OutcomeRecord
-	0,  // 23: arbiter.v1.DecisionService.Decide:input_type -> arbiter.v1.DecideRequest
-	2,  // 24: arbiter.v1.DecisionService.RecordOutcome:input_type -> arbiter.v1.RecordOutcomeRequest
-	4,  // 25: arbiter.v1.DecisionService.GetDecision:input_type -> arbiter.v1.GetDecisionRequest
-	1,  // 26: arbiter.v1.DecisionService.Decide:output_type -> arbiter.v1.DecideResponse
-	3,  // 27: arbiter.v1.DecisionService.RecordOutcome:output_type -> arbiter.v1.RecordOutcomeResponse
-	5,  // 28: arbiter.v1.DecisionService.GetDecision:output_type -> arbiter.v1.GetDecisionResponse
-	26, // [26:29] is the sub-list for method output_type
-	23, // [23:26] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	10, // 0: arbiter.v1.ConfirmResponse.reasons:type_name -> arbiter.v1.Reason
+	11, // 1: arbiter.v1.ConfirmResponse.checked_at:type_name -> google.protobuf.Timestamp
+	11, // 2: arbiter.v1.Confirmation.checked_at:type_name -> google.protobuf.Timestamp
+	12, // 3: arbiter.v1.DecideRequest.event:type_name -> arbiter.v1.Event
+	13, // 4: arbiter.v1.DecideRequest.customer:type_name -> arbiter.v1.Customer
+	14, // 5: arbiter.v1.DecideRequest.options:type_name -> arbiter.v1.DecideOptions
+	15, // 6: arbiter.v1.DecideResponse.action:type_name -> arbiter.v1.Action
+	16, // 7: arbiter.v1.DecideResponse.retry:type_name -> arbiter.v1.RetryAction
+	17, // 8: arbiter.v1.DecideResponse.message:type_name -> arbiter.v1.MessageAction
+	18, // 9: arbiter.v1.DecideResponse.escalate:type_name -> arbiter.v1.EscalateAction
+	19, // 10: arbiter.v1.DecideResponse.suppress:type_name -> arbiter.v1.SuppressAction
+	10, // 11: arbiter.v1.DecideResponse.reasons:type_name -> arbiter.v1.Reason
+	20, // 12: arbiter.v1.DecideResponse.policy:type_name -> arbiter.v1.PolicyRef
+	11, // 13: arbiter.v1.DecideResponse.decided_at:type_name -> google.protobuf.Timestamp
+	21, // 14: arbiter.v1.DecideResponse.explanation:type_name -> arbiter.v1.Explanation
+	22, // 15: arbiter.v1.RecordOutcomeRequest.outcome:type_name -> arbiter.v1.Outcome
+	11, // 16: arbiter.v1.RecordOutcomeRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	9,  // 17: arbiter.v1.GetDecisionResponse.record:type_name -> arbiter.v1.DecisionRecord
+	23, // 18: arbiter.v1.DecisionRecord.event_type:type_name -> arbiter.v1.EventType
+	3,  // 19: arbiter.v1.DecisionRecord.request:type_name -> arbiter.v1.DecideRequest
+	4,  // 20: arbiter.v1.DecisionRecord.response:type_name -> arbiter.v1.DecideResponse
+	20, // 21: arbiter.v1.DecisionRecord.policy:type_name -> arbiter.v1.PolicyRef
+	24, // 22: arbiter.v1.DecisionRecord.snapshot:type_name -> arbiter.v1.StateSnapshot
+	25, // 23: arbiter.v1.DecisionRecord.timings:type_name -> arbiter.v1.Timings
+	11, // 24: arbiter.v1.DecisionRecord.recorded_at:type_name -> google.protobuf.Timestamp
+	26, // 25: arbiter.v1.DecisionRecord.outcomes:type_name -> arbiter.v1.OutcomeRecord
+	2,  // 26: arbiter.v1.DecisionRecord.confirmations:type_name -> arbiter.v1.Confirmation
+	3,  // 27: arbiter.v1.DecisionService.Decide:input_type -> arbiter.v1.DecideRequest
+	5,  // 28: arbiter.v1.DecisionService.RecordOutcome:input_type -> arbiter.v1.RecordOutcomeRequest
+	7,  // 29: arbiter.v1.DecisionService.GetDecision:input_type -> arbiter.v1.GetDecisionRequest
+	0,  // 30: arbiter.v1.DecisionService.Confirm:input_type -> arbiter.v1.ConfirmRequest
+	4,  // 31: arbiter.v1.DecisionService.Decide:output_type -> arbiter.v1.DecideResponse
+	6,  // 32: arbiter.v1.DecisionService.RecordOutcome:output_type -> arbiter.v1.RecordOutcomeResponse
+	8,  // 33: arbiter.v1.DecisionService.GetDecision:output_type -> arbiter.v1.GetDecisionResponse
+	1,  // 34: arbiter.v1.DecisionService.Confirm:output_type -> arbiter.v1.ConfirmResponse
+	31, // [31:35] is the sub-list for method output_type
+	27, // [27:31] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_arbiter_v1_decision_service_proto_init() }
@@ -788,7 +995,7 @@ func file_arbiter_v1_decision_service_proto_init() {
 		return
 	}
 	file_arbiter_v1_types_proto_init()
-	file_arbiter_v1_decision_service_proto_msgTypes[1].OneofWrappers = []any{
+	file_arbiter_v1_decision_service_proto_msgTypes[4].OneofWrappers = []any{
 		(*DecideResponse_Retry)(nil),
 		(*DecideResponse_Message)(nil),
 		(*DecideResponse_Escalate)(nil),
@@ -800,7 +1007,7 @@ func file_arbiter_v1_decision_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_arbiter_v1_decision_service_proto_rawDesc), len(file_arbiter_v1_decision_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	DecisionService_Decide_FullMethodName        = "/arbiter.v1.DecisionService/Decide"
 	DecisionService_RecordOutcome_FullMethodName = "/arbiter.v1.DecisionService/RecordOutcome"
 	DecisionService_GetDecision_FullMethodName   = "/arbiter.v1.DecisionService/GetDecision"
+	DecisionService_Confirm_FullMethodName       = "/arbiter.v1.DecisionService/Confirm"
 )
 
 // DecisionServiceClient is the client API for DecisionService service.
@@ -39,6 +40,12 @@ type DecisionServiceClient interface {
 	RecordOutcome(ctx context.Context, in *RecordOutcomeRequest, opts ...grpc.CallOption) (*RecordOutcomeResponse, error)
 	// GetDecision returns the stored record of a decision.
 	GetDecision(ctx context.Context, in *GetDecisionRequest, opts ...grpc.CallOption) (*GetDecisionResponse, error)
+	// Confirm re-checks a MESSAGE or RETRY decision right before it is executed: what can have
+	// changed since (opt-out, consent, fraud hold, vulnerability, payment, a newer decision,
+	// quiet hours, expiry). proceed false means do not execute; the decision's frequency-cap
+	// reservation or retry-ledger slot is then released. A revocation is final: confirming
+	// again gives the same answer and releases nothing more. Unknown id: NOT_FOUND.
+	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
 }
 
 type decisionServiceClient struct {
@@ -79,6 +86,16 @@ func (c *decisionServiceClient) GetDecision(ctx context.Context, in *GetDecision
 	return out, nil
 }
 
+func (c *decisionServiceClient) Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmResponse)
+	err := c.cc.Invoke(ctx, DecisionService_Confirm_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DecisionServiceServer is the server API for DecisionService service.
 // All implementations must embed UnimplementedDecisionServiceServer
 // for forward compatibility.
@@ -94,6 +111,12 @@ type DecisionServiceServer interface {
 	RecordOutcome(context.Context, *RecordOutcomeRequest) (*RecordOutcomeResponse, error)
 	// GetDecision returns the stored record of a decision.
 	GetDecision(context.Context, *GetDecisionRequest) (*GetDecisionResponse, error)
+	// Confirm re-checks a MESSAGE or RETRY decision right before it is executed: what can have
+	// changed since (opt-out, consent, fraud hold, vulnerability, payment, a newer decision,
+	// quiet hours, expiry). proceed false means do not execute; the decision's frequency-cap
+	// reservation or retry-ledger slot is then released. A revocation is final: confirming
+	// again gives the same answer and releases nothing more. Unknown id: NOT_FOUND.
+	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
 	mustEmbedUnimplementedDecisionServiceServer()
 }
 
@@ -112,6 +135,9 @@ func (UnimplementedDecisionServiceServer) RecordOutcome(context.Context, *Record
 }
 func (UnimplementedDecisionServiceServer) GetDecision(context.Context, *GetDecisionRequest) (*GetDecisionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetDecision not implemented")
+}
+func (UnimplementedDecisionServiceServer) Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Confirm not implemented")
 }
 func (UnimplementedDecisionServiceServer) mustEmbedUnimplementedDecisionServiceServer() {}
 func (UnimplementedDecisionServiceServer) testEmbeddedByValue()                         {}
@@ -188,6 +214,24 @@ func _DecisionService_GetDecision_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _DecisionService_Confirm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DecisionServiceServer).Confirm(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DecisionService_Confirm_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DecisionServiceServer).Confirm(ctx, req.(*ConfirmRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // DecisionService_ServiceDesc is the grpc.ServiceDesc for DecisionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -206,6 +250,10 @@ var DecisionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetDecision",
 			Handler:    _DecisionService_GetDecision_Handler,
+		},
+		{
+			MethodName: "Confirm",
+			Handler:    _DecisionService_Confirm_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
