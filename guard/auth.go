@@ -40,9 +40,12 @@ const (
 	RoleDecide Role = "decide"
 	// RoleRead may call DecisionService/GetDecision and FeatureService/GetCustomerState.
 	RoleRead Role = "read"
-	// RoleAdmin may call FeatureService/PutFeatures and every arbiter.v1.PolicyService method,
-	// and read the runtime profiles on the admin port (/debug/pprof/).
+	// RoleAdmin may call FeatureService/PutFeatures and every arbiter.v1.PolicyService method
+	// but ApprovePolicy, and read the runtime profiles on the admin port (/debug/pprof/).
 	RoleAdmin Role = "admin"
+	// RoleApprove may call PolicyService/ApprovePolicy: the second pair of eyes on a policy
+	// version (serve --require-approval), never the version's author.
+	RoleApprove Role = "approve"
 	// RoleMetrics may scrape /metrics on the admin port, and nothing else: the role of a
 	// Prometheus scraper's token.
 	RoleMetrics Role = "metrics"
@@ -56,6 +59,7 @@ const (
 	roleBitRead
 	roleBitAdmin
 	roleBitMetrics
+	roleBitApprove
 )
 
 func roleBit(r Role) (roleSet, bool) {
@@ -68,6 +72,8 @@ func roleBit(r Role) (roleSet, bool) {
 		return roleBitAdmin, true
 	case RoleMetrics:
 		return roleBitMetrics, true
+	case RoleApprove:
+		return roleBitApprove, true
 	}
 	return 0, false
 }
@@ -80,6 +86,7 @@ var methodRoles = map[string]Role{
 	arbiterv1.DecisionService_GetDecision_FullMethodName:     RoleRead,
 	arbiterv1.FeatureService_GetCustomerState_FullMethodName: RoleRead,
 	arbiterv1.FeatureService_PutFeatures_FullMethodName:      RoleAdmin,
+	arbiterv1.PolicyService_ApprovePolicy_FullMethodName:     RoleApprove,
 }
 
 // Prefixes of methods that are open to anyone (health and reflection) and of services every

@@ -132,6 +132,8 @@ func TestMethodRole(t *testing.T) {
 		{arbiterv1.FeatureService_GetCustomerState_FullMethodName, RoleRead, false, true},
 		{arbiterv1.FeatureService_PutFeatures_FullMethodName, RoleAdmin, false, true},
 		{arbiterv1.PolicyService_ActivatePolicy_FullMethodName, RoleAdmin, false, true},
+		{arbiterv1.PolicyService_ApprovePolicy_FullMethodName, RoleApprove, false, true},
+		{arbiterv1.DecisionService_Confirm_FullMethodName, RoleDecide, false, true},
 		{"/arbiter.v1.PolicyService/SomethingAddedLater", RoleAdmin, false, true},
 		{"/grpc.health.v1.Health/Check", "", true, true},
 		{"/grpc.reflection.v1.ServerReflection/ServerReflectionInfo", "", true, true},

@@ -65,6 +65,7 @@ const (
 	ChangeActivate ChangeKind = "activate"
 	ChangeRollback ChangeKind = "rollback"
 	ChangeShadow   ChangeKind = "shadow"
+	ChangeApprove  ChangeKind = "approve"
 )
 
 // Change is one entry of the append-only change log.

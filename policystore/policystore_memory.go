@@ -120,6 +120,20 @@ func (s *Memory) ActivatePolicy(ctx context.Context, c Change) (Change, error) {
 	return c, nil
 }
 
+// ApprovePolicy is Redis.ApprovePolicy.
+func (s *Memory) ApprovePolicy(ctx context.Context, c Change) (Change, error) {
+	if err := ctx.Err(); err != nil {
+		return Change{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.bundles[c.To]; !ok {
+		return Change{}, fmt.Errorf("approve policy %s: %w", c.To, ErrNotFound)
+	}
+	c.Kind, c.From, c.ShadowShare = ChangeApprove, "", 0
+	return s.appendChange(c), nil
+}
+
 // RollbackPolicy is Redis.RollbackPolicy.
 func (s *Memory) RollbackPolicy(ctx context.Context, c Change) (Change, error) {
 	if err := ctx.Err(); err != nil {

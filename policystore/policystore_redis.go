@@ -76,6 +76,15 @@ redis.call('PUBLISH', ARGV[5], 'activate:' .. ARGV[1])
 return {'ok', from, id}
 `)
 
+// approveScript records an approval of a published version. KEYS: version, changes. ARGV:
+// version, actor, at, comment.
+var approveScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'notfound'} end
+local id = redis.call('XADD', KEYS[2], '*', 'kind', 'approve', 'actor', ARGV[2], 'at', ARGV[3],
+  'from', '', 'to', ARGV[1], 'comment', ARGV[4], 'share', '0')
+return {'ok', id}
+`)
+
 // rollbackScript re-activates the version active before the current one. KEYS: active,
 // history, changes. ARGV: actor, at, comment, channel.
 var rollbackScript = redis.NewScript(`
@@ -236,6 +245,21 @@ func (s *Redis) ActivatePolicy(ctx context.Context, c Change) (Change, error) {
 	default:
 		return Change{}, fmt.Errorf("activate policy %s: %w", c.To, ErrNotFound)
 	}
+}
+
+// ApprovePolicy records c.Actor's approval of the published version c.To in the change log
+// (ErrNotFound when it is not published). Who may approve is the caller's to check.
+func (s *Redis) ApprovePolicy(ctx context.Context, c Change) (Change, error) {
+	res, err := approveScript.Run(ctx, s.rdb, []string{policyKey("v", c.To), policyKey("changes")},
+		c.To, c.Actor, policyTime(c.At), c.Comment).Slice()
+	if err != nil {
+		return Change{}, policyUnavailable("approve policy "+c.To, err)
+	}
+	if res[0] != "ok" {
+		return Change{}, fmt.Errorf("approve policy %s: %w", c.To, ErrNotFound)
+	}
+	c.Kind, c.From, c.ID, c.At, c.ShadowShare = ChangeApprove, "", policyStr(res[1]), c.At.UTC(), 0
+	return c, nil
 }
 
 // RollbackPolicy re-activates the version active before the current one, records the change

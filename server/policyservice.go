@@ -27,6 +27,7 @@ type PolicyAdminStore interface {
 	Bundle(ctx context.Context, version string) (policystore.Bundle, error)
 	ActivePolicy(ctx context.Context) (string, error)
 	ActivatePolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
+	ApprovePolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
 	RollbackPolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
 	SetShadowPolicy(ctx context.Context, c policystore.Change) (policystore.Change, error)
 	ShadowPolicy(ctx context.Context) (policystore.ShadowConfig, error)
@@ -59,9 +60,10 @@ var errNoTestCases = rpcstatus.FailedPrecondition("policy refused: the bundle ha
 type PolicyService struct {
 	arbiterv1.UnimplementedPolicyServiceServer
 
-	store  PolicyAdminStore
-	clock  func() time.Time
-	logger *slog.Logger
+	store           PolicyAdminStore
+	clock           func() time.Time
+	logger          *slog.Logger
+	requireApproval bool
 }
 
 // PolicyServiceOption configures a PolicyService.
@@ -70,6 +72,13 @@ type PolicyServiceOption func(*PolicyService)
 // WithPolicyClock sets the clock that dates publications and changes (default time.Now).
 func WithPolicyClock(now func() time.Time) PolicyServiceOption {
 	return func(p *PolicyService) { p.clock = now }
+}
+
+// WithRequireApproval turns on four-eyes activation: ActivatePolicy refuses a version until an
+// identity other than its author approved it (ApprovePolicy). Rollbacks, which only return to a
+// version that was active before, are not held back.
+func WithRequireApproval(on bool) PolicyServiceOption {
+	return func(p *PolicyService) { p.requireApproval = on }
 }
 
 // WithPolicyLogger sets the logger of policy changes and internal errors (default: discard).
@@ -192,6 +201,11 @@ func (p *PolicyService) ActivatePolicy(ctx context.Context, req *arbiterv1.Activ
 	if err := checkComment(req.GetComment()); err != nil {
 		return nil, p.toStatus(ctx, "ActivatePolicy", err)
 	}
+	if p.requireApproval {
+		if err := p.approved(ctx, req.GetVersion()); err != nil {
+			return nil, p.toStatus(ctx, "ActivatePolicy", err)
+		}
+	}
 	c, err := p.store.ActivatePolicy(ctx, policystore.Change{
 		To: req.GetVersion(), Actor: actor(ctx), At: p.clock(), Comment: req.GetComment(),
 	})
@@ -201,6 +215,57 @@ func (p *PolicyService) ActivatePolicy(ctx context.Context, req *arbiterv1.Activ
 	}
 	p.logChange(ctx, c)
 	return &arbiterv1.ActivatePolicyResponse{Change: toPolicyChange(c)}, nil
+}
+
+// ApprovePolicy records the caller's approval of a published version, which
+// WithRequireApproval makes a condition of its activation. The version's author cannot approve
+// it.
+func (p *PolicyService) ApprovePolicy(ctx context.Context, req *arbiterv1.ApprovePolicyRequest) (*arbiterv1.ApprovePolicyResponse, error) {
+	if req.GetVersion() == "" {
+		return nil, p.toStatus(ctx, "ApprovePolicy", rpcstatus.Invalid("version", "required"))
+	}
+	if err := checkComment(req.GetComment()); err != nil {
+		return nil, p.toStatus(ctx, "ApprovePolicy", err)
+	}
+	b, err := p.store.Bundle(ctx, req.GetVersion())
+	if err != nil {
+		return nil, p.toStatus(ctx, "ApprovePolicy", versionNotFound(err, req.GetVersion()))
+	}
+	who := actor(ctx)
+	if who == anonymousActor {
+		return nil, p.toStatus(ctx, "ApprovePolicy", rpcstatus.PermissionDenied(
+			"approving a policy version needs an authenticated identity (--auth-tokens)"))
+	}
+	if who == b.Author {
+		return nil, p.toStatus(ctx, "ApprovePolicy", rpcstatus.PermissionDenied(
+			"policy version "+req.GetVersion()+" was published by "+who+": a second identity must approve it"))
+	}
+	c, err := p.store.ApprovePolicy(ctx, policystore.Change{To: req.GetVersion(), Actor: who, At: p.clock(), Comment: req.GetComment()})
+	if err != nil {
+		return nil, p.toStatus(ctx, "ApprovePolicy", versionNotFound(err, req.GetVersion()))
+	}
+	p.logChange(ctx, c)
+	return &arbiterv1.ApprovePolicyResponse{Change: toPolicyChange(c)}, nil
+}
+
+// approved returns nil when version was approved by an identity other than its author, and
+// FAILED_PRECONDITION naming what is missing otherwise.
+func (p *PolicyService) approved(ctx context.Context, version string) error {
+	b, err := p.store.Bundle(ctx, version)
+	if err != nil {
+		return versionNotFound(err, version)
+	}
+	changes, err := p.store.PolicyChanges(ctx, maxPolicyChanges)
+	if err != nil {
+		return err
+	}
+	for _, c := range changes {
+		if c.Kind == policystore.ChangeApprove && c.To == version && c.Actor != b.Author && c.Actor != anonymousActor {
+			return nil
+		}
+	}
+	return rpcstatus.FailedPrecondition("policy version " + version + " is not approved: with --require-approval an identity other than its author (" +
+		b.Author + ") must approve it first (arbiter policy approve " + version + ")")
 }
 
 // RollbackPolicy re-activates the version active before the current one.
@@ -346,6 +411,7 @@ var changeKinds = map[policystore.ChangeKind]arbiterv1.PolicyChangeKind{
 	policystore.ChangeActivate: arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_ACTIVATE,
 	policystore.ChangeRollback: arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_ROLLBACK,
 	policystore.ChangeShadow:   arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW,
+	policystore.ChangeApprove:  arbiterv1.PolicyChangeKind_POLICY_CHANGE_KIND_APPROVE,
 }
 
 func toPolicyChange(c policystore.Change) *arbiterv1.PolicyChange {

@@ -63,6 +63,8 @@ func policyAdminCommands() []policyAdminCommand {
 			flags: func(fs *flag.FlagSet) { fs.Bool("files", false, "print the files too") }},
 		{name: "activate", usage: "activate VERSION --comment WHY", summary: "make a published version the one every replica serves", version: true,
 			examples: []string{`arbiter policy activate 2026.11.2 --comment "refer arrears at 30 days"`}, run: runPolicyActivate, flags: adminCommentFlag},
+		{name: "approve", usage: "approve VERSION --comment WHAT-WAS-REVIEWED", summary: "approve a published version for activation (four eyes: not by its author)", version: true,
+			examples: []string{`arbiter policy approve 2026.11.2 --comment "reviewed the diff and the shadow report"`}, run: runPolicyApprove, flags: adminCommentFlag},
 		{name: "rollback", usage: "rollback --comment WHY", summary: "re-activate the version active before the current one",
 			examples: []string{`arbiter policy rollback --comment "too many referrals"`}, run: runPolicyRollback, flags: adminCommentFlag},
 		{name: "shadow", usage: "shadow VERSION --share S --comment WHY | shadow --stop --comment WHY", summary: "evaluate a version beside the active one on a share of live traffic", version: true,
@@ -318,6 +320,18 @@ func runPolicyActivate(ctx context.Context, c *policyAdminClient, fs *flag.FlagS
 	return nil
 }
 
+func runPolicyApprove(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
+	if err := adminWantArgs(pos, 1, "the VERSION to approve"); err != nil {
+		return err
+	}
+	resp, err := c.ApprovePolicy(ctx, &arbiterv1.ApprovePolicyRequest{Version: pos[0], Comment: adminFlagString(fs, "comment")})
+	if err != nil {
+		return fmt.Errorf("approve: %w", err)
+	}
+	printPolicyChange(stdout, resp.GetChange())
+	return nil
+}
+
 func runPolicyRollback(ctx context.Context, c *policyAdminClient, fs *flag.FlagSet, pos []string, stdout io.Writer) error {
 	if err := adminWantArgs(pos, 0, "no arguments"); err != nil {
 		return err
@@ -504,7 +518,7 @@ type serveGovernance struct {
 // for the embedded mode), and syncs holder once before returning, so a replica that starts
 // after an activation serves the active version from its first request. A store that does not
 // answer is not fatal: the replica serves what holder has and the sync retries.
-func newServeGovernance(ctx context.Context, redisURL string, holder *rollout.Holder, logger *slog.Logger, mp metric.MeterProvider) (*serveGovernance, error) {
+func newServeGovernance(ctx context.Context, redisURL string, holder *rollout.Holder, logger *slog.Logger, mp metric.MeterProvider, requireApproval bool) (*serveGovernance, error) {
 	var store interface {
 		rollout.Source
 		server.PolicyAdminStore
@@ -521,7 +535,7 @@ func newServeGovernance(ctx context.Context, redisURL string, holder *rollout.Ho
 	}
 	shadow := rollout.NewShadow(mp)
 	g := &serveGovernance{
-		service: server.NewPolicyService(store, server.WithPolicyLogger(logger)),
+		service: server.NewPolicyService(store, server.WithPolicyLogger(logger), server.WithRequireApproval(requireApproval)),
 		sync:    rollout.NewSync(store, holder, shadow, rollout.WithSyncLogger(logger), rollout.WithSyncMeterProvider(mp)),
 		shadow:  shadow,
 		close:   closeStore,

@@ -54,6 +54,7 @@ type serveConfig struct {
 	breakerFailures int
 	breakerCoolDown time.Duration
 	breakerMinSpan  time.Duration
+	requireApproval string
 	admissionMin    int
 	maxInFlight     int
 	auditSpool      string
@@ -124,6 +125,7 @@ func parseServeConfig(args []string, env func(string) string, stdout io.Writer) 
 	fs.DurationVar(&c.storeBudgetMin, "store-budget-min", defaultStoreBudgetMin, "with --redis, size the store budget from the measured latency: 4× the p99 of recent store calls, at least this and at most --store-budget; 0 keeps it at --store-budget")
 	fs.IntVar(&c.breakerFailures, "breaker-failures", breaker.DefaultThreshold, "consecutive failures of one store shard (a cluster master) that open its circuit breaker (Decide then degrades at once for that shard's customers)")
 	fs.IntVar(&c.admissionMin, "admission-min", server.DefaultAdmissionMin, "with --redis, the fewest decisions a store shard always admits at once; above it the shard's limit is learned from its latency (up to --max-in-flight) and the excess gets RESOURCE_EXHAUSTED; 0 turns admission off")
+	fs.StringVar(&c.requireApproval, "require-approval", "auto", "four-eyes policy activation: a version is activated only after an identity other than its author approved it (arbiter policy approve); auto: on when --auth-tokens is set; true or false")
 	fs.DurationVar(&c.breakerMinSpan, "breaker-min-span", 100*time.Millisecond, "how long consecutive failures of one store shard must go on before they open its breaker: a moment's stall of this server, which makes every call in flight overrun its budget at once, then opens nothing (0: --breaker-failures open it however close together)")
 	fs.DurationVar(&c.breakerCoolDown, "breaker-cooldown", breaker.DefaultCoolDown, "how long a shard's open circuit breaker waits before it lets one store call probe")
 	fs.IntVar(&c.maxInFlight, "max-in-flight", guard.DefaultMaxInFlight, "requests served at once; beyond it calls get RESOURCE_EXHAUSTED at once (load shedding, health checks exempt)")
@@ -290,7 +292,17 @@ func runServe(ctx context.Context, args []string, env func(string) string, stdin
 	}
 	policies := rollout.NewHolder(pol)
 	// Governance: published versions in the store; the fleet's active version wins over pol.
-	gov, err := newServeGovernance(ctx, cfg.redisURL, policies, logger, mp)
+	var fourEyes bool
+	switch cfg.requireApproval {
+	case "auto":
+		fourEyes = cfg.security.AuthTokensFile != ""
+	case "true":
+		fourEyes = true
+	case "false":
+	default:
+		return fmt.Errorf("serve: --require-approval %q: want auto, true or false", cfg.requireApproval)
+	}
+	gov, err := newServeGovernance(ctx, cfg.redisURL, policies, logger, mp, fourEyes)
 	if err != nil {
 		return redactError(err, cfg.redisPassword)
 	}

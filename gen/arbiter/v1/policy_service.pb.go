@@ -36,6 +36,8 @@ const (
 	PolicyChangeKind_POLICY_CHANGE_KIND_ROLLBACK PolicyChangeKind = 3
 	// POLICY_CHANGE_KIND_SHADOW: the shadow version was set or cleared.
 	PolicyChangeKind_POLICY_CHANGE_KIND_SHADOW PolicyChangeKind = 4
+	// POLICY_CHANGE_KIND_APPROVE: a version was approved for activation by a second identity.
+	PolicyChangeKind_POLICY_CHANGE_KIND_APPROVE PolicyChangeKind = 5
 )
 
 // Enum value maps for PolicyChangeKind.
@@ -46,6 +48,7 @@ var (
 		2: "POLICY_CHANGE_KIND_ACTIVATE",
 		3: "POLICY_CHANGE_KIND_ROLLBACK",
 		4: "POLICY_CHANGE_KIND_SHADOW",
+		5: "POLICY_CHANGE_KIND_APPROVE",
 	}
 	PolicyChangeKind_value = map[string]int32{
 		"POLICY_CHANGE_KIND_UNSPECIFIED": 0,
@@ -53,6 +56,7 @@ var (
 		"POLICY_CHANGE_KIND_ACTIVATE":    2,
 		"POLICY_CHANGE_KIND_ROLLBACK":    3,
 		"POLICY_CHANGE_KIND_SHADOW":      4,
+		"POLICY_CHANGE_KIND_APPROVE":     5,
 	}
 )
 
@@ -613,6 +617,107 @@ func (x *ActivatePolicyResponse) GetChange() *PolicyChange {
 	return nil
 }
 
+// ApprovePolicyRequest approves a published version.
+type ApprovePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version is a published version.
+	Version string `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
+	// comment is required: what was reviewed.
+	Comment       string `protobuf:"bytes,2,opt,name=comment,proto3" json:"comment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovePolicyRequest) Reset() {
+	*x = ApprovePolicyRequest{}
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovePolicyRequest) ProtoMessage() {}
+
+func (x *ApprovePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovePolicyRequest.ProtoReflect.Descriptor instead.
+func (*ApprovePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ApprovePolicyRequest) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
+func (x *ApprovePolicyRequest) GetComment() string {
+	if x != nil {
+		return x.Comment
+	}
+	return ""
+}
+
+// ApprovePolicyResponse is the recorded change.
+type ApprovePolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// change is the approval recorded in the log.
+	Change        *PolicyChange `protobuf:"bytes,1,opt,name=change,proto3" json:"change,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApprovePolicyResponse) Reset() {
+	*x = ApprovePolicyResponse{}
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApprovePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApprovePolicyResponse) ProtoMessage() {}
+
+func (x *ApprovePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApprovePolicyResponse.ProtoReflect.Descriptor instead.
+func (*ApprovePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ApprovePolicyResponse) GetChange() *PolicyChange {
+	if x != nil {
+		return x.Change
+	}
+	return nil
+}
+
 // RollbackPolicyRequest asks to go back to the previously active version.
 type RollbackPolicyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -624,7 +729,7 @@ type RollbackPolicyRequest struct {
 
 func (x *RollbackPolicyRequest) Reset() {
 	*x = RollbackPolicyRequest{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[8]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -636,7 +741,7 @@ func (x *RollbackPolicyRequest) String() string {
 func (*RollbackPolicyRequest) ProtoMessage() {}
 
 func (x *RollbackPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[8]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -649,7 +754,7 @@ func (x *RollbackPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackPolicyRequest.ProtoReflect.Descriptor instead.
 func (*RollbackPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{8}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RollbackPolicyRequest) GetComment() string {
@@ -670,7 +775,7 @@ type RollbackPolicyResponse struct {
 
 func (x *RollbackPolicyResponse) Reset() {
 	*x = RollbackPolicyResponse{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[9]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +787,7 @@ func (x *RollbackPolicyResponse) String() string {
 func (*RollbackPolicyResponse) ProtoMessage() {}
 
 func (x *RollbackPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[9]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +800,7 @@ func (x *RollbackPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RollbackPolicyResponse.ProtoReflect.Descriptor instead.
 func (*RollbackPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{9}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RollbackPolicyResponse) GetChange() *PolicyChange {
@@ -716,7 +821,7 @@ type GetPolicyRequest struct {
 
 func (x *GetPolicyRequest) Reset() {
 	*x = GetPolicyRequest{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[10]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -728,7 +833,7 @@ func (x *GetPolicyRequest) String() string {
 func (*GetPolicyRequest) ProtoMessage() {}
 
 func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[10]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -741,7 +846,7 @@ func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
 func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{10}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetPolicyRequest) GetVersion() string {
@@ -764,7 +869,7 @@ type GetPolicyResponse struct {
 
 func (x *GetPolicyResponse) Reset() {
 	*x = GetPolicyResponse{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[11]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +881,7 @@ func (x *GetPolicyResponse) String() string {
 func (*GetPolicyResponse) ProtoMessage() {}
 
 func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[11]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +894,7 @@ func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
 func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{11}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetPolicyResponse) GetVersion() *PolicyVersion {
@@ -817,7 +922,7 @@ type ListPolicyChangesRequest struct {
 
 func (x *ListPolicyChangesRequest) Reset() {
 	*x = ListPolicyChangesRequest{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[12]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +934,7 @@ func (x *ListPolicyChangesRequest) String() string {
 func (*ListPolicyChangesRequest) ProtoMessage() {}
 
 func (x *ListPolicyChangesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[12]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +947,7 @@ func (x *ListPolicyChangesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyChangesRequest.ProtoReflect.Descriptor instead.
 func (*ListPolicyChangesRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{12}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPolicyChangesRequest) GetLimit() int32 {
@@ -863,7 +968,7 @@ type ListPolicyChangesResponse struct {
 
 func (x *ListPolicyChangesResponse) Reset() {
 	*x = ListPolicyChangesResponse{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[13]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +980,7 @@ func (x *ListPolicyChangesResponse) String() string {
 func (*ListPolicyChangesResponse) ProtoMessage() {}
 
 func (x *ListPolicyChangesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[13]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +993,7 @@ func (x *ListPolicyChangesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPolicyChangesResponse.ProtoReflect.Descriptor instead.
 func (*ListPolicyChangesResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{13}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListPolicyChangesResponse) GetChanges() []*PolicyChange {
@@ -913,7 +1018,7 @@ type SetShadowPolicyRequest struct {
 
 func (x *SetShadowPolicyRequest) Reset() {
 	*x = SetShadowPolicyRequest{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[14]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -925,7 +1030,7 @@ func (x *SetShadowPolicyRequest) String() string {
 func (*SetShadowPolicyRequest) ProtoMessage() {}
 
 func (x *SetShadowPolicyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[14]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -938,7 +1043,7 @@ func (x *SetShadowPolicyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetShadowPolicyRequest.ProtoReflect.Descriptor instead.
 func (*SetShadowPolicyRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{14}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *SetShadowPolicyRequest) GetVersion() string {
@@ -973,7 +1078,7 @@ type SetShadowPolicyResponse struct {
 
 func (x *SetShadowPolicyResponse) Reset() {
 	*x = SetShadowPolicyResponse{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[15]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -985,7 +1090,7 @@ func (x *SetShadowPolicyResponse) String() string {
 func (*SetShadowPolicyResponse) ProtoMessage() {}
 
 func (x *SetShadowPolicyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[15]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -998,7 +1103,7 @@ func (x *SetShadowPolicyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SetShadowPolicyResponse.ProtoReflect.Descriptor instead.
 func (*SetShadowPolicyResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{15}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SetShadowPolicyResponse) GetChange() *PolicyChange {
@@ -1017,7 +1122,7 @@ type GetShadowReportRequest struct {
 
 func (x *GetShadowReportRequest) Reset() {
 	*x = GetShadowReportRequest{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[16]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1134,7 @@ func (x *GetShadowReportRequest) String() string {
 func (*GetShadowReportRequest) ProtoMessage() {}
 
 func (x *GetShadowReportRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[16]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1147,7 @@ func (x *GetShadowReportRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShadowReportRequest.ProtoReflect.Descriptor instead.
 func (*GetShadowReportRequest) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{16}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{18}
 }
 
 // ActionChange counts decisions whose action went from one to another.
@@ -1060,7 +1165,7 @@ type ActionChange struct {
 
 func (x *ActionChange) Reset() {
 	*x = ActionChange{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[17]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1072,7 +1177,7 @@ func (x *ActionChange) String() string {
 func (*ActionChange) ProtoMessage() {}
 
 func (x *ActionChange) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[17]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1085,7 +1190,7 @@ func (x *ActionChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActionChange.ProtoReflect.Descriptor instead.
 func (*ActionChange) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{17}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActionChange) GetActive() Action {
@@ -1124,7 +1229,7 @@ type ReasonChange struct {
 
 func (x *ReasonChange) Reset() {
 	*x = ReasonChange{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[18]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1136,7 +1241,7 @@ func (x *ReasonChange) String() string {
 func (*ReasonChange) ProtoMessage() {}
 
 func (x *ReasonChange) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[18]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1149,7 +1254,7 @@ func (x *ReasonChange) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReasonChange.ProtoReflect.Descriptor instead.
 func (*ReasonChange) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{18}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ReasonChange) GetCode() string {
@@ -1200,7 +1305,7 @@ type ShadowSample struct {
 
 func (x *ShadowSample) Reset() {
 	*x = ShadowSample{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[19]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1317,7 @@ func (x *ShadowSample) String() string {
 func (*ShadowSample) ProtoMessage() {}
 
 func (x *ShadowSample) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[19]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1330,7 @@ func (x *ShadowSample) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShadowSample.ProtoReflect.Descriptor instead.
 func (*ShadowSample) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{19}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ShadowSample) GetEventId() string {
@@ -1311,7 +1416,7 @@ type GetShadowReportResponse struct {
 
 func (x *GetShadowReportResponse) Reset() {
 	*x = GetShadowReportResponse{}
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[20]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1428,7 @@ func (x *GetShadowReportResponse) String() string {
 func (*GetShadowReportResponse) ProtoMessage() {}
 
 func (x *GetShadowReportResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_arbiter_v1_policy_service_proto_msgTypes[20]
+	mi := &file_arbiter_v1_policy_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1441,7 @@ func (x *GetShadowReportResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetShadowReportResponse.ProtoReflect.Descriptor instead.
 func (*GetShadowReportResponse) Descriptor() ([]byte, []int) {
-	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{20}
+	return file_arbiter_v1_policy_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetShadowReportResponse) GetShadowVersion() string {
@@ -1448,6 +1553,11 @@ const file_arbiter_v1_policy_service_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\tR\aversion\x12\x18\n" +
 	"\acomment\x18\x02 \x01(\tR\acomment\"J\n" +
 	"\x16ActivatePolicyResponse\x120\n" +
+	"\x06change\x18\x01 \x01(\v2\x18.arbiter.v1.PolicyChangeR\x06change\"J\n" +
+	"\x14ApprovePolicyRequest\x12\x18\n" +
+	"\aversion\x18\x01 \x01(\tR\aversion\x12\x18\n" +
+	"\acomment\x18\x02 \x01(\tR\acomment\"I\n" +
+	"\x15ApprovePolicyResponse\x120\n" +
 	"\x06change\x18\x01 \x01(\v2\x18.arbiter.v1.PolicyChangeR\x06change\"1\n" +
 	"\x15RollbackPolicyRequest\x12\x18\n" +
 	"\acomment\x18\x01 \x01(\tR\acomment\"J\n" +
@@ -1500,17 +1610,19 @@ const file_arbiter_v1_policy_service_proto_rawDesc = "" +
 	"\x06errors\x18\x06 \x01(\x03R\x06errors\x122\n" +
 	"\aactions\x18\a \x03(\v2\x18.arbiter.v1.ActionChangeR\aactions\x122\n" +
 	"\areasons\x18\b \x03(\v2\x18.arbiter.v1.ReasonChangeR\areasons\x122\n" +
-	"\asamples\x18\t \x03(\v2\x18.arbiter.v1.ShadowSampleR\asamples*\xb7\x01\n" +
+	"\asamples\x18\t \x03(\v2\x18.arbiter.v1.ShadowSampleR\asamples*\xd7\x01\n" +
 	"\x10PolicyChangeKind\x12\"\n" +
 	"\x1ePOLICY_CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aPOLICY_CHANGE_KIND_PUBLISH\x10\x01\x12\x1f\n" +
 	"\x1bPOLICY_CHANGE_KIND_ACTIVATE\x10\x02\x12\x1f\n" +
 	"\x1bPOLICY_CHANGE_KIND_ROLLBACK\x10\x03\x12\x1d\n" +
-	"\x19POLICY_CHANGE_KIND_SHADOW\x10\x042\xce\x05\n" +
+	"\x19POLICY_CHANGE_KIND_SHADOW\x10\x04\x12\x1e\n" +
+	"\x1aPOLICY_CHANGE_KIND_APPROVE\x10\x052\xa4\x06\n" +
 	"\rPolicyService\x12T\n" +
 	"\rPublishPolicy\x12 .arbiter.v1.PublishPolicyRequest\x1a!.arbiter.v1.PublishPolicyResponse\x12Q\n" +
 	"\fListPolicies\x12\x1f.arbiter.v1.ListPoliciesRequest\x1a .arbiter.v1.ListPoliciesResponse\x12W\n" +
-	"\x0eActivatePolicy\x12!.arbiter.v1.ActivatePolicyRequest\x1a\".arbiter.v1.ActivatePolicyResponse\x12W\n" +
+	"\x0eActivatePolicy\x12!.arbiter.v1.ActivatePolicyRequest\x1a\".arbiter.v1.ActivatePolicyResponse\x12T\n" +
+	"\rApprovePolicy\x12 .arbiter.v1.ApprovePolicyRequest\x1a!.arbiter.v1.ApprovePolicyResponse\x12W\n" +
 	"\x0eRollbackPolicy\x12!.arbiter.v1.RollbackPolicyRequest\x1a\".arbiter.v1.RollbackPolicyResponse\x12H\n" +
 	"\tGetPolicy\x12\x1c.arbiter.v1.GetPolicyRequest\x1a\x1d.arbiter.v1.GetPolicyResponse\x12`\n" +
 	"\x11ListPolicyChanges\x12$.arbiter.v1.ListPolicyChangesRequest\x1a%.arbiter.v1.ListPolicyChangesResponse\x12Z\n" +
@@ -1533,7 +1645,7 @@ func file_arbiter_v1_policy_service_proto_rawDescGZIP() []byte {
 }
 
 var file_arbiter_v1_policy_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_arbiter_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_arbiter_v1_policy_service_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_arbiter_v1_policy_service_proto_goTypes = []any{
 	(PolicyChangeKind)(0),             // 0: arbiter.v1.PolicyChangeKind
 	(*PolicyVersion)(nil),             // 1: arbiter.v1.PolicyVersion
@@ -1544,69 +1656,74 @@ var file_arbiter_v1_policy_service_proto_goTypes = []any{
 	(*ListPoliciesResponse)(nil),      // 6: arbiter.v1.ListPoliciesResponse
 	(*ActivatePolicyRequest)(nil),     // 7: arbiter.v1.ActivatePolicyRequest
 	(*ActivatePolicyResponse)(nil),    // 8: arbiter.v1.ActivatePolicyResponse
-	(*RollbackPolicyRequest)(nil),     // 9: arbiter.v1.RollbackPolicyRequest
-	(*RollbackPolicyResponse)(nil),    // 10: arbiter.v1.RollbackPolicyResponse
-	(*GetPolicyRequest)(nil),          // 11: arbiter.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 12: arbiter.v1.GetPolicyResponse
-	(*ListPolicyChangesRequest)(nil),  // 13: arbiter.v1.ListPolicyChangesRequest
-	(*ListPolicyChangesResponse)(nil), // 14: arbiter.v1.ListPolicyChangesResponse
-	(*SetShadowPolicyRequest)(nil),    // 15: arbiter.v1.SetShadowPolicyRequest
-	(*SetShadowPolicyResponse)(nil),   // 16: arbiter.v1.SetShadowPolicyResponse
-	(*GetShadowReportRequest)(nil),    // 17: arbiter.v1.GetShadowReportRequest
-	(*ActionChange)(nil),              // 18: arbiter.v1.ActionChange
-	(*ReasonChange)(nil),              // 19: arbiter.v1.ReasonChange
-	(*ShadowSample)(nil),              // 20: arbiter.v1.ShadowSample
-	(*GetShadowReportResponse)(nil),   // 21: arbiter.v1.GetShadowReportResponse
-	nil,                               // 22: arbiter.v1.PublishPolicyRequest.FilesEntry
-	nil,                               // 23: arbiter.v1.GetPolicyResponse.FilesEntry
-	(*timestamppb.Timestamp)(nil),     // 24: google.protobuf.Timestamp
-	(Action)(0),                       // 25: arbiter.v1.Action
-	(EventType)(0),                    // 26: arbiter.v1.EventType
+	(*ApprovePolicyRequest)(nil),      // 9: arbiter.v1.ApprovePolicyRequest
+	(*ApprovePolicyResponse)(nil),     // 10: arbiter.v1.ApprovePolicyResponse
+	(*RollbackPolicyRequest)(nil),     // 11: arbiter.v1.RollbackPolicyRequest
+	(*RollbackPolicyResponse)(nil),    // 12: arbiter.v1.RollbackPolicyResponse
+	(*GetPolicyRequest)(nil),          // 13: arbiter.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 14: arbiter.v1.GetPolicyResponse
+	(*ListPolicyChangesRequest)(nil),  // 15: arbiter.v1.ListPolicyChangesRequest
+	(*ListPolicyChangesResponse)(nil), // 16: arbiter.v1.ListPolicyChangesResponse
+	(*SetShadowPolicyRequest)(nil),    // 17: arbiter.v1.SetShadowPolicyRequest
+	(*SetShadowPolicyResponse)(nil),   // 18: arbiter.v1.SetShadowPolicyResponse
+	(*GetShadowReportRequest)(nil),    // 19: arbiter.v1.GetShadowReportRequest
+	(*ActionChange)(nil),              // 20: arbiter.v1.ActionChange
+	(*ReasonChange)(nil),              // 21: arbiter.v1.ReasonChange
+	(*ShadowSample)(nil),              // 22: arbiter.v1.ShadowSample
+	(*GetShadowReportResponse)(nil),   // 23: arbiter.v1.GetShadowReportResponse
+	nil,                               // 24: arbiter.v1.PublishPolicyRequest.FilesEntry
+	nil,                               // 25: arbiter.v1.GetPolicyResponse.FilesEntry
+	(*timestamppb.Timestamp)(nil),     // 26: google.protobuf.Timestamp
+	(Action)(0),                       // 27: arbiter.v1.Action
+	(EventType)(0),                    // 28: arbiter.v1.EventType
 }
 var file_arbiter_v1_policy_service_proto_depIdxs = []int32{
-	24, // 0: arbiter.v1.PolicyVersion.created_at:type_name -> google.protobuf.Timestamp
+	26, // 0: arbiter.v1.PolicyVersion.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: arbiter.v1.PolicyChange.kind:type_name -> arbiter.v1.PolicyChangeKind
-	24, // 2: arbiter.v1.PolicyChange.at:type_name -> google.protobuf.Timestamp
-	22, // 3: arbiter.v1.PublishPolicyRequest.files:type_name -> arbiter.v1.PublishPolicyRequest.FilesEntry
+	26, // 2: arbiter.v1.PolicyChange.at:type_name -> google.protobuf.Timestamp
+	24, // 3: arbiter.v1.PublishPolicyRequest.files:type_name -> arbiter.v1.PublishPolicyRequest.FilesEntry
 	1,  // 4: arbiter.v1.PublishPolicyResponse.version:type_name -> arbiter.v1.PolicyVersion
 	1,  // 5: arbiter.v1.ListPoliciesResponse.versions:type_name -> arbiter.v1.PolicyVersion
 	2,  // 6: arbiter.v1.ActivatePolicyResponse.change:type_name -> arbiter.v1.PolicyChange
-	2,  // 7: arbiter.v1.RollbackPolicyResponse.change:type_name -> arbiter.v1.PolicyChange
-	1,  // 8: arbiter.v1.GetPolicyResponse.version:type_name -> arbiter.v1.PolicyVersion
-	23, // 9: arbiter.v1.GetPolicyResponse.files:type_name -> arbiter.v1.GetPolicyResponse.FilesEntry
-	2,  // 10: arbiter.v1.ListPolicyChangesResponse.changes:type_name -> arbiter.v1.PolicyChange
-	2,  // 11: arbiter.v1.SetShadowPolicyResponse.change:type_name -> arbiter.v1.PolicyChange
-	25, // 12: arbiter.v1.ActionChange.active:type_name -> arbiter.v1.Action
-	25, // 13: arbiter.v1.ActionChange.shadow:type_name -> arbiter.v1.Action
-	26, // 14: arbiter.v1.ShadowSample.event_type:type_name -> arbiter.v1.EventType
-	25, // 15: arbiter.v1.ShadowSample.active_action:type_name -> arbiter.v1.Action
-	25, // 16: arbiter.v1.ShadowSample.shadow_action:type_name -> arbiter.v1.Action
-	24, // 17: arbiter.v1.ShadowSample.at:type_name -> google.protobuf.Timestamp
-	24, // 18: arbiter.v1.GetShadowReportResponse.since:type_name -> google.protobuf.Timestamp
-	18, // 19: arbiter.v1.GetShadowReportResponse.actions:type_name -> arbiter.v1.ActionChange
-	19, // 20: arbiter.v1.GetShadowReportResponse.reasons:type_name -> arbiter.v1.ReasonChange
-	20, // 21: arbiter.v1.GetShadowReportResponse.samples:type_name -> arbiter.v1.ShadowSample
-	3,  // 22: arbiter.v1.PolicyService.PublishPolicy:input_type -> arbiter.v1.PublishPolicyRequest
-	5,  // 23: arbiter.v1.PolicyService.ListPolicies:input_type -> arbiter.v1.ListPoliciesRequest
-	7,  // 24: arbiter.v1.PolicyService.ActivatePolicy:input_type -> arbiter.v1.ActivatePolicyRequest
-	9,  // 25: arbiter.v1.PolicyService.RollbackPolicy:input_type -> arbiter.v1.RollbackPolicyRequest
-	11, // 26: arbiter.v1.PolicyService.GetPolicy:input_type -> arbiter.v1.GetPolicyRequest
-	13, // 27: arbiter.v1.PolicyService.ListPolicyChanges:input_type -> arbiter.v1.ListPolicyChangesRequest
-	15, // 28: arbiter.v1.PolicyService.SetShadowPolicy:input_type -> arbiter.v1.SetShadowPolicyRequest
-	17, // 29: arbiter.v1.PolicyService.GetShadowReport:input_type -> arbiter.v1.GetShadowReportRequest
-	4,  // 30: arbiter.v1.PolicyService.PublishPolicy:output_type -> arbiter.v1.PublishPolicyResponse
-	6,  // 31: arbiter.v1.PolicyService.ListPolicies:output_type -> arbiter.v1.ListPoliciesResponse
-	8,  // 32: arbiter.v1.PolicyService.ActivatePolicy:output_type -> arbiter.v1.ActivatePolicyResponse
-	10, // 33: arbiter.v1.PolicyService.RollbackPolicy:output_type -> arbiter.v1.RollbackPolicyResponse
-	12, // 34: arbiter.v1.PolicyService.GetPolicy:output_type -> arbiter.v1.GetPolicyResponse
-	14, // 35: arbiter.v1.PolicyService.ListPolicyChanges:output_type -> arbiter.v1.ListPolicyChangesResponse
-	16, // 36: arbiter.v1.PolicyService.SetShadowPolicy:output_type -> arbiter.v1.SetShadowPolicyResponse
-	21, // 37: arbiter.v1.PolicyService.GetShadowReport:output_type -> arbiter.v1.GetShadowReportResponse
-	30, // [30:38] is the sub-list for method output_type
-	22, // [22:30] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	2,  // 7: arbiter.v1.ApprovePolicyResponse.change:type_name -> arbiter.v1.PolicyChange
+	2,  // 8: arbiter.v1.RollbackPolicyResponse.change:type_name -> arbiter.v1.PolicyChange
+	1,  // 9: arbiter.v1.GetPolicyResponse.version:type_name -> arbiter.v1.PolicyVersion
+	25, // 10: arbiter.v1.GetPolicyResponse.files:type_name -> arbiter.v1.GetPolicyResponse.FilesEntry
+	2,  // 11: arbiter.v1.ListPolicyChangesResponse.changes:type_name -> arbiter.v1.PolicyChange
+	2,  // 12: arbiter.v1.SetShadowPolicyResponse.change:type_name -> arbiter.v1.PolicyChange
+	27, // 13: arbiter.v1.ActionChange.active:type_name -> arbiter.v1.Action
+	27, // 14: arbiter.v1.ActionChange.shadow:type_name -> arbiter.v1.Action
+	28, // 15: arbiter.v1.ShadowSample.event_type:type_name -> arbiter.v1.EventType
+	27, // 16: arbiter.v1.ShadowSample.active_action:type_name -> arbiter.v1.Action
+	27, // 17: arbiter.v1.ShadowSample.shadow_action:type_name -> arbiter.v1.Action
+	26, // 18: arbiter.v1.ShadowSample.at:type_name -> google.protobuf.Timestamp
+	26, // 19: arbiter.v1.GetShadowReportResponse.since:type_name -> google.protobuf.Timestamp
+	20, // 20: arbiter.v1.GetShadowReportResponse.actions:type_name -> arbiter.v1.ActionChange
+	21, // 21: arbiter.v1.GetShadowReportResponse.reasons:type_name -> arbiter.v1.ReasonChange
+	22, // 22: arbiter.v1.GetShadowReportResponse.samples:type_name -> arbiter.v1.ShadowSample
+	3,  // 23: arbiter.v1.PolicyService.PublishPolicy:input_type -> arbiter.v1.PublishPolicyRequest
+	5,  // 24: arbiter.v1.PolicyService.ListPolicies:input_type -> arbiter.v1.ListPoliciesRequest
+	7,  // 25: arbiter.v1.PolicyService.ActivatePolicy:input_type -> arbiter.v1.ActivatePolicyRequest
+	9,  // 26: arbiter.v1.PolicyService.ApprovePolicy:input_type -> arbiter.v1.ApprovePolicyRequest
+	11, // 27: arbiter.v1.PolicyService.RollbackPolicy:input_type -> arbiter.v1.RollbackPolicyRequest
+	13, // 28: arbiter.v1.PolicyService.GetPolicy:input_type -> arbiter.v1.GetPolicyRequest
+	15, // 29: arbiter.v1.PolicyService.ListPolicyChanges:input_type -> arbiter.v1.ListPolicyChangesRequest
+	17, // 30: arbiter.v1.PolicyService.SetShadowPolicy:input_type -> arbiter.v1.SetShadowPolicyRequest
+	19, // 31: arbiter.v1.PolicyService.GetShadowReport:input_type -> arbiter.v1.GetShadowReportRequest
+	4,  // 32: arbiter.v1.PolicyService.PublishPolicy:output_type -> arbiter.v1.PublishPolicyResponse
+	6,  // 33: arbiter.v1.PolicyService.ListPolicies:output_type -> arbiter.v1.ListPoliciesResponse
+	8,  // 34: arbiter.v1.PolicyService.ActivatePolicy:output_type -> arbiter.v1.ActivatePolicyResponse
+	10, // 35: arbiter.v1.PolicyService.ApprovePolicy:output_type -> arbiter.v1.ApprovePolicyResponse
+	12, // 36: arbiter.v1.PolicyService.RollbackPolicy:output_type -> arbiter.v1.RollbackPolicyResponse
+	14, // 37: arbiter.v1.PolicyService.GetPolicy:output_type -> arbiter.v1.GetPolicyResponse
+	16, // 38: arbiter.v1.PolicyService.ListPolicyChanges:output_type -> arbiter.v1.ListPolicyChangesResponse
+	18, // 39: arbiter.v1.PolicyService.SetShadowPolicy:output_type -> arbiter.v1.SetShadowPolicyResponse
+	23, // 40: arbiter.v1.PolicyService.GetShadowReport:output_type -> arbiter.v1.GetShadowReportResponse
+	32, // [32:41] is the sub-list for method output_type
+	23, // [23:32] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_arbiter_v1_policy_service_proto_init() }
@@ -1621,7 +1738,7 @@ func file_arbiter_v1_policy_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_arbiter_v1_policy_service_proto_rawDesc), len(file_arbiter_v1_policy_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

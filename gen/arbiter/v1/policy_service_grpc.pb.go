@@ -22,6 +22,7 @@ const (
 	PolicyService_PublishPolicy_FullMethodName     = "/arbiter.v1.PolicyService/PublishPolicy"
 	PolicyService_ListPolicies_FullMethodName      = "/arbiter.v1.PolicyService/ListPolicies"
 	PolicyService_ActivatePolicy_FullMethodName    = "/arbiter.v1.PolicyService/ActivatePolicy"
+	PolicyService_ApprovePolicy_FullMethodName     = "/arbiter.v1.PolicyService/ApprovePolicy"
 	PolicyService_RollbackPolicy_FullMethodName    = "/arbiter.v1.PolicyService/RollbackPolicy"
 	PolicyService_GetPolicy_FullMethodName         = "/arbiter.v1.PolicyService/GetPolicy"
 	PolicyService_ListPolicyChanges_FullMethodName = "/arbiter.v1.PolicyService/ListPolicyChanges"
@@ -47,6 +48,10 @@ type PolicyServiceClient interface {
 	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
 	// ActivatePolicy makes a published version the one every replica serves.
 	ActivatePolicy(ctx context.Context, in *ActivatePolicyRequest, opts ...grpc.CallOption) (*ActivatePolicyResponse, error)
+	// ApprovePolicy approves a published version for activation (four eyes): with the server's
+	// --require-approval, a version is activated only after an identity other than its author
+	// approved it. PERMISSION_DENIED for the author.
+	ApprovePolicy(ctx context.Context, in *ApprovePolicyRequest, opts ...grpc.CallOption) (*ApprovePolicyResponse, error)
 	// RollbackPolicy re-activates the version that was active before the current one.
 	// FAILED_PRECONDITION when there is none.
 	RollbackPolicy(ctx context.Context, in *RollbackPolicyRequest, opts ...grpc.CallOption) (*RollbackPolicyResponse, error)
@@ -94,6 +99,16 @@ func (c *policyServiceClient) ActivatePolicy(ctx context.Context, in *ActivatePo
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ActivatePolicyResponse)
 	err := c.cc.Invoke(ctx, PolicyService_ActivatePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *policyServiceClient) ApprovePolicy(ctx context.Context, in *ApprovePolicyRequest, opts ...grpc.CallOption) (*ApprovePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ApprovePolicyResponse)
+	err := c.cc.Invoke(ctx, PolicyService_ApprovePolicy_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -168,6 +183,10 @@ type PolicyServiceServer interface {
 	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
 	// ActivatePolicy makes a published version the one every replica serves.
 	ActivatePolicy(context.Context, *ActivatePolicyRequest) (*ActivatePolicyResponse, error)
+	// ApprovePolicy approves a published version for activation (four eyes): with the server's
+	// --require-approval, a version is activated only after an identity other than its author
+	// approved it. PERMISSION_DENIED for the author.
+	ApprovePolicy(context.Context, *ApprovePolicyRequest) (*ApprovePolicyResponse, error)
 	// RollbackPolicy re-activates the version that was active before the current one.
 	// FAILED_PRECONDITION when there is none.
 	RollbackPolicy(context.Context, *RollbackPolicyRequest) (*RollbackPolicyResponse, error)
@@ -199,6 +218,9 @@ func (UnimplementedPolicyServiceServer) ListPolicies(context.Context, *ListPolic
 }
 func (UnimplementedPolicyServiceServer) ActivatePolicy(context.Context, *ActivatePolicyRequest) (*ActivatePolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ActivatePolicy not implemented")
+}
+func (UnimplementedPolicyServiceServer) ApprovePolicy(context.Context, *ApprovePolicyRequest) (*ApprovePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ApprovePolicy not implemented")
 }
 func (UnimplementedPolicyServiceServer) RollbackPolicy(context.Context, *RollbackPolicyRequest) (*RollbackPolicyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RollbackPolicy not implemented")
@@ -286,6 +308,24 @@ func _PolicyService_ActivatePolicy_Handler(srv interface{}, ctx context.Context,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(PolicyServiceServer).ActivatePolicy(ctx, req.(*ActivatePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PolicyService_ApprovePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ApprovePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PolicyServiceServer).ApprovePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PolicyService_ApprovePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PolicyServiceServer).ApprovePolicy(ctx, req.(*ApprovePolicyRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -398,6 +438,10 @@ var PolicyService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ActivatePolicy",
 			Handler:    _PolicyService_ActivatePolicy_Handler,
+		},
+		{
+			MethodName: "ApprovePolicy",
+			Handler:    _PolicyService_ApprovePolicy_Handler,
 		},
 		{
 			MethodName: "RollbackPolicy",
