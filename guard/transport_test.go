@@ -304,7 +304,7 @@ func TestSlowStreamAttackIsBounded(t *testing.T) {
 // served at once, and an HTTP/2 connection with no call open is closed after IdleTimeout.
 func TestIdleConnectionsCappedAndClosed(t *testing.T) {
 	const maxConns = 8
-	s := startTLSGuardServer(t, Transport{MaxConnections: maxConns, HandshakeTimeout: 300 * time.Millisecond, IdleTimeout: 500 * time.Millisecond}, true)
+	s := startTLSGuardServer(t, Transport{MaxConnections: maxConns, HandshakeTimeout: 300 * time.Millisecond, IdleTimeout: 2 * time.Second}, true)
 
 	// 24 TCP connections that send nothing: 8 are accepted, closed after 300 ms, then the next 8.
 	raw := make([]net.Conn, 24)
@@ -349,10 +349,10 @@ func TestIdleConnectionsCappedAndClosed(t *testing.T) {
 	if st := conn.GetState(); st != connectivity.Ready {
 		t.Fatalf("client state after a call = %v, want READY", st)
 	}
-	idleCtx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	idleCtx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if !conn.WaitForStateChange(idleCtx, connectivity.Ready) {
-		t.Errorf("client still READY 5 s after its last call; want the server to close the connection after 500 ms idle")
+		t.Errorf("client still READY 10 s after its last call; want the server to close the connection after 2 s idle")
 	}
 }
 
