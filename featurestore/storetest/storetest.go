@@ -31,6 +31,8 @@ type Store interface {
 	PutFeatures(ctx context.Context, customerID string, features map[string]any, ttl time.Duration) error
 	PutFeaturesBatch(ctx context.Context, items []featurestore.FeatureRecord) error
 	State(ctx context.Context, customerID string, now time.Time) (decision.State, error)
+	Confirm(ctx context.Context, c *featurestore.Confirmation) (*featurestore.StoredConfirmation, error)
+	Confirmations(ctx context.Context, decisionID string) ([]featurestore.StoredConfirmation, error)
 	ScanAudit(ctx context.Context, fn func(decisionID string, record []byte) error) error
 	Ping(ctx context.Context) error
 	Close() error

@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"ExpiredStopsAndFailures", testExpired},
 		{"RecentList", testRecent},
 		{"GetDecision", testGetDecision},
+		{"Confirm", testConfirm},
 		{"Outcomes", testOutcomes},
 		{"OutcomeEffects", testOutcomeEffects},
 		{"PutFeatures", testPutFeatures},
@@ -1289,5 +1290,56 @@ func testUnavailable(t *testing.T, s Store) {
 	}
 	if _, err := s.State(context.Background(), "cust", base); !errors.Is(err, featurestore.ErrUnavailable) {
 		t.Errorf("State(closed store) = %v, want ErrUnavailable", err)
+	}
+}
+
+// testConfirm: a confirmation that proceeds is recorded and keeps the reservation; a
+// revocation releases the message slot and the retry's ledger entry and is final: a later
+// Confirm returns it and changes nothing; confirmations are kept, oldest first, at most 16.
+func testConfirm(t *testing.T, s Store) {
+	ctx := context.Background()
+	c := withMessage(commit("cust-conf", "ev-1", base, decision.Effects{}), decision.ChannelSMS, decision.PurposeService)
+	retry := decision.LedgerEntry{Kind: decision.LedgerRetry, EventID: "ev-1", CardRef: "tok_1", MerchantID: "m-1",
+		AmountMinor: 1000, Currency: "GBP", Initiator: decision.InitiatorMerchant, Network: decision.NetworkVisa, At: base}
+	c.Effects.Ledger = []decision.LedgerEntry{retry}
+	mustApply(t, s, c)
+	conf := func(proceed bool, at time.Time, reasons ...string) *featurestore.Confirmation {
+		return &featurestore.Confirmation{CustomerID: "cust-conf", DecisionID: c.DecisionID, CheckedAt: at, Proceed: proceed,
+			Reasons: reasons, Message: c.Effects.Message, Retry: &retry}
+	}
+	if prior, err := s.Confirm(ctx, conf(true, base.Add(time.Minute), "STILL_VALID")); err != nil || prior != nil {
+		t.Fatalf("Confirm(proceed) = %v, %v; want recorded", prior, err)
+	}
+	st := mustState(t, s, "cust-conf", base.Add(time.Minute))
+	if len(st.Messages) != 1 || len(st.Ledger) != 1 {
+		t.Fatalf("after a confirmation that proceeds: %d messages, %d ledger entries; want 1 and 1", len(st.Messages), len(st.Ledger))
+	}
+	if prior, err := s.Confirm(ctx, conf(false, base.Add(2*time.Minute), "OPTED_OUT", "QUIET_HOURS")); err != nil || prior != nil {
+		t.Fatalf("Confirm(revoke) = %v, %v; want recorded", prior, err)
+	}
+	st = mustState(t, s, "cust-conf", base.Add(2*time.Minute))
+	if len(st.Messages) != 0 || len(st.Ledger) != 0 {
+		t.Errorf("after a revocation: %d messages, %d ledger entries; want both released", len(st.Messages), len(st.Ledger))
+	}
+	prior, err := s.Confirm(ctx, conf(true, base.Add(3*time.Minute), "STILL_VALID"))
+	want := &featurestore.StoredConfirmation{Proceed: false, Reasons: []string{"OPTED_OUT", "QUIET_HOURS"}, CheckedAt: base.Add(2 * time.Minute)}
+	if err != nil || prior == nil || !cmp.Equal(*prior, *want) {
+		t.Errorf("Confirm after a revocation = %+v, %v; want the revocation %+v", prior, err, want)
+	}
+	got, err := s.Confirmations(ctx, c.DecisionID)
+	if err != nil || len(got) != 2 || !got[0].Proceed || got[1].Proceed {
+		t.Errorf("Confirmations() = %+v, %v; want the proceed then the revocation", got, err)
+	}
+	// At most 16, the newest.
+	d := withMessage(commit("cust-conf", "ev-2", base, decision.Effects{}), decision.ChannelSMS, decision.PurposeService)
+	mustApply(t, s, d)
+	for i := range 20 {
+		cf := &featurestore.Confirmation{CustomerID: "cust-conf", DecisionID: d.DecisionID, CheckedAt: base.Add(time.Duration(i) * time.Second), Proceed: true, Reasons: []string{"STILL_VALID"}}
+		if _, err := s.Confirm(ctx, cf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := s.Confirmations(ctx, d.DecisionID); err != nil || len(got) != 16 || !got[15].CheckedAt.Equal(base.Add(19*time.Second)) {
+		t.Errorf("after 20 confirmations: %d kept (%v), want the newest 16", len(got), err)
 	}
 }
