@@ -51,7 +51,7 @@ func TestRunPhases(t *testing.T) {
 	base, fault := res.Phases[0], res.Phases[1]
 	// Calls are put in phases by their intended time, the target breaks when the fault
 	// runs: on a loaded machine (the race detector) calls due before the fault may be answered
-	// after it, and calls due after it before. 
+	// after it, and calls due after it before.
 	if base.Name != "baseline" || base.Events < 50 || base.MaxDecisionsPerEvent != 1 {
 		t.Errorf("baseline = %+v, want its 50 events with one store decision each", base)
 	}

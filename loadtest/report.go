@@ -51,10 +51,10 @@ type Result struct {
 	Actions         map[string]int64 `json:"actions"`
 	Degraded        int64            `json:"degraded"`
 	// Phases, for a run with faults, split the run at each fault (Config.Faults).
-	Phases []PhaseResult `json:"phases,omitempty"`
-	DegradedShare   float64          `json:"degraded_share"`
-	Replayed        int64            `json:"replayed"`
-	Timeline        []TimelinePoint  `json:"timeline"`
+	Phases        []PhaseResult   `json:"phases,omitempty"`
+	DegradedShare float64         `json:"degraded_share"`
+	Replayed      int64           `json:"replayed"`
+	Timeline      []TimelinePoint `json:"timeline"`
 	// SentTimeline is Timeline keyed by the actual send time instead of the intended one: in
 	// an overloaded open loop the requests leave late, and this shows when they did.
 	SentTimeline []TimelinePoint `json:"sent_timeline,omitempty"`
