@@ -54,11 +54,7 @@ func (p *Policy) Recheck(in *Input, pd *Pending) []Reason {
 	f := g.facts(in)
 	switch pd.Action {
 	case ActionMessage:
-		pu := pd.Purpose
-		if pu == PurposeUnspecified || pu >= purposeCount {
-			pu = PurposeMarketing
-		}
-		restricted := pu == PurposeCollections || pu == PurposeMarketing
+		pu, restricted := strictPurpose(pd.Purpose)
 		if f.optedOut && pu != PurposeSecurity {
 			add(CodeOptedOut, grOptOut, "customer opted out")
 		}
@@ -88,11 +84,8 @@ func (p *Policy) Recheck(in *Input, pd *Pending) []Reason {
 			add(CodeFraudHold, grFraudHold, "fraud hold: no automated retry")
 		}
 		if pay := in.Event.Payment; pay != nil {
-			for _, s := range in.State.Stops {
-				if s.CardRef == pay.CardRef && (s.MerchantID == "" || s.MerchantID == pay.MerchantID) && s.Until.After(in.Now) {
-					add(CodeRetryStopped, grPayments, "retries stopped for the credential ("+s.ReasonCode+")")
-					break
-				}
+			if i := retryStopCheck(pay, in.Now).index(in.State.Stops); i >= 0 {
+				add(CodeRetryStopped, grPayments, "retries stopped for the credential ("+in.State.Stops[i].ReasonCode+")")
 			}
 		}
 	default:

@@ -251,11 +251,7 @@ func (g *guardrails) apply(in *Input, f *facts, c *Candidate, tr *Explanation) {
 // applyMessage runs the messaging guardrails in order: store, opt-out, vulnerable, fraud hold,
 // timezone and quiet hours, then per channel consent, failing channels and frequency caps.
 func (g *guardrails) applyMessage(in *Input, f *facts, c *Candidate, tr *Explanation) {
-	p := c.Purpose
-	if p == PurposeUnspecified || p >= purposeCount {
-		p = PurposeMarketing // the strictest purpose
-	}
-	restricted := p == PurposeCollections || p == PurposeMarketing
+	p, restricted := strictPurpose(c.Purpose)
 	switch {
 	case in.Degraded:
 		g.block(c, tr, grStore, CodeStoreUnavailable, "state unknown: no message")
@@ -348,6 +344,16 @@ func (g *guardrails) applyMessage(in *Input, f *facts, c *Candidate, tr *Explana
 	}
 	c.Message = &mf.m
 	g.pass(tr, grChannels, c)
+}
+
+// strictPurpose returns p, or MARKETING (the strictest purpose) for an unknown one, and
+// whether it is restricted: COLLECTIONS and MARKETING, which a vulnerable customer or a fraud
+// hold stops.
+func strictPurpose(p Purpose) (Purpose, bool) {
+	if p == PurposeUnspecified || p >= purposeCount {
+		p = PurposeMarketing
+	}
+	return p, p == PurposeCollections || p == PurposeMarketing
 }
 
 // messageWithFallback holds a Message and the backing array of its fallback channels.

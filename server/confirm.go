@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"time"
 
@@ -123,9 +122,4 @@ func storeUnavailable(now time.Time) *arbiterv1.ConfirmResponse {
 	return &arbiterv1.ConfirmResponse{CheckedAt: ts(now), Reasons: []*arbiterv1.Reason{{
 		Code: decision.CodeStoreUnavailable, Message: "the customer's state could not be checked: do not execute now; confirm again later",
 	}}}
-}
-
-// isUnavailable reports whether err says the store could not be used.
-func isUnavailable(err error) bool {
-	return errors.Is(err, featurestore.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -165,27 +166,26 @@ func TestConfirm(t *testing.T) {
 				}
 			})
 
-			t.Run("QuietHoursNow", func(t *testing.T) {
-				e.t = t
-				e.at(faultNow)
-				resp := e.decide(overdueFor("c-ev-3", "c-cust-3"))
-				e.at(time.Date(2026, time.March, 10, 23, 30, 0, 0, london))
-				got := e.confirm(resp.GetDecisionId())
-				if got.GetProceed() || !slices.Contains(codesOf(got.GetReasons()), decision.CodeQuietHours) {
-					t.Fatalf("Confirm at 23:30 = %v, want QUIET_HOURS", got)
-				}
-			})
-
-			t.Run("Expired", func(t *testing.T) {
-				e.t = t
-				e.at(faultNow)
-				resp := e.decide(overdueFor("c-ev-4", "c-cust-4"))
-				e.at(faultNow.Add(49 * time.Hour))
-				got := e.confirm(resp.GetDecisionId())
-				if got.GetProceed() || !slices.Contains(codesOf(got.GetReasons()), decision.CodeExpired) {
-					t.Fatalf("Confirm two days later = %v, want EXPIRED", got)
-				}
-			})
+			// Decided at noon, confirmed when time alone revokes it.
+			for i, tc := range []struct {
+				name string
+				at   time.Time
+				want string
+			}{
+				{"QuietHoursNow", time.Date(2026, time.March, 10, 23, 30, 0, 0, london), decision.CodeQuietHours},
+				{"Expired", faultNow.Add(49 * time.Hour), decision.CodeExpired},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					e.t = t
+					e.at(faultNow)
+					resp := e.decide(overdueFor(fmt.Sprintf("c-ev-t%d", i), fmt.Sprintf("c-cust-t%d", i)))
+					e.at(tc.at)
+					got := e.confirm(resp.GetDecisionId())
+					if got.GetProceed() || !slices.Contains(codesOf(got.GetReasons()), tc.want) {
+						t.Fatalf("Confirm at %v = %v, want %s", tc.at, got, tc.want)
+					}
+				})
+			}
 
 			t.Run("Superseded", func(t *testing.T) {
 				e.t = t

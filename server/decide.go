@@ -374,7 +374,7 @@ func (s *Server) degradeOn(ctx context.Context, c *call, err error) (*arbiterv1.
 		c.sig = admissionOverrun // the store is there but too slow for the load: shed some
 	}
 	switch {
-	case errors.Is(err, featurestore.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case isUnavailable(err):
 	case errors.Is(err, featurestore.ErrCorrupt):
 		reason, msg = ReasonStoreCorrupt, "customer state malformed: decided without it"
 	default:

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -8,9 +9,12 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"time"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 )
 
 // clientTLS are the TLS flags of the commands that call a server (decide, loadtest, features
@@ -75,4 +79,23 @@ func (c *clientTLS) credentials() (credentials.TransportCredentials, error) {
 		return insecure.NewCredentials(), nil
 	}
 	return credentials.NewTLS(cfg), nil
+}
+
+// dial opens a client connection to addr with c's transport credentials, and the context of
+// one call on it: ctx with the deadline timeout and, when token is set, the bearer token. The
+// caller closes the connection and cancels the context.
+func (c *clientTLS) dial(ctx context.Context, addr, token string, timeout time.Duration) (*grpc.ClientConn, context.Context, context.CancelFunc, error) {
+	creds, err := c.credentials()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	if token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+	}
+	return conn, ctx, cancel, nil
 }

@@ -7,9 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
-
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 )
 
@@ -44,20 +41,12 @@ func runConfirm(ctx context.Context, args []string, env func(string) string, _ i
 	if len(pos) != 1 {
 		return usagef(cmd, "confirm: want one DECISION_ID, got %d arguments", len(pos))
 	}
-	creds, err := ctls.credentials()
-	if err != nil {
-		return fmt.Errorf("confirm: %w", err)
-	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	conn, ctx, cancel, err := ctls.dial(ctx, *addr, *token, *timeout)
 	if err != nil {
 		return fmt.Errorf("confirm: %w", err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if *token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*token)
-	}
 	resp, err := arbiterv1.NewDecisionServiceClient(conn).Confirm(ctx, &arbiterv1.ConfirmRequest{DecisionId: pos[0]})
 	if err != nil {
 		return fmt.Errorf("confirm: %w", callError(ctx, *addr, "", err))

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -92,20 +90,12 @@ func runDecide(ctx context.Context, args []string, env func(string) string, stdi
 		req.Options.DryRun = req.Options.DryRun || *dryRun
 	}
 
-	creds, err := ctls.credentials()
-	if err != nil {
-		return fmt.Errorf("decide: %w", err)
-	}
-	conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(creds))
+	conn, ctx, cancel, err := ctls.dial(ctx, *addr, *token, *timeout)
 	if err != nil {
 		return fmt.Errorf("decide: %w", err)
 	}
 	defer conn.Close()
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	if *token != "" {
-		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+*token)
-	}
 	resp, err := arbiterv1.NewDecisionServiceClient(conn).Decide(ctx, req)
 	if err != nil {
 		return fmt.Errorf("decide: %w", callError(ctx, *addr, "", err))
