@@ -70,10 +70,12 @@ SELECT id, at FROM unnest($1::text[], $2::timestamptz[]) AS b(id, at) ORDER BY i
 ON CONFLICT (decision_id) DO NOTHING
 RETURNING decision_id`
 
-	// insertOutcomes inserts a batch of outcomes, in one lock order, skipping those archived.
+	// insertOutcomes inserts a batch of outcomes, in one lock order, skipping those archived
+	// and those of erased decisions (Erase).
 	insertOutcomes = `INSERT INTO arbiter.outcomes (decision_id, outcome, occurred_at, recorded_at, record)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::timestamptz[], $5::bytea[])
     AS b(decision_id, outcome, occurred_at, recorded_at, record)
+WHERE NOT EXISTS (SELECT 1 FROM arbiter.decision_ids i WHERE i.decision_id = b.decision_id AND i.erased)
 ORDER BY decision_id COLLATE "C", outcome COLLATE "C"
 ON CONFLICT (decision_id, outcome) DO NOTHING`
 )
