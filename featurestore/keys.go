@@ -21,6 +21,7 @@ import (
 //	{b:XX}:c:<customer_id>:v               version: id of the last decision that added to m, l or s
 //	{b:XX}:c:<customer_id>:k               state marker: when the customer's state was last known whole (WithStateMarker)
 //	{b:XX}:c:<customer_id>:e:<event_id>    event id -> decision id (idempotency)
+//	{b:XX}:c:<customer_id>:g               erasure tombstones list (EraseCustomer), oldest first
 //	{b:XX}:d:<decision_id>                 encoded decision record
 //	{b:XX}:o:<decision_id>                 outcomes hash
 //	{b:XX}:n:<decision_id>                 confirmations list (Confirm), oldest first
@@ -47,6 +48,9 @@ const (
 	keyOutcomes
 	keyAudit
 	keyConfirmations
+	keyErasures
+	// keyEventPrefix is "{b:XX}:c:<customer_id>:e:", the prefix of the customer's event keys.
+	keyEventPrefix
 	// keyDecisionPrefix is "{b:XX}:d:", which the scripts complete with a stored decision id.
 	keyDecisionPrefix
 )
@@ -98,6 +102,10 @@ func key(kind keyKind, b bucket, customerID, id string) string {
 		return tag + ":o:" + id
 	case keyConfirmations:
 		return tag + ":n:" + id
+	case keyErasures:
+		return tag + ":c:" + customerID + ":g"
+	case keyEventPrefix:
+		return tag + ":c:" + customerID + ":e:"
 	case keyAudit:
 		return tag + ":audit"
 	case keyDecisionPrefix:

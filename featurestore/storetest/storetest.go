@@ -34,6 +34,9 @@ type Store interface {
 	Confirm(ctx context.Context, c *featurestore.Confirmation) (*featurestore.StoredConfirmation, error)
 	Confirmations(ctx context.Context, decisionID string) ([]featurestore.StoredConfirmation, error)
 	ScanAudit(ctx context.Context, fn func(decisionID string, record []byte) error) error
+	EraseCustomer(ctx context.Context, e *featurestore.Erasure) error
+	Erasures(ctx context.Context, customerID string) ([]featurestore.StoredErasure, error)
+	DecisionsOf(ctx context.Context, customerID string) ([]string, error)
 	Ping(ctx context.Context) error
 	Close() error
 }

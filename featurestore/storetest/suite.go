@@ -45,6 +45,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"RecentList", testRecent},
 		{"GetDecision", testGetDecision},
 		{"Confirm", testConfirm},
+		{"EraseCustomer", testEraseCustomer},
 		{"Outcomes", testOutcomes},
 		{"OutcomeEffects", testOutcomeEffects},
 		{"PutFeatures", testPutFeatures},
@@ -1341,5 +1342,122 @@ func testConfirm(t *testing.T, s Store) {
 	}
 	if got, err := s.Confirmations(ctx, d.DecisionID); err != nil || len(got) != 16 || !got[15].CheckedAt.Equal(base.Add(19*time.Second)) {
 		t.Errorf("after 20 confirmations: %d kept (%v), want the newest 16", len(got), err)
+	}
+}
+
+// testEraseCustomer erases a customer whose id holds SCAN's glob characters: everything but
+// the suppression record goes, another customer keeps everything, and the tombstone stays.
+func testEraseCustomer(t *testing.T, s Store) {
+	ctx := context.Background()
+	const cust, other = "cust*[erase]?", "cust-erase-other"
+	features := map[string]any{
+		"opted_out": true, "consent_sms_marketing": false, "consent_email_service": true,
+		"fraud_hold": false, "segment": "gold", "timezone": "Europe/London",
+	}
+	for _, c := range []string{cust, other} {
+		if err := s.PutFeatures(ctx, c, features, 0); err != nil {
+			t.Fatalf("PutFeatures(%s) = %v", c, err)
+		}
+	}
+	stop := decision.RetryStop{CardRef: "tok_1", Until: base.Add(90 * 24 * time.Hour), ReasonCode: "DO_NOT_HONOR"}
+	retry := decision.LedgerEntry{Kind: decision.LedgerRetry, EventID: "ev-1", CardRef: "tok_1", MerchantID: "m-1",
+		AmountMinor: 1000, Currency: "GBP", Initiator: decision.InitiatorMerchant, Network: decision.NetworkVisa, At: base}
+	first := withMessage(commit(cust, "ev-1", base, decision.Effects{Ledger: []decision.LedgerEntry{retry}, Stops: []decision.RetryStop{stop}}),
+		decision.ChannelSMS, decision.PurposeService)
+	second := commit(cust, "ev-2", base.Add(time.Minute), decision.Effects{})
+	theirs := commit(other, "ev-1", base, decision.Effects{})
+	for _, c := range []*featurestore.Commit{first, second, theirs} {
+		mustApply(t, s, c)
+	}
+	if _, err := s.RecordOutcome(ctx, &featurestore.OutcomeCommit{CustomerID: cust, DecisionID: first.DecisionID,
+		Outcome: decision.OutcomeDelivered, OccurredAt: base, Now: base.Add(time.Minute)}); err != nil {
+		t.Fatalf("RecordOutcome() = %v", err)
+	}
+	if _, err := s.Confirm(ctx, &featurestore.Confirmation{CustomerID: cust, DecisionID: first.DecisionID,
+		CheckedAt: base.Add(time.Minute), Proceed: true, Reasons: []string{"STILL_VALID"}}); err != nil {
+		t.Fatalf("Confirm() = %v", err)
+	}
+	if ids, err := s.DecisionsOf(ctx, cust); err != nil || len(ids) != 2 {
+		t.Fatalf("DecisionsOf(%s) = %v, %v, want both decisions", cust, ids, err)
+	}
+
+	at := base.Add(2 * time.Minute)
+	e := &featurestore.Erasure{CustomerID: cust, At: at, Actor: "dpo", Reason: "ticket 7"}
+	if err := s.EraseCustomer(ctx, e); err != nil {
+		t.Fatalf("EraseCustomer() = %v", err)
+	}
+	wantErased := map[string]int64{"features": 4, "decisions": 2, "events": 2, "outcomes": 1, "confirmations": 1,
+		"recent_decisions": 2, "failing_channels": 0}
+	if diff := cmp.Diff(wantErased, e.Erased); diff != "" {
+		t.Errorf("EraseCustomer() erased (-want +got):\n%s", diff)
+	}
+	wantIDs := []string{first.DecisionID, second.DecisionID}
+	slices.Sort(wantIDs)
+	if diff := cmp.Diff(wantIDs, e.DecisionIDs); diff != "" {
+		t.Errorf("EraseCustomer() decision ids (-want +got):\n%s", diff)
+	}
+	wantKept := map[string]any{"opted_out": true, "consent_sms_marketing": false}
+	if diff := cmp.Diff(wantKept, e.Kept.Features); diff != "" {
+		t.Errorf("EraseCustomer() kept features (-want +got):\n%s", diff)
+	}
+
+	st := mustState(t, s, cust, at)
+	if diff := cmp.Diff(wantKept, st.Features); diff != "" {
+		t.Errorf("State() features after erasure (-want +got):\n%s", diff)
+	}
+	if len(st.Messages) != 1 || len(st.Ledger) != 1 || len(st.Stops) != 1 || len(st.Recent) != 0 {
+		t.Errorf("State() after erasure: %d messages, %d ledger entries, %d stops, %d recent; want the cap, ledger and stop kept, no recent",
+			len(st.Messages), len(st.Ledger), len(st.Stops), len(st.Recent))
+	}
+	for _, id := range wantIDs {
+		if _, _, err := s.GetDecision(ctx, id); !errors.Is(err, featurestore.ErrNotFound) {
+			t.Errorf("GetDecision(%s) after erasure = %v, want ErrNotFound", id, err)
+		}
+		if got, err := s.Confirmations(ctx, id); err != nil || len(got) != 0 {
+			t.Errorf("Confirmations(%s) after erasure = %v, %v, want none", id, got, err)
+		}
+	}
+	if l, err := s.Load(ctx, cust, "ev-1", at); err != nil || l.Record != nil {
+		t.Errorf("Load(ev-1) after erasure = record %q, %v; want no replay", l.Record, err)
+	}
+	if ids, err := s.DecisionsOf(ctx, cust); err != nil || len(ids) != 0 {
+		t.Errorf("DecisionsOf(%s) after erasure = %v, %v, want none", cust, ids, err)
+	}
+	// The audit trail keeps no record of the erased decisions. (Redis's outbox may still name an
+	// outcome of one, without a record: the archive skips it as erased.)
+	if err := s.ScanAudit(ctx, func(id string, record []byte) error {
+		if len(record) > 0 && strings.HasPrefix(string(record), cust+"|") {
+			t.Errorf("audit trail after erasure still holds decision %s", id)
+		}
+		return nil
+	}); err != nil {
+		t.Errorf("ScanAudit() = %v", err)
+	}
+
+	// The other customer keeps everything.
+	if got := mustState(t, s, other, at); len(got.Features) != len(features) || len(got.Recent) != 1 {
+		t.Errorf("State(%s) = %d features, %d recent; want %d and 1", other, len(got.Features), len(got.Recent), len(features))
+	}
+	if _, _, err := s.GetDecision(ctx, theirs.DecisionID); err != nil {
+		t.Errorf("GetDecision(other customer's) = %v", err)
+	}
+
+	// Erasing again finds nothing more; both tombstones stay.
+	again := &featurestore.Erasure{CustomerID: cust, At: at.Add(time.Minute), Actor: "dpo"}
+	if err := s.EraseCustomer(ctx, again); err != nil || again.Erased["decisions"] != 0 || again.Erased["features"] != 0 {
+		t.Errorf("EraseCustomer(again) = %v, erased %v; want nothing more", err, again.Erased)
+	}
+	tombs, err := s.Erasures(ctx, cust)
+	if err != nil || len(tombs) != 2 {
+		t.Fatalf("Erasures() = %d, %v, want 2", len(tombs), err)
+	}
+	if got := tombs[0]; got.Actor != "dpo" || got.Reason != "ticket 7" || !got.At.Equal(at) || got.Erased["decisions"] != 2 || got.Kept.Features["opted_out"] != true {
+		t.Errorf("Erasures()[0] = %+v, want the first erasure's tombstone", got)
+	}
+	if tombs, err := s.Erasures(ctx, other); err != nil || len(tombs) != 0 {
+		t.Errorf("Erasures(%s) = %v, %v, want none", other, tombs, err)
+	}
+	if err := s.EraseCustomer(ctx, &featurestore.Erasure{At: at}); !errors.Is(err, featurestore.ErrInvalid) {
+		t.Errorf("EraseCustomer(no customer) = %v, want ErrInvalid", err)
 	}
 }
