@@ -22,6 +22,7 @@ var layers = map[string][]string{
 	"gen/openapi":            {},
 	"archive":                {},
 	"archive/archivetest":    {},
+	"report":                 {},
 	"decision":               {"policies"},
 	"featurestore":           {"decision"},
 	"featurestore/redistest": {},

@@ -86,6 +86,8 @@ var methodRoles = map[string]Role{
 	arbiterv1.DecisionService_GetDecision_FullMethodName:     RoleRead,
 	arbiterv1.FeatureService_GetCustomerState_FullMethodName: RoleRead,
 	arbiterv1.FeatureService_PutFeatures_FullMethodName:      RoleAdmin,
+	arbiterv1.FeatureService_ExportCustomer_FullMethodName:   RoleAdmin,
+	arbiterv1.FeatureService_EraseCustomer_FullMethodName:    RoleAdmin,
 	arbiterv1.PolicyService_ApprovePolicy_FullMethodName:     RoleApprove,
 }
 

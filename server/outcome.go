@@ -69,27 +69,36 @@ func (s *Server) GetDecision(ctx context.Context, req *arbiterv1.GetDecisionRequ
 	if err := checkID("decision_id", req.GetDecisionId(), true); err != nil {
 		return nil, s.toStatus(ctx, "GetDecision", err)
 	}
-	rec, outs, _, err := s.getDecision(ctx, req.GetDecisionId())
+	rec, err := s.decisionRecord(ctx, req.GetDecisionId())
 	if err != nil {
 		return nil, s.toStatus(ctx, "GetDecision", err)
+	}
+	return &arbiterv1.GetDecisionResponse{Record: rec}, nil
+}
+
+// decisionRecord reads a decision with its outcomes and confirmations.
+func (s *Server) decisionRecord(ctx context.Context, id string) (*arbiterv1.DecisionRecord, error) {
+	rec, outs, _, err := s.getDecision(ctx, id)
+	if err != nil {
+		return nil, err
 	}
 	for _, o := range outs {
 		rec.Outcomes = append(rec.Outcomes, &arbiterv1.OutcomeRecord{
 			Outcome: arbiterv1.Outcome(o.Outcome), OccurredAt: ts(o.OccurredAt), RecordedAt: ts(o.RecordedAt),
 		})
 	}
-	confs, err := storeDoDecision(s, ctx, opConfirm, req.GetDecisionId(), func(ctx context.Context) ([]featurestore.StoredConfirmation, error) {
-		return s.store.Confirmations(ctx, req.GetDecisionId())
+	confs, err := storeDoDecision(s, ctx, opConfirm, id, func(ctx context.Context) ([]featurestore.StoredConfirmation, error) {
+		return s.store.Confirmations(ctx, id)
 	})
 	if err != nil {
-		return nil, s.toStatus(ctx, "GetDecision", err)
+		return nil, err
 	}
 	for _, c := range confs {
 		rec.Confirmations = append(rec.Confirmations, &arbiterv1.Confirmation{
 			Proceed: c.Proceed, ReasonCodes: c.Reasons, CheckedAt: ts(c.CheckedAt),
 		})
 	}
-	return &arbiterv1.GetDecisionResponse{Record: rec}, nil
+	return rec, nil
 }
 
 // getDecision reads a decision and its outcomes from the store or, past the store's replay

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -52,7 +53,7 @@ func (s *Server) verify(ctx context.Context, c *call) (*arbiterv1.DecideResponse
 }
 
 // rebuild recomputes c's customer's state from the archive (the decisions of the state window
-// and their outcomes, through the policy's own effects) and merges it into the store, so that
+// and their outcomes, through the policy's own effects, and what erasures kept) and merges it into the store, so that
 // a cap reached, a retry counted or a stop set before Redis lost its data holds after it.
 func (s *Server) rebuild(ctx context.Context, c *call) error {
 	rb, ok := s.store.(rebuilder)
@@ -92,6 +93,34 @@ func (s *Server) rebuild(ctx context.Context, c *call) error {
 		st.Stops = append(st.Stops, eff.Stops...)
 		byID[r.DecisionID] = decided{in: in, res: res}
 		ids = append(ids, r.DecisionID)
+	}
+	// An erasure deleted the customer's decisions but kept the suppression record in its
+	// tombstone: what it kept counts as the decisions did.
+	tombs, err := s.opts.archive.Erasures(ctx, cust)
+	if err != nil {
+		return err
+	}
+	since := c.in.Now.Add(-stateWindow)
+	for _, t := range tombs {
+		var kept featurestore.Kept
+		if err := json.Unmarshal(t.Kept, &kept); err != nil {
+			return fmt.Errorf("%w: erasure tombstone of %s: %v", featurestore.ErrCorrupt, t.ErasedAt.Format(time.RFC3339), err)
+		}
+		for _, m := range kept.Messages {
+			if !m.At.Before(since) {
+				st.Messages = append(st.Messages, m)
+			}
+		}
+		for _, l := range kept.Ledger {
+			if !l.At.Before(since) {
+				st.Ledger = append(st.Ledger, l)
+			}
+		}
+		for _, stop := range kept.Stops {
+			if stop.Until.After(c.in.Now) {
+				st.Stops = append(st.Stops, stop)
+			}
+		}
 	}
 	outs, err := s.opts.archive.OutcomesOf(ctx, ids)
 	if err != nil {

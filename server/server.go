@@ -153,6 +153,8 @@ type Archive interface {
 	Outcomes(ctx context.Context, decisionID string) ([]archive.Outcome, error)
 	CustomerHistory(ctx context.Context, customerID string, since time.Time) ([]archive.Record, error)
 	OutcomesOf(ctx context.Context, decisionIDs []string) ([]archive.Outcome, error)
+	Erase(ctx context.Context, e archive.Erasure) (archive.Erasure, error)
+	Erasures(ctx context.Context, customerID string) ([]archive.Erasure, error)
 }
 
 var _ Archive = (*archive.Archive)(nil)

@@ -34,10 +34,12 @@ const (
 	opPing
 	opAppendDecision
 	opConfirm
+	opErase
+	opExport
 	opCount
 )
 
-var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping", "append_decision", "confirm"}
+var storeOpNames = [opCount]string{"load", "commit", "get_decision", "record_outcome", "put_features", "state", "ping", "append_decision", "confirm", "erase_customer", "export_customer"}
 
 // spanNames are the store spans' names, built once.
 var spanNames = func() (n [opCount]string) {

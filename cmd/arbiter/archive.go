@@ -115,6 +115,24 @@ func (r *archiving) OutcomesOf(ctx context.Context, ids []string) ([]archive.Out
 	return a.OutcomesOf(ctx, ids)
 }
 
+// Erase implements server.Archive.
+func (r *archiving) Erase(ctx context.Context, e archive.Erasure) (archive.Erasure, error) {
+	a := r.a.Load()
+	if a == nil {
+		return archive.Erasure{}, fmt.Errorf("%w: not open yet", archive.ErrUnavailable)
+	}
+	return a.Erase(ctx, e)
+}
+
+// Erasures implements server.Archive.
+func (r *archiving) Erasures(ctx context.Context, customerID string) ([]archive.Erasure, error) {
+	a := r.a.Load()
+	if a == nil {
+		return nil, fmt.Errorf("%w: not open yet", archive.ErrUnavailable)
+	}
+	return a.Erasures(ctx, customerID)
+}
+
 // status reports the relay's lag and its last error, for /readyz.
 func (r *archiving) status() (time.Duration, error) {
 	rl := r.relay.Load()

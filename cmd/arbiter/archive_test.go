@@ -421,3 +421,93 @@ func TestStateRebuiltAfterRedisLoss(t *testing.T) {
 		t.Errorf("state rebuilt %d times after the loss, want once", n)
 	}
 }
+
+// A customer reaches the frequency cap, asks to be erased, and then Redis loses its data: the
+// erasure deleted the archived decisions, yet the cap still holds after the rebuild, from
+// what the erasure's tombstone kept.
+func TestErasureKeepsCapAfterRedisLoss(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server and uses PostgreSQL")
+	}
+	redisAddr := redistest.Start(t)
+	dsn := archivetest.NewDB(t)
+	grpcAddr, _, _, _ := startServe(t, "--redis", "redis://"+redisAddr, "--archive", dsn, "--audit-spool", t.TempDir())
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dc, fc := arbiterv1.NewDecisionServiceClient(conn), arbiterv1.NewFeatureServiceClient(conn)
+	const cust = "erase-cust"
+	zone := daytimeZone(t, time.Now())
+	overdueReq := func(id string) *arbiterv1.DecideRequest {
+		return &arbiterv1.DecideRequest{
+			Event: &arbiterv1.Event{Id: id, Type: arbiterv1.EventType_EVENT_TYPE_INVOICE_OVERDUE, Source: "billing"},
+			Customer: &arbiterv1.Customer{Id: cust, Timezone: zone,
+				Consents:          []*arbiterv1.Consent{{Channel: arbiterv1.Channel_CHANNEL_EMAIL, Purpose: arbiterv1.Purpose_PURPOSE_COLLECTIONS, Granted: true}},
+				PreferredChannels: []arbiterv1.Channel{arbiterv1.Channel_CHANNEL_EMAIL}},
+		}
+	}
+	var decided int
+	capped := false
+	for i := range 6 {
+		resp, err := dc.Decide(t.Context(), overdueReq(fmt.Sprintf("er-ev-%d", i)))
+		if err != nil || resp.GetDegraded() {
+			t.Fatalf("Decide(er-ev-%d) = %v, %v", i, resp, err)
+		}
+		decided++
+		if resp.GetAction() != arbiterv1.Action_ACTION_MESSAGE {
+			capped = true
+			break
+		}
+	}
+	if !capped {
+		t.Fatal("no capped answer in 6 overdue events: the test needs the default cap")
+	}
+	a, err := archive.Open(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		hist, err := a.CustomerHistory(t.Context(), cust, time.Time{})
+		if err == nil && len(hist) == decided {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("archive holds %d decisions of the customer, want %d", len(hist), decided)
+		}
+	}
+
+	er, err := fc.EraseCustomer(t.Context(), &arbiterv1.EraseCustomerRequest{CustomerId: cust, Reason: "ticket-9"})
+	if err != nil {
+		t.Fatalf("EraseCustomer() = %v", err)
+	}
+	// The relay dropped the records from Redis once archived: the store erased the event keys.
+	if got := er.GetErasure().GetErased(); got["archived_decisions"] != int64(decided) || got["events"] != int64(decided) {
+		t.Errorf("EraseCustomer().erased = %v, want %d archived decisions and %d events", got, decided, decided)
+	}
+	// A relay pass later, the archive still holds none of them.
+	time.Sleep(300 * time.Millisecond)
+	if hist, err := a.CustomerHistory(t.Context(), cust, time.Time{}); err != nil || len(hist) != 0 {
+		t.Errorf("archive after erasure holds %d decisions (%v), want none", len(hist), err)
+	}
+	if tombs, err := a.Erasures(t.Context(), cust); err != nil || len(tombs) != 1 || tombs[0].Reason != "ticket-9" {
+		t.Errorf("Erasures() = %+v, %v, want the tombstone", tombs, err)
+	}
+	exp, err := fc.ExportCustomer(t.Context(), &arbiterv1.ExportCustomerRequest{CustomerId: cust})
+	if err != nil || !exp.GetArchiveIncluded() || len(exp.GetDecisions()) != 0 || len(exp.GetErasures()) != 1 {
+		t.Errorf("ExportCustomer(after erasure) = archive %v, %d decisions, %d erasures, %v; want archive, 0, 1",
+			exp.GetArchiveIncluded(), len(exp.GetDecisions()), len(exp.GetErasures()), err)
+	}
+
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer rdb.Close()
+	if err := rdb.FlushAll(t.Context()).Err(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := dc.Decide(t.Context(), overdueReq("er-ev-after"))
+	if err != nil || after.GetAction() == arbiterv1.Action_ACTION_MESSAGE || after.GetDegraded() {
+		t.Errorf("Decide(after erasure and Redis loss) = %v degraded %v, %v; want the cap to hold", after.GetAction(), after.GetDegraded(), err)
+	}
+}

@@ -16,11 +16,13 @@ import (
 
 func featuresHelp() help {
 	return help{
-		summary: "import customer features into the store",
+		summary: "import customer features; export or erase a customer's data",
 		usage:   []string{"features SUBCOMMAND [flags]"},
 		examples: []string{
 			"arbiter features import --file customers.jsonl --redis redis://127.0.0.1:6379",
 			"arbiter features import --file customers.jsonl --addr 127.0.0.1:50051",
+			"arbiter features export cust-42 > cust-42.json",
+			"arbiter features erase cust-42 --reason DSR-1234",
 		},
 	}
 }

@@ -62,6 +62,8 @@ func commands() []command {
 		{name: "policy", help: policyHelp, subs: policyCommands()},
 		{name: "features", help: featuresHelp, subs: []command{
 			{name: "import", help: featuresImportHelp, run: runFeaturesImport},
+			{name: "export", help: featuresExportHelp, run: runFeaturesExport},
+			{name: "erase", help: featuresEraseHelp, run: runFeaturesErase},
 		}},
 		{name: "audit", help: auditHelp, subs: []command{
 			{name: "export", help: auditExportHelp, run: runAuditExport},

@@ -295,8 +295,11 @@ type DecideResponse struct {
 	// event afresh, on the customer's current state (which includes that decision's effects),
 	// and changed nothing. Empty otherwise.
 	PriorDecisionId string `protobuf:"bytes,14,opt,name=prior_decision_id,json=priorDecisionId,proto3" json:"prior_decision_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// experiment names the experiment and arm that decided, when the customer is in one (see
+	// the policy bundle's experiments); unset otherwise.
+	Experiment    *ExperimentArm `protobuf:"bytes,15,opt,name=experiment,proto3" json:"experiment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DecideResponse) Reset() {
@@ -440,6 +443,13 @@ func (x *DecideResponse) GetPriorDecisionId() string {
 		return x.PriorDecisionId
 	}
 	return ""
+}
+
+func (x *DecideResponse) GetExperiment() *ExperimentArm {
+	if x != nil {
+		return x.Experiment
+	}
+	return nil
 }
 
 type isDecideResponse_Detail interface {
@@ -822,6 +832,61 @@ func (x *DecisionRecord) GetConfirmations() []*Confirmation {
 	return nil
 }
 
+// ExperimentArm names an experiment of the policy bundle and the arm a customer is assigned to.
+type ExperimentArm struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the experiment.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// arm names the arm: the champion, a challenger or the holdout.
+	Arm           string `protobuf:"bytes,2,opt,name=arm,proto3" json:"arm,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExperimentArm) Reset() {
+	*x = ExperimentArm{}
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExperimentArm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExperimentArm) ProtoMessage() {}
+
+func (x *ExperimentArm) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_decision_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExperimentArm.ProtoReflect.Descriptor instead.
+func (*ExperimentArm) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_decision_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *ExperimentArm) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ExperimentArm) GetArm() string {
+	if x != nil {
+		return x.Arm
+	}
+	return ""
+}
+
 var File_arbiter_v1_decision_service_proto protoreflect.FileDescriptor
 
 const file_arbiter_v1_decision_service_proto_rawDesc = "" +
@@ -844,7 +909,7 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"\rDecideRequest\x12'\n" +
 	"\x05event\x18\x01 \x01(\v2\x11.arbiter.v1.EventR\x05event\x120\n" +
 	"\bcustomer\x18\x02 \x01(\v2\x14.arbiter.v1.CustomerR\bcustomer\x123\n" +
-	"\aoptions\x18\x03 \x01(\v2\x19.arbiter.v1.DecideOptionsR\aoptions\"\x93\x05\n" +
+	"\aoptions\x18\x03 \x01(\v2\x19.arbiter.v1.DecideOptionsR\aoptions\"\xce\x05\n" +
 	"\x0eDecideResponse\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12*\n" +
@@ -862,7 +927,10 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	"decided_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tdecidedAt\x129\n" +
 	"\vexplanation\x18\f \x01(\v2\x17.arbiter.v1.ExplanationR\vexplanation\x12\x17\n" +
 	"\adry_run\x18\r \x01(\bR\x06dryRun\x12*\n" +
-	"\x11prior_decision_id\x18\x0e \x01(\tR\x0fpriorDecisionIdB\b\n" +
+	"\x11prior_decision_id\x18\x0e \x01(\tR\x0fpriorDecisionId\x129\n" +
+	"\n" +
+	"experiment\x18\x0f \x01(\v2\x19.arbiter.v1.ExperimentArmR\n" +
+	"experimentB\b\n" +
 	"\x06detail\"\xa3\x01\n" +
 	"\x14RecordOutcomeRequest\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
@@ -894,7 +962,10 @@ const file_arbiter_v1_decision_service_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"recordedAt\x125\n" +
 	"\boutcomes\x18\v \x03(\v2\x19.arbiter.v1.OutcomeRecordR\boutcomes\x12>\n" +
-	"\rconfirmations\x18\f \x03(\v2\x18.arbiter.v1.ConfirmationR\rconfirmations2\xbc\x02\n" +
+	"\rconfirmations\x18\f \x03(\v2\x18.arbiter.v1.ConfirmationR\rconfirmations\"1\n" +
+	"\rExperimentArm\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x10\n" +
+	"\x03arm\x18\x02 \x01(\tR\x03arm2\xbc\x02\n" +
 	"\x0fDecisionService\x12?\n" +
 	"\x06Decide\x12\x19.arbiter.v1.DecideRequest\x1a\x1a.arbiter.v1.DecideResponse\x12T\n" +
 	"\rRecordOutcome\x12 .arbiter.v1.RecordOutcomeRequest\x1a!.arbiter.v1.RecordOutcomeResponse\x12N\n" +
@@ -916,7 +987,7 @@ func file_arbiter_v1_decision_service_proto_rawDescGZIP() []byte {
 	return file_arbiter_v1_decision_service_proto_rawDescData
 }
 
-var file_arbiter_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_arbiter_v1_decision_service_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_arbiter_v1_decision_service_proto_goTypes = []any{
 	(*ConfirmRequest)(nil),        // 0: arbiter.v1.ConfirmRequest
 	(*ConfirmResponse)(nil),       // 1: arbiter.v1.ConfirmResponse
@@ -928,65 +999,67 @@ var file_arbiter_v1_decision_service_proto_goTypes = []any{
 	(*GetDecisionRequest)(nil),    // 7: arbiter.v1.GetDecisionRequest
 	(*GetDecisionResponse)(nil),   // 8: arbiter.v1.GetDecisionResponse
 	(*DecisionRecord)(nil),        // 9: arbiter.v1.DecisionRecord
-	(*Reason)(nil),                // 10: arbiter.v1.Reason
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
-	(*Event)(nil),                 // 12: arbiter.v1.Event
-	(*Customer)(nil),              // 13: arbiter.v1.Customer
-	(*DecideOptions)(nil),         // 14: arbiter.v1.DecideOptions
-	(Action)(0),                   // 15: arbiter.v1.Action
-	(*RetryAction)(nil),           // 16: arbiter.v1.RetryAction
-	(*MessageAction)(nil),         // 17: arbiter.v1.MessageAction
-	(*EscalateAction)(nil),        // 18: arbiter.v1.EscalateAction
-	(*SuppressAction)(nil),        // 19: arbiter.v1.SuppressAction
-	(*PolicyRef)(nil),             // 20: arbiter.v1.PolicyRef
-	(*Explanation)(nil),           // 21: arbiter.v1.Explanation
-	(Outcome)(0),                  // 22: arbiter.v1.Outcome
-	(EventType)(0),                // 23: arbiter.v1.EventType
-	(*StateSnapshot)(nil),         // 24: arbiter.v1.StateSnapshot
-	(*Timings)(nil),               // 25: arbiter.v1.Timings
-	(*OutcomeRecord)(nil),         // 26: arbiter.v1.OutcomeRecord
+	(*ExperimentArm)(nil),         // 10: arbiter.v1.ExperimentArm
+	(*Reason)(nil),                // 11: arbiter.v1.Reason
+	(*timestamppb.Timestamp)(nil), // 12: google.protobuf.Timestamp
+	(*Event)(nil),                 // 13: arbiter.v1.Event
+	(*Customer)(nil),              // 14: arbiter.v1.Customer
+	(*DecideOptions)(nil),         // 15: arbiter.v1.DecideOptions
+	(Action)(0),                   // 16: arbiter.v1.Action
+	(*RetryAction)(nil),           // 17: arbiter.v1.RetryAction
+	(*MessageAction)(nil),         // 18: arbiter.v1.MessageAction
+	(*EscalateAction)(nil),        // 19: arbiter.v1.EscalateAction
+	(*SuppressAction)(nil),        // 20: arbiter.v1.SuppressAction
+	(*PolicyRef)(nil),             // 21: arbiter.v1.PolicyRef
+	(*Explanation)(nil),           // 22: arbiter.v1.Explanation
+	(Outcome)(0),                  // 23: arbiter.v1.Outcome
+	(EventType)(0),                // 24: arbiter.v1.EventType
+	(*StateSnapshot)(nil),         // 25: arbiter.v1.StateSnapshot
+	(*Timings)(nil),               // 26: arbiter.v1.Timings
+	(*OutcomeRecord)(nil),         // 27: arbiter.v1.OutcomeRecord
 }
 var file_arbiter_v1_decision_service_proto_depIdxs = []int32{
-	10, // 0: arbiter.v1.ConfirmResponse.reasons:type_name -> arbiter.v1.Reason
-	11, // 1: arbiter.v1.ConfirmResponse.checked_at:type_name -> google.protobuf.Timestamp
-	11, // 2: arbiter.v1.Confirmation.checked_at:type_name -> google.protobuf.Timestamp
-	12, // 3: arbiter.v1.DecideRequest.event:type_name -> arbiter.v1.Event
-	13, // 4: arbiter.v1.DecideRequest.customer:type_name -> arbiter.v1.Customer
-	14, // 5: arbiter.v1.DecideRequest.options:type_name -> arbiter.v1.DecideOptions
-	15, // 6: arbiter.v1.DecideResponse.action:type_name -> arbiter.v1.Action
-	16, // 7: arbiter.v1.DecideResponse.retry:type_name -> arbiter.v1.RetryAction
-	17, // 8: arbiter.v1.DecideResponse.message:type_name -> arbiter.v1.MessageAction
-	18, // 9: arbiter.v1.DecideResponse.escalate:type_name -> arbiter.v1.EscalateAction
-	19, // 10: arbiter.v1.DecideResponse.suppress:type_name -> arbiter.v1.SuppressAction
-	10, // 11: arbiter.v1.DecideResponse.reasons:type_name -> arbiter.v1.Reason
-	20, // 12: arbiter.v1.DecideResponse.policy:type_name -> arbiter.v1.PolicyRef
-	11, // 13: arbiter.v1.DecideResponse.decided_at:type_name -> google.protobuf.Timestamp
-	21, // 14: arbiter.v1.DecideResponse.explanation:type_name -> arbiter.v1.Explanation
-	22, // 15: arbiter.v1.RecordOutcomeRequest.outcome:type_name -> arbiter.v1.Outcome
-	11, // 16: arbiter.v1.RecordOutcomeRequest.occurred_at:type_name -> google.protobuf.Timestamp
-	9,  // 17: arbiter.v1.GetDecisionResponse.record:type_name -> arbiter.v1.DecisionRecord
-	23, // 18: arbiter.v1.DecisionRecord.event_type:type_name -> arbiter.v1.EventType
-	3,  // 19: arbiter.v1.DecisionRecord.request:type_name -> arbiter.v1.DecideRequest
-	4,  // 20: arbiter.v1.DecisionRecord.response:type_name -> arbiter.v1.DecideResponse
-	20, // 21: arbiter.v1.DecisionRecord.policy:type_name -> arbiter.v1.PolicyRef
-	24, // 22: arbiter.v1.DecisionRecord.snapshot:type_name -> arbiter.v1.StateSnapshot
-	25, // 23: arbiter.v1.DecisionRecord.timings:type_name -> arbiter.v1.Timings
-	11, // 24: arbiter.v1.DecisionRecord.recorded_at:type_name -> google.protobuf.Timestamp
-	26, // 25: arbiter.v1.DecisionRecord.outcomes:type_name -> arbiter.v1.OutcomeRecord
-	2,  // 26: arbiter.v1.DecisionRecord.confirmations:type_name -> arbiter.v1.Confirmation
-	3,  // 27: arbiter.v1.DecisionService.Decide:input_type -> arbiter.v1.DecideRequest
-	5,  // 28: arbiter.v1.DecisionService.RecordOutcome:input_type -> arbiter.v1.RecordOutcomeRequest
-	7,  // 29: arbiter.v1.DecisionService.GetDecision:input_type -> arbiter.v1.GetDecisionRequest
-	0,  // 30: arbiter.v1.DecisionService.Confirm:input_type -> arbiter.v1.ConfirmRequest
-	4,  // 31: arbiter.v1.DecisionService.Decide:output_type -> arbiter.v1.DecideResponse
-	6,  // 32: arbiter.v1.DecisionService.RecordOutcome:output_type -> arbiter.v1.RecordOutcomeResponse
-	8,  // 33: arbiter.v1.DecisionService.GetDecision:output_type -> arbiter.v1.GetDecisionResponse
-	1,  // 34: arbiter.v1.DecisionService.Confirm:output_type -> arbiter.v1.ConfirmResponse
-	31, // [31:35] is the sub-list for method output_type
-	27, // [27:31] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	11, // 0: arbiter.v1.ConfirmResponse.reasons:type_name -> arbiter.v1.Reason
+	12, // 1: arbiter.v1.ConfirmResponse.checked_at:type_name -> google.protobuf.Timestamp
+	12, // 2: arbiter.v1.Confirmation.checked_at:type_name -> google.protobuf.Timestamp
+	13, // 3: arbiter.v1.DecideRequest.event:type_name -> arbiter.v1.Event
+	14, // 4: arbiter.v1.DecideRequest.customer:type_name -> arbiter.v1.Customer
+	15, // 5: arbiter.v1.DecideRequest.options:type_name -> arbiter.v1.DecideOptions
+	16, // 6: arbiter.v1.DecideResponse.action:type_name -> arbiter.v1.Action
+	17, // 7: arbiter.v1.DecideResponse.retry:type_name -> arbiter.v1.RetryAction
+	18, // 8: arbiter.v1.DecideResponse.message:type_name -> arbiter.v1.MessageAction
+	19, // 9: arbiter.v1.DecideResponse.escalate:type_name -> arbiter.v1.EscalateAction
+	20, // 10: arbiter.v1.DecideResponse.suppress:type_name -> arbiter.v1.SuppressAction
+	11, // 11: arbiter.v1.DecideResponse.reasons:type_name -> arbiter.v1.Reason
+	21, // 12: arbiter.v1.DecideResponse.policy:type_name -> arbiter.v1.PolicyRef
+	12, // 13: arbiter.v1.DecideResponse.decided_at:type_name -> google.protobuf.Timestamp
+	22, // 14: arbiter.v1.DecideResponse.explanation:type_name -> arbiter.v1.Explanation
+	10, // 15: arbiter.v1.DecideResponse.experiment:type_name -> arbiter.v1.ExperimentArm
+	23, // 16: arbiter.v1.RecordOutcomeRequest.outcome:type_name -> arbiter.v1.Outcome
+	12, // 17: arbiter.v1.RecordOutcomeRequest.occurred_at:type_name -> google.protobuf.Timestamp
+	9,  // 18: arbiter.v1.GetDecisionResponse.record:type_name -> arbiter.v1.DecisionRecord
+	24, // 19: arbiter.v1.DecisionRecord.event_type:type_name -> arbiter.v1.EventType
+	3,  // 20: arbiter.v1.DecisionRecord.request:type_name -> arbiter.v1.DecideRequest
+	4,  // 21: arbiter.v1.DecisionRecord.response:type_name -> arbiter.v1.DecideResponse
+	21, // 22: arbiter.v1.DecisionRecord.policy:type_name -> arbiter.v1.PolicyRef
+	25, // 23: arbiter.v1.DecisionRecord.snapshot:type_name -> arbiter.v1.StateSnapshot
+	26, // 24: arbiter.v1.DecisionRecord.timings:type_name -> arbiter.v1.Timings
+	12, // 25: arbiter.v1.DecisionRecord.recorded_at:type_name -> google.protobuf.Timestamp
+	27, // 26: arbiter.v1.DecisionRecord.outcomes:type_name -> arbiter.v1.OutcomeRecord
+	2,  // 27: arbiter.v1.DecisionRecord.confirmations:type_name -> arbiter.v1.Confirmation
+	3,  // 28: arbiter.v1.DecisionService.Decide:input_type -> arbiter.v1.DecideRequest
+	5,  // 29: arbiter.v1.DecisionService.RecordOutcome:input_type -> arbiter.v1.RecordOutcomeRequest
+	7,  // 30: arbiter.v1.DecisionService.GetDecision:input_type -> arbiter.v1.GetDecisionRequest
+	0,  // 31: arbiter.v1.DecisionService.Confirm:input_type -> arbiter.v1.ConfirmRequest
+	4,  // 32: arbiter.v1.DecisionService.Decide:output_type -> arbiter.v1.DecideResponse
+	6,  // 33: arbiter.v1.DecisionService.RecordOutcome:output_type -> arbiter.v1.RecordOutcomeResponse
+	8,  // 34: arbiter.v1.DecisionService.GetDecision:output_type -> arbiter.v1.GetDecisionResponse
+	1,  // 35: arbiter.v1.DecisionService.Confirm:output_type -> arbiter.v1.ConfirmResponse
+	32, // [32:36] is the sub-list for method output_type
+	28, // [28:32] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_arbiter_v1_decision_service_proto_init() }
@@ -1007,7 +1080,7 @@ func file_arbiter_v1_decision_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_arbiter_v1_decision_service_proto_rawDesc), len(file_arbiter_v1_decision_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

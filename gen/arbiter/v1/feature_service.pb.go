@@ -11,6 +11,7 @@ import (
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -399,12 +400,422 @@ func (x *GetCustomerStateResponse) GetMessages() []*SentMessage {
 	return nil
 }
 
+// ExportCustomerRequest names a customer.
+type ExportCustomerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer; an unknown one has an empty export.
+	CustomerId    string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportCustomerRequest) Reset() {
+	*x = ExportCustomerRequest{}
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCustomerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCustomerRequest) ProtoMessage() {}
+
+func (x *ExportCustomerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCustomerRequest.ProtoReflect.Descriptor instead.
+func (*ExportCustomerRequest) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_feature_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ExportCustomerRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+// ExportCustomerResponse is everything Arbiter holds about one customer.
+type ExportCustomerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// state is the customer's live state, as GetCustomerState returns it.
+	State *GetCustomerStateResponse `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	// decisions are the customer's decisions, each with its outcomes and confirmations, oldest
+	// first: those the store holds (its replay window) and those the archive holds.
+	Decisions []*DecisionRecord `protobuf:"bytes,3,rep,name=decisions,proto3" json:"decisions,omitempty"`
+	// erasures are the tombstones of the customer's earlier erasures, oldest first.
+	Erasures []*Erasure `protobuf:"bytes,4,rep,name=erasures,proto3" json:"erasures,omitempty"`
+	// exported_at is when the export was read.
+	ExportedAt *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=exported_at,json=exportedAt,proto3" json:"exported_at,omitempty"`
+	// archive_included is true when an archive is configured and was read.
+	ArchiveIncluded bool `protobuf:"varint,6,opt,name=archive_included,json=archiveIncluded,proto3" json:"archive_included,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ExportCustomerResponse) Reset() {
+	*x = ExportCustomerResponse{}
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportCustomerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportCustomerResponse) ProtoMessage() {}
+
+func (x *ExportCustomerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportCustomerResponse.ProtoReflect.Descriptor instead.
+func (*ExportCustomerResponse) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_feature_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ExportCustomerResponse) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *ExportCustomerResponse) GetState() *GetCustomerStateResponse {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ExportCustomerResponse) GetDecisions() []*DecisionRecord {
+	if x != nil {
+		return x.Decisions
+	}
+	return nil
+}
+
+func (x *ExportCustomerResponse) GetErasures() []*Erasure {
+	if x != nil {
+		return x.Erasures
+	}
+	return nil
+}
+
+func (x *ExportCustomerResponse) GetExportedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExportedAt
+	}
+	return nil
+}
+
+func (x *ExportCustomerResponse) GetArchiveIncluded() bool {
+	if x != nil {
+		return x.ArchiveIncluded
+	}
+	return false
+}
+
+// EraseCustomerRequest names the customer to erase.
+type EraseCustomerRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer; required.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// reason is why, for the tombstone, for example a ticket number; at most 256 characters.
+	// Never put customer data in it.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseCustomerRequest) Reset() {
+	*x = EraseCustomerRequest{}
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseCustomerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseCustomerRequest) ProtoMessage() {}
+
+func (x *EraseCustomerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseCustomerRequest.ProtoReflect.Descriptor instead.
+func (*EraseCustomerRequest) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_feature_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EraseCustomerRequest) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *EraseCustomerRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// EraseCustomerResponse is the tombstone the erasure left.
+type EraseCustomerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// erasure is the tombstone.
+	Erasure       *Erasure `protobuf:"bytes,1,opt,name=erasure,proto3" json:"erasure,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EraseCustomerResponse) Reset() {
+	*x = EraseCustomerResponse{}
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EraseCustomerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EraseCustomerResponse) ProtoMessage() {}
+
+func (x *EraseCustomerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EraseCustomerResponse.ProtoReflect.Descriptor instead.
+func (*EraseCustomerResponse) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_feature_service_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *EraseCustomerResponse) GetErasure() *Erasure {
+	if x != nil {
+		return x.Erasure
+	}
+	return nil
+}
+
+// Erasure is the tombstone of one erasure: who, when, what kinds of data were erased and what
+// was kept, and why.
+type Erasure struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// customer_id names the customer erased. It stays, with what was kept, so that the customer
+	// is never contacted against an opt-out or a denial that the erasure kept.
+	CustomerId string `protobuf:"bytes,1,opt,name=customer_id,json=customerId,proto3" json:"customer_id,omitempty"`
+	// erased_at is when the erasure ran.
+	ErasedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=erased_at,json=erasedAt,proto3" json:"erased_at,omitempty"`
+	// actor is the identity of the caller that erased.
+	Actor string `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
+	// reason is the request's reason.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// erased counts what was erased, by kind: features, decisions, events, outcomes,
+	// confirmations, recent_decisions, failing_channels (the store), archived_decisions,
+	// archived_outcomes (the archive).
+	Erased map[string]int64 `protobuf:"bytes,5,rep,name=erased,proto3" json:"erased,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// kept lists what was kept, by kind, and the basis for keeping it.
+	Kept          []*KeptData `protobuf:"bytes,6,rep,name=kept,proto3" json:"kept,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Erasure) Reset() {
+	*x = Erasure{}
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Erasure) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Erasure) ProtoMessage() {}
+
+func (x *Erasure) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Erasure.ProtoReflect.Descriptor instead.
+func (*Erasure) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_feature_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Erasure) GetCustomerId() string {
+	if x != nil {
+		return x.CustomerId
+	}
+	return ""
+}
+
+func (x *Erasure) GetErasedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ErasedAt
+	}
+	return nil
+}
+
+func (x *Erasure) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *Erasure) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Erasure) GetErased() map[string]int64 {
+	if x != nil {
+		return x.Erased
+	}
+	return nil
+}
+
+func (x *Erasure) GetKept() []*KeptData {
+	if x != nil {
+		return x.Kept
+	}
+	return nil
+}
+
+// KeptData is one kind of data an erasure kept.
+type KeptData struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kind is what was kept: protective_features, consent_denials, message_reservations,
+	// retry_ledger, retry_stops.
+	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	// count is how many items of the kind were kept.
+	Count int64 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// basis is why it was kept, in words.
+	Basis string `protobuf:"bytes,3,opt,name=basis,proto3" json:"basis,omitempty"`
+	// until is when the last item of the kind leaves; unset for those kept as long as the
+	// customer's suppression record.
+	Until         *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=until,proto3" json:"until,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeptData) Reset() {
+	*x = KeptData{}
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeptData) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeptData) ProtoMessage() {}
+
+func (x *KeptData) ProtoReflect() protoreflect.Message {
+	mi := &file_arbiter_v1_feature_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeptData.ProtoReflect.Descriptor instead.
+func (*KeptData) Descriptor() ([]byte, []int) {
+	return file_arbiter_v1_feature_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *KeptData) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *KeptData) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+func (x *KeptData) GetBasis() string {
+	if x != nil {
+		return x.Basis
+	}
+	return ""
+}
+
+func (x *KeptData) GetUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Until
+	}
+	return nil
+}
+
 var File_arbiter_v1_feature_service_proto protoreflect.FileDescriptor
 
 const file_arbiter_v1_feature_service_proto_rawDesc = "" +
 	"\n" +
 	" arbiter/v1/feature_service.proto\x12\n" +
-	"arbiter.v1\x1a\x16arbiter/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x81\x02\n" +
+	"arbiter.v1\x1a!arbiter/v1/decision_service.proto\x1a\x16arbiter/v1/types.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x81\x02\n" +
 	"\x12PutFeaturesRequest\x12\x1f\n" +
 	"\vcustomer_id\x18\x01 \x01(\tR\n" +
 	"customerId\x12H\n" +
@@ -442,10 +853,46 @@ const file_arbiter_v1_feature_service_proto_rawDesc = "" +
 	"\bmessages\x18\b \x03(\v2\x17.arbiter.v1.SentMessageR\bmessages\x1aS\n" +
 	"\rFeaturesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12,\n" +
-	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x012\xbf\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x05value:\x028\x01\"8\n" +
+	"\x15ExportCustomerRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\"\xc8\x02\n" +
+	"\x16ExportCustomerResponse\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12:\n" +
+	"\x05state\x18\x02 \x01(\v2$.arbiter.v1.GetCustomerStateResponseR\x05state\x128\n" +
+	"\tdecisions\x18\x03 \x03(\v2\x1a.arbiter.v1.DecisionRecordR\tdecisions\x12/\n" +
+	"\berasures\x18\x04 \x03(\v2\x13.arbiter.v1.ErasureR\berasures\x12;\n" +
+	"\vexported_at\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"exportedAt\x12)\n" +
+	"\x10archive_included\x18\x06 \x01(\bR\x0farchiveIncluded\"O\n" +
+	"\x14EraseCustomerRequest\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"F\n" +
+	"\x15EraseCustomerResponse\x12-\n" +
+	"\aerasure\x18\x01 \x01(\v2\x13.arbiter.v1.ErasureR\aerasure\"\xaf\x02\n" +
+	"\aErasure\x12\x1f\n" +
+	"\vcustomer_id\x18\x01 \x01(\tR\n" +
+	"customerId\x127\n" +
+	"\terased_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\berasedAt\x12\x14\n" +
+	"\x05actor\x18\x03 \x01(\tR\x05actor\x12\x16\n" +
+	"\x06reason\x18\x04 \x01(\tR\x06reason\x127\n" +
+	"\x06erased\x18\x05 \x03(\v2\x1f.arbiter.v1.Erasure.ErasedEntryR\x06erased\x12(\n" +
+	"\x04kept\x18\x06 \x03(\v2\x14.arbiter.v1.KeptDataR\x04kept\x1a9\n" +
+	"\vErasedEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"|\n" +
+	"\bKeptData\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\x12\x14\n" +
+	"\x05basis\x18\x03 \x01(\tR\x05basis\x120\n" +
+	"\x05until\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x05until2\xee\x02\n" +
 	"\x0eFeatureService\x12N\n" +
 	"\vPutFeatures\x12\x1e.arbiter.v1.PutFeaturesRequest\x1a\x1f.arbiter.v1.PutFeaturesResponse\x12]\n" +
-	"\x10GetCustomerState\x12#.arbiter.v1.GetCustomerStateRequest\x1a$.arbiter.v1.GetCustomerStateResponseB\xa7\x01\n" +
+	"\x10GetCustomerState\x12#.arbiter.v1.GetCustomerStateRequest\x1a$.arbiter.v1.GetCustomerStateResponse\x12W\n" +
+	"\x0eExportCustomer\x12!.arbiter.v1.ExportCustomerRequest\x1a\".arbiter.v1.ExportCustomerResponse\x12T\n" +
+	"\rEraseCustomer\x12 .arbiter.v1.EraseCustomerRequest\x1a!.arbiter.v1.EraseCustomerResponseB\xa7\x01\n" +
 	"\x0ecom.arbiter.v1B\x13FeatureServiceProtoP\x01Z7github.com/arbiter-dev/arbiter/gen/arbiter/v1;arbiterv1\xa2\x02\x03AXX\xaa\x02\n" +
 	"Arbiter.V1\xca\x02\n" +
 	"Arbiter\\V1\xe2\x02\x16Arbiter\\V1\\GPBMetadata\xea\x02\vArbiter::V1b\x06proto3"
@@ -462,48 +909,70 @@ func file_arbiter_v1_feature_service_proto_rawDescGZIP() []byte {
 	return file_arbiter_v1_feature_service_proto_rawDescData
 }
 
-var file_arbiter_v1_feature_service_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_arbiter_v1_feature_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_arbiter_v1_feature_service_proto_goTypes = []any{
 	(*PutFeaturesRequest)(nil),       // 0: arbiter.v1.PutFeaturesRequest
 	(*PutFeaturesResponse)(nil),      // 1: arbiter.v1.PutFeaturesResponse
 	(*GetCustomerStateRequest)(nil),  // 2: arbiter.v1.GetCustomerStateRequest
 	(*RetryLedger)(nil),              // 3: arbiter.v1.RetryLedger
 	(*GetCustomerStateResponse)(nil), // 4: arbiter.v1.GetCustomerStateResponse
-	nil,                              // 5: arbiter.v1.PutFeaturesRequest.FeaturesEntry
-	nil,                              // 6: arbiter.v1.GetCustomerStateResponse.FeaturesEntry
-	(*durationpb.Duration)(nil),      // 7: google.protobuf.Duration
-	(Initiator)(0),                   // 8: arbiter.v1.Initiator
-	(CardNetwork)(0),                 // 9: arbiter.v1.CardNetwork
-	(*CounterValue)(nil),             // 10: arbiter.v1.CounterValue
-	(*RetryStop)(nil),                // 11: arbiter.v1.RetryStop
-	(*ChannelFailure)(nil),           // 12: arbiter.v1.ChannelFailure
-	(*DecisionSummary)(nil),          // 13: arbiter.v1.DecisionSummary
-	(*SentMessage)(nil),              // 14: arbiter.v1.SentMessage
-	(*structpb.Value)(nil),           // 15: google.protobuf.Value
+	(*ExportCustomerRequest)(nil),    // 5: arbiter.v1.ExportCustomerRequest
+	(*ExportCustomerResponse)(nil),   // 6: arbiter.v1.ExportCustomerResponse
+	(*EraseCustomerRequest)(nil),     // 7: arbiter.v1.EraseCustomerRequest
+	(*EraseCustomerResponse)(nil),    // 8: arbiter.v1.EraseCustomerResponse
+	(*Erasure)(nil),                  // 9: arbiter.v1.Erasure
+	(*KeptData)(nil),                 // 10: arbiter.v1.KeptData
+	nil,                              // 11: arbiter.v1.PutFeaturesRequest.FeaturesEntry
+	nil,                              // 12: arbiter.v1.GetCustomerStateResponse.FeaturesEntry
+	nil,                              // 13: arbiter.v1.Erasure.ErasedEntry
+	(*durationpb.Duration)(nil),      // 14: google.protobuf.Duration
+	(Initiator)(0),                   // 15: arbiter.v1.Initiator
+	(CardNetwork)(0),                 // 16: arbiter.v1.CardNetwork
+	(*CounterValue)(nil),             // 17: arbiter.v1.CounterValue
+	(*RetryStop)(nil),                // 18: arbiter.v1.RetryStop
+	(*ChannelFailure)(nil),           // 19: arbiter.v1.ChannelFailure
+	(*DecisionSummary)(nil),          // 20: arbiter.v1.DecisionSummary
+	(*SentMessage)(nil),              // 21: arbiter.v1.SentMessage
+	(*DecisionRecord)(nil),           // 22: arbiter.v1.DecisionRecord
+	(*timestamppb.Timestamp)(nil),    // 23: google.protobuf.Timestamp
+	(*structpb.Value)(nil),           // 24: google.protobuf.Value
 }
 var file_arbiter_v1_feature_service_proto_depIdxs = []int32{
-	5,  // 0: arbiter.v1.PutFeaturesRequest.features:type_name -> arbiter.v1.PutFeaturesRequest.FeaturesEntry
-	7,  // 1: arbiter.v1.PutFeaturesRequest.ttl:type_name -> google.protobuf.Duration
-	8,  // 2: arbiter.v1.RetryLedger.initiator:type_name -> arbiter.v1.Initiator
-	9,  // 3: arbiter.v1.RetryLedger.network:type_name -> arbiter.v1.CardNetwork
-	6,  // 4: arbiter.v1.GetCustomerStateResponse.features:type_name -> arbiter.v1.GetCustomerStateResponse.FeaturesEntry
-	10, // 5: arbiter.v1.GetCustomerStateResponse.counters:type_name -> arbiter.v1.CounterValue
+	11, // 0: arbiter.v1.PutFeaturesRequest.features:type_name -> arbiter.v1.PutFeaturesRequest.FeaturesEntry
+	14, // 1: arbiter.v1.PutFeaturesRequest.ttl:type_name -> google.protobuf.Duration
+	15, // 2: arbiter.v1.RetryLedger.initiator:type_name -> arbiter.v1.Initiator
+	16, // 3: arbiter.v1.RetryLedger.network:type_name -> arbiter.v1.CardNetwork
+	12, // 4: arbiter.v1.GetCustomerStateResponse.features:type_name -> arbiter.v1.GetCustomerStateResponse.FeaturesEntry
+	17, // 5: arbiter.v1.GetCustomerStateResponse.counters:type_name -> arbiter.v1.CounterValue
 	3,  // 6: arbiter.v1.GetCustomerStateResponse.retry_ledgers:type_name -> arbiter.v1.RetryLedger
-	11, // 7: arbiter.v1.GetCustomerStateResponse.retry_stops:type_name -> arbiter.v1.RetryStop
-	12, // 8: arbiter.v1.GetCustomerStateResponse.failing_channels:type_name -> arbiter.v1.ChannelFailure
-	13, // 9: arbiter.v1.GetCustomerStateResponse.recent_decisions:type_name -> arbiter.v1.DecisionSummary
-	14, // 10: arbiter.v1.GetCustomerStateResponse.messages:type_name -> arbiter.v1.SentMessage
-	15, // 11: arbiter.v1.PutFeaturesRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
-	15, // 12: arbiter.v1.GetCustomerStateResponse.FeaturesEntry.value:type_name -> google.protobuf.Value
-	0,  // 13: arbiter.v1.FeatureService.PutFeatures:input_type -> arbiter.v1.PutFeaturesRequest
-	2,  // 14: arbiter.v1.FeatureService.GetCustomerState:input_type -> arbiter.v1.GetCustomerStateRequest
-	1,  // 15: arbiter.v1.FeatureService.PutFeatures:output_type -> arbiter.v1.PutFeaturesResponse
-	4,  // 16: arbiter.v1.FeatureService.GetCustomerState:output_type -> arbiter.v1.GetCustomerStateResponse
-	15, // [15:17] is the sub-list for method output_type
-	13, // [13:15] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	18, // 7: arbiter.v1.GetCustomerStateResponse.retry_stops:type_name -> arbiter.v1.RetryStop
+	19, // 8: arbiter.v1.GetCustomerStateResponse.failing_channels:type_name -> arbiter.v1.ChannelFailure
+	20, // 9: arbiter.v1.GetCustomerStateResponse.recent_decisions:type_name -> arbiter.v1.DecisionSummary
+	21, // 10: arbiter.v1.GetCustomerStateResponse.messages:type_name -> arbiter.v1.SentMessage
+	4,  // 11: arbiter.v1.ExportCustomerResponse.state:type_name -> arbiter.v1.GetCustomerStateResponse
+	22, // 12: arbiter.v1.ExportCustomerResponse.decisions:type_name -> arbiter.v1.DecisionRecord
+	9,  // 13: arbiter.v1.ExportCustomerResponse.erasures:type_name -> arbiter.v1.Erasure
+	23, // 14: arbiter.v1.ExportCustomerResponse.exported_at:type_name -> google.protobuf.Timestamp
+	9,  // 15: arbiter.v1.EraseCustomerResponse.erasure:type_name -> arbiter.v1.Erasure
+	23, // 16: arbiter.v1.Erasure.erased_at:type_name -> google.protobuf.Timestamp
+	13, // 17: arbiter.v1.Erasure.erased:type_name -> arbiter.v1.Erasure.ErasedEntry
+	10, // 18: arbiter.v1.Erasure.kept:type_name -> arbiter.v1.KeptData
+	23, // 19: arbiter.v1.KeptData.until:type_name -> google.protobuf.Timestamp
+	24, // 20: arbiter.v1.PutFeaturesRequest.FeaturesEntry.value:type_name -> google.protobuf.Value
+	24, // 21: arbiter.v1.GetCustomerStateResponse.FeaturesEntry.value:type_name -> google.protobuf.Value
+	0,  // 22: arbiter.v1.FeatureService.PutFeatures:input_type -> arbiter.v1.PutFeaturesRequest
+	2,  // 23: arbiter.v1.FeatureService.GetCustomerState:input_type -> arbiter.v1.GetCustomerStateRequest
+	5,  // 24: arbiter.v1.FeatureService.ExportCustomer:input_type -> arbiter.v1.ExportCustomerRequest
+	7,  // 25: arbiter.v1.FeatureService.EraseCustomer:input_type -> arbiter.v1.EraseCustomerRequest
+	1,  // 26: arbiter.v1.FeatureService.PutFeatures:output_type -> arbiter.v1.PutFeaturesResponse
+	4,  // 27: arbiter.v1.FeatureService.GetCustomerState:output_type -> arbiter.v1.GetCustomerStateResponse
+	6,  // 28: arbiter.v1.FeatureService.ExportCustomer:output_type -> arbiter.v1.ExportCustomerResponse
+	8,  // 29: arbiter.v1.FeatureService.EraseCustomer:output_type -> arbiter.v1.EraseCustomerResponse
+	26, // [26:30] is the sub-list for method output_type
+	22, // [22:26] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_arbiter_v1_feature_service_proto_init() }
@@ -511,6 +980,7 @@ func file_arbiter_v1_feature_service_proto_init() {
 	if File_arbiter_v1_feature_service_proto != nil {
 		return
 	}
+	file_arbiter_v1_decision_service_proto_init()
 	file_arbiter_v1_types_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -518,7 +988,7 @@ func file_arbiter_v1_feature_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_arbiter_v1_feature_service_proto_rawDesc), len(file_arbiter_v1_feature_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,8 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	FeatureService_PutFeatures_FullMethodName      = "/arbiter.v1.FeatureService/PutFeatures"
 	FeatureService_GetCustomerState_FullMethodName = "/arbiter.v1.FeatureService/GetCustomerState"
+	FeatureService_ExportCustomer_FullMethodName   = "/arbiter.v1.FeatureService/ExportCustomer"
+	FeatureService_EraseCustomer_FullMethodName    = "/arbiter.v1.FeatureService/EraseCustomer"
 )
 
 // FeatureServiceClient is the client API for FeatureService service.
@@ -33,6 +35,16 @@ type FeatureServiceClient interface {
 	PutFeatures(ctx context.Context, in *PutFeaturesRequest, opts ...grpc.CallOption) (*PutFeaturesResponse, error)
 	// GetCustomerState returns features, live counters, retry ledgers and recent decisions.
 	GetCustomerState(ctx context.Context, in *GetCustomerStateRequest, opts ...grpc.CallOption) (*GetCustomerStateResponse, error)
+	// ExportCustomer returns everything Arbiter holds about a customer (GDPR article 15): the
+	// live state, every decision with its outcomes and confirmations, from the store and, when
+	// one is configured, the archive, and the tombstones of earlier erasures. Admin role.
+	ExportCustomer(ctx context.Context, in *ExportCustomerRequest, opts ...grpc.CallOption) (*ExportCustomerResponse, error)
+	// EraseCustomer erases a customer's data (GDPR article 17) from the store and the archive,
+	// and leaves a tombstone saying who erased what and when. It keeps what the law requires
+	// and what stops the customer being contacted: protective flags, consent denials, the
+	// frequency-cap reservations and retry ledger entries still in their windows, and retry
+	// stops (see docs/guardrails.md, "The customer's rights"). Idempotent. Admin role.
+	EraseCustomer(ctx context.Context, in *EraseCustomerRequest, opts ...grpc.CallOption) (*EraseCustomerResponse, error)
 }
 
 type featureServiceClient struct {
@@ -63,6 +75,26 @@ func (c *featureServiceClient) GetCustomerState(ctx context.Context, in *GetCust
 	return out, nil
 }
 
+func (c *featureServiceClient) ExportCustomer(ctx context.Context, in *ExportCustomerRequest, opts ...grpc.CallOption) (*ExportCustomerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportCustomerResponse)
+	err := c.cc.Invoke(ctx, FeatureService_ExportCustomer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *featureServiceClient) EraseCustomer(ctx context.Context, in *EraseCustomerRequest, opts ...grpc.CallOption) (*EraseCustomerResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EraseCustomerResponse)
+	err := c.cc.Invoke(ctx, FeatureService_EraseCustomer_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FeatureServiceServer is the server API for FeatureService service.
 // All implementations must embed UnimplementedFeatureServiceServer
 // for forward compatibility.
@@ -73,6 +105,16 @@ type FeatureServiceServer interface {
 	PutFeatures(context.Context, *PutFeaturesRequest) (*PutFeaturesResponse, error)
 	// GetCustomerState returns features, live counters, retry ledgers and recent decisions.
 	GetCustomerState(context.Context, *GetCustomerStateRequest) (*GetCustomerStateResponse, error)
+	// ExportCustomer returns everything Arbiter holds about a customer (GDPR article 15): the
+	// live state, every decision with its outcomes and confirmations, from the store and, when
+	// one is configured, the archive, and the tombstones of earlier erasures. Admin role.
+	ExportCustomer(context.Context, *ExportCustomerRequest) (*ExportCustomerResponse, error)
+	// EraseCustomer erases a customer's data (GDPR article 17) from the store and the archive,
+	// and leaves a tombstone saying who erased what and when. It keeps what the law requires
+	// and what stops the customer being contacted: protective flags, consent denials, the
+	// frequency-cap reservations and retry ledger entries still in their windows, and retry
+	// stops (see docs/guardrails.md, "The customer's rights"). Idempotent. Admin role.
+	EraseCustomer(context.Context, *EraseCustomerRequest) (*EraseCustomerResponse, error)
 	mustEmbedUnimplementedFeatureServiceServer()
 }
 
@@ -88,6 +130,12 @@ func (UnimplementedFeatureServiceServer) PutFeatures(context.Context, *PutFeatur
 }
 func (UnimplementedFeatureServiceServer) GetCustomerState(context.Context, *GetCustomerStateRequest) (*GetCustomerStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCustomerState not implemented")
+}
+func (UnimplementedFeatureServiceServer) ExportCustomer(context.Context, *ExportCustomerRequest) (*ExportCustomerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportCustomer not implemented")
+}
+func (UnimplementedFeatureServiceServer) EraseCustomer(context.Context, *EraseCustomerRequest) (*EraseCustomerResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method EraseCustomer not implemented")
 }
 func (UnimplementedFeatureServiceServer) mustEmbedUnimplementedFeatureServiceServer() {}
 func (UnimplementedFeatureServiceServer) testEmbeddedByValue()                        {}
@@ -146,6 +194,42 @@ func _FeatureService_GetCustomerState_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FeatureService_ExportCustomer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportCustomerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FeatureServiceServer).ExportCustomer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FeatureService_ExportCustomer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FeatureServiceServer).ExportCustomer(ctx, req.(*ExportCustomerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _FeatureService_EraseCustomer_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(EraseCustomerRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FeatureServiceServer).EraseCustomer(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FeatureService_EraseCustomer_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FeatureServiceServer).EraseCustomer(ctx, req.(*EraseCustomerRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FeatureService_ServiceDesc is the grpc.ServiceDesc for FeatureService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -160,6 +244,14 @@ var FeatureService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCustomerState",
 			Handler:    _FeatureService_GetCustomerState_Handler,
+		},
+		{
+			MethodName: "ExportCustomer",
+			Handler:    _FeatureService_ExportCustomer_Handler,
+		},
+		{
+			MethodName: "EraseCustomer",
+			Handler:    _FeatureService_EraseCustomer_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -434,6 +434,10 @@ const (
 	Outcome_OUTCOME_RETRY_DECLINED Outcome = 6
 	// OUTCOME_AGENT_RESOLVED: a human agent resolved the escalation.
 	Outcome_OUTCOME_AGENT_RESOLVED Outcome = 7
+	// OUTCOME_COMPLAINED: the customer complained about the contact.
+	Outcome_OUTCOME_COMPLAINED Outcome = 8
+	// OUTCOME_OPTED_OUT: the customer opted out in answer to the contact.
+	Outcome_OUTCOME_OPTED_OUT Outcome = 9
 )
 
 // Enum value maps for Outcome.
@@ -447,6 +451,8 @@ var (
 		5: "OUTCOME_RETRY_APPROVED",
 		6: "OUTCOME_RETRY_DECLINED",
 		7: "OUTCOME_AGENT_RESOLVED",
+		8: "OUTCOME_COMPLAINED",
+		9: "OUTCOME_OPTED_OUT",
 	}
 	Outcome_value = map[string]int32{
 		"OUTCOME_UNSPECIFIED":     0,
@@ -457,6 +463,8 @@ var (
 		"OUTCOME_RETRY_APPROVED":  5,
 		"OUTCOME_RETRY_DECLINED":  6,
 		"OUTCOME_AGENT_RESOLVED":  7,
+		"OUTCOME_COMPLAINED":      8,
+		"OUTCOME_OPTED_OUT":       9,
 	}
 )
 
@@ -2646,7 +2654,7 @@ const file_arbiter_v1_types_proto_rawDesc = "" +
 	"\fACTION_RETRY\x10\x01\x12\x12\n" +
 	"\x0eACTION_MESSAGE\x10\x02\x12\x13\n" +
 	"\x0fACTION_ESCALATE\x10\x03\x12\x13\n" +
-	"\x0fACTION_SUPPRESS\x10\x04*\xd0\x01\n" +
+	"\x0fACTION_SUPPRESS\x10\x04*\xff\x01\n" +
 	"\aOutcome\x12\x17\n" +
 	"\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OUTCOME_DELIVERED\x10\x01\x12\x1b\n" +
@@ -2655,7 +2663,9 @@ const file_arbiter_v1_types_proto_rawDesc = "" +
 	"\fOUTCOME_PAID\x10\x04\x12\x1a\n" +
 	"\x16OUTCOME_RETRY_APPROVED\x10\x05\x12\x1a\n" +
 	"\x16OUTCOME_RETRY_DECLINED\x10\x06\x12\x1a\n" +
-	"\x16OUTCOME_AGENT_RESOLVED\x10\aB\x9e\x01\n" +
+	"\x16OUTCOME_AGENT_RESOLVED\x10\a\x12\x16\n" +
+	"\x12OUTCOME_COMPLAINED\x10\b\x12\x15\n" +
+	"\x11OUTCOME_OPTED_OUT\x10\tB\x9e\x01\n" +
 	"\x0ecom.arbiter.v1B\n" +
 	"TypesProtoP\x01Z7github.com/arbiter-dev/arbiter/gen/arbiter/v1;arbiterv1\xa2\x02\x03AXX\xaa\x02\n" +
 	"Arbiter.V1\xca\x02\n" +
