@@ -33,6 +33,9 @@ type Record struct {
 	DecidedAt time.Time
 	Degraded  bool
 	Body      []byte // the encoded arbiterv1.DecisionRecord
+	// ExperimentID and ExperimentArm name the experiment and arm the decision was made in;
+	// empty for none.
+	ExperimentID, ExperimentArm string
 }
 
 // Outcome is one outcome reported for a decision. Outcomes arrive independently of their
@@ -83,7 +86,7 @@ ON CONFLICT (decision_id, outcome) DO NOTHING`
 // decisionColumns are the columns Append copies into arbiter.decisions, in the order of
 // copyRows.
 var decisionColumns = []string{"decision_id", "customer_id", "event_id", "event_type", "action", "reasons",
-	"policy_id", "policy_version", "policy_digest", "decided_at", "degraded", "record"}
+	"policy_id", "policy_version", "policy_digest", "decided_at", "degraded", "record", "experiment_id", "experiment_arm"}
 
 // Append archives recs and returns how many were new. It is idempotent per DecisionID: a
 // record whose id the archive holds, or that appears earlier in recs, is skipped, so the same
@@ -269,7 +272,7 @@ func copyRows(recs []Record) pgx.CopyFromSource {
 			body = []byte{}
 		}
 		return []any{r.DecisionID, r.CustomerID, r.EventID, r.EventType, r.Action, reasons,
-			r.PolicyID, r.PolicyVersion, r.PolicyDigest, r.DecidedAt, r.Degraded, body}, nil
+			r.PolicyID, r.PolicyVersion, r.PolicyDigest, r.DecidedAt, r.Degraded, body, r.ExperimentID, r.ExperimentArm}, nil
 	})
 }
 
@@ -285,6 +288,7 @@ func (r *Record) validate() error {
 		{"decision_id", r.DecisionID}, {"customer_id", r.CustomerID}, {"event_id", r.EventID},
 		{"event_type", r.EventType}, {"action", r.Action}, {"policy_id", r.PolicyID},
 		{"policy_version", r.PolicyVersion}, {"policy_digest", r.PolicyDigest},
+		{"experiment_id", r.ExperimentID}, {"experiment_arm", r.ExperimentArm},
 	}
 	for _, f := range fields {
 		if err := validText(f.name, f.v); err != nil {

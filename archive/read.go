@@ -13,13 +13,13 @@ const scanPage = 1000
 
 // recordColumns are the columns of a Record, in scanRecord's order.
 const recordColumns = `decision_id, customer_id, event_id, event_type, action, reasons,
-    policy_id, policy_version, policy_digest, decided_at, degraded, record`
+    policy_id, policy_version, policy_digest, decided_at, degraded, record, experiment_id, experiment_arm`
 
 // scanRecord reads one row of recordColumns.
 func scanRecord(row pgx.CollectableRow) (Record, error) {
 	var r Record
 	err := row.Scan(&r.DecisionID, &r.CustomerID, &r.EventID, &r.EventType, &r.Action, &r.Reasons,
-		&r.PolicyID, &r.PolicyVersion, &r.PolicyDigest, &r.DecidedAt, &r.Degraded, &r.Body)
+		&r.PolicyID, &r.PolicyVersion, &r.PolicyDigest, &r.DecidedAt, &r.Degraded, &r.Body, &r.ExperimentID, &r.ExperimentArm)
 	r.DecidedAt = r.DecidedAt.UTC()
 	return r, err
 }

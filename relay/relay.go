@@ -165,6 +165,8 @@ func Record(decisionID string, body []byte) (archive.Record, error) {
 		DecidedAt:     decidedAt,
 		Degraded:      resp.GetDegraded(),
 		Body:          body,
+		ExperimentID:  resp.GetExperiment().GetId(),
+		ExperimentArm: resp.GetExperiment().GetArm(),
 	}, nil
 }
 

@@ -29,7 +29,8 @@ func encodedRecord(t *testing.T, id, customer string) []byte {
 		Policy:    &arbiterv1.PolicyRef{Id: "arbiter-default", Version: "2026.11.1", Digest: "sha256:abc"},
 		Response: &arbiterv1.DecideResponse{DecisionId: id, Action: arbiterv1.Action_ACTION_MESSAGE,
 			Reasons:   []*arbiterv1.Reason{{Code: "OVERDUE_REMINDER"}, {Code: "QUIET_HOURS"}},
-			DecidedAt: timestamppb.New(decidedAt), Degraded: true},
+			DecidedAt: timestamppb.New(decidedAt), Degraded: true,
+			Experiment: &arbiterv1.ExperimentArm{Id: "exp-1", Arm: "holdout"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +48,7 @@ func TestRecord(t *testing.T) {
 		DecisionID: "3f-1", CustomerID: "cust-1", EventID: "ev-3f-1", EventType: "EVENT_TYPE_INVOICE_OVERDUE",
 		Action: "ACTION_MESSAGE", Reasons: []string{"OVERDUE_REMINDER", "QUIET_HOURS"},
 		PolicyID: "arbiter-default", PolicyVersion: "2026.11.1", PolicyDigest: "sha256:abc",
-		DecidedAt: decidedAt, Degraded: true, Body: body,
+		DecidedAt: decidedAt, Degraded: true, Body: body, ExperimentID: "exp-1", ExperimentArm: "holdout",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Record() mismatch (-want +got):\n%s", diff)
