@@ -101,17 +101,18 @@ func ParseDuration(s string) (time.Duration, error) {
 	return v, nil
 }
 
-// bundleFile is one YAML file of a bundle. A folder's files are merged: rules and tests are
-// concatenated in file-name order; id, version, description, guardrails and payments may each
-// be set in one file only.
+// bundleFile is one YAML file of a bundle. A folder's files are merged: rules, experiments
+// and tests are concatenated in file-name order; id, version, description, guardrails and
+// payments may each be set in one file only.
 type bundleFile struct {
-	ID          string     `yaml:"id"`
-	Version     string     `yaml:"version"`
-	Description string     `yaml:"description"`
-	Guardrails  yaml.Node  `yaml:"guardrails"`
-	Payments    yaml.Node  `yaml:"payments"`
-	Rules       []ruleSpec `yaml:"rules"`
-	Tests       []TestCase `yaml:"tests"`
+	ID          string           `yaml:"id"`
+	Version     string           `yaml:"version"`
+	Description string           `yaml:"description"`
+	Guardrails  yaml.Node        `yaml:"guardrails"`
+	Payments    yaml.Node        `yaml:"payments"`
+	Rules       []ruleSpec       `yaml:"rules"`
+	Experiments []experimentSpec `yaml:"experiments"`
+	Tests       []TestCase       `yaml:"tests"`
 }
 
 // testFile is a file under tests/: only test cases.
@@ -366,6 +367,8 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 		for i := range bf.Tests {
 			bf.Tests[i].File = name
 		}
+		placeExperiments(data, fi, bf.Experiments)
+		merged.Experiments = append(merged.Experiments, bf.Experiments...)
 		merged.Rules = append(merged.Rules, bf.Rules...)
 		merged.Tests = append(merged.Tests, bf.Tests...)
 	}
@@ -420,8 +423,11 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 			p.rules = append(p.rules, r)
 		}
 	}
+	p.experiments = compileExperiments(env, p.adapter, merged.Experiments, merged.Rules, names, fail)
 	for i := range p.tests {
 		if err := p.tests[i].check(); err != nil {
+			fail(p.tests[i].File, 0, "", "test %q: %v", p.tests[i].Name, err)
+		} else if err := p.checkTestExperiment(&p.tests[i]); err != nil {
 			fail(p.tests[i].File, 0, "", "test %q: %v", p.tests[i].Name, err)
 		}
 	}
@@ -429,6 +435,7 @@ func ParsePolicy(files map[string][]byte) (*Policy, error) {
 		return nil, joinBundleErrors(errs)
 	}
 	p.index()
+	p.indexExperiments()
 	p.scratch = sync.Pool{New: func() any { return newScratch(p) }}
 	return p, nil
 }
@@ -564,7 +571,8 @@ func yamlMsg(err error) string {
 	s = strings.ReplaceAll(s, "\n  ", "; ")
 	r := strings.NewReplacer("decision.ruleSpec", "rule", "decision.bundleFile", "bundle",
 		"decision.messageSpec", "message", "decision.escalateSpec", "escalate", "decision.suppressSpec", "suppress",
-		"decision.retrySpec", "retry", "decision.TestCase", "test case", "decision.testFile", "test file")
+		"decision.retrySpec", "retry", "decision.TestCase", "test case", "decision.testFile", "test file",
+		"decision.experimentSpec", "experiment", "decision.armSpec", "arm")
 	return r.Replace(s)
 }
 
@@ -583,23 +591,28 @@ func ruleLines(data []byte) [][2]int {
 		if root.Content[i].Value != "rules" || root.Content[i+1].Kind != yaml.SequenceNode {
 			continue
 		}
-		items := root.Content[i+1].Content
-		out := make([][2]int, len(items))
-		for j, it := range items {
-			out[j][0] = it.Line
-			for k := 0; k+1 < len(it.Content); k += 2 {
-				if it.Content[k].Value == "when" {
-					v := it.Content[k+1]
-					out[j][1] = v.Line
-					if v.Style == yaml.LiteralStyle || v.Style == yaml.FoldedStyle {
-						out[j][1]++
-					}
+		return seqRuleLines(root.Content[i+1].Content)
+	}
+	return nil
+}
+
+// seqRuleLines returns, for each rule item of a sequence, the line of the item and of its
+// when key (0 when absent).
+func seqRuleLines(items []*yaml.Node) [][2]int {
+	out := make([][2]int, len(items))
+	for j, it := range items {
+		out[j][0] = it.Line
+		for k := 0; k+1 < len(it.Content); k += 2 {
+			if it.Content[k].Value == "when" {
+				v := it.Content[k+1]
+				out[j][1] = v.Line
+				if v.Style == yaml.LiteralStyle || v.Style == yaml.FoldedStyle {
+					out[j][1]++
 				}
 			}
 		}
-		return out
 	}
-	return nil
+	return out
 }
 
 type ruleErr struct {
@@ -725,9 +738,16 @@ func compileRule(env *cel.Env, rs *ruleSpec, order int) (*rule, []ruleErr) {
 // index builds, for each event type, the rules that apply to it in arbitration order, so
 // that evaluating an event costs only its own rules.
 func (p *Policy) index() {
+	p.byEvent = indexRules(p.rules)
+}
+
+// indexRules returns, for each event type, the rules of rules that apply to it in
+// arbitration order.
+func indexRules(rules []*rule) [eventTypeCount][]ruleSlot {
+	var byEvent [eventTypeCount][]ruleSlot
 	for t := EventType(1); t < eventTypeCount; t++ {
 		var rs []*rule
-		for _, r := range p.rules {
+		for _, r := range rules {
 			if len(r.events) == 0 || slices.Contains(r.events, t) {
 				rs = append(rs, r)
 			}
@@ -737,6 +757,7 @@ func (p *Policy) index() {
 		for i, r := range rs {
 			slots[i] = newRuleSlot(r)
 		}
-		p.byEvent[t] = slots
+		byEvent[t] = slots
 	}
+	return byEvent
 }

@@ -34,6 +34,16 @@ func FuzzLoadPolicy(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("id: x\nversion: \"1\"\nrules:\n  - {id: r, action: SUPPRESS, reasons: [A], when: 'now > now'}\n"))
+	// The champion/challenger example as one file: its experiment and the rules it replaces.
+	var example []byte
+	for _, name := range []string{"bundle.yaml", "payments.yaml"} {
+		b, err := os.ReadFile(filepath.Join(exampleBundle, name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		example = append(example, b...)
+	}
+	f.Add(example)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		p, err := ParsePolicy(map[string][]byte{"bundle.yaml": data})
 		if err == nil {

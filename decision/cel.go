@@ -58,6 +58,9 @@ const (
 	varRecentDeclines30d
 	varRecentDecisions24h
 	varDegraded
+	varExperimentID
+	varExperimentArm
+	varExperimentParams
 	varCount
 )
 
@@ -74,6 +77,7 @@ var celVarNames = [varCount]string{
 	"now",
 	"recent.declines_30d", "recent.decisions_24h",
 	"degraded",
+	"experiment.id", "experiment.arm", "experiment.params",
 }
 
 func celVarType(v celVar) *cel.Type {
@@ -87,7 +91,7 @@ func celVarType(v celVar) *cel.Type {
 		return cel.BoolType
 	case varCustomerPreferredChannels:
 		return cel.ListType(cel.StringType)
-	case varFeatures:
+	case varFeatures, varExperimentParams:
 		return cel.MapType(cel.StringType, cel.DynType)
 	case varCounters:
 		return cel.MapType(cel.StringType, cel.IntType)
@@ -158,6 +162,12 @@ func celVarOf(name string) (celVar, bool) {
 		return varRecentDecisions24h, true
 	case "degraded":
 		return varDegraded, true
+	case "experiment.id":
+		return varExperimentID, true
+	case "experiment.arm":
+		return varExperimentArm, true
+	case "experiment.params":
+		return varExperimentParams, true
 	}
 	return 0, false
 }
@@ -181,10 +191,12 @@ type celConsts struct {
 	initiators [len(bundleInitiatorNames)]ref.Val
 	empty      ref.Val
 	zero       ref.Val
+	noParams   ref.Val // experiment.params outside an experiment: an empty map
 }
 
 func newCELConsts() *celConsts {
-	c := &celConsts{empty: types.String(""), zero: types.Int(0)}
+	c := &celConsts{empty: types.String(""), zero: types.Int(0),
+		noParams: types.NewRefValMap(types.DefaultTypeAdapter, map[ref.Val]ref.Val{})}
 	for i, n := range bundleEventNames {
 		c.events[i] = types.String(n)
 	}
@@ -322,14 +334,16 @@ type activation struct {
 	f       *facts
 	consts  *celConsts
 	adapter types.Adapter
-	set     uint64
-	vals    [varCount]ref.Val
+	// arm is the experiment arm the decision is made in; nil when none.
+	arm  *arm
+	set  uint64
+	vals [varCount]ref.Val
 }
 
 var _ interpreter.Activation = (*activation)(nil)
 
 func (a *activation) reset(in *Input, f *facts) {
-	a.in, a.f, a.set = in, f, 0
+	a.in, a.f, a.arm, a.set = in, f, nil, 0
 	clear(a.vals[:])
 }
 
@@ -456,6 +470,21 @@ func (a *activation) resolve(v celVar) ref.Val {
 		return types.Int(recentDecisions(in))
 	case varDegraded:
 		return types.Bool(in.Degraded)
+	case varExperimentID:
+		if a.arm == nil {
+			return a.consts.empty
+		}
+		return a.arm.exp.idVal
+	case varExperimentArm:
+		if a.arm == nil {
+			return a.consts.empty
+		}
+		return a.arm.nameVal
+	case varExperimentParams:
+		if a.arm == nil {
+			return a.consts.noParams
+		}
+		return a.arm.paramsVal
 	}
 	return types.NewErr("unknown input")
 }

@@ -24,7 +24,8 @@ func guardable(v celVar) bool {
 	switch v {
 	case varEventType, varEventID, varEventSource, varPaymentDeclineCode, varPaymentDeclineClass,
 		varPaymentNetwork, varPaymentMAC, varPaymentCurrency, varPaymentAcquirer, varPaymentInitiator,
-		varPaymentMerchantID, varCustomerID, varCustomerTimezone, varCustomerLocale, varCustomerSegment:
+		varPaymentMerchantID, varCustomerID, varCustomerTimezone, varCustomerLocale, varCustomerSegment,
+		varExperimentID, varExperimentArm:
 		return true
 	}
 	return false
@@ -159,6 +160,14 @@ func (a *activation) stringOf(v celVar) string {
 		return in.Customer.Locale
 	case varCustomerSegment:
 		return in.Customer.Segment
+	case varExperimentID:
+		if a.arm != nil {
+			return a.arm.exp.id
+		}
+	case varExperimentArm:
+		if a.arm != nil {
+			return a.arm.name
+		}
 	}
 	return ""
 }

@@ -28,6 +28,11 @@ var ErrNilInput = errors.New("decide: nil input")
 // decision costs only the rules that rank above it. When the guardrails leave nothing, the
 // answer is SUPPRESS with every reason that applied.
 //
+// When the event type is in one of the bundle's experiments and the customer has an id, the
+// customer's arm (see Assign) decides with its own rules, the guardrails unchanged, and
+// Result.Experiment names it; in the holdout a MESSAGE or RETRY becomes SUPPRESS with
+// CodeExperimentHoldout (docs/experiments.md).
+//
 // Decide honours ctx: it checks for cancellation before each CEL program it runs, and rules
 // that iterate are interrupted. A rule whose condition fails to evaluate (for example a
 // missing feature read without has) does not match; the explanation records the error.
@@ -45,9 +50,17 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 		tr = &Explanation{}
 	}
 	var slots []ruleSlot
+	var arm *arm
 	if in.Event.Type < eventTypeCount {
 		slots = p.byEvent[in.Event.Type]
+		if e := p.expByEvent[in.Event.Type]; e != nil {
+			// An experiment applies: the customer's arm decides with its own rules, if any.
+			if arm = e.assign(in.Customer.ID); arm != nil && arm.byEvent != nil {
+				slots = arm.byEvent[in.Event.Type]
+			}
+		}
 	}
+	s.act.arm = arm
 	var mand Candidate
 	hasMand := false
 	if m := p.guards.mandatory(in, &s.f); m != nil {
@@ -108,9 +121,23 @@ func (p *Policy) Decide(ctx context.Context, in *Input) (*Result, error) {
 	}
 	res := p.result(in, s, best)
 	res.Explanation = tr
+	withheld := ActionUnspecified
+	if arm != nil {
+		res.Experiment = ExperimentArm{ID: arm.exp.id, Arm: arm.name}
+		if arm.holdout {
+			var w *Candidate
+			if best >= 0 {
+				w = &s.cands[best]
+			}
+			withheld = withhold(res, w, arm.exp.id)
+		}
+	}
 	p.guards.effects(in, &s.f, res)
 	if tr != nil {
 		p.explain(in, s, best, res)
+		if arm != nil {
+			tr.Summary += experimentSummary(arm, withheld)
+		}
 	}
 	return res, nil
 }

@@ -127,7 +127,11 @@ func RenderExplanation(res *Result) string {
 	case res.Suppress != nil && !res.Suppress.Until.IsZero():
 		fmt.Fprintf(&b, " until %s", res.Suppress.Until.UTC().Format(time.RFC3339))
 	}
-	fmt.Fprintf(&b, "\npolicy: %s %s\nreasons:\n", res.Policy.ID, res.Policy.Version)
+	fmt.Fprintf(&b, "\npolicy: %s %s\n", res.Policy.ID, res.Policy.Version)
+	if x := res.Experiment; x.ID != "" {
+		fmt.Fprintf(&b, "experiment: %s, arm %s\n", x.ID, x.Arm)
+	}
+	b.WriteString("reasons:\n")
 	for _, r := range res.Reasons {
 		fmt.Fprintf(&b, "  %-24s %s", r.Code, cmpOr(r.RuleID, "-"))
 		if r.Message != "" {

@@ -498,6 +498,8 @@ func (g *guardrails) outcome(in *Input, res *Result, o Outcome, now time.Time) O
 		if p := in.Event.Payment; p != nil && p.CardRef != "" {
 			oe.ResetLedger = &LedgerReset{CardRef: p.CardRef}
 		}
+	case OutcomeOptedOut:
+		oe.OptOut = true
 	}
 	return oe
 }

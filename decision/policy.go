@@ -17,6 +17,10 @@ type Policy struct {
 	guards      *guardrails
 	rules       []*rule // in bundle order
 	byEvent     [eventTypeCount][]ruleSlot
+	// experiments are the bundle's experiments in bundle order; expByEvent the one that
+	// applies to each event type (at most one: overlaps are refused at load).
+	experiments []*experiment
+	expByEvent  [eventTypeCount]*experiment
 	tests       []TestCase
 	files       map[string][]byte
 	consts      *celConsts

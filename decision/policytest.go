@@ -151,6 +151,11 @@ type TestExpect struct {
 	MinDelay  bundleDuration `yaml:"min_delay"`
 	// Context lists keys that escalate.context must hold, with their values ("*": any).
 	Context map[string]string `yaml:"context"`
+	// Experiment and Arm are the experiment and arm the decision must be made in (Arm
+	// "holdout" for the holdout). A case pins an arm by its customer id: the assignment is a
+	// pure function of the experiment id and the customer id (docs/experiments.md).
+	Experiment string `yaml:"experiment"`
+	Arm        string `yaml:"arm"`
 }
 
 // check validates the names a case uses, so a typo fails at load rather than as a wrong
@@ -371,6 +376,8 @@ func (e *TestExpect) compare(in *Input, res *Result) []string {
 	diff("message.purpose", purpose, strings.TrimPrefix(strings.ToUpper(e.Purpose), "PURPOSE_"))
 	diff("escalate.queue", queue, e.Queue)
 	diff("retry.acquirer", acq, e.Acquirer)
+	diff("experiment", res.Experiment.ID, e.Experiment)
+	diff("experiment.arm", res.Experiment.Arm, e.Arm)
 	codes := make([]string, 0, len(res.Reasons))
 	rules := map[string]bool{}
 	for _, r := range res.Reasons {

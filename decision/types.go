@@ -101,6 +101,8 @@ const (
 	OutcomeRetryApproved
 	OutcomeRetryDeclined
 	OutcomeAgentResolved
+	OutcomeComplained
+	OutcomeOptedOut
 )
 
 // DeclineClass is what the engine may do after a card decline.
@@ -300,6 +302,9 @@ type Result struct {
 	Suppress *Suppress
 	Reasons  []Reason
 	Policy   PolicyRef
+	// Experiment names the experiment and arm the decision was made in, holdout included;
+	// the zero value when it was made in none (docs/experiments.md).
+	Experiment ExperimentArm
 	// Explanation is set when Input.Explain is.
 	Explanation *Explanation
 	// Effects are the state changes to commit with the decision.
@@ -533,6 +538,9 @@ type OutcomeEffects struct {
 	FailChannel *ChannelFailure
 	// ResetLedger clears the retry ledger of a credential after an approval or payment.
 	ResetLedger *LedgerReset
+	// OptOut sets the customer's opted_out feature: the customer opted out in answer to the
+	// contact, and no policy may message them again until the feature is cleared.
+	OptOut bool
 }
 
 // LedgerReset clears the ledger entries of one credential.
