@@ -613,7 +613,7 @@ func (m *Memory) recordOutcome(o *OutcomeCommit, a *outcomeArgs) (bool, error) {
 	for _, kk := range []struct {
 		key  string
 		kind memKind
-	}{{a.outcomes, memHash}, {k.messages, memZset}, {k.failing, memHash}, {k.ledger, memZset}} {
+	}{{a.outcomes, memHash}, {k.messages, memZset}, {k.failing, memHash}, {k.ledger, memZset}, {k.features, memHash}} {
 		if err := m.check(kk.key, kk.kind); err != nil {
 			return false, err
 		}
@@ -670,6 +670,11 @@ func (m *Memory) recordOutcome(o *OutcomeCommit, a *outcomeArgs) (bool, error) {
 			delete(z.zset, mem)
 		}
 		m.dropEmpty(k.ledger)
+	}
+	if o.Effects.OptOut {
+		f := m.put(k.features, memHash)
+		f.hash["opted_out"] = "true"
+		f.expireAt = time.Time{}
 	}
 	return false, nil
 }

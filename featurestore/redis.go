@@ -636,9 +636,10 @@ func (r *Redis) RecordOutcome(ctx context.Context, o *OutcomeCommit) (bool, erro
 		return false, err
 	}
 	k := &a.keys
-	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger, auditStreamKey(int(k.bucket))}
+	keys := []string{a.record, a.outcomes, k.messages, k.failing, k.ledger, auditStreamKey(int(k.bucket)), k.features}
 	_, status, err := r.runStatus(ctx, outcomeScript, "record outcome", a.outcomes, keys, a.field, a.value,
-		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef, o.DecisionID, r.retentionArg, boolArg(o.Archived))
+		r.retentionArg, ms(o.Now), a.release, a.failCh, a.failTill, a.resetRef, o.DecisionID, r.retentionArg, boolArg(o.Archived),
+		boolArg(o.Effects.OptOut))
 	if err != nil {
 		return false, err
 	}

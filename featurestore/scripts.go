@@ -293,15 +293,16 @@ return {redis.call('GET', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 
 // outcomeScript is RecordOutcome.
 //
-// KEYS: decision, outcomes, messages, failing, ledger, audit.
+// KEYS: decision, outcomes, messages, failing, ledger, audit, features.
 // ARGV: 1 outcome field, 2 outcome value, 3 retention (ms), 4 now (ms), 5 message member to
 // release ("" for none), 6 failing channel ("" for none), 7 failing until (ms),
 // 8 card_ref whose ledger to reset ("" for none), 9 decision id, 10 audit entries kept (ms),
-// 11 "1" when the decision is archived (its record may have left the store), else "0".
+// 11 "1" when the decision is archived (its record may have left the store), else "0",
+// 12 "1" to set the customer's opted_out feature (kept without expiry), else "0".
 // Reply: {0} applied, {1} duplicate, {2} no such decision, {3, what} corrupt data.
 var outcomeScript = redis.NewScript(luaCommon + `
 if ARGV[11] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {2} end
-local types = {{2, 'hash'}, {3, 'zset'}, {4, 'hash'}, {5, 'zset'}, {6, 'stream'}}
+local types = {{2, 'hash'}, {3, 'zset'}, {4, 'hash'}, {5, 'zset'}, {6, 'stream'}, {7, 'hash'}}
 for _, kt in ipairs(types) do
   if wrongtype(KEYS[kt[1]], kt[2]) then return {3, 'wrong key type: ' .. KEYS[kt[1]]} end
 end
@@ -325,6 +326,10 @@ if ARGV[6] ~= '' then
 end
 for i = 1, #resets, 1000 do
   redis.call('ZREM', KEYS[5], unpack(resets, i, math.min(i + 999, #resets)))
+end
+if ARGV[12] == '1' then
+  redis.call('HSET', KEYS[7], 'opted_out', 'true')
+  redis.call('PERSIST', KEYS[7])
 end
 audit_outcome(KEYS[6], ARGV[10], ARGV[9], ARGV[1], ARGV[2])
 return {0}

@@ -140,6 +140,9 @@ func toResponse(id string, res *decision.Result, now time.Time) (*arbiterv1.Deci
 		}
 		resp.Detail = &arbiterv1.DecideResponse_Suppress{Suppress: &arbiterv1.SuppressAction{Until: ts(until)}}
 	}
+	if x := res.Experiment; x.ID != "" {
+		resp.Experiment = &arbiterv1.ExperimentArm{Id: x.ID, Arm: x.Arm}
+	}
 	if res.Explanation != nil {
 		x, err := toExplanation(res.Explanation)
 		if err != nil {
@@ -154,8 +157,9 @@ func toResponse(id string, res *decision.Result, now time.Time) (*arbiterv1.Deci
 // other than the reserved message slot are not stored and stay empty.
 func fromResponse(resp *arbiterv1.DecideResponse) *decision.Result {
 	res := &decision.Result{
-		Action: decision.Action(resp.GetAction()),
-		Policy: decision.PolicyRef{ID: resp.GetPolicy().GetId(), Version: resp.GetPolicy().GetVersion(), Digest: resp.GetPolicy().GetDigest()},
+		Action:     decision.Action(resp.GetAction()),
+		Policy:     decision.PolicyRef{ID: resp.GetPolicy().GetId(), Version: resp.GetPolicy().GetVersion(), Digest: resp.GetPolicy().GetDigest()},
+		Experiment: decision.ExperimentArm{ID: resp.GetExperiment().GetId(), Arm: resp.GetExperiment().GetArm()},
 	}
 	for _, r := range resp.GetReasons() {
 		res.Reasons = append(res.Reasons, decision.Reason{Code: r.GetCode(), Message: r.GetMessage(), RuleID: r.GetRuleId()})

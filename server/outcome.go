@@ -50,7 +50,7 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 	if m := eff.ReleaseMessage; m != nil && m.DecisionID == "" {
 		m.DecisionID = rec.GetDecisionId()
 	}
-	return storeDo(s, ctx, opRecordOutcome, rec.GetCustomerId(), func(ctx context.Context) (bool, error) {
+	dup, err := storeDo(s, ctx, opRecordOutcome, rec.GetCustomerId(), func(ctx context.Context) (bool, error) {
 		return s.store.RecordOutcome(ctx, &featurestore.OutcomeCommit{
 			CustomerID: rec.GetCustomerId(),
 			DecisionID: rec.GetDecisionId(),
@@ -61,6 +61,10 @@ func (s *Server) recordOutcome(ctx context.Context, req *arbiterv1.RecordOutcome
 			Archived:   archived,
 		})
 	})
+	if err == nil && !dup {
+		s.metrics.recordOutcome(ctx, req.GetOutcome(), rec.GetResponse())
+	}
+	return dup, err
 }
 
 // GetDecision returns the stored record of a decision with the outcomes reported for it.

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,8 @@ type metrics struct {
 	replayed  metric.Int64Counter     // arbiter.decisions.replayed
 	conflicts metric.Int64Counter     // arbiter.store.conflicts
 	shed      metric.Int64Counter     // arbiter.store.admission.shed
+	outcomes  metric.Int64Counter     // arbiter.outcomes{outcome,rule,policy_version,experiment,arm}
+	armDecs   metric.Int64Counter     // arbiter.experiment.decisions{experiment,arm,action}
 
 	actionAttrs [decision.ActionSuppress + 1]metric.MeasurementOption
 	storeAttrs  [opCount][2]metric.MeasurementOption // [op][ok, error]
@@ -67,6 +70,73 @@ type metrics struct {
 	// bounded set of codes; past maxReasonAttrs entries sets are built per call.
 	reasonAttrs sync.Map // reasonKey -> metric.MeasurementOption
 	nReasons    atomic.Int32
+	// kpiAttrs caches the attribute sets of the outcome and experiment series, bounded like
+	// reasonAttrs: past maxKPIAttrs sets, new label values are counted as "_other".
+	kpiAttrs sync.Map // kpiKey -> metric.MeasurementOption
+	nKPI     atomic.Int32
+}
+
+// kpiKey is one series of arbiter.outcomes (kind 'o') or arbiter.experiment.decisions ('d').
+type kpiKey struct {
+	kind                                  byte
+	first, rule, version, experiment, arm string
+}
+
+// maxKPIAttrs bounds the label sets of the outcome and experiment series: rules, policy
+// versions and arms are bounded by the bundles a fleet runs, but a bound keeps a runaway
+// (thousands of versions published by a script) from growing /metrics without end.
+const maxKPIAttrs = 4096
+
+// otherLabel stands for every label value past maxKPIAttrs.
+const otherLabel = "_other"
+
+// kpiAttr returns the measurement option of k, cached.
+func (m *metrics) kpiAttr(k kpiKey) metric.MeasurementOption {
+	if o, ok := m.kpiAttrs.Load(k); ok {
+		return o.(metric.MeasurementOption)
+	}
+	if m.nKPI.Load() >= maxKPIAttrs {
+		k = kpiKey{kind: k.kind, first: k.first, rule: otherLabel, version: otherLabel, experiment: otherLabel, arm: otherLabel}
+		if k.kind == 'd' {
+			k.rule, k.version = "", ""
+		}
+		if o, ok := m.kpiAttrs.Load(k); ok {
+			return o.(metric.MeasurementOption)
+		}
+	}
+	var set attribute.Set
+	if k.kind == 'o' {
+		set = attribute.NewSet(attribute.String("outcome", k.first), attribute.String("rule", k.rule),
+			attribute.String("policy_version", k.version), attribute.String("experiment", k.experiment), attribute.String("arm", k.arm))
+	} else {
+		set = attribute.NewSet(attribute.String("action", k.first), attribute.String("experiment", k.experiment), attribute.String("arm", k.arm))
+	}
+	o := metric.WithAttributeSet(set)
+	if _, loaded := m.kpiAttrs.LoadOrStore(k, o); !loaded {
+		m.nKPI.Add(1)
+	}
+	return o
+}
+
+// recordOutcome counts an outcome reported for the decision resp, by the rule that decided
+// it, its policy version and its experiment arm.
+func (m *metrics) recordOutcome(ctx context.Context, o arbiterv1.Outcome, resp *arbiterv1.DecideResponse) {
+	name := strings.ToLower(strings.TrimPrefix(o.String(), "OUTCOME_"))
+	m.outcomes.Add(ctx, 1, m.kpiAttr(kpiKey{kind: 'o', first: name, rule: decidingRule(resp),
+		version: resp.GetPolicy().GetVersion(), experiment: resp.GetExperiment().GetId(), arm: resp.GetExperiment().GetArm()}))
+}
+
+// decidingRule names the policy rule whose candidate an answer carries: the first reason's
+// rule that is not a guardrail's or an experiment's; "none" when there is none (a degraded
+// answer, or one only the guardrails made).
+func decidingRule(resp *arbiterv1.DecideResponse) string {
+	for _, r := range resp.GetReasons() {
+		id := r.GetRuleId()
+		if id != "" && !strings.HasPrefix(id, "guardrail:") && !strings.HasPrefix(id, "experiment:") {
+			return id
+		}
+	}
+	return "none"
 }
 
 type reasonKey struct {
@@ -123,6 +193,14 @@ func newMetrics(mp metric.MeterProvider) (*metrics, error) {
 	}
 	if ms.conflicts, err = m.Int64Counter("arbiter.store.conflicts",
 		metric.WithDescription("Commits refused because the customer's state moved since it was read."), metric.WithUnit("{commit}")); err != nil {
+		return nil, err
+	}
+	if ms.outcomes, err = m.Int64Counter("arbiter.outcomes",
+		metric.WithDescription("Outcomes reported for decisions (RecordOutcome), by outcome, the rule that decided, its policy version and its experiment arm."), metric.WithUnit("{outcome}")); err != nil {
+		return nil, err
+	}
+	if ms.armDecs, err = m.Int64Counter("arbiter.experiment.decisions",
+		metric.WithDescription("Decisions answered in an experiment, by experiment, arm and action."), metric.WithUnit("{decision}")); err != nil {
 		return nil, err
 	}
 	if ms.shed, err = m.Int64Counter("arbiter.store.admission.shed",
@@ -183,6 +261,8 @@ func (m *metrics) recordDecision(ctx context.Context, resp *arbiterv1.DecideResp
 	}
 	if resp.GetReplayed() {
 		m.replayed.Add(ctx, 1)
+	} else if x := resp.GetExperiment(); x != nil {
+		m.armDecs.Add(ctx, 1, m.kpiAttr(kpiKey{kind: 'd', first: actionName(a), experiment: x.GetId(), arm: x.GetArm()}))
 	}
 }
 

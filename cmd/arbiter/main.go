@@ -70,6 +70,7 @@ func commands() []command {
 		}},
 		{name: "loadtest", help: loadtestHelp, run: runLoadtest},
 		{name: "replay", help: replayHelp, run: runReplay},
+		{name: "report", help: reportHelp, run: runReport},
 		{name: "version", help: versionHelp, run: runVersion},
 	}
 	for i := range cmds {

@@ -48,6 +48,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"EraseCustomer", testEraseCustomer},
 		{"Outcomes", testOutcomes},
 		{"OutcomeEffects", testOutcomeEffects},
+		{"OutcomeOptOut", testOutcomeOptOut},
 		{"PutFeatures", testPutFeatures},
 		{"PutFeaturesTTL", testPutFeaturesTTL},
 		{"PutFeaturesBatch", testPutFeaturesBatch},
@@ -1459,5 +1460,25 @@ func testEraseCustomer(t *testing.T, s Store) {
 	}
 	if err := s.EraseCustomer(ctx, &featurestore.Erasure{At: at}); !errors.Is(err, featurestore.ErrInvalid) {
 		t.Errorf("EraseCustomer(no customer) = %v, want ErrInvalid", err)
+	}
+}
+
+// testOutcomeOptOut: an outcome whose effects opt the customer out sets opted_out, without
+// expiry, even on features that had one.
+func testOutcomeOptOut(t *testing.T, s Store) {
+	ctx := context.Background()
+	const cust = "cust-optout"
+	if err := s.PutFeatures(ctx, cust, map[string]any{"segment": "gold"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	c := withMessage(commit(cust, "ev", base, decision.Effects{}), decision.ChannelEmail, decision.PurposeMarketing)
+	mustApply(t, s, c)
+	if _, err := s.RecordOutcome(ctx, &featurestore.OutcomeCommit{CustomerID: cust, DecisionID: c.DecisionID,
+		Outcome: decision.OutcomeOptedOut, OccurredAt: base, Now: base, Effects: decision.OutcomeEffects{OptOut: true}}); err != nil {
+		t.Fatalf("RecordOutcome(opted out) = %v", err)
+	}
+	want := map[string]any{"segment": "gold", "opted_out": true}
+	if diff := cmp.Diff(want, mustState(t, s, cust, base).Features); diff != "" {
+		t.Errorf("State().Features after an opt-out outcome (-want +got):\n%s", diff)
 	}
 }
