@@ -134,7 +134,7 @@ func (r *Result) forestChart() forestChart {
 			ext = max(ext, math.Abs(u.Diff.Low), math.Abs(u.Diff.High))
 		}
 	}
-	c := forestChart{Width: chartWidth, Left: forestLabel, Right: chartWidth - barRight}
+	c := forestChart{Width: chartWidth, Left: forestLabel, Right: chartWidth - 2*barRight} // room for the last tick label
 	if n == 0 {
 		return c
 	}
@@ -151,9 +151,14 @@ func (r *Result) forestChart() forestChart {
 	for _, a := range r.Arms {
 		for _, u := range a.Uplifts {
 			y := forestTop + forestRow*(float64(i)+0.5)
+			// Significant differences are green when they are good news (more recoveries,
+			// fewer opt-outs) and red when they are harm.
 			class := "ns"
 			if u.Significant {
 				class = "sig"
+				if (u.Metric == metricOptOut) == (u.Diff.Estimate > 0) {
+					class = "harm"
+				}
 			}
 			c.Rows = append(c.Rows, forestRowView{
 				Label: a.Name + " vs " + u.Against + " (" + u.Metric + ")",
@@ -209,6 +214,7 @@ svg text { font-size: 12px; fill: #222; }
 .err { stroke: #222; stroke-width: 1.5; }
 .zero { stroke: #222; stroke-dasharray: 4 3; }
 .sig { fill: #2ca02c; stroke: #2ca02c; }
+.harm { fill: #d62728; stroke: #d62728; }
 .ns { fill: #777; stroke: #777; }
 .ci { stroke-width: 2; }
 </style>

@@ -426,3 +426,25 @@ func TestFormatDuration(t *testing.T) {
 		}
 	}
 }
+
+// A significant rise in opt-outs is drawn as harm, a significant rise in recoveries is not.
+func TestWriteHTMLMarksHarm(t *testing.T) {
+	arms := []Arm{
+		{Name: "holdout", Role: RoleHoldout, Customers: 2000, Recovered: 400, OptedOut: 2},
+		{Name: "champion", Role: RoleChampion, Customers: 2000, Recovered: 600, OptedOut: 60},
+	}
+	r, err := Compute("e", arms, 0.95)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	if err := r.WriteHTML(&b); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Count(b.String(), `<g class="harm">`); got != 1 {
+		t.Errorf("WriteHTML() has %d harm rows, want 1 (the opt-out rise)", got)
+	}
+	if !strings.Contains(b.String(), `<g class="sig">`) {
+		t.Errorf("WriteHTML() has no significant good-news row, want the recovery rise")
+	}
+}
