@@ -144,3 +144,14 @@ func largePolicy(tb testing.TB, n int) *Policy {
 	}
 	return p
 }
+
+// BenchmarkExperimentPolicy decides the test cases of policies/examples/champion-challenger,
+// whose payment events run in an experiment with a champion, a challenger and a holdout:
+// compare with BenchmarkDefaultPolicy/PAYMENT_FAILED for what an experiment costs.
+func BenchmarkExperimentPolicy(b *testing.B) {
+	p, err := LoadPolicy(exampleBundle)
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchDecide(b, p, corpusInputs(b, p))
+}
