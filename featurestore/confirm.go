@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/arbiter-dev/arbiter/decision"
 )
@@ -236,4 +237,171 @@ func (m *Memory) Confirmations(ctx context.Context, decisionID string) ([]Stored
 		return nil, err
 	}
 	return decodeConfirmations(conf, l.list)
+}
+
+// ConfirmRead is what a Confirm reads (ReadForConfirm): the decision's record and outcomes,
+// and the state of the customer the record names, read together.
+type ConfirmRead struct {
+	Record   []byte
+	Outcomes []StoredOutcome
+	// CustomerID is the customer the record names, whose State was read; "" when the record
+	// names none the store could read (State is then empty: read it with State).
+	CustomerID string
+	State      decision.State
+}
+
+// confirmReadScript reads a decision's record and outcomes and the state of the customer the
+// record names, in one round trip: the customer id is field 4 of the encoded
+// arbiterv1.DecisionRecord, read in the script. The customer's keys share the decision's
+// bucket, so they are in the decision's slot.
+//
+// KEYS: decision, outcomes.
+// ARGV: 1 the bucket's customer key prefix ("{b:XX}:c:"), 2 since (ms), 3 members read at
+// most, 4 recent entries read.
+// Reply: {false} no such decision; {record, outcomes} when the record names no customer;
+// else {record, outcomes, customer id, features, messages, ledger, stops, failing, recent},
+// as Load reads them.
+var confirmReadScript = redis.NewScript(`
+local rec = redis.call('GET', KEYS[1])
+if not rec then return {false} end
+local outs = redis.call('HGETALL', KEYS[2])
+local i, n, cust = 1, #rec, nil
+local function varint()
+  local v, s = 0, 1
+  for _ = 1, 10 do
+    if i > n then return nil end
+    local b = string.byte(rec, i)
+    i = i + 1
+    v = v + (b % 128) * s
+    if b < 128 then return v end
+    s = s * 128
+  end
+  return nil
+end
+while i <= n do
+  local tag = varint()
+  if not tag then break end
+  local field, wt = math.floor(tag / 8), tag % 8
+  if field > 4 then break end
+  if wt == 0 then
+    if not varint() then break end
+  elseif wt == 2 then
+    local l = varint()
+    if not l or i + l - 1 > n then break end
+    if field == 4 then cust = string.sub(rec, i, i + l - 1) break end
+    i = i + l
+  elseif wt == 1 then i = i + 8
+  elseif wt == 5 then i = i + 4
+  else break end
+end
+if not cust or cust == '' then return {rec, outs} end
+local stem = ARGV[1] .. string.gsub(string.gsub(cust, '%%', '%%25'), ':', '%%3A') .. ':'
+return {rec, outs, cust,
+  redis.call('HGETALL', stem .. 'f'),
+  redis.call('ZRANGEBYSCORE', stem .. 'm', ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[3]),
+  redis.call('ZRANGEBYSCORE', stem .. 'l', ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, ARGV[3]),
+  redis.call('HGETALL', stem .. 's'),
+  redis.call('HGETALL', stem .. 'x'),
+  redis.call('LRANGE', stem .. 'r', 0, tonumber(ARGV[4]) - 1)}
+`)
+
+// ReadForConfirm reads, in one round trip, a decision's record and outcomes and the state at
+// now of the customer the record names (see ConfirmRead). A decision it does not hold is
+// ErrNotFound.
+func (r *Redis) ReadForConfirm(ctx context.Context, decisionID string, now time.Time) (*ConfirmRead, error) {
+	b, err := bucketOfDecisionID(decisionID)
+	if err != nil {
+		return nil, fmt.Errorf("read for confirm: %w", err)
+	}
+	rk, ok := key(keyDecision, b, "", decisionID), key(keyOutcomes, b, "", decisionID)
+	v, err := confirmReadScript.Run(ctx, r.client, []string{rk, ok}, bucketTags[b]+":c:",
+		ms(now.Add(-loadWindow)), r.loadLimitArg, recentLen).Result()
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	if err != nil {
+		return nil, storeErr("read for confirm", rk, err)
+	}
+	arr, _ := v.([]any)
+	if len(arr) == 0 || arr[0] == nil {
+		return nil, fmt.Errorf("read for confirm %s: %w", rk, ErrNotFound)
+	}
+	rec, isStr := arr[0].(string)
+	if !isStr || len(rec) > maxRecordBytes {
+		return nil, fmt.Errorf("read for confirm: %w", corrupt(rk, "record of %d bytes", len(rec)))
+	}
+	flat, err := replyStrings(ok, elem(arr, 1))
+	if err != nil {
+		return nil, fmt.Errorf("read for confirm: %w", err)
+	}
+	out := &ConfirmRead{Record: []byte(rec)}
+	if out.Outcomes, err = decodeOutcomes(ok, flat); err != nil {
+		return nil, fmt.Errorf("read for confirm: %w", err)
+	}
+	cust, _ := elem(arr, 2).(string)
+	if cust == "" || checkID("customer id", cust, true) != nil || bucketOf(cust) != b {
+		return out, nil // no customer the store can read: the caller reads the state itself
+	}
+	k := keysOf(cust)
+	var raw rawState
+	for i, dst := range []struct {
+		p   *[]string
+		key string
+	}{{&raw.features, k.features}, {&raw.messages, k.messages}, {&raw.ledger, k.ledger}, {&raw.stops, k.stops}, {&raw.failing, k.failing}, {&raw.recent, k.recent}} {
+		if *dst.p, err = replyStrings(dst.key, elem(arr, 3+i)); err != nil {
+			return nil, fmt.Errorf("read for confirm: %w", err)
+		}
+	}
+	if len(raw.features) > 2*maxFeatures {
+		return nil, fmt.Errorf("read for confirm: %w", corrupt(k.features, "too many fields"))
+	}
+	if out.State, err = raw.decode(&k, now); err != nil {
+		return nil, fmt.Errorf("read for confirm: %w", err)
+	}
+	out.CustomerID = cust
+	return out, nil
+}
+
+// ReadForConfirm implements the store's ReadForConfirm on the embedded store.
+func (m *Memory) ReadForConfirm(ctx context.Context, decisionID string, now time.Time) (*ConfirmRead, error) {
+	rec, outs, err := m.GetDecision(ctx, decisionID)
+	if err != nil {
+		return nil, fmt.Errorf("read for confirm: %w", err)
+	}
+	out := &ConfirmRead{Record: rec, Outcomes: outs}
+	cust := recordCustomer(rec)
+	b, _ := bucketOfDecisionID(decisionID)
+	if cust == "" || checkID("customer id", cust, true) != nil || bucketOf(cust) != b {
+		return out, nil
+	}
+	if out.State, err = m.State(ctx, cust, now); err != nil {
+		return nil, fmt.Errorf("read for confirm: %w", err)
+	}
+	out.CustomerID = cust
+	return out, nil
+}
+
+// recordCustomer returns the customer id of an encoded arbiterv1.DecisionRecord (field 4), as
+// confirmReadScript reads it: "" when the fields before it do not parse or it is absent.
+func recordCustomer(rec []byte) string {
+	for len(rec) > 0 {
+		num, typ, n := protowire.ConsumeTag(rec)
+		if n < 0 || num > 4 {
+			return ""
+		}
+		rec = rec[n:]
+		if num == 4 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(rec)
+			if n < 0 {
+				return ""
+			}
+			return string(v)
+		}
+		n = protowire.ConsumeFieldValue(num, typ, rec)
+		if n < 0 {
+			return ""
+		}
+		rec = rec[n:]
+	}
+	return ""
 }

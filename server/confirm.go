@@ -2,8 +2,12 @@ package server
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
+
+	"google.golang.org/protobuf/proto"
 
 	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 
@@ -28,10 +32,11 @@ func (s *Server) Confirm(ctx context.Context, req *arbiterv1.ConfirmRequest) (*a
 	if pol == nil {
 		return nil, s.toStatus(ctx, "Confirm", rpcstatus.ErrNoPolicy)
 	}
-	rec, outs, _, err := s.getDecision(ctx, id)
+	now := s.opts.clock()
+	rec, outs, state, haveState, err := s.readForConfirm(ctx, id, now)
 	if err != nil {
 		if isUnavailable(err) {
-			return storeUnavailable(s.opts.clock()), nil
+			return storeUnavailable(now), nil
 		}
 		return nil, s.toStatus(ctx, "Confirm", err)
 	}
@@ -41,17 +46,18 @@ func (s *Server) Confirm(ctx context.Context, req *arbiterv1.ConfirmRequest) (*a
 		return nil, s.toStatus(ctx, "Confirm", rpcstatus.FailedPrecondition(
 			"decision "+id+" is "+resp.GetAction().String()+": only MESSAGE and RETRY decisions are confirmed before execution"))
 	}
-	now := s.opts.clock()
 	in := inputFromRecord(rec)
 	customer := rec.GetCustomerId()
-	state, err := storeDo(s, ctx, opState, customer, func(ctx context.Context) (decision.State, error) {
-		return s.store.State(ctx, customer, now)
-	})
-	if err != nil {
-		if isUnavailable(err) {
-			return storeUnavailable(now), nil
+	if !haveState {
+		state, err = storeDo(s, ctx, opState, customer, func(ctx context.Context) (decision.State, error) {
+			return s.store.State(ctx, customer, now)
+		})
+		if err != nil {
+			if isUnavailable(err) {
+				return storeUnavailable(now), nil
+			}
+			return nil, s.toStatus(ctx, "Confirm", err)
 		}
-		return nil, s.toStatus(ctx, "Confirm", err)
 	}
 	in.State, in.Now, in.Degraded, in.Explain = state, now, false, false
 
@@ -115,6 +121,45 @@ func (s *Server) Confirm(ctx context.Context, req *arbiterv1.ConfirmRequest) (*a
 		}
 	}
 	return &arbiterv1.ConfirmResponse{Proceed: conf.Proceed, Reasons: toReasons(reasons), CheckedAt: ts(now)}, nil
+}
+
+// confirmReader is a store that reads a decision and its customer's state in one round trip
+// (featurestore.Redis and featurestore.Memory).
+type confirmReader interface {
+	ReadForConfirm(ctx context.Context, decisionID string, now time.Time) (*featurestore.ConfirmRead, error)
+}
+
+var (
+	_ confirmReader = (*featurestore.Redis)(nil)
+	_ confirmReader = (*featurestore.Memory)(nil)
+)
+
+// readForConfirm reads the decision id, its outcomes and, when it can in the same round trip,
+// its customer's state at now (haveState). A decision the store no longer holds is read from
+// the archive, without the state.
+func (s *Server) readForConfirm(ctx context.Context, id string, now time.Time) (rec *arbiterv1.DecisionRecord, outs []featurestore.StoredOutcome, st decision.State, haveState bool, err error) {
+	cr, ok := s.store.(confirmReader)
+	if !ok {
+		rec, outs, _, err = s.getDecision(ctx, id)
+		return rec, outs, st, false, err
+	}
+	read, err := storeDoDecision(s, ctx, opConfirm, id, func(ctx context.Context) (*featurestore.ConfirmRead, error) {
+		return cr.ReadForConfirm(ctx, id, now)
+	})
+	if errors.Is(err, featurestore.ErrNotFound) {
+		// Past the store's replay window (or the relay archived it and dropped the record).
+		rec, outs, _, err = s.pastStore(ctx, id)
+		return rec, outs, st, false, err
+	}
+	if err != nil {
+		return nil, nil, st, false, err
+	}
+	rec = &arbiterv1.DecisionRecord{}
+	if err := proto.Unmarshal(read.Record, rec); err != nil {
+		return nil, nil, st, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	}
+	haveState = read.CustomerID != "" && read.CustomerID == rec.GetCustomerId()
+	return rec, read.Outcomes, read.State, haveState, nil
 }
 
 // storeUnavailable is Confirm's answer when the store cannot be used: do not execute.

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -237,5 +238,44 @@ func TestConfirm(t *testing.T) {
 				}
 			})
 		})
+	}
+}
+
+// roundTrips counts a Redis client's round trips: one per command sent alone, one per
+// pipeline or transaction.
+type roundTrips struct{ n atomic.Int64 }
+
+func (h *roundTrips) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *roundTrips) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error { h.n.Add(1); return next(ctx, cmd) }
+}
+func (h *roundTrips) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error { h.n.Add(1); return next(ctx, cmds) }
+}
+
+// Confirm costs two Redis round trips: one read of the decision with its customer's state,
+// one write of the confirmation.
+func TestConfirmRoundTrips(t *testing.T) {
+	rdb, err := featurestore.Dial("redis://" + redistest.Start(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := featurestore.NewRedis(rdb)
+	t.Cleanup(func() { _ = store.Close() })
+	if err := store.Warm(t.Context()); err != nil { // scripts loaded: no NOSCRIPT retry in the count
+		t.Fatal(err)
+	}
+	e := &confirmEnv{t: t, store: store}
+	e.at(faultNow)
+	e.srv = New(store, rollout.NewHolder(decision.DefaultPolicy()), WithClock(func() time.Time { return time.Unix(0, e.now.Load()).UTC() }))
+	london, _ := time.LoadLocation("Europe/London")
+	e.at(time.Date(2026, time.March, 10, 11, 0, 0, 0, london))
+	resp := e.decide(overdueFor("rt-ev-1", "rt-cust-1"))
+	e.confirm(resp.GetDecisionId()) // the first call loads the read script
+	var rt roundTrips
+	rdb.AddHook(&rt)
+	e.confirm(resp.GetDecisionId())
+	if got := rt.n.Load(); got != 2 {
+		t.Errorf("Confirm took %d Redis round trips, want 2", got)
 	}
 }

@@ -116,12 +116,27 @@ func (s *Server) getDecision(ctx context.Context, id string) (rec *arbiterv1.Dec
 		raw, outs, err := s.store.GetDecision(ctx, id)
 		return stored{raw, outs}, err
 	})
-	raw, outs := got.raw, got.outs
-	if errors.Is(err, featurestore.ErrNotFound) && s.opts.archive != nil {
-		// Past the store's replay window, the archive has it.
-		raw, outs, err = s.archivedDecision(ctx, id)
-		archived = err == nil
+	if errors.Is(err, featurestore.ErrNotFound) {
+		return s.pastStore(ctx, id)
 	}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	rec = &arbiterv1.DecisionRecord{}
+	if err := proto.Unmarshal(got.raw, rec); err != nil {
+		return nil, nil, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	}
+	return rec, got.outs, false, nil
+}
+
+// pastStore reads a decision the store does not hold: past the store's replay window, the
+// archive has it (archived true); without an archive, or when the archive has none either, it
+// is NOT_FOUND.
+func (s *Server) pastStore(ctx context.Context, id string) (rec *arbiterv1.DecisionRecord, outs []featurestore.StoredOutcome, archived bool, err error) {
+	if s.opts.archive == nil {
+		return nil, nil, false, rpcstatus.NotFound("decision", id)
+	}
+	raw, outs, err := s.archivedDecision(ctx, id)
 	if errors.Is(err, featurestore.ErrNotFound) || errors.Is(err, archive.ErrNotFound) {
 		return nil, nil, false, rpcstatus.NotFound("decision", id)
 	}
@@ -132,7 +147,7 @@ func (s *Server) getDecision(ctx context.Context, id string) (rec *arbiterv1.Dec
 	if err := proto.Unmarshal(raw, rec); err != nil {
 		return nil, nil, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
 	}
-	return rec, outs, archived, nil
+	return rec, outs, true, nil
 }
 
 // archivedDecision reads a decision and its outcomes from the archive.

@@ -37,6 +37,7 @@ type Store interface {
 	EraseCustomer(ctx context.Context, e *featurestore.Erasure) error
 	Erasures(ctx context.Context, customerID string) ([]featurestore.StoredErasure, error)
 	DecisionsOf(ctx context.Context, customerID string) ([]string, error)
+	ReadForConfirm(ctx context.Context, decisionID string, now time.Time) (*featurestore.ConfirmRead, error)
 	Ping(ctx context.Context) error
 	Close() error
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/protobuf/encoding/protowire"
 
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
@@ -45,6 +46,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 		{"RecentList", testRecent},
 		{"GetDecision", testGetDecision},
 		{"Confirm", testConfirm},
+		{"ReadForConfirm", testReadForConfirm},
 		{"EraseCustomer", testEraseCustomer},
 		{"Outcomes", testOutcomes},
 		{"OutcomeEffects", testOutcomeEffects},
@@ -1480,5 +1482,52 @@ func testOutcomeOptOut(t *testing.T, s Store) {
 	want := map[string]any{"segment": "gold", "opted_out": true}
 	if diff := cmp.Diff(want, mustState(t, s, cust, base).Features); diff != "" {
 		t.Errorf("State().Features after an opt-out outcome (-want +got):\n%s", diff)
+	}
+}
+
+// testReadForConfirm: one read gives the record, its outcomes and the state of the customer
+// the record names (field 4 of an encoded DecisionRecord), the same state State reads, also
+// for a customer id that key escaping changes; a record that names no customer gives no state.
+func testReadForConfirm(t *testing.T, s Store) {
+	ctx := context.Background()
+	const cust = "cust:read%1"
+	if err := s.PutFeatures(ctx, cust, map[string]any{"opted_out": true, "segment": "gold"}, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := withMessage(commit(cust, "ev-1", base, decision.Effects{}), decision.ChannelSMS, decision.PurposeService)
+	var rec []byte
+	rec = protowire.AppendTag(rec, 1, protowire.BytesType)
+	rec = protowire.AppendString(rec, c.DecisionID)
+	rec = protowire.AppendTag(rec, 2, protowire.BytesType)
+	rec = protowire.AppendString(rec, "ev-1")
+	rec = protowire.AppendTag(rec, 3, protowire.VarintType)
+	rec = protowire.AppendVarint(rec, 300) // two bytes
+	rec = protowire.AppendTag(rec, 4, protowire.BytesType)
+	rec = protowire.AppendString(rec, cust)
+	rec = protowire.AppendTag(rec, 5, protowire.BytesType)
+	rec = protowire.AppendString(rec, "rest of the record")
+	c.Record = rec
+	mustApply(t, s, c)
+	if _, err := s.RecordOutcome(ctx, &featurestore.OutcomeCommit{CustomerID: cust, DecisionID: c.DecisionID,
+		Outcome: decision.OutcomeDelivered, OccurredAt: base, Now: base}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadForConfirm(ctx, c.DecisionID, base)
+	if err != nil {
+		t.Fatalf("ReadForConfirm() = %v", err)
+	}
+	if string(got.Record) != string(rec) || got.CustomerID != cust || len(got.Outcomes) != 1 {
+		t.Errorf("ReadForConfirm() = record %q, customer %q, %d outcomes; want the record, %q, 1", got.Record, got.CustomerID, len(got.Outcomes), cust)
+	}
+	if diff := cmp.Diff(mustState(t, s, cust, base), got.State, cmpopts.EquateEmpty()); diff != "" {
+		t.Errorf("ReadForConfirm().State differs from State() (-State +ReadForConfirm):\n%s", diff)
+	}
+	plain := commit("cust-plain", "ev-1", base, decision.Effects{}) // its record is not a DecisionRecord
+	mustApply(t, s, plain)
+	if got, err := s.ReadForConfirm(ctx, plain.DecisionID, base); err != nil || got.CustomerID != "" || len(got.State.Recent) != 0 {
+		t.Errorf("ReadForConfirm(record without a customer) = %+v, %v; want the record, no customer, no state", got, err)
+	}
+	if _, err := s.ReadForConfirm(ctx, featurestore.NewDecisionID(cust, base), base); !errors.Is(err, featurestore.ErrNotFound) {
+		t.Errorf("ReadForConfirm(unknown) = %v, want ErrNotFound", err)
 	}
 }
