@@ -109,9 +109,20 @@ type facts struct {
 	pay paymentFacts
 }
 
-// isSet reads a protective feature. It fails closed: any value other than false, 0, "",
+// IsProtective reports whether the stored feature name is one of the protective flags the
+// guardrails read: opted_out, fraud_hold, vulnerable and hardship. When set (IsSet), each stops
+// or restricts contact, so an erasure keeps them.
+func IsProtective(name string) bool {
+	switch name {
+	case "opted_out", "fraud_hold", "vulnerable", "hardship":
+		return true
+	}
+	return false
+}
+
+// IsSet reads a protective feature. It fails closed: any value other than false, 0, "",
 // "false", "0" or absent counts as set.
-func isSet(v any) bool {
+func IsSet(v any) bool {
 	switch x := v.(type) {
 	case nil:
 		return false
@@ -155,9 +166,9 @@ func (g *guardrails) fill(in *Input, f *facts) {
 	f.loc = g.timezone(in)
 	f.class = ClassNone
 	f.ledger = ledgerView{}
-	f.optedOut = isSet(ft["opted_out"])
-	f.fraudHold = isSet(ft["fraud_hold"])
-	f.vulnerable = in.Customer.Vulnerable || isSet(ft["vulnerable"]) || isSet(ft["hardship"])
+	f.optedOut = IsSet(ft["opted_out"])
+	f.fraudHold = IsSet(ft["fraud_hold"])
+	f.vulnerable = in.Customer.Vulnerable || IsSet(ft["vulnerable"]) || IsSet(ft["hardship"])
 	f.pay.reset()
 	switch in.Event.Type {
 	case EventFraudFlagRaised:

@@ -60,16 +60,12 @@ type StoredErasure struct {
 // maxErasures is how many tombstones a customer keeps in the store, the newest.
 const maxErasures = 16
 
-// protectiveFeatures are the features that, when set, stop or restrict contact (see
-// decision's guardrails): an erasure keeps them.
-var protectiveFeatures = []string{"opted_out", "fraud_hold", "vulnerable", "hardship"}
-
 // keptFeatures returns the features an erasure keeps: the protective ones that are set and
 // the consent denials, each as stored.
 func keptFeatures(features map[string]any) map[string]any {
 	var kept map[string]any
 	for name, v := range features {
-		keep := slices.Contains(protectiveFeatures, name) && isSet(v)
+		keep := decision.IsProtective(name) && decision.IsSet(v)
 		if strings.HasPrefix(name, "consent_") {
 			granted, ok := v.(bool)
 			keep = !ok || !granted // a denial, or a malformed value the guardrails read as one
@@ -82,22 +78,6 @@ func keptFeatures(features map[string]any) map[string]any {
 		}
 	}
 	return kept
-}
-
-// isSet reads a protective feature as the guardrails do: any value other than false, 0, "",
-// "false", "0" or null counts as set.
-func isSet(v any) bool {
-	switch x := v.(type) {
-	case nil:
-		return false
-	case bool:
-		return x
-	case float64:
-		return x != 0
-	case string:
-		return x != "" && x != "false" && x != "0"
-	}
-	return true
 }
 
 // tombstone returns e's tombstone entry, as the store keeps it.
