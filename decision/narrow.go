@@ -44,6 +44,19 @@ func countDecisions(recent []DecisionSummary, now time.Time) int {
 // recentShown is how many recent decisions an escalation context shows, and Narrow keeps.
 const recentShown = 3
 
+// NarrowedLedger says which ledger entries Narrow keeps for a decision on ev: those of the
+// card cardRef when payment is set (a PAYMENT_FAILED event with a payment), else none. A store
+// that decodes only those (featurestore's LoadNarrow) gives what Narrow would.
+func NarrowedLedger(ev *Event) (payment bool, cardRef string) {
+	if p := ev.Payment; p != nil && ev.Type == EventPaymentFailed {
+		return true, p.CardRef
+	}
+	return false, ""
+}
+
+// RecentShown is how many recent decisions Narrow keeps, the newest.
+const RecentShown = recentShown
+
 // Narrow keeps of in.State only what a decision on in reads, after counting what rules and
 // escalation contexts read of the rest: the declines on any card in the 30 days before in.Now
 // (recent.declines_30d, open_payment_failures) and the decisions in the 24 hours before it
@@ -66,14 +79,14 @@ func Narrow(in *Input) {
 		clear(st.Recent[recentShown:])
 		st.Recent = st.Recent[:recentShown:recentShown]
 	}
-	p := in.Event.Payment
-	if p == nil || in.Event.Type != EventPaymentFailed {
+	payment, card := NarrowedLedger(&in.Event)
+	if !payment {
 		st.Ledger = nil
 		return
 	}
 	kept := st.Ledger[:0]
 	for _, e := range st.Ledger {
-		if e.CardRef == p.CardRef {
+		if e.CardRef == card {
 			kept = append(kept, e)
 		}
 	}

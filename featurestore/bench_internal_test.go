@@ -125,7 +125,7 @@ func benchLoadCommitBatched(b *testing.B, batch int) {
 		}
 		cs := make([]*Commit, batch)
 		for j := range batch {
-			l, err := s.loaded(ctx, "load", &keys[j], events[j], &loads[j], t)
+			l, err := s.loaded(ctx, "load", &keys[j], events[j], &loads[j], t, nil)
 			if err != nil || l.Record != nil {
 				b.Fatalf("Load() = %+v, %v", l, err)
 			}

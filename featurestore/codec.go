@@ -777,3 +777,109 @@ func prepareOutcome(o *OutcomeCommit) (outcomeArgs, error) {
 	}
 	return a, nil
 }
+
+// Narrowing is what a decision on an event reads of the customer's retry ledger and recent
+// decisions (decision.Narrow): LoadNarrow decodes only that and counts the rest, so that a
+// decision's cost does not grow with the customer's history.
+type Narrowing struct {
+	// Payment is set for an event whose card's ledger entries the decision reads (CardRef);
+	// without it, it reads none (decision.NarrowedLedger).
+	Payment bool
+	CardRef string
+}
+
+// decodeNarrow decodes r as decode does and decision.Narrow then narrows it for n, without
+// building what Narrow drops: every ledger entry and recent decision is still parsed (a
+// malformed one is ErrCorrupt, as with decode) and counted, but only the entries of n's card
+// and the newest decision.RecentShown decisions are kept.
+func (r *rawState) decodeNarrow(k *customerKeys, now time.Time, n Narrowing) (decision.State, error) {
+	var st decision.State
+	var err error
+	if st.Features, err = decodeFeatures(k.features, r.features); err != nil {
+		return decision.State{}, err
+	}
+	if st.Messages, err = decodeMessages(k.messages, r.messages); err != nil {
+		return decision.State{}, err
+	}
+	if st.Stops, err = decodeStops(k.stops, r.stops, now); err != nil {
+		return decision.State{}, err
+	}
+	if st.FailingChannels, err = decodeFailing(k.failing, r.failing, now); err != nil {
+		return decision.State{}, err
+	}
+	st.Narrowed = true
+
+	// The ledger: count the declines of the last 30 days on any card, keep n's card's entries.
+	flat := r.ledger
+	if len(flat)%2 != 0 || len(flat)/2 > maxMembers {
+		return decision.State{}, corrupt(k.ledger, "%d members", len(flat)/2)
+	}
+	since := now.Add(-30 * 24 * time.Hour)
+	for i := 0; i < len(flat); i += 2 {
+		score, err := parseScore(k.ledger, flat[i+1])
+		if err != nil {
+			return decision.State{}, err
+		}
+		e, err := decodeLedgerEntry(k.ledger, flat[i], score)
+		if err != nil {
+			return decision.State{}, err
+		}
+		if e.Kind == decision.LedgerDecline && !e.At.Before(since) {
+			st.LedgerDeclines30d++
+		}
+		if n.Payment && e.CardRef == n.CardRef {
+			st.Ledger = append(st.Ledger, e)
+		}
+	}
+
+	// The recent decisions: count those of the last 24 hours, keep the newest few.
+	if len(r.recent) > recentLen {
+		return decision.State{}, corrupt(k.recent, "%d entries", len(r.recent))
+	}
+	daySince := now.Add(-24 * time.Hour)
+	keep := min(len(r.recent), decision.RecentShown)
+	for _, v := range r.recent[keep:] {
+		at, err := recentTime(k.recent, v)
+		if err != nil {
+			return decision.State{}, err
+		}
+		if !at.Before(daySince) {
+			st.RecentDecisions24h++
+		}
+	}
+	if st.Recent, err = decodeRecent(k.recent, r.recent[:keep]); err != nil {
+		return decision.State{}, err
+	}
+	for i := range st.Recent {
+		if !st.Recent[i].DecidedAt.Before(daySince) {
+			st.RecentDecisions24h++
+		}
+	}
+	return st, nil
+}
+
+// recentTime checks a recent-decision entry as decodeRecent does and returns its time,
+// without building the summary.
+func recentTime(key, v string) (time.Time, error) {
+	var f [5]string
+	n := 0
+	for n < len(f) {
+		field, rest, more := strings.Cut(v, sep)
+		f[n] = field
+		n++
+		if !more {
+			break
+		}
+		v = rest
+	}
+	if n < len(f) {
+		return time.Time{}, corrupt(key, "summary has %d fields, want at least 5", n)
+	}
+	if _, err := parseUint8(key, "summary event type", f[2]); err != nil {
+		return time.Time{}, err
+	}
+	if _, err := parseUint8(key, "summary action", f[3]); err != nil {
+		return time.Time{}, err
+	}
+	return parseMS(key, "summary time", f[4])
+}

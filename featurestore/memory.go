@@ -269,6 +269,15 @@ func (m *Memory) raw(k *customerKeys, now time.Time) (rawState, error) {
 // Load implements the store's Load: the stored record when eventID was decided before, else
 // the customer's state at now.
 func (m *Memory) Load(ctx context.Context, customerID, eventID string, now time.Time) (Loaded, error) {
+	return m.load(ctx, customerID, eventID, now, nil)
+}
+
+// LoadNarrow implements the store's LoadNarrow (see Redis.LoadNarrow).
+func (m *Memory) LoadNarrow(ctx context.Context, customerID, eventID string, now time.Time, n Narrowing) (Loaded, error) {
+	return m.load(ctx, customerID, eventID, now, &n)
+}
+
+func (m *Memory) load(ctx context.Context, customerID, eventID string, now time.Time, n *Narrowing) (Loaded, error) {
 	if err := checkID("customer id", customerID, true); err != nil {
 		return Loaded{}, err
 	}
@@ -291,7 +300,12 @@ func (m *Memory) Load(ctx context.Context, customerID, eventID string, now time.
 	if err != nil {
 		return Loaded{}, fmt.Errorf("load: %w", err)
 	}
-	st, err := raw.decode(&k, now)
+	var st decision.State
+	if n != nil {
+		st, err = raw.decodeNarrow(&k, now, *n)
+	} else {
+		st, err = raw.decode(&k, now)
+	}
 	if err != nil {
 		return Loaded{}, fmt.Errorf("load: %w", err)
 	}

@@ -369,7 +369,20 @@ func (r *Redis) Load(ctx context.Context, customerID, eventID string, now time.T
 		return Loaded{}, err
 	}
 	k := keysOf(customerID)
-	return r.load(ctx, "load", &k, key(keyEvent, k.bucket, customerID, eventID), true, now)
+	return r.load(ctx, "load", &k, key(keyEvent, k.bucket, customerID, eventID), true, now, nil)
+}
+
+// LoadNarrow is Load for a decision that reads only what n says of the customer's ledger and
+// recent decisions: the state comes narrowed (decision.Narrow), without building the rest.
+func (r *Redis) LoadNarrow(ctx context.Context, customerID, eventID string, now time.Time, n Narrowing) (Loaded, error) {
+	if err := checkID("customer id", customerID, true); err != nil {
+		return Loaded{}, err
+	}
+	if err := checkID("event id", eventID, true); err != nil {
+		return Loaded{}, err
+	}
+	k := keysOf(customerID)
+	return r.load(ctx, "load", &k, key(keyEvent, k.bucket, customerID, eventID), true, now, &n)
 }
 
 // State implements the store's State: the customer's live state at now. One round trip.
@@ -378,7 +391,7 @@ func (r *Redis) State(ctx context.Context, customerID string, now time.Time) (de
 		return decision.State{}, err
 	}
 	k := keysOf(customerID)
-	l, err := r.load(ctx, "state", &k, key(keyEvent, k.bucket, customerID, ""), false, now)
+	l, err := r.load(ctx, "state", &k, key(keyEvent, k.bucket, customerID, ""), false, now, nil)
 	return l.State, err
 }
 
@@ -427,7 +440,7 @@ func (r *Redis) queueLoad(ctx context.Context, p redis.Pipeliner, k *customerKey
 // and first the event's decision id when checkEvent. Plain commands cost Redis half of what
 // the same reads cost in a Lua script, which copies every reply into Lua and back. Only an
 // event decided before takes a second round trip, to read its record.
-func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey string, checkEvent bool, now time.Time) (Loaded, error) {
+func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey string, checkEvent bool, now time.Time, n *Narrowing) (Loaded, error) {
 	var cmds loadCmds
 	_, err := r.client.TxPipelined(ctx, func(p redis.Pipeliner) error {
 		cmds = r.queueLoad(ctx, p, k, eventKey, checkEvent, now)
@@ -436,12 +449,12 @@ func (r *Redis) load(ctx context.Context, op string, k *customerKeys, eventKey s
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return Loaded{}, storeErr(op, k.features, err)
 	}
-	return r.loaded(ctx, op, k, eventKey, &cmds, now)
+	return r.loaded(ctx, op, k, eventKey, &cmds, now, n)
 }
 
 // loaded reads the replies of a Load's reads (queueLoad): the record of an event decided
 // before, which takes another round trip, else the decoded state.
-func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey string, cmds *loadCmds, now time.Time) (Loaded, error) {
+func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey string, cmds *loadCmds, now time.Time, n *Narrowing) (Loaded, error) {
 	for _, c := range cmds {
 		if c != nil && c.Err() != nil && !errors.Is(c.Err(), redis.Nil) {
 			return Loaded{}, storeErr(op, c.Args()[1].(string), c.Err())
@@ -474,7 +487,12 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 	case err != nil:
 		return Loaded{}, fmt.Errorf("%s: %w", op, corrupt(k.version, "%v", err))
 	}
-	st, err := raw.decode(k, now)
+	var st decision.State
+	if n != nil {
+		st, err = raw.decodeNarrow(k, now, *n)
+	} else {
+		st, err = raw.decode(k, now)
+	}
 	if err != nil {
 		return Loaded{}, fmt.Errorf("%s: %w", op, err)
 	}

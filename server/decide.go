@@ -127,6 +127,11 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		var loaded featurestore.Loaded
 		t0 := time.Now()
 		loaded, err := storeDo(s, sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (featurestore.Loaded, error) {
+			if nl, ok := s.store.(narrowLoader); ok {
+				// Only what the decision reads of the ledger and history is built.
+				payment, card := decision.NarrowedLedger(&c.in.Event)
+				return nl.LoadNarrow(ctx, c.in.Customer.ID, c.in.Event.ID, now, featurestore.Narrowing{Payment: payment, CardRef: card})
+			}
 			return s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
 		})
 		c.t.read += time.Since(t0)
@@ -330,6 +335,18 @@ func sameRequest(a, b *arbiterv1.DecideRequest) bool {
 	ac.Options, bc.Options = nil, nil
 	return proto.Equal(ac, bc)
 }
+
+// narrowLoader is a store whose Load can build only what a decision reads of the customer's
+// ledger and history (featurestore.Redis and featurestore.Memory): the state then comes
+// narrowed, as decision.Narrow leaves it.
+type narrowLoader interface {
+	LoadNarrow(ctx context.Context, customerID, eventID string, now time.Time, n featurestore.Narrowing) (featurestore.Loaded, error)
+}
+
+var (
+	_ narrowLoader = (*featurestore.Redis)(nil)
+	_ narrowLoader = (*featurestore.Memory)(nil)
+)
 
 // settle answers a call whose commit failed without saying whether it was applied: it reads
 // the event again, within the store budget anew (bounded by the caller's deadline). An event

@@ -24,6 +24,7 @@ import (
 // Store is the feature store's API as the suite uses it.
 type Store interface {
 	Load(ctx context.Context, customerID, eventID string, now time.Time) (featurestore.Loaded, error)
+	LoadNarrow(ctx context.Context, customerID, eventID string, now time.Time, n featurestore.Narrowing) (featurestore.Loaded, error)
 	Commit(ctx context.Context, c *featurestore.Commit) (featurestore.Committed, error)
 	AppendDecision(ctx context.Context, d *featurestore.Decided) (bool, error)
 	GetDecision(ctx context.Context, decisionID string) ([]byte, []featurestore.StoredOutcome, error)

@@ -33,6 +33,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	}{
 		{"EmptyLoad", testEmptyLoad},
 		{"CommitThenLoad", testCommitThenLoad},
+		{"LoadNarrow", testLoadNarrow},
 		{"IdempotentCommit", testIdempotentCommit},
 		{"ConcurrentSameEvent", testConcurrentSameEvent},
 		{"ConcurrentCap", testConcurrentCap},
@@ -1529,5 +1530,60 @@ func testReadForConfirm(t *testing.T, s Store) {
 	}
 	if _, err := s.ReadForConfirm(ctx, featurestore.NewDecisionID(cust, base), base); !errors.Is(err, featurestore.ErrNotFound) {
 		t.Errorf("ReadForConfirm(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+// testLoadNarrow: LoadNarrow gives what Load gives narrowed by decision.Narrow, for a payment
+// on either card and for an event that reads no ledger, on a customer with 24 decisions over two
+// days (more than the recent list keeps, some older than 24 hours) and ledger entries of both
+// kinds on two cards.
+func testLoadNarrow(t *testing.T, s Store) {
+	ctx := context.Background()
+	const cust = "cust-narrow"
+	now := base.Add(48 * time.Hour)
+	for i := range 24 {
+		at := base.Add(time.Duration(i) * 2 * time.Hour)
+		card := "card-A"
+		if i%3 == 0 {
+			card = "card-B"
+		}
+		kind := decision.LedgerDecline
+		if i%4 == 0 {
+			kind = decision.LedgerRetry
+		}
+		ev := fmt.Sprintf("n-%d", i)
+		mustApply(t, s, commit(cust, ev, at, decision.Effects{Ledger: []decision.LedgerEntry{
+			{Kind: kind, EventID: ev, CardRef: card, MerchantID: "m", AmountMinor: 100, Currency: "GBP", At: at},
+		}}))
+	}
+	for _, tc := range []struct {
+		name string
+		ev   decision.Event
+	}{
+		{"card A", decision.Event{Type: decision.EventPaymentFailed, Payment: &decision.PaymentFailure{CardRef: "card-A"}}},
+		{"card B", decision.Event{Type: decision.EventPaymentFailed, Payment: &decision.PaymentFailure{CardRef: "card-B"}}},
+		{"unknown card", decision.Event{Type: decision.EventPaymentFailed, Payment: &decision.PaymentFailure{CardRef: "card-C"}}},
+		{"no payment", decision.Event{Type: decision.EventInvoiceOverdue}},
+	} {
+		l, err := s.Load(ctx, cust, "new-event", now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		in := decision.Input{Event: tc.ev, Now: now, State: l.State}
+		decision.Narrow(&in)
+		payment, card := decision.NarrowedLedger(&tc.ev)
+		got, err := s.LoadNarrow(ctx, cust, "new-event", now, featurestore.Narrowing{Payment: payment, CardRef: card})
+		if err != nil {
+			t.Fatalf("%s: LoadNarrow() = %v", tc.name, err)
+		}
+		if diff := cmp.Diff(in.State, got.State, equateEmpty); diff != "" {
+			t.Errorf("%s: LoadNarrow() differs from Load() and Narrow (-narrowed +LoadNarrow):\n%s", tc.name, diff)
+		}
+		if got.Version != l.Version {
+			t.Errorf("%s: LoadNarrow().Version = %q, Load() %q", tc.name, got.Version, l.Version)
+		}
+	}
+	if got, err := s.LoadNarrow(ctx, cust, "n-3", now, featurestore.Narrowing{}); err != nil || got.Record == nil {
+		t.Errorf("LoadNarrow(a decided event) = %v, %v; want its record", got, err)
 	}
 }
