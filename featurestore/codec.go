@@ -815,6 +815,7 @@ func (r *rawState) decodeNarrow(k *customerKeys, now time.Time, n Narrowing) (de
 		return decision.State{}, corrupt(k.ledger, "%d members", len(flat)/2)
 	}
 	since := now.Add(-30 * 24 * time.Hour)
+	matches := 0
 	for i := 0; i < len(flat); i += 2 {
 		score, err := parseScore(k.ledger, flat[i+1])
 		if err != nil {
@@ -828,7 +829,17 @@ func (r *rawState) decodeNarrow(k *customerKeys, now time.Time, n Narrowing) (de
 			st.LedgerDeclines30d++
 		}
 		if n.Payment && e.CardRef == n.CardRef {
-			st.Ledger = append(st.Ledger, e)
+			matches++
+		}
+	}
+	if matches > 0 {
+		// One allocation of the exact size; the entries parsed again are few.
+		st.Ledger = make([]decision.LedgerEntry, 0, matches)
+		for i := 0; i < len(flat); i += 2 {
+			score, _ := parseScore(k.ledger, flat[i+1]) // checked above
+			if e, _ := decodeLedgerEntry(k.ledger, flat[i], score); e.CardRef == n.CardRef {
+				st.Ledger = append(st.Ledger, e)
+			}
 		}
 	}
 
