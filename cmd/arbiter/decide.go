@@ -145,6 +145,9 @@ func renderDecision(w io.Writer, r *arbiterv1.DecideResponse) error {
 	if p := r.GetPolicy(); p != nil {
 		fmt.Fprintf(&b, "policy     %s %s (%s)\n", p.GetId(), p.GetVersion(), p.GetDigest())
 	}
+	if x := r.GetExperiment(); x != nil {
+		fmt.Fprintf(&b, "experiment %s, arm %s\n", x.GetId(), x.GetArm())
+	}
 	fmt.Fprintf(&b, "decided at %s\n", when(r.GetDecidedAt()))
 	var flags []string
 	if r.GetReplayed() {

@@ -405,6 +405,16 @@ note       degraded (decided without the customer's stored state)
 	if !strings.HasSuffix(b.String(), wantNotes) {
 		t.Errorf("renderDecision(dry run, prior) =\n%s\nwant it to end with\n%s", b.String(), wantNotes)
 	}
+
+	// A decision in an experiment names its arm.
+	b.Reset()
+	resp.Experiment = &arbiterv1.ExperimentArm{Id: "retry-backoff", Arm: "holdout"}
+	if err := renderDecision(&b, resp); err != nil {
+		t.Fatal(err)
+	}
+	if want := "experiment retry-backoff, arm holdout\n"; !strings.Contains(b.String(), want) {
+		t.Errorf("renderDecision(in an experiment) =\n%s\nwant a line %q", b.String(), want)
+	}
 }
 
 func TestNewTracerProvider(t *testing.T) {
