@@ -37,7 +37,8 @@ func (p *Policy) Lint() []string {
 //     (a word such as promo, offer, discount, checkout, cart, upsell: see promotionalWords):
 //     direct marketing needs purpose MARKETING (docs/guardrails.md, "Message purposes"). A rule
 //     field `purpose_ack: "why"` acknowledges it: the finding stays, marked acknowledged with
-//     the reason, so a reviewer still sees it;
+//     the reason, so a reviewer still sees it. Experiment arms' replacement rules are checked
+//     too;
 //   - a bundle without test cases.
 func (p *Policy) LintFindings() []BundleError {
 	var out []BundleError
@@ -47,6 +48,17 @@ func (p *Policy) LintFindings() []BundleError {
 	for _, r := range p.rules {
 		if f, ok := purposeFinding(r); ok {
 			out = append(out, f)
+		}
+	}
+	// An experiment arm's replacement rules message customers as much as the bundle's do.
+	for _, e := range p.experiments {
+		for _, a := range e.arms {
+			for _, r := range a.replace {
+				if f, ok := purposeFinding(r); ok {
+					f.Msg = "experiment " + e.id + ", arm " + a.name + ": " + f.Msg
+					out = append(out, f)
+				}
+			}
 		}
 	}
 	always := p.alwaysMatching()

@@ -124,6 +124,33 @@ func TestLintServicePurpose(t *testing.T) {
 	}
 }
 
+// An experiment arm's replacement rule is linted like a bundle rule.
+func TestLintExperimentArmPurpose(t *testing.T) {
+	p := mustParse(t, `id: t
+version: "1"
+tests:
+  - {name: a, now: 2026-03-10T12:00:00Z, event: {type: INBOUND_CONTACT}, expect: {action: ESCALATE}}
+rules:
+  - {id: tell, on: [CARD_EXPIRING], action: MESSAGE, message: {template: card_expiring, purpose: SERVICE}, reasons: [CARD_EXPIRING]}
+experiments:
+  - id: x
+    arms:
+      - {name: champion, weight: 1}
+      - name: upsell
+        weight: 1
+        rules:
+          - {id: tell, on: [CARD_EXPIRING], action: MESSAGE, message: {template: card_upgrade_offer, purpose: SERVICE}, reasons: [CARD_EXPIRING]}
+`)
+	var got []string
+	for _, f := range p.LintFindings() {
+		got = append(got, f.Msg)
+	}
+	want := []string{`experiment x, arm upsell: rule tell has purpose SERVICE but its template card_upgrade_offer suggests promotion ("upgrade"): direct marketing needs purpose MARKETING; if it is not marketing, say why with purpose_ack: "..."`}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("LintFindings() mismatch (-want +got):\n%s", diff)
+	}
+}
+
 // TestLintDefaultPolicyPurposes: the default policy has no unacknowledged purpose warning.
 func TestLintDefaultPolicyPurposes(t *testing.T) {
 	p := DefaultPolicy()
