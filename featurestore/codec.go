@@ -293,7 +293,35 @@ type rawState struct {
 	recent   []string // newest first
 }
 
+// lists returns where each of r's lists goes, with the key it is read from, in the order a
+// Load reads them: features, messages, ledger, stops, failing, recent.
+func (r *rawState) lists(k *customerKeys) [6]struct {
+	p   *[]string
+	key string
+} {
+	return [6]struct {
+		p   *[]string
+		key string
+	}{{&r.features, k.features}, {&r.messages, k.messages}, {&r.ledger, k.ledger}, {&r.stops, k.stops}, {&r.failing, k.failing}, {&r.recent, k.recent}}
+}
+
 func (r *rawState) decode(k *customerKeys, now time.Time) (decision.State, error) {
+	st, err := r.decodeRest(k, now)
+	if err != nil {
+		return decision.State{}, err
+	}
+	if st.Ledger, err = decodeLedger(k.ledger, r.ledger); err != nil {
+		return decision.State{}, err
+	}
+	if st.Recent, err = decodeRecent(k.recent, r.recent); err != nil {
+		return decision.State{}, err
+	}
+	return st, nil
+}
+
+// decodeRest decodes what decode and decodeNarrow decode alike: all but the ledger and the
+// recent decisions.
+func (r *rawState) decodeRest(k *customerKeys, now time.Time) (decision.State, error) {
 	var st decision.State
 	var err error
 	if st.Features, err = decodeFeatures(k.features, r.features); err != nil {
@@ -302,16 +330,10 @@ func (r *rawState) decode(k *customerKeys, now time.Time) (decision.State, error
 	if st.Messages, err = decodeMessages(k.messages, r.messages); err != nil {
 		return decision.State{}, err
 	}
-	if st.Ledger, err = decodeLedger(k.ledger, r.ledger); err != nil {
-		return decision.State{}, err
-	}
 	if st.Stops, err = decodeStops(k.stops, r.stops, now); err != nil {
 		return decision.State{}, err
 	}
 	if st.FailingChannels, err = decodeFailing(k.failing, r.failing, now); err != nil {
-		return decision.State{}, err
-	}
-	if st.Recent, err = decodeRecent(k.recent, r.recent); err != nil {
 		return decision.State{}, err
 	}
 	return st, nil
@@ -793,18 +815,8 @@ type Narrowing struct {
 // malformed one is ErrCorrupt, as with decode) and counted, but only the entries of n's card
 // and the newest decision.RecentShown decisions are kept.
 func (r *rawState) decodeNarrow(k *customerKeys, now time.Time, n Narrowing) (decision.State, error) {
-	var st decision.State
-	var err error
-	if st.Features, err = decodeFeatures(k.features, r.features); err != nil {
-		return decision.State{}, err
-	}
-	if st.Messages, err = decodeMessages(k.messages, r.messages); err != nil {
-		return decision.State{}, err
-	}
-	if st.Stops, err = decodeStops(k.stops, r.stops, now); err != nil {
-		return decision.State{}, err
-	}
-	if st.FailingChannels, err = decodeFailing(k.failing, r.failing, now); err != nil {
+	st, err := r.decodeRest(k, now)
+	if err != nil {
 		return decision.State{}, err
 	}
 	st.Narrowed = true

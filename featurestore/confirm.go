@@ -344,10 +344,7 @@ func (r *Redis) ReadForConfirm(ctx context.Context, decisionID string, now time.
 	}
 	k := keysOf(cust)
 	var raw rawState
-	for i, dst := range []struct {
-		p   *[]string
-		key string
-	}{{&raw.features, k.features}, {&raw.messages, k.messages}, {&raw.ledger, k.ledger}, {&raw.stops, k.stops}, {&raw.failing, k.failing}, {&raw.recent, k.recent}} {
+	for i, dst := range raw.lists(&k) {
 		if *dst.p, err = replyStrings(dst.key, elem(arr, 3+i)); err != nil {
 			return nil, fmt.Errorf("read for confirm: %w", err)
 		}

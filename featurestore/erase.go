@@ -154,21 +154,9 @@ func (r *Redis) EraseCustomer(ctx context.Context, e *Erasure) error {
 	if err != nil {
 		return fmt.Errorf("erase customer: %w", err)
 	}
-	eventKeys, err := r.eventKeys(ctx, e.CustomerID, k.bucket)
+	eventKeys, eventIDs, err := r.events(ctx, e.CustomerID, k.bucket)
 	if err != nil {
-		return err
-	}
-	var eventIDs []string
-	if len(eventKeys) > 0 {
-		vals, err := r.client.MGet(ctx, eventKeys...).Result()
-		if err != nil {
-			return storeErr("erase customer: read events", k.features, err)
-		}
-		for _, v := range vals {
-			if s, ok := v.(string); ok {
-				eventIDs = append(eventIDs, s)
-			}
-		}
+		return fmt.Errorf("erase customer: %w", err)
 	}
 	drop := e.plan(&st, eventIDs)
 	var decKeys, outKeys, confKeys []string
@@ -222,33 +210,45 @@ func (r *Redis) EraseCustomer(ctx context.Context, e *Erasure) error {
 	return nil
 }
 
-// eventKeys returns the customer's event keys, found by SCAN on the node that holds the
-// customer's bucket.
-func (r *Redis) eventKeys(ctx context.Context, customerID string, b bucket) ([]string, error) {
+// events returns the customer's event keys, found by SCAN on the node that holds the
+// customer's bucket, and the decision ids they name, in key order.
+func (r *Redis) events(ctx context.Context, customerID string, b bucket) (keys, ids []string, err error) {
 	node := redis.Cmdable(r.client)
 	if c := r.shards.cluster; c != nil {
 		n, err := c.MasterForKey(ctx, bucketTags[b])
 		if err != nil {
-			return nil, storeErr("erase customer: find node", bucketTags[b], err)
+			return nil, nil, storeErr("find node", bucketTags[b], err)
 		}
 		node = n
 	}
 	prefix := key(keyEventPrefix, b, customerID, "")
 	match := globEscape(prefix) + "*"
-	var out []string
 	var cursor uint64
 	for {
-		keys, next, err := node.Scan(ctx, cursor, match, 1000).Result()
+		page, next, err := node.Scan(ctx, cursor, match, 1000).Result()
 		if err != nil {
-			return nil, storeErr("erase customer: scan events", prefix, err)
+			return nil, nil, storeErr("scan events", prefix, err)
 		}
-		out = append(out, keys...)
+		keys = append(keys, page...)
 		if cursor = next; cursor == 0 {
 			break
 		}
 	}
-	slices.Sort(out)
-	return slices.Compact(out), nil
+	if len(keys) == 0 {
+		return nil, nil, nil
+	}
+	slices.Sort(keys)
+	keys = slices.Compact(keys)
+	vals, err := r.client.MGet(ctx, keys...).Result()
+	if err != nil {
+		return nil, nil, storeErr("read events", prefix, err)
+	}
+	for _, v := range vals {
+		if s, ok := v.(string); ok {
+			ids = append(ids, s)
+		}
+	}
+	return keys, ids, nil
 }
 
 // globEscape escapes the characters of s that SCAN's MATCH pattern reads as glob syntax.
@@ -289,20 +289,9 @@ func (r *Redis) DecisionsOf(ctx context.Context, customerID string) ([]string, e
 	if err := checkID("customer id", customerID, true); err != nil {
 		return nil, err
 	}
-	b := bucketOf(customerID)
-	eventKeys, err := r.eventKeys(ctx, customerID, b)
-	if err != nil || len(eventKeys) == 0 {
-		return nil, err
-	}
-	vals, err := r.client.MGet(ctx, eventKeys...).Result()
+	_, ids, err := r.events(ctx, customerID, bucketOf(customerID))
 	if err != nil {
-		return nil, storeErr("decisions of customer", eventKeys[0], err)
-	}
-	var ids []string
-	for _, v := range vals {
-		if s, ok := v.(string); ok {
-			ids = append(ids, s)
-		}
+		return nil, fmt.Errorf("decisions of customer: %w", err)
 	}
 	slices.Sort(ids)
 	return slices.Compact(ids), nil

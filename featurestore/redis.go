@@ -469,10 +469,7 @@ func (r *Redis) loaded(ctx context.Context, op string, k *customerKeys, eventKey
 		raw rawState
 		err error
 	)
-	for i, dst := range []struct {
-		p   *[]string
-		key string
-	}{{&raw.features, k.features}, {&raw.messages, k.messages}, {&raw.ledger, k.ledger}, {&raw.stops, k.stops}, {&raw.failing, k.failing}, {&raw.recent, k.recent}} {
+	for i, dst := range raw.lists(k) {
 		if *dst.p, err = arrayReply(dst.key, cmds[i+1]); err != nil {
 			return Loaded{}, fmt.Errorf("%s: %w", op, err)
 		}
