@@ -24,6 +24,42 @@ type ArmStats struct {
 	TimeToPay []time.Duration
 }
 
+// ArmCustomer is one customer of an experiment arm: their decisions in the arm and what the
+// outcomes reported for them say.
+type ArmCustomer struct {
+	Arm                          string
+	Decisions, Messages, Retries int
+	// FirstAt is the time of the customer's first decision in the arm.
+	FirstAt time.Time
+	// PaidAt is the time of the first OUTCOME_PAID or OUTCOME_RETRY_APPROVED; nil for none.
+	PaidAt               *time.Time
+	OptedOut, Complained bool
+}
+
+// AddArmCustomer counts c in its arm's stats: the last of stats when it is c's arm (customers
+// come grouped by arm), else a new one appended.
+func AddArmCustomer(stats []ArmStats, c *ArmCustomer) []ArmStats {
+	if len(stats) == 0 || stats[len(stats)-1].Arm != c.Arm {
+		stats = append(stats, ArmStats{Arm: c.Arm})
+	}
+	s := &stats[len(stats)-1]
+	s.Customers++
+	s.Decisions += c.Decisions
+	s.Messages += c.Messages
+	s.Retries += c.Retries
+	if c.PaidAt != nil {
+		s.Recovered++
+		s.TimeToPay = append(s.TimeToPay, max(c.PaidAt.Sub(c.FirstAt), 0))
+	}
+	if c.OptedOut {
+		s.OptedOut++
+	}
+	if c.Complained {
+		s.Complained++
+	}
+	return stats
+}
+
 // experimentCustomers reads an experiment's customers since a time, one row per customer and
 // arm: their decisions, and the outcomes reported for those decisions. Degraded decisions are
 // left out: they are made without the policy, so in no arm.
@@ -64,32 +100,9 @@ func (a *Archive) ExperimentArms(ctx context.Context, experimentID string, since
 	}
 	defer rows.Close()
 	var out []ArmStats
-	var (
-		arm                          string
-		decisions, messages, retries int
-		firstAt                      time.Time
-		paidAt                       *time.Time
-		optedOut, complained         bool
-	)
-	_, err = pgx.ForEachRow(rows, []any{&arm, &decisions, &messages, &retries, &firstAt, &paidAt, &optedOut, &complained}, func() error {
-		if len(out) == 0 || out[len(out)-1].Arm != arm {
-			out = append(out, ArmStats{Arm: arm})
-		}
-		s := &out[len(out)-1]
-		s.Customers++
-		s.Decisions += decisions
-		s.Messages += messages
-		s.Retries += retries
-		if paidAt != nil {
-			s.Recovered++
-			s.TimeToPay = append(s.TimeToPay, max(paidAt.Sub(firstAt), 0))
-		}
-		if optedOut {
-			s.OptedOut++
-		}
-		if complained {
-			s.Complained++
-		}
+	var c ArmCustomer
+	_, err = pgx.ForEachRow(rows, []any{&c.Arm, &c.Decisions, &c.Messages, &c.Retries, &c.FirstAt, &c.PaidAt, &c.OptedOut, &c.Complained}, func() error {
+		out = AddArmCustomer(out, &c)
 		return nil
 	})
 	if err != nil {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -147,13 +150,7 @@ func reportArms(stats []archive.ArmStats) []report.Arm {
 // archive.ExperimentArms does from the archive.
 func storeArms(ctx context.Context, store *featurestore.Redis, experiment string, since time.Time) ([]archive.ArmStats, error) {
 	type key struct{ arm, customer string }
-	type customer struct {
-		decisions, messages, retries int
-		first                        time.Time
-		paid                         *time.Time
-		optedOut, complained         bool
-	}
-	seen := map[key]*customer{}
+	seen := map[key]*archive.ArmCustomer{}
 	err := store.ScanAudit(ctx, func(id string, body []byte) error {
 		if len(body) == 0 {
 			return nil // an outcome entry
@@ -170,18 +167,18 @@ func storeArms(ctx context.Context, store *featurestore.Redis, experiment string
 		k := key{resp.GetExperiment().GetArm(), rec.GetCustomerId()}
 		c := seen[k]
 		if c == nil {
-			c = &customer{first: at}
+			c = &archive.ArmCustomer{Arm: k.arm, FirstAt: at}
 			seen[k] = c
 		}
-		c.decisions++
+		c.Decisions++
 		switch resp.GetAction() {
 		case arbiterv1.Action_ACTION_MESSAGE:
-			c.messages++
+			c.Messages++
 		case arbiterv1.Action_ACTION_RETRY:
-			c.retries++
+			c.Retries++
 		}
-		if at.Before(c.first) {
-			c.first = at
+		if at.Before(c.FirstAt) {
+			c.FirstAt = at
 		}
 		_, outs, err := store.GetDecision(ctx, id)
 		if err != nil && !errors.Is(err, featurestore.ErrNotFound) {
@@ -190,14 +187,14 @@ func storeArms(ctx context.Context, store *featurestore.Redis, experiment string
 		for _, o := range outs {
 			switch arbiterv1.Outcome(o.Outcome) {
 			case arbiterv1.Outcome_OUTCOME_PAID, arbiterv1.Outcome_OUTCOME_RETRY_APPROVED:
-				if c.paid == nil || o.OccurredAt.Before(*c.paid) {
+				if c.PaidAt == nil || o.OccurredAt.Before(*c.PaidAt) {
 					t := o.OccurredAt
-					c.paid = &t
+					c.PaidAt = &t
 				}
 			case arbiterv1.Outcome_OUTCOME_OPTED_OUT:
-				c.optedOut = true
+				c.OptedOut = true
 			case arbiterv1.Outcome_OUTCOME_COMPLAINED:
-				c.complained = true
+				c.Complained = true
 			}
 		}
 		return nil
@@ -205,40 +202,13 @@ func storeArms(ctx context.Context, store *featurestore.Redis, experiment string
 	if err != nil {
 		return nil, err
 	}
-	byArm := map[string]*archive.ArmStats{}
-	for k, c := range seen {
-		s := byArm[k.arm]
-		if s == nil {
-			s = &archive.ArmStats{Arm: k.arm}
-			byArm[k.arm] = s
-		}
-		s.Customers++
-		s.Decisions += c.decisions
-		s.Messages += c.messages
-		s.Retries += c.retries
-		if c.paid != nil {
-			s.Recovered++
-			s.TimeToPay = append(s.TimeToPay, max(c.paid.Sub(c.first), 0))
-		}
-		if c.optedOut {
-			s.OptedOut++
-		}
-		if c.complained {
-			s.Complained++
-		}
-	}
-	out := make([]archive.ArmStats, 0, len(byArm))
-	for _, s := range byArm {
-		out = append(out, *s)
-	}
-	slices.SortFunc(out, func(a, b archive.ArmStats) int {
-		switch {
-		case a.Arm < b.Arm:
-			return -1
-		case a.Arm > b.Arm:
-			return 1
-		}
-		return 0
+	// Grouped by arm, as archive.AddArmCustomer wants them.
+	keys := slices.SortedFunc(maps.Keys(seen), func(a, b key) int {
+		return cmp.Or(strings.Compare(a.arm, b.arm), strings.Compare(a.customer, b.customer))
 	})
+	var out []archive.ArmStats
+	for _, k := range keys {
+		out = archive.AddArmCustomer(out, seen[k])
+	}
 	return out, nil
 }

@@ -11,8 +11,13 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/archive/archivetest"
+	"github.com/arbiter-dev/arbiter/featurestore/redistest"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/report"
 )
 
@@ -107,5 +112,58 @@ func TestReportRecoversKnownUplift(t *testing.T) {
 	}
 	if err := run(t.Context(), []string{"report", "--experiment", "none", "--archive", dsn}, noEnv, nil, io.Discard, io.Discard); err == nil {
 		t.Errorf("report of an experiment without decisions = nil, want an error")
+	}
+}
+
+// TestReportFromRedis: without an archive the report counts the decisions Redis still holds:
+// a server deciding with the example bundle, a payment reported for one decision.
+func TestReportFromRedis(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	redisAddr := redistest.Start(t)
+	grpcAddr, _, _, _ := startServe(t, "--redis", "redis://"+redisAddr, "--policy", "../../policies/examples/champion-challenger")
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	dc := arbiterv1.NewDecisionServiceClient(conn)
+	arms := map[string]int{}
+	var paid string
+	for i := range 40 {
+		resp, err := dc.Decide(t.Context(), &arbiterv1.DecideRequest{
+			Event: &arbiterv1.Event{Id: fmt.Sprintf("ev-%d", i), Type: arbiterv1.EventType_EVENT_TYPE_PAYMENT_FAILED,
+				Payment: &arbiterv1.PaymentFailure{DeclineCode: "51", Network: arbiterv1.CardNetwork_CARD_NETWORK_VISA, AmountMinor: 999,
+					Currency: "GBP", Acquirer: "acq-a", CardRef: "tok-1", Initiator: arbiterv1.Initiator_INITIATOR_MERCHANT, MerchantId: "m-1"}},
+			Customer: &arbiterv1.Customer{Id: fmt.Sprintf("rc-%d", i), Timezone: "UTC"},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		arms[resp.GetExperiment().GetArm()]++
+		if paid == "" && resp.GetExperiment().GetArm() == "champion" {
+			paid = resp.GetDecisionId()
+		}
+	}
+	if paid == "" {
+		t.Fatalf("no customer in the champion arm among 40: arms %v", arms)
+	}
+	if _, err := dc.RecordOutcome(t.Context(), &arbiterv1.RecordOutcomeRequest{DecisionId: paid, Outcome: arbiterv1.Outcome_OUTCOME_PAID}); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := run(t.Context(), []string{"report", "--experiment", "retry-backoff-2026q4", "--redis", "redis://" + redisAddr},
+		noEnv, nil, &out, io.Discard); err != nil {
+		t.Fatalf("report --redis: %v", err)
+	}
+	for arm, n := range arms {
+		if want := fmt.Sprintf("%s  ", arm); !strings.Contains(out.String(), want) || n == 0 {
+			t.Errorf("report --redis lacks arm %s (%d customers):\n%s", arm, n, out.String())
+		}
+	}
+	champ := fmt.Sprintf("%.1f%%", 100/float64(arms["champion"]))
+	if !strings.Contains(out.String(), champ) {
+		t.Errorf("report --redis = \n%s\nwant the champion's recovery rate %s (one payment)", out.String(), champ)
 	}
 }
