@@ -127,10 +127,10 @@ func (s *Server) decide(ctx context.Context, req *arbiterv1.DecideRequest, start
 		var loaded featurestore.Loaded
 		t0 := time.Now()
 		loaded, err := storeDo(s, sctx, opLoad, c.in.Customer.ID, func(ctx context.Context) (featurestore.Loaded, error) {
-			if nl, ok := s.store.(narrowLoader); ok {
+			if s.narrow != nil {
 				// Only what the decision reads of the ledger and history is built.
 				payment, card := decision.NarrowedLedger(&c.in.Event)
-				return nl.LoadNarrow(ctx, c.in.Customer.ID, c.in.Event.ID, now, featurestore.Narrowing{Payment: payment, CardRef: card})
+				return s.narrow.LoadNarrow(ctx, c.in.Customer.ID, c.in.Event.ID, now, featurestore.Narrowing{Payment: payment, CardRef: card})
 			}
 			return s.store.Load(ctx, c.in.Customer.ID, c.in.Event.ID, now)
 		})

@@ -76,6 +76,7 @@ type Server struct {
 
 	store    Store
 	sharded  ShardedStore // store, when it is sharded
+	narrow   narrowLoader // store, when it loads narrowed states
 	policies *rollout.Holder
 	opts     options
 	metrics  *metrics
@@ -222,10 +223,12 @@ func New(store Store, policies *rollout.Holder, opts ...Option) *Server {
 		m, _ = newMetrics(metricnoop.NewMeterProvider())
 	}
 	sharded, _ := store.(ShardedStore)
+	narrow, _ := store.(narrowLoader)
 	_, inProcess := store.(*featurestore.Memory)
 	return &Server{
 		store:    store,
 		sharded:  sharded,
+		narrow:   narrow,
 		detach:   !inProcess,
 		policies: policies,
 		opts:     o,
