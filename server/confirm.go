@@ -3,16 +3,12 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
-	"google.golang.org/protobuf/proto"
-
-	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
-
 	"github.com/arbiter-dev/arbiter/decision"
 	"github.com/arbiter-dev/arbiter/featurestore"
+	arbiterv1 "github.com/arbiter-dev/arbiter/gen/arbiter/v1"
 	"github.com/arbiter-dev/arbiter/rpcstatus"
 )
 
@@ -154,9 +150,8 @@ func (s *Server) readForConfirm(ctx context.Context, id string, now time.Time) (
 	if err != nil {
 		return nil, nil, st, false, err
 	}
-	rec = &arbiterv1.DecisionRecord{}
-	if err := proto.Unmarshal(read.Record, rec); err != nil {
-		return nil, nil, st, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	if rec, err = decodeRecord(id, read.Record); err != nil {
+		return nil, nil, st, false, err
 	}
 	haveState = read.CustomerID != "" && read.CustomerID == rec.GetCustomerId()
 	return rec, read.Outcomes, read.State, haveState, nil

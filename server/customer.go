@@ -13,7 +13,6 @@ import (
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/arbiter-dev/arbiter/archive"
 	"github.com/arbiter-dev/arbiter/decision"
@@ -156,9 +155,9 @@ func (s *Server) exportArchived(ctx context.Context, a Archive, cust string, see
 		if _, dup := seen[r.DecisionID]; dup || len(resp.Decisions)+len(recs) == maxExportDecisions {
 			continue
 		}
-		rec := &arbiterv1.DecisionRecord{}
-		if err := proto.Unmarshal(r.Body, rec); err != nil {
-			return fmt.Errorf("%w: archived record %s: %v", featurestore.ErrCorrupt, r.DecisionID, err)
+		rec, err := decodeRecord(r.DecisionID, r.Body)
+		if err != nil {
+			return err
 		}
 		recs, ids = append(recs, rec), append(ids, r.DecisionID)
 	}
@@ -175,9 +174,7 @@ func (s *Server) exportArchived(ctx context.Context, a Archive, cust string, see
 	}
 	for _, o := range outs {
 		if rec := byID[o.DecisionID]; rec != nil {
-			rec.Outcomes = append(rec.Outcomes, &arbiterv1.OutcomeRecord{
-				Outcome: arbiterv1.Outcome(arbiterv1.Outcome_value[o.Outcome]), OccurredAt: ts(o.OccurredAt), RecordedAt: ts(o.RecordedAt),
-			})
+			rec.Outcomes = append(rec.Outcomes, toOutcomeRecord(fromArchivedOutcome(o)))
 		}
 	}
 	resp.Decisions = append(resp.Decisions, recs...)

@@ -87,9 +87,7 @@ func (s *Server) decisionRecord(ctx context.Context, id string) (*arbiterv1.Deci
 		return nil, err
 	}
 	for _, o := range outs {
-		rec.Outcomes = append(rec.Outcomes, &arbiterv1.OutcomeRecord{
-			Outcome: arbiterv1.Outcome(o.Outcome), OccurredAt: ts(o.OccurredAt), RecordedAt: ts(o.RecordedAt),
-		})
+		rec.Outcomes = append(rec.Outcomes, toOutcomeRecord(o))
 	}
 	confs, err := storeDoDecision(s, ctx, opConfirm, id, func(ctx context.Context) ([]featurestore.StoredConfirmation, error) {
 		return s.store.Confirmations(ctx, id)
@@ -122,9 +120,8 @@ func (s *Server) getDecision(ctx context.Context, id string) (rec *arbiterv1.Dec
 	if err != nil {
 		return nil, nil, false, err
 	}
-	rec = &arbiterv1.DecisionRecord{}
-	if err := proto.Unmarshal(got.raw, rec); err != nil {
-		return nil, nil, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	if rec, err = decodeRecord(id, got.raw); err != nil {
+		return nil, nil, false, err
 	}
 	return rec, got.outs, false, nil
 }
@@ -143,9 +140,8 @@ func (s *Server) pastStore(ctx context.Context, id string) (rec *arbiterv1.Decis
 	if err != nil {
 		return nil, nil, false, err
 	}
-	rec = &arbiterv1.DecisionRecord{}
-	if err := proto.Unmarshal(raw, rec); err != nil {
-		return nil, nil, false, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	if rec, err = decodeRecord(id, raw); err != nil {
+		return nil, nil, false, err
 	}
 	return rec, outs, true, nil
 }
@@ -162,8 +158,28 @@ func (s *Server) archivedDecision(ctx context.Context, id string) ([]byte, []fea
 	}
 	outs := make([]featurestore.StoredOutcome, 0, len(aouts))
 	for _, o := range aouts {
-		outs = append(outs, featurestore.StoredOutcome{Outcome: decision.Outcome(arbiterv1.Outcome_value[o.Outcome]),
-			OccurredAt: o.OccurredAt, RecordedAt: o.RecordedAt})
+		outs = append(outs, fromArchivedOutcome(o))
 	}
 	return rec.Body, outs, nil
+}
+
+// fromArchivedOutcome is an archived outcome as the store returns one.
+func fromArchivedOutcome(o archive.Outcome) featurestore.StoredOutcome {
+	return featurestore.StoredOutcome{Outcome: decision.Outcome(arbiterv1.Outcome_value[o.Outcome]),
+		OccurredAt: o.OccurredAt, RecordedAt: o.RecordedAt}
+}
+
+// toOutcomeRecord is a stored outcome as a record shows it.
+func toOutcomeRecord(o featurestore.StoredOutcome) *arbiterv1.OutcomeRecord {
+	return &arbiterv1.OutcomeRecord{Outcome: arbiterv1.Outcome(o.Outcome), OccurredAt: ts(o.OccurredAt), RecordedAt: ts(o.RecordedAt)}
+}
+
+// decodeRecord decodes the stored record of decision id; one that does not decode is
+// featurestore.ErrCorrupt.
+func decodeRecord(id string, raw []byte) (*arbiterv1.DecisionRecord, error) {
+	rec := &arbiterv1.DecisionRecord{}
+	if err := proto.Unmarshal(raw, rec); err != nil {
+		return nil, fmt.Errorf("%w: decision record %s: %v", featurestore.ErrCorrupt, id, err)
+	}
+	return rec, nil
 }
