@@ -62,18 +62,24 @@ func TestParsePolicySyntaxError(t *testing.T) {
 			for n, c := range tc.files {
 				files[n] = []byte(c)
 			}
-			_, err := ParsePolicy(files)
-			if !errors.Is(err, ErrInvalidBundle) {
-				t.Fatalf("ParsePolicy() error = %v, want ErrInvalidBundle", err)
-			}
-			var got []string
-			for _, be := range BundleErrors(err) {
-				got = append(got, be.Error())
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("ParsePolicy() errors mismatch (-want +got):\n%s", diff)
-			}
+			checkBundleErrors(t, files, tc.want)
 		})
+	}
+}
+
+// checkBundleErrors parses files and checks that they fail with exactly the errors want.
+func checkBundleErrors(t *testing.T, files map[string][]byte, want []string) {
+	t.Helper()
+	_, err := ParsePolicy(files)
+	if !errors.Is(err, ErrInvalidBundle) {
+		t.Fatalf("ParsePolicy() error = %v, want ErrInvalidBundle", err)
+	}
+	var got []string
+	for _, be := range BundleErrors(err) {
+		got = append(got, be.Error())
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ParsePolicy() errors mismatch (-want +got):\n%s", diff)
 	}
 }
 

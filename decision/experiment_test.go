@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -51,15 +50,7 @@ func TestChampionChallengerExample(t *testing.T) {
 	if n := len(p.Tests()); n < 10 {
 		t.Errorf("the example ships %d test cases, want at least 10", n)
 	}
-	for i := range p.Tests() {
-		tc := &p.Tests()[i]
-		t.Run(tc.Name, func(t *testing.T) {
-			r := p.RunTest(context.Background(), tc)
-			if !r.Passed() {
-				t.Errorf("%s: %s\n%s", tc.File, strings.Join(r.Failures, "\n"), describeResult(r.Result))
-			}
-		})
-	}
+	runBundleTests(t, p)
 }
 
 // TestExperimentBucket pins the assignment scheme: changing it moves customers between arms
@@ -622,17 +613,7 @@ func TestExperimentLoadErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParsePolicy(map[string][]byte{"bundle.yaml": []byte(head + tc.exps)})
-			if !errors.Is(err, ErrInvalidBundle) {
-				t.Fatalf("ParsePolicy() error = %v, want ErrInvalidBundle", err)
-			}
-			var got []string
-			for _, be := range BundleErrors(err) {
-				got = append(got, be.Error())
-			}
-			if diff := cmp.Diff(tc.want, got); diff != "" {
-				t.Errorf("ParsePolicy() errors mismatch (-want +got):\n%s", diff)
-			}
+			checkBundleErrors(t, map[string][]byte{"bundle.yaml": []byte(head + tc.exps)}, tc.want)
 		})
 	}
 }

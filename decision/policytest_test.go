@@ -14,6 +14,12 @@ func TestDefaultPolicy(t *testing.T) {
 	if n := len(p.Tests()); n < 40 {
 		t.Errorf("default policy ships %d test cases, want at least 40", n)
 	}
+	runBundleTests(t, p)
+}
+
+// runBundleTests runs p's own test cases as subtests.
+func runBundleTests(t *testing.T, p *Policy) {
+	t.Helper()
 	for i := range p.Tests() {
 		tc := &p.Tests()[i]
 		t.Run(tc.Name, func(t *testing.T) {
