@@ -38,8 +38,11 @@ func (a *Archive) Erase(ctx context.Context, e Erasure) (Erasure, error) {
 	if err := a.usable("erase"); err != nil {
 		return Erasure{}, err
 	}
-	if err := validText("customer id", e.CustomerID); err != nil || e.CustomerID == "" {
+	if e.CustomerID == "" {
 		return Erasure{}, fmt.Errorf("erase: %w: customer id required", ErrInvalid)
+	}
+	if err := validText("customer id", e.CustomerID); err != nil {
+		return Erasure{}, fmt.Errorf("erase: %w", err)
 	}
 	for _, s := range []string{e.Actor, e.Reason} {
 		if err := validText("erasure", s); err != nil {

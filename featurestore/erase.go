@@ -3,7 +3,6 @@ package featurestore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -130,7 +129,7 @@ func checkErasure(e *Erasure) error {
 		return err
 	}
 	if e.At.IsZero() {
-		return errors.New("erase customer: time required")
+		return fmt.Errorf("erase customer: %w: time required", ErrInvalid)
 	}
 	return nil
 }
