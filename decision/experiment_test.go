@@ -688,20 +688,18 @@ experiments:
 	in.Customer.ID = customerIn(t, p, "x", ChampionArm)
 	outside := testInput(EventInboundContact)
 	outside.Customer.ID = ""
-	// The least of five measurements: under the race detector sync.Pool drops a share of what
-	// is put back at random, and the engine's pooled scratch space is then allocated again.
 	decide := func(in *Input) float64 {
-		least := math.Inf(1)
-		for range 5 {
-			least = min(least, testing.AllocsPerRun(200, func() {
-				if _, err := p.Decide(ctx, in); err != nil {
-					t.Fatal(err)
-				}
-			}))
-		}
-		return least
+		return testing.AllocsPerRun(200, func() {
+			if _, err := p.Decide(ctx, in); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
-	if got, base := decide(in), decide(outside); got > base {
+	slack := 0.0
+	if raceEnabled {
+		slack = 1 // the engine's pooled scratch space is allocated again at random
+	}
+	if got, base := decide(in), decide(outside); got > base+slack {
 		t.Errorf("Decide allocates %v times in the experiment, %v outside it; want no more", got, base)
 	}
 }
