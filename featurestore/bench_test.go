@@ -156,3 +156,49 @@ func BenchmarkRedisPutFeaturesBatch(b *testing.B) {
 	b.ReportMetric(float64((self1-self0).Microseconds())/float64(n), "client-cpu-µs/customer")
 	b.ReportMetric(float64((server1-server0).Microseconds())/float64(n), "redis-cpu-µs/customer")
 }
+
+// BenchmarkRedisRoundTripFloor is BenchmarkRedisLoadCommitParallel's shape with the work taken
+// out: per op, the same two round trips from the same client (a MULTI/EXEC of one GET, then
+// an EVALSHA of a script that returns at once), 32 in flight. What it costs Redis and the
+// client is the floor of a Decide that reads its state and commits its effects in two round
+// trips, whatever its commands; the difference to BenchmarkRedisLoadCommitParallel is what
+// the commands themselves cost (docs/perf-log/2026-12.md, "the design's floor").
+func BenchmarkRedisRoundTripFloor(b *testing.B) {
+	addr := redistest.Start(b)
+	client, err := featurestore.Dial("redis://" + addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer client.Close()
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	ctx := context.Background()
+	noop := redis.NewScript(`return {0}`)
+	if err := noop.Load(ctx, client).Err(); err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	self0, server0 := featurestore.CPUTimes(b, raw)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := "{c" + strconv.Itoa(int(next.Add(1)%1000)) + "}:v"
+			if _, err := client.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				p.Get(ctx, k)
+				return nil
+			}); err != nil && err != redis.Nil {
+				b.Error(err)
+				return
+			}
+			if err := noop.EvalSha(ctx, client, []string{k}).Err(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	self1, server1 := featurestore.CPUTimes(b, raw)
+	n := float64(next.Load())
+	b.ReportMetric(float64((self1-self0).Microseconds())/n, "client-cpu-µs/op")
+	b.ReportMetric(float64((server1-server0).Microseconds())/n, "redis-cpu-µs/op")
+}
