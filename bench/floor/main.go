@@ -4,7 +4,8 @@
 // `arbiter serve --redis` dials it, and answers a fixed SUPPRESS. Driven by `arbiter
 // loadtest --skip-seed`, the CPU it and Redis use per call is the floor of any Decide that
 // reads its customer's state and commits its effects in two round trips over gRPC, on that
-// machine, whatever its commands (docs/perf-log/2026-12.md, "the design's floor").
+// machine, whatever its commands. SIGUSR1 prints the calls answered and the bytes allocated
+// so far (docs/perf-log/2026-12.md, "the design's floor").
 //
 //	go run ./bench/floor --redis redis://127.0.0.1:6379 --grpc-addr 127.0.0.1:50051
 package main
@@ -13,8 +14,14 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log"
 	"net"
+	"os"
+	"os/signal"
+	"runtime"
+	"sync/atomic"
+	"syscall"
 
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
@@ -33,6 +40,7 @@ var noop = redis.NewScript(`return {0}`)
 type floor struct {
 	arbiterv1.UnimplementedDecisionServiceServer
 	client redis.UniversalClient
+	calls  atomic.Int64
 }
 
 func (f *floor) Decide(ctx context.Context, req *arbiterv1.DecideRequest) (*arbiterv1.DecideResponse, error) {
@@ -50,6 +58,7 @@ func (f *floor) Decide(ctx context.Context, req *arbiterv1.DecideRequest) (*arbi
 	if err := noop.EvalSha(ctx, f.client, []string{k}).Err(); err != nil {
 		return nil, status.Error(codes.Unavailable, err.Error())
 	}
+	f.calls.Add(1)
 	return &arbiterv1.DecideResponse{
 		DecisionId: req.GetEvent().GetId(),
 		Action:     arbiterv1.Action_ACTION_SUPPRESS,
@@ -73,7 +82,19 @@ func main() {
 		log.Fatal(err)
 	}
 	s := grpc.NewServer()
-	arbiterv1.RegisterDecisionServiceServer(s, &floor{client: client})
+	f := &floor{client: client}
+	arbiterv1.RegisterDecisionServiceServer(s, f)
+	// SIGUSR1 prints the calls answered and the bytes allocated so far: two readings give the
+	// bytes allocated per call between them.
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			var m runtime.MemStats
+			runtime.ReadMemStats(&m)
+			fmt.Printf("calls=%d alloc_bytes=%d\n", f.calls.Load(), m.TotalAlloc)
+		}
+	}()
 	healthpb.RegisterHealthServer(s, health.NewServer()) // arbiter loadtest waits for SERVING
 	log.Fatal(s.Serve(lis))
 }
