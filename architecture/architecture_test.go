@@ -42,11 +42,13 @@ var layers = map[string][]string{
 	"loadtest":        {"decision", "gen/arbiter/v1"},
 	"console":         {"guard", "gen/arbiter/v1", "gen/openapi"},
 	"cmd/arbiter":     nil, // main wires everything: no restriction
+	"bench/floor":     {"featurestore", "gen/arbiter/v1"},
 }
 
 // redisSpeakers are the only packages whose code may import a Redis client: the stores keep
 // every key, script and error of Redis to themselves.
-var redisSpeakers = []string{"featurestore", "featurestore/redistest", "policystore"}
+// bench/floor measures the Redis round trips themselves, with none of the stores' commands.
+var redisSpeakers = []string{"featurestore", "featurestore/redistest", "policystore", "bench/floor"}
 
 // postgresSpeakers are the only packages whose code may import a PostgreSQL driver.
 var postgresSpeakers = []string{"archive", "archive/archivetest"}
