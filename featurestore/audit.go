@@ -74,6 +74,9 @@ type AuditStats struct {
 	// retention, WithRetention) before the entry was exported: the record is gone. A non-zero
 	// value means the exporter fell behind the retention.
 	Expired int
+	// Erased is the number of entries whose decision was erased (EraseCustomer) before the
+	// entry was exported: the record is gone by design, and nothing is delivered for it.
+	Erased int
 	// Trimmed is the number of exported entries removed from the streams by the retention.
 	Trimmed int
 }
@@ -213,6 +216,7 @@ func (e *AuditExporter) Run(ctx context.Context) (AuditStats, error) {
 		total.Delivered += s.Delivered
 		total.Lost += s.Lost
 		total.Expired += s.Expired
+		total.Erased += s.Erased
 		total.Trimmed += s.Trimmed
 		if ctx.Err() != nil {
 			return total, nil
@@ -578,8 +582,9 @@ func auditEntryOf(m redis.XMessage) (AuditEntry, error) {
 }
 
 // fetchRecords reads, in one pipeline, the decision records of the entries that do not carry
-// theirs, and returns the entries that have a record: an entry whose record expired before it
-// was exported is dropped and counted in st.Expired.
+// theirs, and returns the entries that have a record: an entry whose record is gone is dropped
+// and counted in st.Erased when its decision was erased (the bucket's erased set names it; one
+// more round trip, only when records are missing), else in st.Expired.
 func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []AuditEntry, st *AuditStats) ([]AuditEntry, error) {
 	var need []int
 	for i := range entries {
@@ -600,11 +605,12 @@ func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []Audi
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return nil, auditErr("read decision records", err)
 	}
+	var gone []int
 	for k, i := range need {
 		rec, err := cmds[k].(*redis.StringCmd).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
-			st.Expired++
+			gone = append(gone, i)
 			continue
 		case err != nil:
 			return nil, auditErr("read decision records", err)
@@ -613,6 +619,11 @@ func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []Audi
 		}
 		entries[i].Record = []byte(rec)
 	}
+	if len(gone) > 0 {
+		if err := countGone(ctx, rdb, entries, gone, st); err != nil {
+			return nil, err
+		}
+	}
 	out := entries[:0]
 	for _, e := range entries {
 		if e.Record != nil || e.Outcome != nil {
@@ -620,6 +631,31 @@ func fetchRecords(ctx context.Context, rdb redis.UniversalClient, entries []Audi
 		}
 	}
 	return out, nil
+}
+
+// countGone counts the entries at gone, whose records are gone, as erased or expired.
+func countGone(ctx context.Context, rdb redis.UniversalClient, entries []AuditEntry, gone []int, st *AuditStats) error {
+	cmds, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, i := range gone {
+			b, _ := bucketOfDecisionID(entries[i].DecisionID) // checked by auditEntryOf
+			p.ZScore(ctx, key(keyErased, b, "", ""), entries[i].DecisionID)
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return auditErr("read erased decisions", err)
+	}
+	for _, c := range cmds {
+		switch err := c.Err(); {
+		case err == nil:
+			st.Erased++
+		case errors.Is(err, redis.Nil):
+			st.Expired++
+		default:
+			return auditErr("read erased decisions", err)
+		}
+	}
+	return nil
 }
 
 // minStreamID returns the smaller of two stream ids "ms-seq".

@@ -344,3 +344,64 @@ func TestAuditExporterReadsCommittedRecords(t *testing.T) {
 		t.Errorf("Drain stats = %+v, want 1 expired and %d delivered", st, len(ids)-1)
 	}
 }
+
+// TestAuditExporterCountsErasedRecords: a decision whose customer was erased before the
+// export has no record left; the exporter counts it as Erased, not Expired, and delivers
+// nothing for it. A record that is gone without an erasure is still Expired.
+func TestAuditExporterCountsErasedRecords(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts redis-server")
+	}
+	addr := redistest.Start(t)
+	client, err := featurestore.Dial("redis://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := featurestore.NewRedis(client)
+	t.Cleanup(func() { store.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := t.Context()
+	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
+
+	commit := func(cust, event string) string {
+		t.Helper()
+		id := featurestore.NewDecisionID(cust, now)
+		rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, CustomerId: cust})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := store.Commit(ctx, &featurestore.Commit{CustomerID: cust, EventID: event, DecisionID: id, Now: now, Record: rec,
+			Summary: decision.DecisionSummary{DecisionID: id, EventID: event, EventType: decision.EventInvoiceOverdue,
+				Action: decision.ActionSuppress, DecidedAt: now}}); err != nil {
+			t.Fatal(err)
+		}
+		return id
+	}
+	erasedIDs := []string{commit("cust-erased", "ev-1"), commit("cust-erased", "ev-2")}
+	expired := commit("cust-expired", "ev-1")
+	kept := commit("cust-kept", "ev-1")
+
+	e := &featurestore.Erasure{CustomerID: "cust-erased", At: now.Add(time.Minute), Actor: "dpo", Reason: "test"}
+	if err := store.EraseCustomer(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Erased["decisions"]; got != 2 {
+		t.Fatalf("EraseCustomer erased %d decision records, want 2", got)
+	}
+	if err := rdb.Del(ctx, "{b:"+expired[:2]+"}:d:"+expired).Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	sink := newMemSink()
+	st, err := featurestore.NewAuditExporter(rdb, sink).Drain(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(wantOnce([]string{kept}), sink.got); diff != "" {
+		t.Errorf("Drain exported (-want +got):\n%s", diff)
+	}
+	if st.Erased != len(erasedIDs) || st.Expired != 1 || st.Delivered != 1 {
+		t.Errorf("Drain stats = %+v, want %d erased, 1 expired, 1 delivered", st, len(erasedIDs))
+	}
+}

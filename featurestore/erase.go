@@ -141,7 +141,9 @@ func checkErasure(e *Erasure) error {
 // Erasing a customer the store does not know leaves a tombstone with zero counts.
 //
 // It reads first (the state and, by SCAN on the customer's node, the event keys), then
-// deletes in one MULTI/EXEC. A feature written in between survives: it came after the
+// deletes in one MULTI/EXEC, which also notes the erased decision ids in the bucket's erased
+// set for the retention, so that the audit exporter counts their records as Erased, not
+// Expired. A feature written in between survives: it came after the
 // erasure. SCAN walks the node's whole keyspace, so an erasure costs time in proportion to
 // the keys of the node, not of the customer.
 func (r *Redis) EraseCustomer(ctx context.Context, e *Erasure) error {
@@ -180,6 +182,19 @@ func (r *Redis) EraseCustomer(ctx context.Context, e *Erasure) error {
 			if len(ks) > 0 {
 				dels[i] = p.Del(ctx, ks...)
 			}
+		}
+		if len(e.DecisionIDs) > 0 {
+			// The audit stream may still name these decisions: the exporter and the relay
+			// find their records gone, and tell an erasure from an expiry by this set.
+			erased := key(keyErased, k.bucket, "", "")
+			at := ms(e.At)
+			members := make([]redis.Z, len(e.DecisionIDs))
+			for i, id := range e.DecisionIDs {
+				members[i] = redis.Z{Score: float64(at), Member: id}
+			}
+			p.ZAdd(ctx, erased, members...)
+			p.ZRemRangeByScore(ctx, erased, "-inf", "("+itoa(at-durMS(r.opts.retention)))
+			p.PExpire(ctx, erased, r.opts.retention)
 		}
 		return nil
 	})

@@ -26,6 +26,7 @@ import (
 //	{b:XX}:o:<decision_id>                 outcomes hash
 //	{b:XX}:n:<decision_id>                 confirmations list (Confirm), oldest first
 //	{b:XX}:audit                           the bucket's audit stream
+//	{b:XX}:erased                          decisions erased (EraseCustomer) within the retention, zset (score: ms)
 //
 // XX is fnv-1a-32(customer_id) % 256 in two lowercase hex digits. In keys, a customer id has
 // '%' and ':' percent-encoded ("%25", "%3A"), so no customer id can end where another
@@ -49,6 +50,7 @@ const (
 	keyAudit
 	keyConfirmations
 	keyErasures
+	keyErased
 	// keyEventPrefix is "{b:XX}:c:<customer_id>:e:", the prefix of the customer's event keys.
 	keyEventPrefix
 	// keyDecisionPrefix is "{b:XX}:d:", which the scripts complete with a stored decision id.
@@ -108,6 +110,8 @@ func key(kind keyKind, b bucket, customerID, id string) string {
 		return tag + ":c:" + customerID + ":e:"
 	case keyAudit:
 		return tag + ":audit"
+	case keyErased:
+		return tag + ":erased"
 	case keyDecisionPrefix:
 		return tag + ":d:"
 	}

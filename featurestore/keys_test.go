@@ -32,6 +32,7 @@ func TestKeySchema(t *testing.T) {
 		{keyDecision, "d1", tag + ":d:d1"},
 		{keyOutcomes, "d1", tag + ":o:d1"},
 		{keyAudit, "", tag + ":audit"},
+		{keyErased, "", tag + ":erased"},
 		{keyDecisionPrefix, "", tag + ":d:"},
 	}
 	for _, tt := range tests {

@@ -320,6 +320,11 @@ func (r *Relay) Run(ctx context.Context) {
 			r.o.logger.LogAttrs(ctx, slog.LevelError, "decision records left Redis before the archive had them",
 				slog.Int("lost", st.Lost), slog.Int("expired", st.Expired))
 		}
+		if st.Erased > 0 {
+			// Their customers were erased before the relay got to them: nothing to archive.
+			r.o.logger.LogAttrs(ctx, slog.LevelInfo, "decisions erased before they were archived; not archived",
+				slog.Int("erased", st.Erased))
+		}
 		r.mu.Lock()
 		r.lastErr = err
 		if err == nil {

@@ -1,9 +1,12 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -94,6 +97,7 @@ type fakeDrainer struct {
 	mu      sync.Mutex
 	failing bool
 	drains  int
+	stats   featurestore.AuditStats // what a successful drain reports
 }
 
 func (d *fakeDrainer) Drain(context.Context) (featurestore.AuditStats, error) {
@@ -103,7 +107,13 @@ func (d *fakeDrainer) Drain(context.Context) (featurestore.AuditStats, error) {
 	if d.failing {
 		return featurestore.AuditStats{}, fmt.Errorf("append: %w (test)", archive.ErrUnavailable)
 	}
-	return featurestore.AuditStats{}, nil
+	return d.stats, nil
+}
+
+func (d *fakeDrainer) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.drains
 }
 
 func (d *fakeDrainer) set(failing bool) {
@@ -136,5 +146,63 @@ func TestRelayLag(t *testing.T) {
 			t.Fatalf("Lag(), Err() after the archive is back = %v, %v; want under 100ms, nil", r.Lag(), r.Err())
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for the relay's goroutine and the test's.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestRelayLogsErasedApart: records gone because their customer was erased are logged at
+// INFO, not as the ERROR of records that left Redis before the archive had them, which stays
+// for expired and lost ones.
+func TestRelayLogsErasedApart(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		stats     featurestore.AuditStats
+		wantError bool
+		wantInfo  string
+	}{
+		{"erased", featurestore.AuditStats{Delivered: 3, Erased: 2}, false, `"erased":2`},
+		{"expired", featurestore.AuditStats{Delivered: 3, Expired: 1}, true, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := &fakeDrainer{stats: tt.stats}
+			var logs lockedBuffer
+			r, err := New(d, nil, WithPoll(time.Millisecond), WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(t.Context())
+			done := make(chan struct{})
+			go func() { defer close(done); r.Run(ctx) }()
+			deadline := time.Now().Add(10 * time.Second)
+			for d.count() < 2 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			cancel()
+			<-done
+			out := logs.String()
+			if got := strings.Contains(out, `"level":"ERROR"`); got != tt.wantError {
+				t.Errorf("an ERROR logged = %v, want %v; logs:\n%s", got, tt.wantError, out)
+			}
+			if tt.wantInfo != "" && !strings.Contains(out, tt.wantInfo) {
+				t.Errorf("logs lack %s:\n%s", tt.wantInfo, out)
+			}
+		})
 	}
 }

@@ -116,8 +116,8 @@ func runAuditExport(ctx context.Context, args []string, env func(string) string,
 	} else {
 		st, err = exp.Drain(ctx)
 	}
-	fmt.Fprintf(stdout, "audit export: %d new records written to %s (%d in the file before, %d deliveries, %d duplicates skipped, %d lost, %d expired, %d trimmed)\n",
-		sink.Len()-before, *to, before, st.Delivered, sink.Duplicates, st.Lost, st.Expired, st.Trimmed)
+	fmt.Fprintf(stdout, "audit export: %d new records written to %s (%d in the file before, %d deliveries, %d duplicates skipped, %d lost, %d expired, %d erased, %d trimmed)\n",
+		sink.Len()-before, *to, before, st.Delivered, sink.Duplicates, st.Lost, st.Expired, st.Erased, st.Trimmed)
 	if err != nil {
 		return fmt.Errorf("audit export: %w", err)
 	}
