@@ -2,6 +2,7 @@ package decision
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"cel.dev/cel-go/cel"
@@ -32,7 +33,10 @@ func (p *Policy) Lint() []string {
 //     matches and that the guardrails never block outranks it in arbitration (see
 //     docs/policies.md: priority, then action, then position). A rule always matches when
 //     it has no `when`, or when its `when` folds to the constant true ("true", "1 == 1",
-//     "true || features.x"); only ESCALATE and SUPPRESS candidates are never blocked;
+//     "true || features.x"); only ESCALATE and SUPPRESS candidates are never blocked. An
+//     experiment arm that replaces or removes rules is checked with its own arbitration
+//     order, on the experiment's event types, for rules that can never win there but can in
+//     the bundle;
 //   - a MESSAGE rule of purpose SERVICE whose template or reason codes suggest promotion
 //     (a word such as promo, offer, discount, checkout, cart, upsell: see promotionalWords):
 //     direct marketing needs purpose MARKETING (docs/guardrails.md, "Message purposes"). A rule
@@ -62,18 +66,54 @@ func (p *Policy) LintFindings() []BundleError {
 		}
 	}
 	always := p.alwaysMatching()
+	everyEvent := func(EventType) bool { return true }
+	bundleNever := neverWins(&p.byEvent, p.rules, always, everyEvent)
 	for _, r := range p.rules {
+		if shadow, ok := bundleNever[r]; ok {
+			out = append(out, BundleError{File: r.file, Line: r.line, Rule: r.id,
+				Msg: fmt.Sprintf("rule %s can never win: rule %s always matches, ranks higher and is never blocked", r.id, shadow.id)})
+		}
+	}
+	// An arm that replaces or removes rules arbitrates with its own index, on the
+	// experiment's event types: a rule can lose there that wins in the bundle.
+	for _, e := range p.experiments {
+		covered := func(t EventType) bool { return p.expByEvent[t] == e }
+		for _, a := range e.arms {
+			if a.byEvent == nil {
+				continue
+			}
+			rules := armRules(a)
+			for _, r := range rules {
+				shadow, ok := neverWins(a.byEvent, []*rule{r}, always, covered)[r]
+				if !ok {
+					continue
+				}
+				if _, known := bundleNever[r]; known {
+					continue // reported for the bundle already
+				}
+				out = append(out, BundleError{File: r.file, Line: r.line, Rule: r.id,
+					Msg: fmt.Sprintf("experiment %s, arm %s: rule %s can never win: rule %s always matches, ranks higher and is never blocked",
+						e.id, a.name, r.id, shadow.id)})
+			}
+		}
+	}
+	return out
+}
+
+// neverWins returns, for each rule of rules that applies to at least one event type that on
+// accepts and that on every one of them ranks below a rule that always matches and is never
+// blocked (ESCALATE or SUPPRESS), such a rule, in the arbitration order byEvent.
+func neverWins(byEvent *[eventTypeCount][]ruleSlot, rules []*rule, always map[*rule]bool, on func(EventType) bool) map[*rule]*rule {
+	out := make(map[*rule]*rule)
+	for _, r := range rules {
 		var shadow *rule
 		applies, shadowedOn := 0, 0
 		for t := EventType(1); t < eventTypeCount; t++ {
-			slots := p.byEvent[t]
-			idx := -1
-			for i := range slots {
-				if slots[i].r == r {
-					idx = i
-					break
-				}
+			if !on(t) {
+				continue
 			}
+			slots := byEvent[t]
+			idx := slices.IndexFunc(slots, func(s ruleSlot) bool { return s.r == r })
 			if idx < 0 {
 				continue
 			}
@@ -88,21 +128,41 @@ func (p *Policy) LintFindings() []BundleError {
 			}
 		}
 		if applies > 0 && shadowedOn == applies {
-			out = append(out, BundleError{File: r.file, Line: r.line, Rule: r.id,
-				Msg: fmt.Sprintf("rule %s can never win: rule %s always matches, ranks higher and is never blocked", r.id, shadow.id)})
+			out[r] = shadow
 		}
 	}
 	return out
 }
 
-// alwaysMatching returns the rules whose condition is always true: no `when`, or a `when`
-// that constant folding reduces to true. Lint compiles the conditions again to fold them;
+// armRules returns the rules arm a arbitrates with, each once, in the order of its index.
+func armRules(a *arm) []*rule {
+	var out []*rule
+	seen := make(map[*rule]bool)
+	for t := EventType(1); t < eventTypeCount; t++ {
+		for _, s := range a.byEvent[t] {
+			if !seen[s.r] {
+				seen[s.r] = true
+				out = append(out, s.r)
+			}
+		}
+	}
+	return out
+}
+
+// alwaysMatching returns the rules, the bundle's and the experiment arms' replacements, whose
+// condition is always true: no `when`, or a `when` that constant folding reduces to true. Lint compiles the conditions again to fold them;
 // evaluation never does.
 func (p *Policy) alwaysMatching() map[*rule]bool {
-	out := make(map[*rule]bool, len(p.rules))
+	rules := slices.Clone(p.rules)
+	for _, e := range p.experiments {
+		for _, a := range e.arms {
+			rules = append(rules, a.replace...)
+		}
+	}
+	out := make(map[*rule]bool, len(rules))
 	var env *cel.Env
 	var folder *cel.StaticOptimizer
-	for _, r := range p.rules {
+	for _, r := range rules {
 		if r.when == nil {
 			out[r] = true
 			continue

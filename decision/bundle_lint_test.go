@@ -160,3 +160,46 @@ func TestLintDefaultPolicyPurposes(t *testing.T) {
 		}
 	}
 }
+
+// TestLintExperimentArmNeverWins: an arm that replaces a rule with one that always matches
+// can shadow a rule that wins in the bundle; the finding names the arm, on the experiment's
+// event types only, and a rule that never wins in the bundle is not reported again per arm.
+func TestLintExperimentArmNeverWins(t *testing.T) {
+	p := mustParse(t, `id: t
+version: "1"
+tests:
+  - {name: a, now: 2026-03-10T12:00:00Z, event: {type: INBOUND_CONTACT}, expect: {action: ESCALATE}}
+rules:
+  - {id: gate, on: [CARD_EXPIRING, INVOICE_OVERDUE], when: "customer.vulnerable", priority: 10, action: SUPPRESS, reasons: [GATE]}
+  - {id: tell, on: [CARD_EXPIRING], action: MESSAGE, message: {template: card_expiring, purpose: SERVICE}, reasons: [CARD_EXPIRING]}
+  - {id: remind, on: [INVOICE_OVERDUE], action: MESSAGE, message: {template: invoice_overdue, purpose: SERVICE}, reasons: [OVERDUE]}
+  - {id: human, on: [INBOUND_CONTACT], action: ESCALATE, escalate: {queue: q}, reasons: [CONTACT]}
+  - {id: never, on: [INBOUND_CONTACT], action: MESSAGE, message: {template: t, purpose: SERVICE}, reasons: [NEVER]}
+experiments:
+  - id: x
+    on: [CARD_EXPIRING, INBOUND_CONTACT]
+    arms:
+      - {name: champion, weight: 1}
+      - name: strict
+        weight: 1
+        rules:
+          - {id: gate, on: [CARD_EXPIRING, INVOICE_OVERDUE], priority: 10, action: SUPPRESS, reasons: [GATE]}
+`)
+	var got []BundleError
+	for _, f := range p.LintFindings() {
+		if strings.Contains(f.Msg, "can never win") {
+			got = append(got, f)
+		}
+	}
+	// remind is shadowed in the arm's index too, but the arm decides only CARD_EXPIRING and
+	// INBOUND_CONTACT; never is shadowed by human in the bundle and in the arm alike.
+	want := []BundleError{
+		{File: "bundle.yaml", Line: 10, Rule: "never",
+			Msg: "rule never can never win: rule human always matches, ranks higher and is never blocked"},
+		{File: "bundle.yaml", Line: 7, Rule: "tell",
+			Msg: "experiment x, arm strict: rule tell can never win: rule gate always matches, ranks higher and is never blocked"},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("LintFindings() mismatch (-want +got):\n%s", diff)
+	}
+}

@@ -93,7 +93,8 @@ func policyLintHelp() help {
 		usage:   []string{"policy lint PATH [--format text|json|junit]"},
 		detail: `Every problem is reported with its file, line and rule, and the other files of the bundle
 are checked too. Warnings (the bundle still loads): a rule that can never win because an
-always-true ESCALATE or SUPPRESS rule outranks it on every event type it applies to, a
+always-true ESCALATE or SUPPRESS rule outranks it on every event type it applies to (also
+within an experiment arm that replaces or removes rules), a
 SERVICE message rule whose template or reasons suggest promotion (acknowledged with the rule
 field purpose_ack: "why"), and a bundle without test cases. Exit status 1 when the bundle is invalid; warnings alone exit 0.`,
 		examples: []string{
