@@ -301,32 +301,13 @@ func TestAuditExporterReadsCommittedRecords(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server")
 	}
-	addr := redistest.Start(t)
-	client, err := featurestore.Dial("redis://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := featurestore.NewRedis(client)
-	t.Cleanup(func() { store.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	store, rdb := auditStore(t)
 	ctx := t.Context()
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
 	var ids []string
 	for i := range 40 {
-		cust := fmt.Sprintf("cust-%d", i)
-		id := featurestore.NewDecisionID(cust, now)
-		rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, CustomerId: cust})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.Commit(ctx, &featurestore.Commit{CustomerID: cust, EventID: "ev", DecisionID: id, Now: now, Record: rec,
-			Summary: decision.DecisionSummary{DecisionID: id, EventID: "ev", EventType: decision.EventInvoiceOverdue,
-				Action: decision.ActionSuppress, DecidedAt: now}}); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, id)
+		ids = append(ids, commitSuppress(t, store, fmt.Sprintf("cust-%d", i), "ev", now))
 	}
 	// The first decision's record expires before the export.
 	if err := rdb.Del(ctx, "{b:"+ids[0][:2]+"}:d:"+ids[0]).Err(); err != nil {
@@ -352,35 +333,13 @@ func TestAuditExporterCountsErasedRecords(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts redis-server")
 	}
-	addr := redistest.Start(t)
-	client, err := featurestore.Dial("redis://" + addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	store := featurestore.NewRedis(client)
-	t.Cleanup(func() { store.Close() })
-	rdb := redis.NewClient(&redis.Options{Addr: addr})
-	t.Cleanup(func() { _ = rdb.Close() })
+	store, rdb := auditStore(t)
 	ctx := t.Context()
 	now := time.Date(2026, 3, 2, 10, 0, 0, 0, time.UTC)
 
-	commit := func(cust, event string) string {
-		t.Helper()
-		id := featurestore.NewDecisionID(cust, now)
-		rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, CustomerId: cust})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.Commit(ctx, &featurestore.Commit{CustomerID: cust, EventID: event, DecisionID: id, Now: now, Record: rec,
-			Summary: decision.DecisionSummary{DecisionID: id, EventID: event, EventType: decision.EventInvoiceOverdue,
-				Action: decision.ActionSuppress, DecidedAt: now}}); err != nil {
-			t.Fatal(err)
-		}
-		return id
-	}
-	erasedIDs := []string{commit("cust-erased", "ev-1"), commit("cust-erased", "ev-2")}
-	expired := commit("cust-expired", "ev-1")
-	kept := commit("cust-kept", "ev-1")
+	erasedIDs := []string{commitSuppress(t, store, "cust-erased", "ev-1", now), commitSuppress(t, store, "cust-erased", "ev-2", now)}
+	expired := commitSuppress(t, store, "cust-expired", "ev-1", now)
+	kept := commitSuppress(t, store, "cust-kept", "ev-1", now)
 
 	e := &featurestore.Erasure{CustomerID: "cust-erased", At: now.Add(time.Minute), Actor: "dpo", Reason: "test"}
 	if err := store.EraseCustomer(ctx, e); err != nil {
@@ -404,4 +363,35 @@ func TestAuditExporterCountsErasedRecords(t *testing.T) {
 	if st.Erased != len(erasedIDs) || st.Expired != 1 || st.Delivered != 1 {
 		t.Errorf("Drain stats = %+v, want %d erased, 1 expired, 1 delivered", st, len(erasedIDs))
 	}
+}
+
+// auditStore starts a redis-server and returns a store on it and a plain client.
+func auditStore(t *testing.T) (*featurestore.Redis, *redis.Client) {
+	t.Helper()
+	addr := redistest.Start(t)
+	client, err := featurestore.Dial("redis://" + addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store := featurestore.NewRedis(client)
+	t.Cleanup(func() { store.Close() })
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	return store, rdb
+}
+
+// commitSuppress commits a SUPPRESS of an overdue invoice for cust and returns its decision id.
+func commitSuppress(t *testing.T, store *featurestore.Redis, cust, event string, now time.Time) string {
+	t.Helper()
+	id := featurestore.NewDecisionID(cust, now)
+	rec, err := proto.Marshal(&arbiterv1.DecisionRecord{DecisionId: id, CustomerId: cust})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Commit(t.Context(), &featurestore.Commit{CustomerID: cust, EventID: event, DecisionID: id, Now: now, Record: rec,
+		Summary: decision.DecisionSummary{DecisionID: id, EventID: event, EventType: decision.EventInvoiceOverdue,
+			Action: decision.ActionSuppress, DecidedAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
