@@ -83,8 +83,9 @@ func (p *Policy) LintFindings() []BundleError {
 				continue
 			}
 			rules := armRules(a)
+			never := neverWins(a.byEvent, rules, always, covered)
 			for _, r := range rules {
-				shadow, ok := neverWins(a.byEvent, []*rule{r}, always, covered)[r]
+				shadow, ok := never[r]
 				if !ok {
 					continue
 				}
@@ -150,8 +151,8 @@ func armRules(a *arm) []*rule {
 }
 
 // alwaysMatching returns the rules, the bundle's and the experiment arms' replacements, whose
-// condition is always true: no `when`, or a `when` that constant folding reduces to true. Lint compiles the conditions again to fold them;
-// evaluation never does.
+// condition is always true: no `when`, or a `when` that constant folding reduces to true.
+// Lint compiles the conditions again to fold them; evaluation never does.
 func (p *Policy) alwaysMatching() map[*rule]bool {
 	rules := slices.Clone(p.rules)
 	for _, e := range p.experiments {

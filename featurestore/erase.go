@@ -143,9 +143,9 @@ func checkErasure(e *Erasure) error {
 // It reads first (the state and, by SCAN on the customer's node, the event keys), then
 // deletes in one MULTI/EXEC, which also notes the erased decision ids in the bucket's erased
 // set for the retention, so that the audit exporter counts their records as Erased, not
-// Expired. A feature written in between survives: it came after the
-// erasure. SCAN walks the node's whole keyspace, so an erasure costs time in proportion to
-// the keys of the node, not of the customer.
+// Expired. A feature written in between survives: it came after the erasure. SCAN walks the
+// node's whole keyspace, so an erasure costs time in proportion to the keys of the node, not
+// of the customer.
 func (r *Redis) EraseCustomer(ctx context.Context, e *Erasure) error {
 	if err := checkErasure(e); err != nil {
 		return err
